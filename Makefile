@@ -1,0 +1,104 @@
+# Fine-tune extractive question-answering models on Google Natural Questions and SQuAD 2.0.
+#
+#   make demo                      # the whole pipeline offline on CPU, in a few minutes
+#   make data                      # NQ: 1/10 of train + all of dev, converted to SQuAD 2.0 JSON
+#   make train                     # the guide's hyperparameters, every visible GPU
+#   make train EPOCHS=2 LR=5e-5 DETACH=1
+#   make resume CKPT=checkpoint-1500
+#   make eval
+#
+# Every variable below can be overridden on the command line: `make train MODEL=albert-base-v2`.
+
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# ---------------------------------------------------------------------------------------------
+# Variables: each maps to exactly one flag. Defaults follow the guide.
+# ---------------------------------------------------------------------------------------------
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+DATASET ?= nq
+DATA_DIR ?= data
+NQ_TRAIN_SHARDS ?= 0-4
+NQ_DEV_SHARDS ?= all
+NQ_BASE_URL ?= https://storage.googleapis.com/natural_questions/v1.0
+SQUAD_BASE_URL ?= https://rajpurkar.github.io/SQuAD-explorer/dataset
+WORKERS ?= 4
+
+ifeq ($(DATASET),nq)
+TRAIN_FILE ?= $(DATA_DIR)/nq/nq_train.json
+PREDICT_FILE ?= $(DATA_DIR)/nq/nq_dev.json
+else ifeq ($(DATASET),squad)
+TRAIN_FILE ?= $(DATA_DIR)/squad/train-v2.0.json
+PREDICT_FILE ?= $(DATA_DIR)/squad/dev-v2.0.json
+else
+$(error DATASET must be nq or squad, got '$(DATASET)')
+endif
+
+# ---------------------------------------------------------------------------------------------
+.PHONY: help
+## help: list the targets and the variables that change them (the default goal)
+help:
+	@echo "Targets:"
+	@awk '/^## /{sub(/^## /,""); split($$0,a,": "); printf "  %-14s %s\n", a[1], substr($$0, length(a[1])+3)}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables (current value; override as VAR=value, e.g. make train EPOCHS=2 DETACH=1):"
+	@awk -F' [?]= ' '/^[A-Z_0-9]+ [?]= /{print $$1}' $(MAKEFILE_LIST) | sort -u | \
+	  while read -r v; do printf "  %-18s %s\n" "$$v" "$$($(MAKE) -s --no-print-directory print-$$v)"; done
+
+.PHONY: print-%
+print-%:
+	@echo '$($*)'
+
+# ---------------------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------------------
+.PHONY: setup
+## setup: create .venv from the pinned requirements (once; redone when they change)
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip
+	$(VENV)/bin/pip install -r requirements-dev.txt
+	touch $@
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+.PHONY: data data-nq data-squad
+## data: download and convert DATASET (nq|squad); NQ_TRAIN_SHARDS=0-4 (default, the guide's 1/10) or all
+data: data-$(DATASET)
+
+data-nq: $(STAMP)
+	$(PY) scripts/download_nq.py --split train --shards $(NQ_TRAIN_SHARDS) --out $(DATA_DIR)/nq/raw --base-url $(NQ_BASE_URL) --workers $(WORKERS)
+	$(PY) scripts/download_nq.py --split dev --shards $(NQ_DEV_SHARDS) --out $(DATA_DIR)/nq/raw --base-url $(NQ_BASE_URL) --workers $(WORKERS)
+	$(MAKE) --no-print-directory $(DATA_DIR)/nq/nq_train.json $(DATA_DIR)/nq/nq_dev.json
+
+# Second-level make: the shard list is read after the downloads, so conversion reruns only when a shard is newer.
+$(DATA_DIR)/nq/nq_train.json: $(wildcard $(DATA_DIR)/nq/raw/train/nq-train-*.jsonl.gz)
+	$(PY) scripts/nq_to_squad.py $^ --output $@ --workers $(WORKERS) --stats-json $@.stats.json
+
+$(DATA_DIR)/nq/nq_dev.json: $(wildcard $(DATA_DIR)/nq/raw/dev/nq-dev-*.jsonl.gz)
+	$(PY) scripts/nq_to_squad.py $^ --output $@ --workers $(WORKERS) --stats-json $@.stats.json
+
+data-squad: $(STAMP)
+	$(PY) scripts/download_nq.py --squad --out $(DATA_DIR)/squad --squad-base-url $(SQUAD_BASE_URL)
+
+# ---------------------------------------------------------------------------------------------
+# Tests and benchmarks
+# ---------------------------------------------------------------------------------------------
+.PHONY: test bench
+## test: the test suite (what CI runs); installs what it needs first
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## bench: throughput and memory benchmarks; tables printed, JSON in benchmarks/results/
+bench: $(STAMP)
+	mkdir -p benchmarks/results
+	for bench in benchmarks/bench_*.py; do echo "== $$bench"; $(PY) $$bench --out benchmarks/results; done
