@@ -1,0 +1,142 @@
+"""Where a run reports: train.log, metrics.jsonl, tensorboard event files and wandb.
+
+    log = RunLogger("outputs/run", report_to=["tensorboard", "wandb"], wandb_project="nq", config=vars(args))
+    log.info("epoch 1 of 7")
+    log.log(step=100, metrics={"train/loss": 2.31, "train/learning_rate": 2.9e-5})
+    log.close()
+
+Only rank 0 writes anything; on other ranks every method is a no-op, so the training loop
+never needs an `if rank == 0` around a log call. `metrics.jsonl` (one JSON object a line,
+with "step" and "time") is the plain record that `make status` and `make report` read:
+it needs neither tensorboard nor wandb to be read back.
+"""
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+
+from qa.storage import atomic_write
+
+REPORT_CHOICES = ("tensorboard", "wandb", "none")
+
+# Config keys whose values never leave the machine (wandb config, args.json is local only).
+_SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_?key|credential|auth)", re.IGNORECASE)
+
+
+def without_secrets(config):
+    """A copy of `config` with secret-looking keys dropped (hub tokens, API keys)."""
+    return {k: v for k, v in dict(config).items() if not _SECRET_KEY.search(str(k))}
+
+
+class RunLogger:
+    def __init__(self, output_dir, report_to=("tensorboard",), wandb_project=None, config=None, rank=0, run_name=None):
+        self.rank = rank
+        self.output_dir = output_dir
+        self.report_to = [r for r in (report_to or ()) if r != "none"]
+        unknown = set(self.report_to) - set(REPORT_CHOICES)
+        if unknown:
+            raise ValueError(f"--report_to: unknown value(s) {sorted(unknown)}; choose from {REPORT_CHOICES}")
+        self.logger = logging.getLogger(f"qa.run.{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self.tb_writer = None
+        self.wandb_run = None
+        if rank != 0:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+        for handler in (logging.FileHandler(os.path.join(output_dir, "train.log")), logging.StreamHandler(sys.stderr)):
+            handler.setFormatter(formatter)
+            self.logger.addHandler(handler)
+        self._metrics_file = open(os.path.join(output_dir, "metrics.jsonl"), "a", encoding="utf-8")
+        if "tensorboard" in self.report_to:
+            from tensorboardX import SummaryWriter
+
+            self.tb_writer = SummaryWriter(logdir=os.path.join(output_dir, "runs"))
+        if "wandb" in self.report_to:
+            self.wandb_run = self._start_wandb(wandb_project, without_secrets(config or {}), run_name)
+
+    def _start_wandb(self, project, config, run_name):
+        import wandb
+
+        # One wandb run per output folder: a resumed training continues the same run.
+        id_file = os.path.join(self.output_dir, "wandb_run_id.txt")
+        if os.path.exists(id_file):
+            with open(id_file, encoding="utf-8") as f:
+                run_id = f.read().strip()
+        else:
+            run_id = uuid.uuid4().hex[:8]
+            with atomic_write(id_file, "w", encoding="utf-8") as f:
+                f.write(run_id)
+        return wandb.init(
+            project=project or os.environ.get("WANDB_PROJECT") or "qa-finetune",
+            name=run_name,
+            id=run_id,
+            resume="allow",
+            dir=self.output_dir,
+            config=config,
+        )
+
+    def info(self, message):
+        if self.rank == 0:
+            self.logger.info(message)
+
+    def log(self, step, metrics):
+        """Record scalar metrics at a global step (every sink that was asked for)."""
+        if self.rank != 0:
+            return
+        scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self._metrics_file.write(json.dumps({"step": int(step), "time": time.time(), **scalars}) + "\n")
+        self._metrics_file.flush()
+        if self.tb_writer is not None:
+            for name, value in scalars.items():
+                self.tb_writer.add_scalar(name, value, int(step))
+            self.tb_writer.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(scalars, step=int(step))
+
+    def close(self):
+        if self.rank != 0:
+            return
+        self._metrics_file.close()
+        if self.tb_writer is not None:
+            self.tb_writer.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+        for handler in list(self.logger.handlers):
+            handler.close()
+            self.logger.removeHandler(handler)
+
+
+def progress(total, initial=0, desc="train", disable=False):
+    """A tqdm bar with throughput and ETA (bars on a terminal, sparse lines in a log file)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="step",
+        disable=disable,
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    )
+
+
+def read_metrics(output_dir):
+    """The records of metrics.jsonl, in order (an unfinished last line from a crash is ignored)."""
+    path = os.path.join(output_dir, "metrics.jsonl")
+    records = []
+    if not os.path.exists(path):
+        return records
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
