@@ -23,9 +23,8 @@ METRICS = (
 
 
 def _format(value):
-    if isinstance(value, float):
-        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:.4g}"
-    return str(value)
+    # 6 significant digits: 3e-05 stays 3e-05, 64.5378 stays 64.5378.
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def render_model_card(args, eval_results=None, best=None):

@@ -18,7 +18,7 @@ def test_card_contents(tmp_path):
     assert text == render_model_card(ARGS, RESULTS, {"checkpoint": "checkpoint-1500", "step": 1500,
                                                      "metric": "f1", "value": 66.0})
     assert "`albert-xlarge-v2`" in text and "data/nq/nq_train.json" in text and "data/nq/nq_dev.json" in text
-    assert "| learning_rate | 0.00003 |" in text and "| doc_stride | 128 |" in text
+    assert "| learning_rate | 3e-05 |" in text and "| doc_stride | 128 |" in text
     assert "| HasAns_f1 | 70.125 |" in text and "| total | 800 |" in text
     assert "Tuned null threshold: -1.25" in text and "checkpoint-1500" in text
     assert "secret" not in text  # only the listed hyperparameters are written
@@ -27,4 +27,4 @@ def test_card_contents(tmp_path):
 
 def test_card_without_evaluation():
     text = render_model_card(ARGS)
-    assert "Evaluation" not in text and "Tuned null threshold" not in text and "albert-xlarge-v2" in text
+    assert "## Evaluation" not in text and "Tuned null threshold" not in text and "albert-xlarge-v2" in text
