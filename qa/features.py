@@ -1,0 +1,582 @@
+"""SQuAD examples -> model windows and labels, with fast tokenizers, in bounded memory, cached safely.
+
+    python -m qa.features data/squad/dev-v2.0.json --tokenizer outputs/demo/tiny-albert
+    python -m qa.features data/squad/train-v2.0.json --tokenizer albert-xlarge-v2 --training --threads 4
+    python -m qa.features data/nq/nq_dev.json --tokenizer DIR --max_seq_length 512 --doc_stride 128 \
+        --max_query_length 64 --cache_dir /mnt/cache
+
+Each run prints one JSON line: examples, features, seconds, peak memory (MB), and the cache folder.
+
+In code:
+
+    features = load_or_build_features("dev.json", examples, tokenizer, FeatureParams(), training=False)
+    batch = features.batch([0, 1, 2])          # dict of numpy arrays, trimmed to the longest window
+
+Every parameter keeps the meaning it had in the legacy converter (HuggingFace
+`squad_convert_examples_to_features`, google-research/bert `run_squad.py`):
+- `max_seq_length`: tokens per window, special tokens included.
+- `doc_stride`: the step between window starts (NOT the overlap, which is what the tokenizers'
+  `stride` argument means). Windows start at 0, doc_stride, 2*doc_stride, ... and stop at the
+  first one that reaches the end of the context.
+- `max_query_length`: questions are cut to that many tokens.
+- token-is-max-context: a context token seen by several windows counts only in the window where
+  it has the most context on both sides (score = min(left, right) + 0.01 * window length).
+- a window that does not contain the whole answer (or an unanswerable question) is labelled with
+  the CLS index.
+
+What differs from the legacy converter is how: each distinct context is tokenised once (with
+character offsets) instead of word by word per question, questions are tokenised in batches, and
+windows are assembled with numpy; chunks of examples go straight to disk, so memory does not grow
+with the data. The legacy converter made about 190 features/s per core on SQuAD; see
+`benchmarks/bench_features.py` for this one.
+"""
+
+import argparse
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from qa import storage
+
+# Bump whenever the meaning or layout of the cached arrays changes: old caches then stop matching.
+CODE_VERSION = "features-1"
+# Examples per chunk: a chunk's arrays (about 5 KB per 384-token window, 1-3 windows an example
+# on SQuAD) are what the build holds in memory, so 2,000 examples stay around 10-30 MB.
+CHUNK_EXAMPLES = 2000
+# Test hook: seconds to sleep after each chunk is written, so a test can kill a build half-way.
+SLEEP_ENV = "QA_FEATURES_TEST_SLEEP_AFTER_CHUNK"
+COMPLETE = "COMPLETE"
+# Tokenizer files whose bytes go into the cache key when the tokenizer was loaded from a folder.
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+)
+
+# name -> (dtype, per-feature shape as a function of max_seq_length); the order is the file layout.
+ARRAY_SPECS = {
+    "input_ids": (np.int32, lambda L: (L,)),
+    "token_type_ids": (np.int8, lambda L: (L,)),
+    "lengths": (np.int32, lambda L: ()),
+    "example_index": (np.int32, lambda L: ()),
+    "cls_index": (np.int32, lambda L: ()),
+    "offsets": (np.int32, lambda L: (L, 2)),
+    "token_is_max_context": (np.bool_, lambda L: (L,)),
+    "start_positions": (np.int32, lambda L: ()),
+    "end_positions": (np.int32, lambda L: ()),
+}
+LABEL_ARRAYS = ("start_positions", "end_positions")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureParams:
+    max_seq_length: int = 384  # tokens per window, special tokens included
+    doc_stride: int = 128  # legacy meaning: step between window starts (NOT the overlap)
+    max_query_length: int = 64  # questions are cut to this many tokens
+
+    def check(self, num_special_tokens):
+        """Raise ValueError saying what to change when no context token would fit in a window."""
+        for name in ("max_seq_length", "doc_stride", "max_query_length"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.max_seq_length - self.max_query_length - num_special_tokens < 1:
+            raise ValueError(
+                f"max_seq_length {self.max_seq_length} leaves no room for the context after a question of "
+                f"max_query_length {self.max_query_length} and {num_special_tokens} special tokens: "
+                f"raise --max_seq_length or lower --max_query_length"
+            )
+
+
+@dataclasses.dataclass
+class Features:
+    """N windows as numpy arrays (memory-mapped when loaded from the cache).
+
+    offsets are character offsets in the example's context for context tokens, -1 elsewhere;
+    start/end_positions are None unless built for training."""
+
+    input_ids: np.ndarray  # int32 [N, max_seq_length], padded with the tokenizer's pad id
+    token_type_ids: np.ndarray  # int8 [N, max_seq_length]
+    lengths: np.ndarray  # int32 [N] real tokens; attention mask = arange < length
+    example_index: np.ndarray  # int32 [N] index into the examples list
+    cls_index: np.ndarray  # int32 [N]
+    offsets: np.ndarray  # int32 [N, max_seq_length, 2]
+    token_is_max_context: np.ndarray  # bool [N, max_seq_length]
+    start_positions: np.ndarray | None = None  # int32 [N], training only
+    end_positions: np.ndarray | None = None
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def batch(self, indices, pad_to_max_length=False):
+        """Model inputs for the windows at `indices`, trimmed to the longest one unless pad_to_max_length."""
+        indices = np.asarray(indices, dtype=np.int64)
+        lengths = np.asarray(self.lengths[indices])
+        width = self.input_ids.shape[1] if pad_to_max_length else max(int(lengths.max(initial=0)), 1)
+        batch = {
+            "input_ids": np.asarray(self.input_ids[indices, :width], dtype=np.int64),
+            "token_type_ids": np.asarray(self.token_type_ids[indices, :width], dtype=np.int64),
+            "attention_mask": (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64),
+        }
+        if self.start_positions is not None:
+            batch["start_positions"] = np.asarray(self.start_positions[indices], dtype=np.int64)
+            batch["end_positions"] = np.asarray(self.end_positions[indices], dtype=np.int64)
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure pieces: windows, max-context flags, answer labels
+# ---------------------------------------------------------------------------------------------
+def window_spans(num_tokens, max_tokens_for_doc, doc_stride):
+    """(start, length) of each window over `num_tokens` context tokens, exactly the legacy loop.
+
+    An empty context still gets one empty window, so every example has a prediction."""
+    spans = []
+    start = 0
+    while start < num_tokens:
+        length = min(num_tokens - start, max_tokens_for_doc)
+        spans.append((start, length))
+        if start + length == num_tokens:
+            break
+        start += min(length, doc_stride)
+    return spans or [(0, 0)]
+
+
+def max_context_flags(spans, num_tokens):
+    """For each span, a bool array over its tokens: is this the span where the token has most context?
+
+    Legacy `_new_check_is_max_context`: score = min(left, right) + 0.01 * length, the first span
+    with the best score wins."""
+    if len(spans) == 1:
+        return [np.ones(spans[0][1], dtype=bool)]
+    starts = np.array([s for s, _ in spans], dtype=np.int64)[:, None]
+    lengths = np.array([n for _, n in spans], dtype=np.int64)[:, None]
+    position = np.arange(num_tokens, dtype=np.int64)[None, :]
+    ends = starts + lengths - 1
+    score = np.minimum(position - starts, ends - position) + 0.01 * lengths
+    score = np.where((position >= starts) & (position <= ends), score, -np.inf)
+    best = np.argmax(score, axis=0)  # first maximum, as the legacy strict '>' comparison
+    return [best[start:start + length] == k for k, (start, length) in enumerate(spans)]
+
+
+def answer_token_span(token_offsets, answer_start, answer_end):
+    """First and last context token covering the answer characters [answer_start, answer_end), or None.
+
+    Start = first token ending after answer_start; end = last token starting before answer_end."""
+    if len(token_offsets) == 0 or answer_end <= answer_start:
+        return None
+    first = int(np.searchsorted(token_offsets[:, 1], answer_start, side="right"))
+    last = int(np.searchsorted(token_offsets[:, 0], answer_end, side="left")) - 1
+    if first >= len(token_offsets) or last < first:
+        return None
+    return first, last
+
+
+# ---------------------------------------------------------------------------------------------
+# The tokenizer side: a private copy of the Rust tokenizer and the special-token template
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Template:
+    """Where question (A) and context (B) go among the special tokens, from one encoded pair."""
+
+    head_ids: tuple  # specials before the question
+    head_types: tuple
+    question_type: int
+    middle_ids: tuple  # specials between question and context
+    middle_types: tuple
+    context_type: int
+    tail_ids: tuple  # specials after the context
+    tail_types: tuple
+    cls_id: int | None
+
+    @property
+    def num_special(self):
+        return len(self.head_ids) + len(self.middle_ids) + len(self.tail_ids)
+
+
+def _backend(tokenizer):
+    """An independent copy of the Rust tokenizer with no truncation or padding configured."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TypeError(
+            f"{type(tokenizer).__name__} has no fast (Rust) tokenizer: load it with "
+            f"AutoTokenizer.from_pretrained(...) so that it has a tokenizer.json"
+        )
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy
+
+
+def _template(backend, tokenizer):
+    """Read the pair template (e.g. [CLS] A [SEP] B [SEP]) from one pair of known lengths."""
+    question = backend.encode("a b", add_special_tokens=False)  # lengths differ, so A and B are told apart
+    context = backend.encode("a b c d e", add_special_tokens=False)
+    pair = backend.post_process(question, context, add_special_tokens=True)
+    parts = []  # runs of ("S", [ids], [types]) and ("T", length, type)
+    for token_id, type_id, special in zip(pair.ids, pair.type_ids, pair.special_tokens_mask):
+        kind = "S" if special else "T"
+        if parts and parts[-1][0] == kind:
+            parts[-1][1].append(token_id)
+            parts[-1][2].append(type_id)
+        else:
+            parts.append((kind, [token_id], [type_id]))
+    texts = [p for p in parts if p[0] == "T"]
+    if [len(p[1]) for p in texts] != [len(question.ids), len(context.ids)]:
+        raise NotImplementedError(f"{type(tokenizer).__name__}: pair template not of the form [specials] A [specials] B [specials]")
+    segments = []  # head, middle, tail specials
+    current = ([], [])
+    for kind, ids, types in parts:
+        if kind == "S":
+            current[0].extend(ids)
+            current[1].extend(types)
+        else:
+            segments.append(current)
+            current = ([], [])
+    segments.append(current)
+    (head, middle, tail) = segments
+    return _Template(
+        tuple(head[0]), tuple(head[1]), texts[0][2][0], tuple(middle[0]), tuple(middle[1]), texts[1][2][0],
+        tuple(tail[0]), tuple(tail[1]), getattr(tokenizer, "cls_token_id", None),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One chunk of examples -> arrays
+# ---------------------------------------------------------------------------------------------
+def _build_chunk(examples, first_index, backend, template, params, training, pad_id):
+    """Features of examples[...] (whose global index starts at first_index) as a dict of arrays."""
+    L = params.max_seq_length
+    # Every distinct context once (contexts of one paragraph are the same string), then all questions.
+    context_slot = {}
+    for example in examples:
+        context_slot.setdefault(example.context, len(context_slot))
+    contexts = list(context_slot)
+    context_encodings = backend.encode_batch(contexts, add_special_tokens=False)
+    context_ids = [np.array(e.ids, dtype=np.int32) for e in context_encodings]
+    context_offsets = [np.array(e.offsets, dtype=np.int32).reshape(-1, 2) for e in context_encodings]
+    del context_encodings
+    question_ids = [
+        np.array(e.ids[: params.max_query_length], dtype=np.int32)
+        for e in backend.encode_batch_fast([ex.question for ex in examples], add_special_tokens=False)
+    ]
+
+    # Windows of every example first, so the chunk's arrays are allocated once.
+    plans = []
+    for example, question in zip(examples, question_ids):
+        slot = context_slot[example.context]
+        max_tokens_for_doc = L - len(question) - template.num_special
+        spans = window_spans(len(context_ids[slot]), max_tokens_for_doc, params.doc_stride)
+        plans.append((slot, spans))
+    n = sum(len(spans) for _, spans in plans)
+    out = {
+        "input_ids": np.full((n, L), pad_id, dtype=np.int32),
+        "token_type_ids": np.zeros((n, L), dtype=np.int8),
+        "lengths": np.zeros(n, dtype=np.int32),
+        "example_index": np.zeros(n, dtype=np.int32),
+        "cls_index": np.zeros(n, dtype=np.int32),
+        "offsets": np.full((n, L, 2), -1, dtype=np.int32),
+        "token_is_max_context": np.zeros((n, L), dtype=bool),
+    }
+    if training:
+        out["start_positions"] = np.zeros(n, dtype=np.int32)
+        out["end_positions"] = np.zeros(n, dtype=np.int32)
+
+    t = template
+    row = 0
+    for local_index, (example, question, (slot, spans)) in enumerate(zip(examples, question_ids, plans)):
+        ids, offsets = context_ids[slot], context_offsets[slot]
+        head_ids = np.concatenate([t.head_ids, question, t.middle_ids]).astype(np.int32)
+        head_types = np.array(
+            list(t.head_types) + [t.question_type] * len(question) + list(t.middle_types), dtype=np.int8
+        )
+        head = len(head_ids)
+        cls_index = t.head_ids.index(t.cls_id) if t.cls_id in t.head_ids else 0
+        answer = None
+        if training and not example.is_impossible and example.answers:
+            gold = example.answers[0]
+            answer = answer_token_span(offsets, gold.start, gold.start + len(gold.text))
+        flags = max_context_flags(spans, len(ids))
+        for (start, length), flag in zip(spans, flags):
+            end = head + length
+            total = end + len(t.tail_ids)
+            out["input_ids"][row, :head] = head_ids
+            out["input_ids"][row, head:end] = ids[start:start + length]
+            out["input_ids"][row, end:total] = t.tail_ids
+            out["token_type_ids"][row, :head] = head_types
+            out["token_type_ids"][row, head:end] = t.context_type
+            out["token_type_ids"][row, end:total] = t.tail_types
+            out["offsets"][row, head:end] = offsets[start:start + length]
+            out["token_is_max_context"][row, head:end] = flag
+            if t.cls_id is not None and t.cls_id in t.tail_ids:  # XLNet-style: CLS at the end
+                cls_index = end + t.tail_ids.index(t.cls_id)
+            out["lengths"][row] = total
+            out["example_index"][row] = first_index + local_index
+            out["cls_index"][row] = cls_index
+            if training:
+                if answer is not None and start <= answer[0] and answer[1] < start + length:
+                    out["start_positions"][row] = head + answer[0] - start
+                    out["end_positions"][row] = head + answer[1] - start
+                else:
+                    out["start_positions"][row] = out["end_positions"][row] = cls_index
+            row += 1
+    return out
+
+
+def _chunks(examples, tokenizer, params, training, threads, chunk_examples):
+    """Yield each chunk's arrays in order; at most 2 * threads chunks are in flight at once."""
+    backend = _backend(tokenizer)
+    template = _template(backend, tokenizer)
+    params.check(template.num_special)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    starts = range(0, len(examples), chunk_examples)
+
+    def work(first):
+        return _build_chunk(examples[first:first + chunk_examples], first, backend, template, params, training, pad_id)
+
+    if threads <= 1:
+        for first in starts:
+            yield work(first)
+        return
+    # The Rust tokenizer releases the GIL, so threads over chunks run the tokenisation in parallel.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = collections.deque()
+        for first in starts:
+            pending.append(pool.submit(work, first))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _empty(params, training):
+    return {
+        name: np.zeros((0, *shape(params.max_seq_length)), dtype=dtype)
+        for name, (dtype, shape) in ARRAY_SPECS.items()
+        if training or name not in LABEL_ARRAYS
+    }
+
+
+def build_features(examples, tokenizer, params, training, threads=1, chunk_examples=CHUNK_EXAMPLES):
+    """All windows of `examples`, in memory (use load_or_build_features for big data)."""
+    parts = list(_chunks(examples, tokenizer, params, training, threads, chunk_examples))
+    parts = parts or [_empty(params, training)]
+    return Features(**{name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache: keyed by content, written to a temp folder, COMPLETE marker last, renamed atomically
+# ---------------------------------------------------------------------------------------------
+def file_sha256(path):
+    """sha256 of the file's bytes (local path or s3:// URI)."""
+    digest = hashlib.sha256()
+    with contextlib.closing(storage.open_raw(path)) as raw:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenizer_sha256(tokenizer):
+    """sha256 of the tokenizer's files (when loaded from a folder) and of its Rust definition."""
+    digest = hashlib.sha256()
+    folder = getattr(tokenizer, "name_or_path", "") or ""
+    if os.path.isdir(folder):
+        for name in TOKENIZER_FILES:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                digest.update(name.encode() + b"\0")
+                with open(path, "rb") as f:
+                    digest.update(hashlib.sha256(f.read()).digest())
+    digest.update(_backend(tokenizer).to_str().encode())
+    digest.update(repr((tokenizer.pad_token_id, getattr(tokenizer, "cls_token_id", None))).encode())
+    return digest.hexdigest()
+
+
+def cache_key(data_file, tokenizer, params, training):
+    """Hex key of everything the features depend on: data bytes, tokenizer, parameters, training, code."""
+    described = {
+        "code_version": CODE_VERSION,
+        "data_sha256": file_sha256(data_file),
+        "tokenizer_sha256": tokenizer_sha256(tokenizer),
+        "params": dataclasses.asdict(params),
+        "training": bool(training),
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def default_cache_dir(data_file):
+    """`<folder of the data file>/.features_cache` (the current folder for s3:// data)."""
+    if storage.is_s3(data_file):
+        return os.path.join(os.getcwd(), ".features_cache")
+    return os.path.join(os.path.dirname(os.path.abspath(data_file)), ".features_cache")
+
+
+def load_features(folder):
+    """Memory-map a complete cache folder; raises FileNotFoundError when it is not complete."""
+    with open(os.path.join(folder, COMPLETE), encoding="utf-8") as f:
+        meta = json.load(f)
+    arrays = {}
+    for name, spec in meta["arrays"].items():
+        shape = tuple(spec["shape"])
+        path = os.path.join(folder, f"{name}.bin")
+        if shape[0] == 0:  # np.memmap cannot map an empty file
+            arrays[name] = np.zeros(shape, dtype=spec["dtype"])
+        else:
+            arrays[name] = np.memmap(path, dtype=spec["dtype"], mode="r", shape=shape)
+    return Features(**arrays)
+
+
+def _remove_abandoned(cache_dir, final_name):
+    """Delete temp folders of this key left by builds whose process is gone (killed, crashed)."""
+    prefix = final_name + ".tmp-"
+    for name in os.listdir(cache_dir):
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
+def _write_cache(final, examples, tokenizer, params, training, threads, chunk_examples, log):
+    """Build chunk by chunk into a temp folder beside `final`, mark it COMPLETE, rename it."""
+    cache_dir, final_name = os.path.split(final)
+    _remove_abandoned(cache_dir, final_name)
+    tmp = tempfile.mkdtemp(prefix=f"{final_name}.tmp-{os.getpid()}-", dir=cache_dir)
+    started = time.time()
+    sleep = float(os.environ.get(SLEEP_ENV, "0") or 0)
+    names = [n for n in ARRAY_SPECS if training or n not in LABEL_ARRAYS]
+    rows = 0
+    try:
+        files = {name: open(os.path.join(tmp, f"{name}.bin"), "wb") for name in names}
+        try:
+            for chunk in _chunks(examples, tokenizer, params, training, threads, chunk_examples):
+                for name in names:
+                    files[name].write(np.ascontiguousarray(chunk[name]).tobytes())
+                rows += len(chunk["lengths"])
+                if sleep:
+                    time.sleep(sleep)
+            for handle in files.values():
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            for handle in files.values():
+                handle.close()
+        meta = {
+            "code_version": CODE_VERSION,
+            "examples": len(examples),
+            "features": rows,
+            "params": dataclasses.asdict(params),
+            "training": bool(training),
+            "seconds": round(time.time() - started, 3),
+            "arrays": {
+                name: {"dtype": np.dtype(ARRAY_SPECS[name][0]).str, "shape": [rows, *ARRAY_SPECS[name][1](params.max_seq_length)]}
+                for name in names
+            },
+        }
+        with storage.atomic_write(os.path.join(tmp, COMPLETE), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not os.path.exists(os.path.join(final, COMPLETE)):
+                raise
+            log(f"features: another process finished {final} first; using it")
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def load_or_build_features(data_file, examples, tokenizer, params, training, cache_dir=None, threads=1,
+                           overwrite_cache=False, log=print, chunk_examples=CHUNK_EXAMPLES):
+    """Features of `examples` (read from `data_file`), from the cache when it matches, else built into it.
+
+    The cache folder is `cache_dir/features-<cache_key>/`; it is only read when its COMPLETE marker
+    exists, and only written through a temp folder renamed at the end."""
+    cache_dir = cache_dir or default_cache_dir(data_file)
+    os.makedirs(cache_dir, exist_ok=True)
+    final = os.path.join(cache_dir, f"features-{cache_key(data_file, tokenizer, params, training)}")
+    complete = os.path.join(final, COMPLETE)
+    if os.path.exists(complete) and not overwrite_cache:
+        with open(complete, encoding="utf-8") as f:
+            meta = json.load(f)
+        if meta["examples"] == len(examples):
+            log(f"features: using cache {final} ({meta['features']} features of {meta['examples']} examples)")
+            return load_features(final)
+        log(f"features: cache {final} has {meta['examples']} examples, not {len(examples)}: rebuilding")
+    if os.path.exists(final):
+        # Replaced by moving aside first, so a reader never sees a folder without its marker being final.
+        doomed = f"{final}.old-{os.getpid()}"
+        os.rename(final, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+    log(f"features: building {len(examples)} examples of {data_file} into {final}")
+    meta = _write_cache(final, examples, tokenizer, params, training, threads, chunk_examples, log)
+    log(f"features: built {meta['features']} features in {meta['seconds']} s")
+    return load_features(final)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", help="SQuAD-format JSON file")
+    parser.add_argument("--tokenizer", required=True, help="tokenizer folder or hub name (AutoTokenizer)")
+    parser.add_argument("--max_seq_length", type=int, default=FeatureParams.max_seq_length)
+    parser.add_argument("--doc_stride", type=int, default=FeatureParams.doc_stride, help="step between window starts")
+    parser.add_argument("--max_query_length", type=int, default=FeatureParams.max_query_length)
+    parser.add_argument("--training", action="store_true", help="add start/end labels (training features)")
+    parser.add_argument("--threads", type=int, default=1, help="threads over chunks of examples")
+    parser.add_argument("--cache_dir", default=None, help="default: .features_cache beside the data file")
+    parser.add_argument("--overwrite_cache", action="store_true", help="rebuild even when a matching cache exists")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if not storage.is_s3(args.data) and not os.path.exists(args.data):
+        parser.error(f"{args.data}: no such file (run `make data` first)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from transformers import AutoTokenizer
+
+    from qa.squad_io import read_squad
+
+    params = FeatureParams(args.max_seq_length, args.doc_stride, args.max_query_length)
+    started = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    examples = read_squad(args.data)
+    try:
+        features = load_or_build_features(
+            args.data, examples, tokenizer, params, args.training, cache_dir=args.cache_dir,
+            threads=args.threads, overwrite_cache=args.overwrite_cache, log=lambda m: print(m, file=sys.stderr),
+        )
+    except ValueError as exc:
+        raise SystemExit(f"{args.data}: {exc}") from exc
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({
+        "examples": len(examples), "features": len(features), "seconds": round(time.time() - started, 3),
+        "peak_memory_mb": round(peak_mb, 1),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
