@@ -2,6 +2,7 @@
 
 import argparse
 import ast
+import difflib
 import pathlib
 import py_compile
 import subprocess
@@ -53,12 +54,13 @@ def test_patch_compiles_keeps_backup_and_is_idempotent(legacy):
         return sum(line.strip() == "model.to(args.device)" for line in text.splitlines())
 
     assert moves(patched) == moves(FIXTURE.read_text()) == 3
-    # Only lines were added: removing them gives the original back.
-    added = {"import wandb", "if args.local_rank in [-1, 0]:", 'wandb.init(project="my-proj", sync_tensorboard=True)',
-             "wandb.config.update(args)", 'wandb.watch(model, log="all")'}
-    original_lines = FIXTURE.read_text().splitlines()
-    kept = [line for line in patched.splitlines() if line.strip() not in added or line in original_lines]
-    assert kept == original_lines
+    # Only lines were added, and only these.
+    original_lines, patched_lines = FIXTURE.read_text().splitlines(), patched.splitlines()
+    opcodes = difflib.SequenceMatcher(None, original_lines, patched_lines, autojunk=False).get_opcodes()
+    assert {tag for tag, *_ in opcodes} == {"equal", "insert"}
+    inserted = [line.strip() for tag, _, _, j1, j2 in opcodes if tag == "insert" for line in patched_lines[j1:j2]]
+    assert inserted == ["import wandb", "if args.local_rank in [-1, 0]:", 'wandb.init(project="my-proj", sync_tensorboard=True)',
+                        "wandb.config.update(args)", "if args.local_rank in [-1, 0]:", 'wandb.watch(model, log="all")']
 
     again = run(legacy, "--project", "my-proj")
     assert again.returncode == 0
