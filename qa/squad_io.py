@@ -1,13 +1,37 @@
-"""Read SQuAD 1.1/2.0 data: nested JSON (data/paragraphs/qas) or JSON Lines, one question a line.
+"""Read, validate and write SQuAD data: nested JSON (data/paragraphs/qas) or JSON Lines.
 
-    examples = read_squad("data/nq/nq_dev.json")
+    from qa.squad_io import read_squad, write_squad
+    examples = read_squad("data/nq/nq_dev.json")                 # SQuAD 1.1 / 2.0 nested JSON
+    examples = read_squad("data/squad/dev.jsonl")                # one question a line
+    stats = {}
+    examples = read_squad("data/nq/nq_train.json", skip_bad=True, stats=stats)
+    print(stats)    # {'format': 'squad-json', 'questions': ..., 'examples': ..., 'skipped': ..., ...}
+    write_squad(examples, "out/dev-subset.json")                 # atomic; .jsonl writes JSON Lines
 
-Each question becomes one `SquadExample`; contexts are shared objects, so a paragraph with
-many questions is stored (and tokenised by qa.features) once.
+The format is detected from the content (gzip too, and s3:// paths, through qa.storage):
+- nested: {"version": ..., "data": [{"title", "paragraphs": [{"context", "qas": [{"id",
+  "question", "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}
+- JSON Lines: one {"id", "question", "context", "answers", "is_impossible"?, "title"?} a line,
+  where "answers" is a list of {"text", "answer_start"} or, as HuggingFace `datasets` writes
+  it, {"text": [...], "answer_start": [...]}.
+
+Validation happens while reading. A question with a missing field, a malformed answer, or an
+`answer_start` that does not point at its answer text raises SquadFormatError naming the file,
+the place in it and the question id; with `skip_bad=True` such questions are skipped and
+counted in `stats`. A duplicate id always raises (which copy is right cannot be guessed), and
+so does a malformed file structure (no "data", a paragraph without "context").
+
+Each question becomes one `SquadExample`. Equal contexts are one shared string object, so a
+paragraph with many questions is stored (and tokenised by qa.features) once.
 """
 
 import dataclasses
 import json
+import os
+
+import orjson
+
+from qa.storage import atomic_write, open_input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,27 +51,278 @@ class SquadExample:
 
     @property
     def answer_texts(self):
-        """Gold answer texts as the official evaluation sees them ([""] when unanswerable)."""
-        texts = [a.text for a in self.answers if a.text.strip()]
+        """Gold answer texts as the official evaluation sees them ([""] when unanswerable).
+
+        Answers whose normalised text is empty (e.g. "the", ".") are dropped, as the official
+        SQuAD 2.0 script does; if none is left the only correct answer is ""."""
+        from qa.metrics import normalize_answer  # lazy: qa.metrics imports this module
+
+        texts = [a.text for a in self.answers if normalize_answer(a.text)]
         return texts or [""]
+
+    @property
+    def has_answer(self):
+        """True when the question has gold answers (the official HasAns/NoAns split)."""
+        return bool(self.answers)
 
 
 class SquadFormatError(ValueError):
     """Bad input data; the message names the file and the example."""
 
 
-def read_squad(path):
-    """Read a SQuAD-format file into a list of SquadExample."""
-    with open(path, encoding="utf-8") as f:
-        dataset = json.load(f)
-    examples = []
-    for article in dataset["data"]:
-        title = article.get("title", "")
-        for paragraph in article["paragraphs"]:
-            context = paragraph["context"]
-            for qa in paragraph["qas"]:
-                answers = tuple(Answer(a["text"], a["answer_start"]) for a in qa.get("answers", []))
-                examples.append(
-                    SquadExample(str(qa["id"]), title, qa["question"], context, answers, bool(qa.get("is_impossible", False)))
+class _BadExample(Exception):
+    """One question is unusable; `kind` is the stats counter it goes to."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+SKIP_KINDS = ("missing_field", "bad_answer")
+FIX_HINT = "fix the data, or read it with skip_bad=True to skip and count such questions"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure per-record conversion
+# ---------------------------------------------------------------------------------------------
+def _field(record, name, types, kind_if_missing="missing_field"):
+    if not isinstance(record, dict):
+        raise _BadExample("missing_field", f"expected a JSON object, got {type(record).__name__}")
+    if name not in record or record[name] is None:
+        raise _BadExample(kind_if_missing, f"missing field {name!r}")
+    value = record[name]
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in _as_tuple(types):
+        raise _BadExample("missing_field", f"field {name!r} should be {_type_names(types)}, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def _as_tuple(types):
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _type_names(types):
+    return " or ".join(t.__name__ for t in _as_tuple(types))
+
+
+def _qas_id(record):
+    value = _field(record, "id", (str, int))
+    return str(value)
+
+
+def parse_answers(raw):
+    """A list of (text, answer_start) from either answer layout; raises _BadExample."""
+    if isinstance(raw, dict):  # HuggingFace datasets: {"text": [...], "answer_start": [...]}
+        texts, starts = raw.get("text"), raw.get("answer_start")
+        if not isinstance(texts, list) or not isinstance(starts, list):
+            raise _BadExample("missing_field", "answers as a dict needs lists 'text' and 'answer_start'")
+        if len(texts) != len(starts):
+            raise _BadExample("bad_answer", f"answers has {len(texts)} texts but {len(starts)} answer_start values")
+        pairs = list(zip(texts, starts))
+    elif isinstance(raw, list):
+        pairs = []
+        for i, answer in enumerate(raw):
+            if not isinstance(answer, dict) or "text" not in answer or "answer_start" not in answer:
+                raise _BadExample("missing_field", f"answer {i} needs fields 'text' and 'answer_start', got {answer!r:.80}")
+            pairs.append((answer["text"], answer["answer_start"]))
+    else:
+        raise _BadExample("missing_field", f"field 'answers' should be a list or a dict of lists, got {type(raw).__name__}")
+    for i, (text, start) in enumerate(pairs):
+        if not isinstance(text, str):
+            raise _BadExample("bad_answer", f"answer {i} text should be a string, got {text!r:.60}")
+        if not isinstance(start, int) or isinstance(start, bool):
+            raise _BadExample("bad_answer", f"answer {i} answer_start should be an integer, got {start!r:.60}")
+    return pairs
+
+
+def make_example(qa, context, title, check_answers=True):
+    """One question record (+ its paragraph's context and title) -> SquadExample.
+
+    Raises _BadExample with a message (without the file/place, which the caller adds)."""
+    qas_id = _qas_id(qa)
+    try:
+        question = _field(qa, "question", str)
+        pairs = parse_answers(_field(qa, "answers", (list, dict)))
+        impossible = qa.get("is_impossible")
+        if impossible is None:
+            impossible = not pairs  # SQuAD 1.1 and HF datasets have no is_impossible field
+        elif impossible not in (True, False):  # also accepts 0 and 1
+            raise _BadExample("missing_field", f"field 'is_impossible' should be true or false, got {impossible!r:.40}")
+        impossible = bool(impossible)
+        if impossible and pairs:
+            raise _BadExample("bad_answer", f"is_impossible is true but it has {len(pairs)} answer(s); SQuAD 2.0 keeps those under 'plausible_answers'")
+        answers = []
+        for i, (text, start) in enumerate(pairs):
+            if check_answers and context[start : start + len(text)] != text:
+                found = context[start : start + len(text)] if 0 <= start < len(context) else "<outside the context>"
+                raise _BadExample(
+                    "bad_answer",
+                    f"answer {i} {text!r:.80} is not at answer_start {start} (the context there reads {found!r:.80}, "
+                    f"context length {len(context)})",
                 )
+            answers.append(Answer(text, start))
+    except _BadExample as exc:
+        raise _BadExample(exc.kind, f"question id {qas_id!r}: {exc}") from None
+    return SquadExample(qas_id, title, question, context, tuple(answers), impossible)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+def _loads(data, where):
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise SquadFormatError(f"{where}: not valid JSON ({exc}); is the file complete?") from None
+
+
+def _detect(path, data):
+    """('squad-json', parsed document) or ('jsonl', None), from the content."""
+    stripped = data.lstrip()
+    if not stripped:
+        raise SquadFormatError(f"{path}: the file is empty")
+    first_line = stripped.split(b"\n", 1)[0]
+    try:
+        first = orjson.loads(first_line)
+    except orjson.JSONDecodeError:
+        first = None
+    if isinstance(first, dict) and "data" not in first:
+        return "jsonl", None
+    document = first if isinstance(first, dict) and first_line.strip() == stripped.strip() else _loads(data, path)
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise SquadFormatError(
+            f"{path}: neither SQuAD JSON (an object with a 'data' list) nor JSON Lines (one question object a line)"
+        )
+    return "squad-json", document
+
+
+def _iter_nested(path, document):
+    """(place, qa record, context, title) for every question of a nested SQuAD document."""
+    for a, article in enumerate(document["data"]):
+        if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
+            raise SquadFormatError(f"{path}: data[{a}] has no 'paragraphs' list; each article needs one")
+        title = article.get("title") or ""
+        for p, paragraph in enumerate(article["paragraphs"]):
+            place = f"data[{a}].paragraphs[{p}]"
+            if not isinstance(paragraph, dict) or not isinstance(paragraph.get("context"), str):
+                raise SquadFormatError(f"{path}: {place} has no 'context' string; each paragraph needs one")
+            if not isinstance(paragraph.get("qas"), list):
+                raise SquadFormatError(f"{path}: {place} has no 'qas' list; each paragraph needs one")
+            for q, qa in enumerate(paragraph["qas"]):
+                yield f"{place}.qas[{q}]", qa, paragraph["context"], title
+
+
+def _iter_jsonl(path, data):
+    for lineno, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        record = _loads(line, f"{path}: line {lineno}")
+        if not isinstance(record, dict):
+            raise SquadFormatError(f"{path}: line {lineno}: expected a JSON object, got {type(record).__name__}")
+        context = record.get("context")
+        if not isinstance(context, str):
+            context = None  # reported as a missing field of this question below
+        yield f"line {lineno}", record, context, record.get("title") or ""
+
+
+def read_squad(path, skip_bad=False, stats=None, check_answers=True):
+    """Read a SQuAD file (nested JSON or JSON Lines; gzip and s3:// work) into SquadExamples.
+
+    skip_bad: skip questions with a missing field or a bad answer instead of raising; the
+        counts go to `stats`.
+    stats: a dict filled with 'format', 'questions' (seen), 'examples' (kept), 'answerable',
+        'unanswerable', 'skipped', and per reason 'missing_field' and 'bad_answer'.
+    check_answers: verify context[answer_start:answer_start+len(text)] == text (the metrics
+        CLI turns this off: the official evaluation never looks at answer_start).
+    """
+    path = os.fspath(path)
+    counts = {"format": None, "questions": 0, "examples": 0, "answerable": 0, "unanswerable": 0, "skipped": 0}
+    counts.update({kind: 0 for kind in SKIP_KINDS})
+    with open_input(path) as stream:
+        data = stream.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte-order mark
+    fmt, document = _detect(path, data)
+    records = _iter_nested(path, document) if fmt == "squad-json" else _iter_jsonl(path, data)
+    counts["format"] = fmt
+
+    examples, seen, contexts, titles = [], {}, {}, {}
+    for place, qa, context, title in records:
+        counts["questions"] += 1
+        try:
+            if context is None:
+                raise _BadExample("missing_field", f"question id {qa.get('id')!r}: missing field 'context'")
+            example = make_example(qa, context, title, check_answers=check_answers)
+        except _BadExample as exc:
+            if not skip_bad:
+                raise SquadFormatError(f"{path}: {place}: {exc}; {FIX_HINT}") from None
+            counts[exc.kind] += 1
+            counts["skipped"] += 1
+            continue
+        if example.qas_id in seen:
+            raise SquadFormatError(
+                f"{path}: {place}: duplicate question id {example.qas_id!r} (first seen at {seen[example.qas_id]}); ids must be unique"
+            )
+        seen[example.qas_id] = place
+        # Intern: every question of a paragraph (and every repeat of a paragraph) shares one string.
+        shared_context = contexts.setdefault(example.context, example.context)
+        shared_title = titles.setdefault(example.title, example.title)
+        if shared_context is not example.context or shared_title is not example.title:
+            example = dataclasses.replace(example, context=shared_context, title=shared_title)
+        examples.append(example)
+        counts["answerable" if example.has_answer else "unanswerable"] += 1
+    counts["examples"] = len(examples)
+    if stats is not None:
+        stats.update(counts)
     return examples
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+def _answers_json(example):
+    return [{"text": a.text, "answer_start": a.start} for a in example.answers]
+
+
+def to_squad_json(examples, version="v2.0"):
+    """Nested SQuAD JSON (a dict); consecutive questions with the same title and context share
+    an article and a paragraph, so read -> write keeps the original grouping."""
+    data = []
+    for ex in examples:
+        if not data or data[-1]["title"] != ex.title:
+            data.append({"title": ex.title, "paragraphs": []})
+        paragraphs = data[-1]["paragraphs"]
+        if not paragraphs or paragraphs[-1]["context"] != ex.context:
+            paragraphs.append({"context": ex.context, "qas": []})
+        paragraphs[-1]["qas"].append(
+            {"id": ex.qas_id, "question": ex.question, "answers": _answers_json(ex), "is_impossible": ex.is_impossible}
+        )
+    return {"version": version, "data": data}
+
+
+def write_squad(examples, path, version="v2.0"):
+    """Write examples atomically: JSON Lines when `path` ends in .jsonl, nested SQuAD JSON otherwise."""
+    path = os.fspath(path)
+    with atomic_write(path, "wb") as f:
+        if path.endswith(".jsonl"):
+            for ex in examples:
+                record = {
+                    "id": ex.qas_id,
+                    "title": ex.title,
+                    "context": ex.context,
+                    "question": ex.question,
+                    "answers": _answers_json(ex),
+                    "is_impossible": ex.is_impossible,
+                }
+                f.write(orjson.dumps(record) + b"\n")
+        else:
+            f.write(orjson.dumps(to_squad_json(examples, version)))
+
+
+def read_json(path):
+    """Any JSON file (predictions, null odds), with an error that names the file."""
+    with open_input(os.fspath(path)) as stream:
+        data = stream.read()
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise SquadFormatError(f"{path}: not valid JSON ({exc})") from None
