@@ -1,0 +1,668 @@
+"""Convert Google Natural Questions (full or simplified jsonl, plain or gzip) into SQuAD 2.0 JSON.
+
+    python scripts/nq_to_squad.py data/nq/raw/dev/nq-dev-*.jsonl.gz --output data/nq/nq_dev.json --workers 4
+    python scripts/nq_to_squad.py 'data/nq/raw/train/nq-train-0[0-4].jsonl.gz' --output data/nq/nq_train.json \
+        --workers 5 --stats-json data/nq/nq_train.json.stats.json
+    python scripts/nq_to_squad.py s3://my-bucket/nq/dev/ --output nq_dev.json          # streamed from S3
+    python scripts/nq_to_squad.py nq-train-00.jsonl.gz --output small.json --fraction 0.1 --max-examples 5000
+    python scripts/nq_to_squad.py simplified-nq-train.jsonl.gz --output train.json \
+        --yes-no keep --multi-span span --long-answer-types paragraph --annotation first
+
+Defaults follow the guide: the long answer is the context, the first short answer is the
+answer, a long answer without a short answer is `is_impossible`, an example without a long
+answer is skipped. Every other choice is a flag, and its count is in the statistics table
+printed at the end (and written by --stats-json).
+
+Context text is rebuilt from the UTF-8 bytes of `document_html` between the tokens' byte
+offsets (tags dropped, entities decoded, one space where the HTML has whitespace or a
+block-level tag between two words, nothing where it has neither): "Röntgen</A>, of" reads
+"Röntgen, of", not the token-joined "Röntgen , of". Every answer is verified as
+`context[answer_start:answer_start + len(text)] == text`.
+
+Standard library only; orjson (optional) parses NQ lines about 2x faster than json; boto3 only
+for s3:// inputs. Gzip is decompressed by a `pigz`/`gzip -dc` child process when one is on the
+PATH (so the gunzip runs on another core), else in-process with zlib.
+"""
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import html
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from qa.storage import GZIP_MAGIC, atomic_write, expand_inputs, is_s3, open_raw  # noqa: E402
+
+try:
+    import orjson
+
+    _loads = orjson.loads
+    JSONDecodeError = orjson.JSONDecodeError
+
+    def _dumps(obj):
+        return orjson.dumps(obj)
+
+except ImportError:  # pragma: no cover - orjson is in requirements.txt
+    _loads = json.loads
+    JSONDecodeError = json.JSONDecodeError
+
+    def _dumps(obj):
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+READ_CHUNK = 1 << 20  # 1 MiB reads: NQ full lines average ~740 KB (up to tens of MB)
+MAX_WARNINGS = 20  # bad records reported one by one with --skip-bad-records, then only counted
+FRACTION_BUCKETS = 1_000_000  # --fraction resolution: 1e-6
+
+# Statistics keys in the order the table prints them.
+COUNT_KEYS = (
+    "files",
+    "records_read",
+    "kept",
+    "answerable",
+    "impossible",
+    "skipped_fraction",
+    "skipped_no_long_answer",
+    "skipped_long_answer_type",
+    "skipped_yes_no",
+    "skipped_multi_span",
+    "bad_records",
+    "yes_no_as_impossible",
+    "yes_no_kept",
+    "multi_span_first",
+    "multi_span_span",
+)
+
+# Tags that separate words even when the HTML has no whitespace around them: on the real dev
+# records 458 word pairs are joined only by `</A></LI><LI><A>` (navigation lists); inline tags
+# (`</A>,`, `<I>`, `<SPAN>`, ...) join words as the browser would.
+BLOCK_TAGS = frozenset(
+    b"p br hr div li ul ol dl dt dd table thead tbody tfoot tr td th caption h1 h2 h3 h4 h5 h6 "
+    b"blockquote pre section center figure figcaption".split()
+)
+TAG_RE = re.compile(rb"<!--.*?-->|<\s*/?\s*([A-Za-z][A-Za-z0-9]*)?[^>]*>", re.DOTALL)
+SIMPLIFIED_HTML_TOKEN_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9]*>")
+
+
+class BadRecord(ValueError):
+    """A record that cannot be converted; the caller adds the file and line."""
+
+
+class ConversionError(RuntimeError):
+    """A fatal problem; the message names the file, line and example, and says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    yes_no: str = "impossible"  # the guide's converter: a yes/no question has no span -> unanswerable
+    multi_span: str = "first"  # the guide: the first short answer
+    long_answer_types: str = "all"  # the guide keeps tables and lists too
+    annotation: str = "majority"  # the official NQ evaluation's gold (same as "first" on 1-annotation train)
+    fraction: float = 1.0
+    max_examples: int = 0  # 0 = no limit
+    skip_bad_records: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Annotation:
+    long_answer: dict  # None when there is no long answer
+    short_answers: list
+    yes_no: str  # "YES", "NO" or "NONE"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure per-example functions
+# ---------------------------------------------------------------------------------------------
+def keep_by_fraction(example_id, fraction):
+    """Deterministic subset: the same ids are kept on every machine, run and worker count."""
+    if fraction >= 1.0:
+        return True
+    digest = hashlib.blake2b(str(example_id).encode("ascii"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % FRACTION_BUCKETS < round(fraction * FRACTION_BUCKETS)
+
+
+def _has_long(annotation):
+    return annotation["long_answer"]["start_token"] >= 0
+
+
+def _has_short(annotation):
+    return bool(annotation["short_answers"]) or annotation.get("yes_no_answer", "NONE") != "NONE"
+
+
+def _long_span(annotation):
+    la = annotation["long_answer"]
+    return la["start_token"], la["end_token"]
+
+
+def _short_key(annotation):
+    spans = tuple((s["start_token"], s["end_token"]) for s in annotation["short_answers"])
+    return spans, annotation.get("yes_no_answer", "NONE")
+
+
+def _as_annotation(annotation, with_short=True):
+    if annotation is None or not _has_long(annotation):
+        return Annotation(None, [], "NONE")
+    if not with_short:
+        return Annotation(annotation["long_answer"], [], "NONE")
+    return Annotation(annotation["long_answer"], list(annotation["short_answers"]), annotation.get("yes_no_answer", "NONE"))
+
+
+def choose_annotation(annotations, mode):
+    """Pick the gold long/short answer of a record ("first", "first-long" or "majority").
+
+    majority, our reading of the official NQ evaluation (nq_eval.py / eval_utils.py): a long
+    answer is gold-present when at least 2 annotators gave a non-null long answer
+    (long_non_null_threshold=2), a short answer when at least 2 gave a non-null short answer
+    or a yes/no answer (short_non_null_threshold=2). The official script then accepts a
+    prediction matching ANY annotator; a converter needs one span, so we take the most
+    common non-null long answer span (ties: the earliest annotator), and the most common short
+    answer (spans + yes/no) among the annotators who gave that long answer (ties: earliest).
+    If no annotator of that long answer gave a short answer, the example is long-only.
+    Records with fewer annotators (train has 1) use min(2, n) as the threshold.
+    """
+    if not annotations:
+        return Annotation(None, [], "NONE")
+    if mode == "first":
+        return _as_annotation(annotations[0])
+    if mode == "first-long":
+        return _as_annotation(next((a for a in annotations if _has_long(a)), None))
+    threshold = min(2, len(annotations))
+    with_long = [a for a in annotations if _has_long(a)]
+    if len(with_long) < threshold:
+        return Annotation(None, [], "NONE")
+    long_votes = collections.Counter(_long_span(a) for a in with_long)
+    best_long = max(long_votes, key=lambda span: (long_votes[span], -[_long_span(a) for a in with_long].index(span)))
+    agreeing = [a for a in with_long if _long_span(a) == best_long]
+    if sum(_has_short(a) for a in annotations) < threshold:
+        return _as_annotation(agreeing[0], with_short=False)
+    with_short = [a for a in agreeing if _has_short(a)]
+    if not with_short:
+        return _as_annotation(agreeing[0], with_short=False)
+    short_keys = [_short_key(a) for a in with_short]
+    short_votes = collections.Counter(short_keys)
+    best_short = max(short_votes, key=lambda key: (short_votes[key], -short_keys.index(key)))
+    return _as_annotation(with_short[short_keys.index(best_short)])
+
+
+def _gap_separates(gap):
+    """Whether the HTML bytes between two text tokens put a space between them."""
+    if not gap:
+        return False
+    text = gap
+    if b"<" in gap:
+        for match in TAG_RE.finditer(gap):
+            name = match.group(1)
+            if name and name.lower() in BLOCK_TAGS:
+                return True
+        text = TAG_RE.sub(b"", gap)
+    if not text:
+        return False
+    if b"&" in text:  # &nbsp; and friends
+        return any(ch.isspace() for ch in html.unescape(text.decode("utf-8", "replace")))
+    return any(ch.isspace() for ch in text.decode("utf-8", "replace"))
+
+
+def full_format_words(record, start, end):
+    """(token_index, text, space_before) of the text tokens in [start, end) of a full-format record.
+
+    Token text is the token's own bytes of document_html, entity-decoded (the `token` field is
+    normalised: `&quot;` becomes `` or '', `[` becomes `(`)."""
+    tokens = record["document_tokens"]
+    doc = record["_html_bytes"]
+    words, previous_end = [], None
+    for index in range(start, end):
+        token = tokens[index]
+        if token["html_token"]:
+            continue
+        raw = doc[token["start_byte"] : token["end_byte"]]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRecord(f"token {index} is not valid UTF-8 at bytes {token['start_byte']}-{token['end_byte']} ({exc})")
+        if "&" in text:
+            text = html.unescape(text)
+        space = previous_end is not None and _gap_separates(doc[previous_end : token["start_byte"]])
+        words.append((index, text, space))
+        previous_end = token["end_byte"]
+    return words
+
+
+def simplified_words(tokens, start, end):
+    """(token_index, text, space_before) of the text tokens in [start, end) of simplified document_text.
+
+    The simplified format is `" ".join(tokens)` with spaces inside tokens replaced by `_`, so its
+    only separator is a single space and the original HTML spacing is lost ("Röntgen , of")."""
+    words = []
+    for index in range(start, end):
+        token = tokens[index]
+        if SIMPLIFIED_HTML_TOKEN_RE.fullmatch(token):
+            continue
+        words.append((index, token, bool(words)))
+    return words
+
+
+def build_text(words):
+    """Join words; returns (text, {token_index: char offset})."""
+    pieces, offsets, length = [], {}, 0
+    for index, text, space in words:
+        if space and pieces:
+            pieces.append(" ")
+            length += 1
+        offsets[index] = length
+        pieces.append(text)
+        length += len(text)
+    return "".join(pieces), offsets
+
+
+def _title(record):
+    title = record.get("document_title")
+    if title:
+        return title
+    query = urllib.parse.urlparse(html.unescape(record.get("document_url", ""))).query
+    return urllib.parse.parse_qs(query).get("title", [""])[0].replace("_", " ")
+
+
+def convert_record(record, options):
+    """One NQ record -> (SQuAD article or None, [statistics keys]). Raises BadRecord.
+
+    The article holds one paragraph (the long answer) with one question."""
+    example_id = record["example_id"]
+    if "document_tokens" in record:
+        if "_html_bytes" not in record:
+            record["_html_bytes"] = record["document_html"].encode("utf-8")
+        tokens = record["document_tokens"]
+
+        def words_in(start, end):
+            return full_format_words(record, start, end)
+
+        def token_text(index):
+            return tokens[index]["token"]
+
+    else:
+        tokens = record["document_text"].split(" ")
+
+        def words_in(start, end):
+            return simplified_words(tokens, start, end)
+
+        def token_text(index):
+            return tokens[index]
+
+    gold = choose_annotation(record["annotations"], options.annotation)
+    if gold.long_answer is None:
+        return None, ["skipped_no_long_answer"]
+    la_start, la_end = gold.long_answer["start_token"], gold.long_answer["end_token"]
+    if not 0 <= la_start < la_end <= len(tokens):
+        raise BadRecord(f"example {example_id}: long answer tokens [{la_start}, {la_end}) outside the document ({len(tokens)} tokens)")
+    first_token = token_text(la_start)
+    context_type = first_token if first_token.startswith("<") else "text"
+    if options.long_answer_types == "paragraph" and context_type != "<P>":
+        return None, ["skipped_long_answer_type"]
+    context, offsets = build_text(words_in(la_start, la_end))
+    if not context:
+        raise BadRecord(f"example {example_id}: long answer [{la_start}, {la_end}) has no text")
+
+    counts = [f"context_type {context_type}"]
+    qa = {"id": str(example_id), "question": record["question_text"], "answers": [], "is_impossible": True}
+    if gold.yes_no != "NONE":
+        if options.yes_no == "skip":
+            return None, ["skipped_yes_no"]
+        if options.yes_no == "keep":
+            qa["yes_no_answer"] = gold.yes_no
+            counts.append("yes_no_kept")
+        else:
+            counts.append("yes_no_as_impossible")
+    elif gold.short_answers:
+        spans = gold.short_answers
+        if len(spans) > 1:
+            if options.multi_span == "skip":
+                return None, ["skipped_multi_span"]
+            counts.append(f"multi_span_{options.multi_span}")
+            start = spans[0]["start_token"]
+            end = spans[-1]["end_token"] if options.multi_span == "span" else spans[0]["end_token"]
+        else:
+            start, end = spans[0]["start_token"], spans[0]["end_token"]
+        if not la_start <= start < end <= la_end:
+            raise BadRecord(f"example {example_id}: short answer tokens [{start}, {end}) outside the long answer [{la_start}, {la_end})")
+        answer_words = words_in(start, end)
+        if not answer_words:
+            raise BadRecord(f"example {example_id}: short answer tokens [{start}, {end}) have no text")
+        text, _ = build_text(answer_words)
+        answer_start = offsets[answer_words[0][0]]
+        if context[answer_start : answer_start + len(text)] != text:
+            raise BadRecord(
+                f"example {example_id}: answer {text!r} does not match its context at {answer_start} "
+                f"({context[answer_start : answer_start + len(text)]!r})"
+            )
+        qa["answers"] = [{"text": text, "answer_start": answer_start}]
+        qa["is_impossible"] = False
+    counts.append("impossible" if qa["is_impossible"] else "answerable")
+    counts.append("kept")
+    article = {"title": _title(record), "paragraphs": [{"context": context, "qas": [qa]}]}
+    return article, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading: streamed lines from local files or S3, gzip or plain
+# ---------------------------------------------------------------------------------------------
+class TruncatedInput(Exception):
+    """The compressed stream ended early; `line` is the first line that could not be read."""
+
+
+def _gunzip_command():
+    for name in ("pigz", "gzip"):
+        path = shutil.which(name)
+        if path:
+            return [path, "-dc"]
+    return None
+
+
+def _split_lines(chunks):
+    """bytes chunks -> complete lines (without b"\\n"); a final unterminated line is yielded last."""
+    pending = []
+    for chunk in chunks:
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        if pending:
+            pending.append(lines[0])
+            lines[0] = b"".join(pending)
+            pending = []
+        tail = lines.pop()
+        if tail:
+            pending.append(tail)
+        yield from lines
+    if pending:
+        yield b"".join(pending)
+
+
+def _zlib_chunks(raw, first):
+    """Decompress gzip (multi-member too) in-process from a binary stream, in large reads."""
+    decompressor = zlib.decompressobj(31)
+    data = first
+    while True:
+        if not data:
+            data = raw.read(READ_CHUNK)
+            if not data:
+                break
+        try:
+            out = decompressor.decompress(data)
+        except zlib.error as exc:
+            raise TruncatedInput(f"corrupt gzip data ({exc})") from exc
+        if out:
+            yield out
+        data = b""
+        if decompressor.eof:
+            data = decompressor.unused_data
+            if not data:
+                data = raw.read(READ_CHUNK)
+                if not data:
+                    return
+            decompressor = zlib.decompressobj(31)
+    tail = decompressor.flush()
+    if tail:
+        yield tail
+    raise TruncatedInput("truncated gzip: the file ended before the end of its compressed stream (re-download it)")
+
+
+def _subprocess_chunks(command, path):
+    with open(path, "rb") as source:
+        process = subprocess.Popen(command, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while True:
+            chunk = process.stdout.read(READ_CHUNK)
+            if not chunk:
+                break
+            yield chunk
+        message = process.stderr.read().decode("utf-8", "replace").strip()
+        if process.wait() != 0:
+            raise TruncatedInput(f"truncated or corrupt gzip ({os.path.basename(command[0])}: {message or 'failed'}; re-download it)")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def iter_lines(uri, use_subprocess=True):
+    """Yield (line_number, line bytes) of a local or s3:// file, gzip detected by magic bytes.
+
+    Raises TruncatedInput(message) after the last complete line of a truncated gzip; a partial
+    last line of a truncated file is never yielded."""
+    with contextlib.closing(open_raw(uri)) as raw:
+        first = raw.read(READ_CHUNK)
+        if first[:2] != GZIP_MAGIC:
+            chunks = _plain_chunks(raw, first)
+        elif use_subprocess and not is_s3(uri) and _gunzip_command():
+            chunks = _subprocess_chunks(_gunzip_command(), uri)
+        else:
+            chunks = _zlib_chunks(raw, first)
+        line_number = 0
+        lines = _split_lines(_complete_or_truncated(chunks))
+        for line in lines:
+            line_number += 1
+            if line.strip():
+                yield line_number, line
+
+
+def _plain_chunks(raw, first):
+    data = first
+    while data:
+        yield data
+        data = raw.read(READ_CHUNK)
+
+
+def _complete_or_truncated(chunks):
+    """Pass chunks through; on truncation drop the unterminated tail before re-raising."""
+    held = b""
+    try:
+        for chunk in chunks:
+            if held:
+                yield held
+            held = chunk
+    except TruncatedInput:
+        cut = held.rfind(b"\n")
+        if cut >= 0:
+            yield held[: cut + 1]
+        raise
+    if held:
+        yield held
+
+
+# ---------------------------------------------------------------------------------------------
+# One file -> one part (a worker's job)
+# ---------------------------------------------------------------------------------------------
+def _bad(uri, line_number, problem):
+    return f"{uri}:{line_number}: {problem}; use --skip-bad-records to skip and count such records"
+
+
+def convert_file(uri, options, part_path, stop_after=0):
+    """Convert one input file into `part_path` (one JSON article per line).
+
+    Returns (statistics Counter, warnings, snapshots): with stop_after > 0 it stops after that
+    many kept examples and `snapshots[k]` is the statistics after the (k+1)-th kept example, so
+    the caller can cut the concatenation at any global --max-examples exactly."""
+    stats = collections.Counter(files=1)
+    warnings, snapshots = [], []
+    line_number = 0
+
+    def bad_record(problem):
+        message = _bad(uri, line_number, problem)
+        if not options.skip_bad_records:
+            raise ConversionError(message)
+        stats["bad_records"] += 1
+        if len(warnings) < MAX_WARNINGS:
+            warnings.append(message.split("; use --skip-bad-records")[0])
+
+    with open(part_path, "wb") as part, contextlib.closing(iter_lines(uri)) as lines:
+        while True:
+            try:
+                line_number, line = next(lines)
+            except StopIteration:
+                break
+            except TruncatedInput as exc:
+                line_number += 1
+                bad_record(str(exc))
+                break
+            stats["records_read"] += 1
+            try:
+                record = _loads(line)
+            except JSONDecodeError as exc:
+                bad_record(f"malformed JSON ({exc})")
+                continue
+            if not isinstance(record, dict):
+                bad_record(f"expected a JSON object, got {type(record).__name__}")
+                continue
+            try:
+                if not keep_by_fraction(record["example_id"], options.fraction):
+                    stats["skipped_fraction"] += 1
+                    continue
+                article, counts = convert_record(record, options)
+            except KeyError as exc:
+                bad_record(f"example {record.get('example_id', '?')}: missing field {exc}")
+                continue
+            except BadRecord as exc:
+                bad_record(str(exc))
+                continue
+            except (TypeError, IndexError, AttributeError, ValueError) as exc:
+                bad_record(f"example {record.get('example_id', '?')}: invalid record ({type(exc).__name__}: {exc})")
+                continue
+            stats.update(counts)
+            if article is not None:
+                part.write(_dumps(article) + b"\n")
+                if stop_after:
+                    snapshots.append(dict(stats))
+                    if stats["kept"] >= stop_after:
+                        break
+    return stats, warnings, snapshots
+
+
+def _convert_file_job(job):
+    return convert_file(*job)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run
+# ---------------------------------------------------------------------------------------------
+def convert(inputs, output, options, workers=1, stats_json=None, log=print):
+    """Convert `inputs` (paths, globs, s3:// URIs) into the SQuAD 2.0 file `output`; returns statistics.
+
+    Output is identical for any number of workers: parts are concatenated in input order."""
+    uris = expand_inputs(inputs)
+    out_dir = os.path.dirname(os.path.abspath(output))
+    os.makedirs(out_dir, exist_ok=True)
+    parts_dir = tempfile.mkdtemp(prefix=".nq_to_squad-", dir=out_dir)
+    total = collections.Counter()
+    try:
+        jobs = [(uri, options, os.path.join(parts_dir, f"part-{i:05d}.jsonl"), options.max_examples) for i, uri in enumerate(uris)]
+        with contextlib.ExitStack() as stack:
+            if workers > 1 and len(jobs) > 1:
+                pool = stack.enter_context(multiprocessing.Pool(min(workers, len(jobs))))
+                results = pool.imap(_convert_file_job, jobs)
+            else:
+                results = map(_convert_file_job, jobs)
+            with atomic_write(output, "wb") as out:
+                out.write(b'{"version": "v2.0", "data": [\n')
+                written = 0
+                for (uri, _, part_path, _), (stats, warnings, snapshots) in zip(jobs, results):
+                    for message in warnings:
+                        log(f"warning: {message} (skipped)", file=sys.stderr)
+                    limit = options.max_examples - total["kept"] if options.max_examples else None
+                    if limit is not None and stats["kept"] >= limit:
+                        stats = collections.Counter(snapshots[limit - 1]) if limit else collections.Counter()
+                    total.update(stats)
+                    with open(part_path, "rb") as part:
+                        for count, line in enumerate(part):
+                            if limit is not None and count >= limit:
+                                break
+                            out.write(b",\n" if written else b"")
+                            out.write(line.rstrip(b"\n"))
+                            written += 1
+                    os.remove(part_path)
+                    if options.max_examples and total["kept"] >= options.max_examples:
+                        break
+                out.write(b"\n]}\n")
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    summary = {key: total.get(key, 0) for key in COUNT_KEYS}
+    summary.update(sorted((key, value) for key, value in total.items() if key.startswith("context_type ")))
+    if stats_json:
+        with atomic_write(stats_json, "w", encoding="utf-8") as f:
+            json.dump({"inputs": uris, "output": output, "options": dataclasses.asdict(options), "counts": summary}, f, indent=2)
+    return summary
+
+
+def format_stats(summary):
+    width = max(len(key) for key in summary)
+    lines = [f"{'statistic':<{width}}  {'count':>10}", f"{'-' * width}  {'-' * 10}"]
+    lines += [f"{key:<{width}}  {value:>10,}" for key, value in summary.items()]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", help="NQ jsonl(.gz) files, globs or s3:// URIs (a prefix ending in / is listed)")
+    parser.add_argument("--output", required=True, help="SQuAD 2.0 JSON file to write (atomically)")
+    parser.add_argument("--workers", type=int, default=1, help="files converted in parallel (one process each)")
+    parser.add_argument("--stats-json", help="also write the statistics table as JSON here")
+    parser.add_argument("--yes-no", choices=("impossible", "skip", "keep"), default=Options.yes_no,
+                        help="yes/no answers: unanswerable (default), dropped, or kept as unanswerable with a yes_no_answer field")
+    parser.add_argument("--multi-span", choices=("first", "skip", "span"), default=Options.multi_span,
+                        help="several short answers: the first (default), drop the example, or one span from first start to last end")
+    parser.add_argument("--long-answer-types", choices=("all", "paragraph"), default=Options.long_answer_types,
+                        help="all (default): paragraphs, tables and lists as contexts; paragraph: <P> long answers only")
+    parser.add_argument("--annotation", choices=("majority", "first", "first-long"), default=Options.annotation,
+                        help="which annotation of the 5-way annotated dev set: majority (official gold, default), "
+                             "first, or the first with a long answer; train records have one, where all agree")
+    parser.add_argument("--fraction", type=float, default=Options.fraction,
+                        help="keep this fraction of examples, chosen by hashing example_id (the guide trained on 0.1)")
+    parser.add_argument("--max-examples", type=int, default=Options.max_examples, help="stop after this many kept examples (0 = all)")
+    parser.add_argument("--skip-bad-records", action="store_true",
+                        help="count and skip malformed lines, records missing fields and truncated gzip ends instead of failing")
+    return parser, parser.parse_args(argv)
+
+
+def validate_args(parser, args):
+    """Every argument check in one place, each saying what to do."""
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    if not 0.0 < args.fraction <= 1.0:
+        parser.error(f"--fraction must be in (0, 1], got {args.fraction} (e.g. 0.1 keeps one example in ten)")
+    if args.max_examples < 0:
+        parser.error(f"--max-examples must be 0 (no limit) or positive, got {args.max_examples}")
+    if is_s3(args.output):
+        parser.error("--output must be a local file; upload it afterwards (make upload)")
+    if os.path.isdir(args.output):
+        parser.error(f"--output {args.output} is a directory; give a file name such as {os.path.join(args.output, 'nq_dev.json')}")
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    validate_args(parser, args)
+    options = Options(args.yes_no, args.multi_span, args.long_answer_types, args.annotation, args.fraction,
+                      args.max_examples, args.skip_bad_records)
+    try:
+        summary = convert(args.inputs, args.output, options, workers=args.workers, stats_json=args.stats_json)
+    except (ConversionError, FileNotFoundError) as exc:
+        print(f"nq_to_squad: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_stats(summary))
+    print(f"wrote {summary['kept']:,} examples to {args.output}" + (f" (statistics: {args.stats_json})" if args.stats_json else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
