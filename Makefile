@@ -90,9 +90,30 @@ $(DATA_DIR)/nq/nq_dev.json: $(wildcard $(DATA_DIR)/nq/raw/dev/nq-dev-*.jsonl.gz)
 data-squad: $(STAMP)
 	$(PY) scripts/download_nq.py --squad --out $(DATA_DIR)/squad --squad-base-url $(SQUAD_BASE_URL)
 
+# Demo data: a generated NQ-format sample (full format), converted like the real shards.
+DEMO_DIR ?= $(DATA_DIR)/demo
+DEMO_TRAIN_EXAMPLES ?= 2000
+DEMO_DEV_EXAMPLES ?= 300
+
+.PHONY: demo-data
+## demo-data: generate the NQ-format demo sample and convert it to $(DEMO_DIR)/{train,dev}.json (offline, seconds)
+demo-data: $(DEMO_DIR)/train.json $(DEMO_DIR)/dev.json
+
+# Kept after conversion (make would delete them as intermediates): raw data is treated as immutable.
+.PRECIOUS: $(DEMO_DIR)/raw/nq-%-sample.jsonl.gz
+$(DEMO_DIR)/raw/nq-%-sample.jsonl.gz: scripts/make_nq_sample.py | $(STAMP)
+	$(PY) scripts/make_nq_sample.py --out $@ --split $* --num-examples $(if $(filter train,$*),$(DEMO_TRAIN_EXAMPLES),$(DEMO_DEV_EXAMPLES))
+
+$(DEMO_DIR)/%.json: $(DEMO_DIR)/raw/nq-%-sample.jsonl.gz scripts/nq_to_squad.py
+	$(PY) scripts/nq_to_squad.py $< --output $@ --workers 1 --stats-json $@.stats.json
+
 # ---------------------------------------------------------------------------------------------
 # Training (make train / resume / eval / demo)
 # ---------------------------------------------------------------------------------------------
+
+.PHONY: demo
+## demo: the whole pipeline offline on CPU (for now: the demo data; training is added next)
+demo: demo-data
 
 # ---------------------------------------------------------------------------------------------
 # Tests and benchmarks
