@@ -1,0 +1,232 @@
+#!/usr/bin/env python
+"""Fine-tune and evaluate an extractive question-answering model on SQuAD-format data (SQuAD 2.0, NQ converted).
+
+The legacy HuggingFace run_squad.py command line works as it is, e.g. the guide's:
+
+    python run_squad.py --model_type ALBERTxlv2 --model_name_or_path albert-xlarge-v2 --do_train --do_eval \
+        --evaluate_during_training --train_file data/nq/nq_train.json --predict_file data/nq/nq_dev.json \
+        --learning_rate 3e-5 --num_train_epochs 7 --max_seq_length 384 --doc_stride 128 \
+        --output_dir outputs/nq-albert --per_gpu_eval_batch_size=8 --per_gpu_train_batch_size=1 \
+        --fp16 --threads 128 --version_2_with_negative
+
+Every GPU of the machine (or of several machines) through torchrun:
+
+    torchrun --nproc_per_node 8 run_squad.py ... (same flags) --save_total_limit 3 --report_to tensorboard wandb
+
+Continue exactly where a run stopped (crash, SIGTERM, Ctrl-C), or evaluate a checkpoint:
+
+    python run_squad.py ... (same flags) --resume_from_checkpoint auto          # newest complete checkpoint
+    python run_squad.py ... --model_name_or_path outputs/nq-albert/checkpoint-1500   # the guide's way, same effect
+    python run_squad.py --model_name_or_path outputs/nq-albert --output_dir outputs/nq-albert --do_eval \
+        --predict_file data/nq/nq_dev.json --version_2_with_negative --eval_checkpoint best
+
+Exit status: 0 when done; 2 for bad arguments; 128 + signal number (143 SIGTERM, 130 Ctrl-C) when a
+signal stopped training after saving a checkpoint (the log says how to resume); 1 on other errors.
+"""
+
+import json
+import os
+import shlex
+import sys
+import time
+
+from qa import checkpoints
+from qa.args import ArgumentError, parse_args, unused_flag_notes, validate_args
+from qa.storage import atomic_write
+
+# Written at the root of the output folder with the final model: how many steps made it.
+SUMMARY_FILE = "training_summary.json"
+
+
+def save_run_config(args, output_dir):
+    """command.txt (every invocation, shell-quoted, appended) and args.json (this invocation's arguments)."""
+    command_file = os.path.join(output_dir, "command.txt")
+    previous = ""
+    if os.path.exists(command_file):
+        with open(command_file, encoding="utf-8") as f:
+            previous = f.read()
+    launcher = "torchrun " if "TORCHELASTIC_RUN_ID" in os.environ else ""
+    line = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}\n{launcher}{shlex.join([sys.executable, *sys.argv])}\n"
+    with atomic_write(command_file, "w", encoding="utf-8") as f:
+        f.write(previous + line)
+    with atomic_write(os.path.join(output_dir, "args.json"), "w", encoding="utf-8") as f:
+        json.dump(vars(args), f, indent=2, sort_keys=True)
+
+
+def start_remote_debugger(ip, port):
+    """Legacy --server_ip/--server_port: wait for a debugger to attach (debugpy replaced ptvsd)."""
+    try:
+        import debugpy
+    except ImportError:
+        raise SystemExit("--server_ip/--server_port need debugpy: pip install debugpy") from None
+    debugpy.listen((ip, int(port)))
+    print(f"waiting for a debugger on {ip}:{port}", file=sys.stderr)
+    debugpy.wait_for_client()
+
+
+def load_tokenizer(args):
+    from transformers import AutoTokenizer
+
+    kwargs = {"do_lower_case": True} if args.do_lower_case else {}
+    return AutoTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path, use_fast=True,
+                                         cache_dir=args.cache_dir or None, **kwargs)
+
+
+def load_model(path, args, runtime):
+    """AutoModelForQuestionAnswering from `path` (a hub name, the output folder, or a checkpoint)."""
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+    config_source = args.config_name if args.config_name and path == args.model_name_or_path else path
+    config = AutoConfig.from_pretrained(config_source, cache_dir=args.cache_dir or None)
+    model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, cache_dir=args.cache_dir or None)
+    return model.to(runtime.device)
+
+
+def load_examples(path, max_samples):
+    from qa.squad_io import read_squad
+
+    examples = read_squad(path)
+    return examples[:max_samples] if max_samples else examples
+
+
+def load_features(path, examples, tokenizer, args, training, runtime, log):
+    """Features from the cache (built once by rank 0 while the other ranks wait, then read by all)."""
+    from qa.features import FeatureParams, load_or_build_features
+    from qa.trainer import barrier
+
+    params = FeatureParams(args.max_seq_length, args.doc_stride, args.max_query_length)
+    if not runtime.is_main:
+        barrier(runtime)
+    features = load_or_build_features(path, examples, tokenizer, params, training, cache_dir=args.features_cache_dir,
+                                      threads=args.threads, overwrite_cache=args.overwrite_cache and runtime.is_main,
+                                      log=log.info)
+    if runtime.is_main:
+        barrier(runtime)
+    return features
+
+
+def resume_checkpoint(args):
+    """The checkpoint folder training continues from, or None for a fresh start."""
+    if args.resume_from_checkpoint is None:
+        return None
+    return checkpoints.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+
+
+def eval_targets(args, train_result):
+    """[(label, folder, step)] that --do_eval evaluates.
+
+    --eval_all_checkpoints: every complete checkpoint; --eval_checkpoint SPEC: that one; after an
+    early stop: the best checkpoint; after training: the final model; evaluation alone: the best
+    checkpoint when one is recorded, else the final model in --output_dir."""
+    if args.eval_all_checkpoints:
+        return [(os.path.basename(p), p, step) for step, p in checkpoints.list_checkpoints(args.output_dir)]
+    spec = args.eval_checkpoint
+    if spec is None and (train_result is None or train_result.early_stopped) and checkpoints.best_checkpoint(args.output_dir):
+        spec = "best"
+    if spec is not None:
+        path = checkpoints.resolve_checkpoint(spec, args.output_dir)
+        return [(os.path.basename(path), path, checkpoints.load_train_state(path)["global_step"])]
+    if train_result is not None:
+        return [("final model", args.output_dir, train_result.global_step)]
+    summary = os.path.join(args.output_dir, SUMMARY_FILE)
+    if os.path.exists(os.path.join(args.output_dir, "config.json")):
+        step = "final"
+        if os.path.exists(summary):
+            with open(summary, encoding="utf-8") as f:
+                step = json.load(f)["global_step"]
+        return [("final model", args.output_dir, step)]
+    # Evaluating a model that was not trained here (e.g. a hub model): predictions_pretrained.json ...
+    return [(args.model_name_or_path, args.model_name_or_path, "pretrained")]
+
+
+def save_final_model(model, tokenizer, args, result, runtime):
+    """The trained model at the root of --output_dir: loads with from_pretrained(output_dir)."""
+    if not runtime.is_main:
+        return
+    model.save_pretrained(args.output_dir)
+    tokenizer.save_pretrained(args.output_dir)
+    summary = {"global_step": result.global_step, "early_stopped": result.early_stopped,
+               "best": checkpoints.best_checkpoint(args.output_dir)}
+    with atomic_write(os.path.join(args.output_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+
+
+def run_training(args, runtime, log, tokenizer):
+    """Features, model (fresh or from the checkpoint to resume), the loop, and the final model."""
+    from qa import trainer
+
+    resume_from = resume_checkpoint(args)
+    train_examples = load_examples(args.train_file, args.max_train_samples)
+    train_features = load_features(args.train_file, train_examples, tokenizer, args, True, runtime, log)
+    eval_set = None
+    if args.evaluate_during_training:
+        eval_examples = load_examples(args.predict_file, args.max_eval_samples)
+        eval_set = (eval_examples, load_features(args.predict_file, eval_examples, tokenizer, args, False, runtime, log))
+    trainer.set_seed(args.seed)  # before loading: a new QA head is initialised from it
+    model = load_model(resume_from or args.model_name_or_path, args, runtime)
+    result = trainer.train(args, model, tokenizer, train_features, runtime, log, eval_set=eval_set, resume_from=resume_from)
+    if not result.stopped_by_signal:
+        save_final_model(model, tokenizer, args, result, runtime)
+        log.info(f"training done at step {result.global_step}; final model in {args.output_dir}")
+    trainer.barrier(runtime)
+    return result
+
+
+def run_evaluation(args, runtime, log, tokenizer, train_result):
+    from qa import trainer
+
+    examples = load_examples(args.predict_file, args.max_eval_samples)
+    features = load_features(args.predict_file, examples, tokenizer, args, False, runtime, log)
+    results = {}
+    for label, folder, step in eval_targets(args, train_result):
+        log.info(f"evaluating {label} ({folder})")
+        model = load_model(folder, args, runtime)
+        results[label] = trainer.evaluate(model, examples, features, args, runtime, log, step, args.output_dir)
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+
+    try:
+        validate_args(args, cuda_available=torch.cuda.is_available())
+        resume_checkpoint(args)  # a wrong checkpoint name fails now, not after building features
+    except (ArgumentError, checkpoints.CheckpointError) as exc:
+        print(f"run_squad.py: {exc}".replace("\n", "\nrun_squad.py: "), file=sys.stderr)
+        return 2
+    from qa import trainer
+    from qa.runlog import RunLogger
+
+    if args.server_ip:
+        start_remote_debugger(args.server_ip, args.server_port)
+    runtime = trainer.init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank)
+    trainer.barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
+    if runtime.is_main:
+        os.makedirs(args.output_dir, exist_ok=True)
+        save_run_config(args, args.output_dir)
+    if not args.verbose_logging:
+        import transformers
+
+        transformers.logging.set_verbosity_warning()
+    config = dict(vars(args), world_size=runtime.world_size)
+    log = RunLogger(args.output_dir, report_to=args.report_to, wandb_project=args.wandb_project, config=config,
+                    rank=runtime.rank)
+    for note in unused_flag_notes(args):
+        log.info(note)
+    try:
+        tokenizer = load_tokenizer(args)
+        train_result = run_training(args, runtime, log, tokenizer) if args.do_train else None
+        if train_result is not None and train_result.stopped_by_signal:
+            return 128 + train_result.stopped_by_signal
+        if args.do_eval:
+            run_evaluation(args, runtime, log, tokenizer, train_result)
+    finally:
+        log.close()
+        if runtime.distributed:
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
