@@ -1,0 +1,146 @@
+"""Checks before a long run: will the checkpoints fit on disk, the features in RAM, is there a GPU?
+
+    from qa.preflight import preflight, features_bytes
+    warnings = preflight(args.output_dir, model_num_params=model.num_parameters(),
+                         save_total_limit=args.save_total_limit,
+                         expected_features_bytes=features_bytes(num_features, args.max_seq_length),
+                         need_cuda=args.fp16 and not args.no_cuda, log=logger.warning,
+                         model_name=args.model_name_or_path)
+
+Problems that only make the run risky come back as warnings with the numbers in them (and are
+passed to `log`); only what cannot work raises PreflightError: CUDA asked for and absent, or
+not even one checkpoint fits on the disk. The sizes are estimates, on purpose on the safe side:
+
+- a checkpoint holds the fp32 weights (4 bytes per parameter) and AdamW's two moments (8 bytes
+  per parameter), so about 12 bytes per parameter: ~0.7 GB for albert-xlarge-v2 (59M parameters,
+  shared across layers), ~4.1 GB for bert-large (335M);
+- rotation writes the new checkpoint before deleting the oldest and never deletes the best, so
+  save_total_limit + 1 checkpoints can be on disk at once, plus the final model's weights.
+"""
+
+import logging
+import os
+import shutil
+
+BYTES_PER_PARAM_WEIGHTS = 4  # fp32 weights, also under --fp16/--bf16 (autocast keeps fp32 masters)
+BYTES_PER_PARAM_ADAM = 8  # AdamW exp_avg + exp_avg_sq, fp32
+# Per feature window: input_ids, attention_mask, token_type_ids, p_mask, start/end offsets and
+# labels kept as int64 in the cache and in memory while training: ~6 int64 per token.
+FEATURE_BYTES_PER_TOKEN = 6 * 8
+
+
+class PreflightError(RuntimeError):
+    """The run cannot work as configured; the message says what to change."""
+
+
+def checkpoint_bytes(num_params):
+    """Approximate size of one checkpoint-N/ folder: weights + AdamW state."""
+    return num_params * (BYTES_PER_PARAM_WEIGHTS + BYTES_PER_PARAM_ADAM)
+
+
+def features_bytes(num_features, max_seq_length):
+    """Approximate memory of `num_features` feature windows of `max_seq_length` tokens."""
+    return num_features * max_seq_length * FEATURE_BYTES_PER_TOKEN
+
+
+def _gb(n):
+    return f"{n / 1e9:.1f} GB"
+
+
+# The machine's numbers, one function each so tests can replace them.
+def disk_free_bytes(path):
+    """Free bytes on the filesystem that holds `path` (or its nearest existing parent)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return shutil.disk_usage(path).free
+
+
+def ram_available_bytes():
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def cuda_available():
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def preflight(output_dir, model_num_params=None, save_total_limit=None, expected_features_bytes=0,
+              need_cuda=False, log=None, *, model_bytes=None, model_name="the model"):
+    """Return a list of warning strings (also passed to `log`); raise PreflightError when the run cannot work.
+
+    output_dir: where checkpoints go (need not exist yet).
+    model_num_params or model_bytes: the model's size; model_bytes is the size of its fp32 weights
+        (e.g. model.safetensors), used when the parameter count is not known.
+    save_total_limit: checkpoints kept (None or <= 0: no limit, the legacy default).
+    expected_features_bytes: memory the training features will take (see features_bytes()).
+    need_cuda: the run asked for a GPU (e.g. --fp16 without --no_cuda).
+    log: a callable such as logger.warning, or a logging.Logger; None: not logged.
+    """
+    if model_num_params is None and model_bytes is None:
+        raise ValueError("preflight needs model_num_params or model_bytes")
+    if model_num_params is None:
+        model_num_params = model_bytes // BYTES_PER_PARAM_WEIGHTS
+    if log is None:
+        emit = lambda message: None  # noqa: E731
+    elif isinstance(log, logging.Logger):
+        emit = log.warning
+    else:
+        emit = log
+    warnings = []
+
+    def warn(message):
+        warnings.append(message)
+        emit(message)
+
+    # CUDA: nothing else matters if the run cannot start.
+    if need_cuda and not cuda_available():
+        raise PreflightError(
+            "CUDA was asked for (--fp16/--bf16 or a GPU run) but torch.cuda.is_available() is False: "
+            "check nvidia-smi and that the CUDA build of torch is installed, or pass --no_cuda to run on CPU"
+        )
+
+    # Disk: checkpoints, then the final model.
+    per_checkpoint = checkpoint_bytes(model_num_params)
+    final_model = model_num_params * BYTES_PER_PARAM_WEIGHTS
+    free = disk_free_bytes(output_dir)
+    what = f"~{_gb(per_checkpoint)} ({model_name}, {model_num_params / 1e6:.0f}M parameters + Adam state)"
+    if free < per_checkpoint:
+        raise PreflightError(
+            f"free disk {_gb(free)} at {output_dir} < one checkpoint of {what}: "
+            "free space or choose another --output_dir"
+        )
+    if save_total_limit is not None and save_total_limit > 0:
+        on_disk = save_total_limit + 1  # the new one is written before the oldest is removed
+        needed = on_disk * per_checkpoint + final_model
+        if free < needed:
+            warn(
+                f"free disk {_gb(free)} < ~{_gb(needed)} needed for {on_disk} checkpoints of {what} "
+                f"(--save_total_limit {save_total_limit} + the one being written) and the final model; "
+                "lower --save_total_limit or free space"
+            )
+    else:
+        fits = int((free - final_model) // per_checkpoint)
+        warn(
+            f"no --save_total_limit: every checkpoint is kept, {what} each; free disk {_gb(free)} holds "
+            f"about {fits}; set --save_total_limit (e.g. 3) so old ones are rotated out"
+        )
+
+    # RAM: the features are held in memory while training.
+    if expected_features_bytes:
+        available = ram_available_bytes()
+        if available < expected_features_bytes:
+            warn(
+                f"available RAM {_gb(available)} < ~{_gb(expected_features_bytes)} of training features: "
+                "the run may be killed for memory; add swap (make swap SIZE=32G), use a smaller "
+                "--max_seq_length or a subset of the data"
+            )
+    return warnings

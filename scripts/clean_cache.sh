@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Find cached feature files and delete them, only after confirmation.
+#
+#   bash scripts/clean_cache.sh --dry-run data outputs     # list what would go, with sizes and a total
+#   bash scripts/clean_cache.sh data                       # list, then ask "Delete ...? [y/N]" on a terminal
+#   bash scripts/clean_cache.sh --yes data outputs         # no question (scripts, CI, make without a TTY)
+#   make clean-cache DIRS="data outputs" [YES=1]
+#
+# What counts as a cache:
+#   - ours: folders features-<key>/ inside a .features_cache/ folder (beside each data file);
+#     their key covers the data, tokenizer and parameters, so deleting only costs recomputation;
+#   - the legacy run_squad.py's files cached_train_<model>_<maxlen> and cached_dev_<model>_<maxlen>
+#     (and their .lock files), which it reused even when stale: the guide's reason to clean them.
+# Without a terminal and without --yes nothing is deleted (exit 1): pass --yes.
+set -euo pipefail
+
+usage() {
+  echo "usage: bash scripts/clean_cache.sh [--dry-run] [--yes] DIR..." >&2
+  echo "  e.g. bash scripts/clean_cache.sh --dry-run data outputs" >&2
+  exit 2
+}
+
+dry_run=0
+assume_yes=0
+dirs=()
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) dry_run=1 ;;
+    --yes|-y) assume_yes=1 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -*) echo "clean_cache.sh: unknown option '$arg'" >&2; usage ;;
+    *) dirs+=("$arg") ;;
+  esac
+done
+[[ ${#dirs[@]} -gt 0 ]] || { echo "clean_cache.sh: no folder given" >&2; usage; }
+for dir in "${dirs[@]}"; do
+  [[ -d "$dir" ]] || { echo "clean_cache.sh: '$dir' is not a folder; give folders to search, e.g. data outputs" >&2; exit 2; }
+done
+
+# NUL-separated so names with spaces or newlines survive; -prune: do not descend into a match.
+caches=()
+while IFS= read -r -d '' path; do
+  caches+=("$path")
+done < <(find "${dirs[@]}" \
+  \( -type d -name 'features-*' -path '*/.features_cache/features-*' -prune -print0 \) -o \
+  \( -type f \( -name 'cached_train_*' -o -name 'cached_dev_*' \) -print0 \) | sort -z -u)
+
+if [[ ${#caches[@]} -eq 0 ]]; then
+  echo "no cached features found under: ${dirs[*]}"
+  exit 0
+fi
+
+echo "cached features under: ${dirs[*]}"
+du -sh -- "${caches[@]}"
+total=$(du -sch -- "${caches[@]}" | tail -n 1 | cut -f 1)
+echo "total: ${total} in ${#caches[@]} item(s)"
+
+if [[ $dry_run -eq 1 ]]; then
+  echo "dry run: nothing deleted"
+  exit 0
+fi
+if [[ $assume_yes -eq 0 ]]; then
+  if [[ -t 0 ]]; then
+    read -r -p "Delete these ${#caches[@]} item(s) (${total})? [y/N] " answer
+    if [[ ! "$answer" =~ ^[Yy]([Ee][Ss])?$ ]]; then
+      echo "nothing deleted"
+      exit 0
+    fi
+  else
+    echo "not deleting: no terminal to confirm on; pass --yes to delete (make clean-cache YES=1)" >&2
+    exit 1
+  fi
+fi
+
+for path in "${caches[@]}"; do
+  rm -rf -- "$path"
+  echo "removed ${path}"
+done
+echo "freed ${total}"

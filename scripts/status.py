@@ -1,0 +1,273 @@
+"""Where a training run stands: step, epoch, loss, last evaluation, ETA, checkpoints, GPU memory, disk.
+
+    python scripts/status.py outputs/nq-albert-xlarge-v2
+    python scripts/status.py outputs/nq-albert-xlarge-v2 --json     # the same facts as one JSON object
+    make status [OUTPUT_DIR=outputs/nq-albert-xlarge-v2]
+
+Reads only what run_squad.py writes into OUTPUT_DIR: metrics.jsonl (one JSON object per line,
+each with "step" and "time" and some of "train/loss", "eval/exact", "eval/f1", ...), args.json,
+checkpoint-N/trainer_state.json with its COMPLETE marker, best_checkpoint.json. The step of a
+checkpoint is read from its trainer_state.json, never from the folder name. The ETA comes from
+the rate (steps per second) over the latest uninterrupted stretch of metrics.jsonl (a resume
+restarts the clock), at most the last RATE_WINDOW lines. Safe to run while training writes: a
+half-written last line is skipped. Standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+RATE_WINDOW = 200  # metrics lines used for the rate: recent enough to follow a change of speed
+RESTART_GAP_S = 600  # a pause this long between two metrics lines means the run was restarted
+GPU_QUERY = "index,name,memory.used,memory.total,utilization.gpu"
+
+
+def read_metrics(path):
+    """(records, number of unreadable lines); records are the JSON objects in file order."""
+    records, bad = [], 0
+    if not os.path.exists(path):
+        return records, bad
+    with open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                bad += 1  # typically the line being written right now
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                bad += 1
+    return records, bad
+
+
+def _last_with(records, *keys):
+    for record in reversed(records):
+        if any(key in record for key in keys):
+            return record
+    return None
+
+
+def steps_per_second(records):
+    """Rate over the latest stretch where steps grow and time has no restart-sized gap; None if unknown."""
+    points = [(r["step"], r["time"]) for r in records if isinstance(r.get("step"), (int, float)) and isinstance(r.get("time"), (int, float))]
+    if len(points) < 2:
+        return None
+    start = len(points) - 1
+    while start > 0 and len(points) - start < RATE_WINDOW:
+        (step_before, time_before), (step_after, time_after) = points[start - 1], points[start]
+        if step_after < step_before or time_after < time_before or time_after - time_before > RESTART_GAP_S:
+            break
+        start -= 1
+    (first_step, first_time), (last_step, last_time) = points[start], points[-1]
+    if last_step <= first_step or last_time <= first_time:
+        return None
+    return (last_step - first_step) / (last_time - first_time)
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoints(output_dir):
+    """[(global_step, path, complete)] sorted by step; the step from trainer_state.json."""
+    found = []
+    for entry in sorted(os.listdir(output_dir)):
+        path = os.path.join(output_dir, entry)
+        if not (entry.startswith("checkpoint-") and os.path.isdir(path)):
+            continue
+        state = read_json(os.path.join(path, "trainer_state.json")) or {}
+        step = state.get("global_step")
+        complete = os.path.exists(os.path.join(path, "COMPLETE"))
+        found.append((step if isinstance(step, int) else None, path, complete, state))
+    found.sort(key=lambda item: (item[0] is not None, item[0] or 0))
+    return found
+
+
+def parse_nvidia_smi(text):
+    """Rows of `nvidia-smi --query-gpu=index,name,memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits`."""
+    gpus = []
+    for line in text.strip().splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != 5:
+            continue
+        index, name, used, total, utilization = fields
+        try:
+            gpus.append({"index": int(index), "name": name, "memory_used_mib": int(float(used)),
+                         "memory_total_mib": int(float(total)), "utilization_pct": int(float(utilization))})
+        except ValueError:
+            continue
+    return gpus
+
+
+def query_gpus():
+    """(gpus, note): gpus is None with a note when nvidia-smi is absent or fails."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None, "no GPU (nvidia-smi not found)"
+    try:
+        result = subprocess.run([exe, f"--query-gpu={GPU_QUERY}", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"nvidia-smi failed: {exc}"
+    if result.returncode != 0:
+        return None, f"nvidia-smi failed (exit {result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+    return parse_nvidia_smi(result.stdout), None
+
+
+def summarize(output_dir, now=None, gpus=None, gpu_note=None):
+    """Every fact the status shows, as a dict. Raises FileNotFoundError when OUTPUT_DIR holds no run."""
+    now = time.time() if now is None else now
+    markers = ("metrics.jsonl", "train.log", "args.json")
+    if not os.path.isdir(output_dir) or not (
+        any(os.path.exists(os.path.join(output_dir, m)) for m in markers)
+        or any(e.startswith("checkpoint-") for e in os.listdir(output_dir))
+    ):
+        raise FileNotFoundError(
+            f"no run in {output_dir}: no metrics.jsonl, train.log, args.json or checkpoint-* there "
+            "(start one with `make train`, or pass the OUTPUT_DIR of a run)"
+        )
+    records, bad_lines = read_metrics(os.path.join(output_dir, "metrics.jsonl"))
+    args = read_json(os.path.join(output_dir, "args.json")) or {}
+    ckpts = checkpoints(output_dir)
+    complete = [c for c in ckpts if c[2] and c[0] is not None]
+    newest = complete[-1] if complete else None
+    newest_state = newest[3] if newest else {}
+
+    last_step_record = _last_with(records, "step")
+    step = last_step_record["step"] if last_step_record else newest_state.get("global_step")
+    total = None
+    for source in [newest_state, *reversed(records), args]:
+        for key in ("max_steps", "total_steps", "train/total_steps"):
+            value = source.get(key)
+            if isinstance(value, (int, float)) and value > 0:
+                total = int(value)
+                break
+        if total is not None:
+            break
+    epoch_record = _last_with(records, "epoch", "train/epoch")
+    epoch = (epoch_record.get("epoch", epoch_record.get("train/epoch")) if epoch_record else None)
+    epoch_estimated = False
+    ckpt_epoch, ckpt_step = newest_state.get("epoch"), newest_state.get("global_step")
+    if epoch is None and isinstance(ckpt_epoch, (int, float)) and isinstance(ckpt_step, int) and ckpt_step > 0 and step:
+        # metrics.jsonl has no epoch: scale the checkpoint's epoch by the steps done since
+        epoch, epoch_estimated = ckpt_epoch * step / ckpt_step, True
+    loss_record = _last_with(records, "train/loss")
+    eval_record = _last_with(records, "eval/f1", "eval/exact")
+    rate = steps_per_second(records)
+    eta_s = (total - step) / rate if rate and total is not None and step is not None and total > step else None
+    last_time = _last_with(records, "time")
+    disk = shutil.disk_usage(output_dir)
+    return {
+        "output_dir": output_dir,
+        "step": step,
+        "total_steps": total,
+        "epoch": epoch,
+        "epoch_estimated": epoch_estimated,
+        "loss": loss_record.get("train/loss") if loss_record else None,
+        "loss_step": loss_record.get("step") if loss_record else None,
+        "eval": {k: v for k, v in eval_record.items() if k.startswith("eval/")} if eval_record else None,
+        "eval_step": eval_record.get("step") if eval_record else None,
+        "steps_per_second": rate,
+        "eta_seconds": eta_s,
+        "last_update_seconds_ago": now - last_time["time"] if last_time else None,
+        "newest_complete_checkpoint": newest[1] if newest else None,
+        "newest_complete_checkpoint_step": newest[0] if newest else None,
+        "incomplete_checkpoints": [c[1] for c in ckpts if not c[2]],
+        "best_checkpoint": read_json(os.path.join(output_dir, "best_checkpoint.json")),
+        "unreadable_metrics_lines": bad_lines,
+        "gpus": gpus,
+        "gpu_note": gpu_note,
+        "disk_free_bytes": disk.free,
+        "disk_total_bytes": disk.total,
+    }
+
+
+def _duration(seconds):
+    return str(datetime.timedelta(seconds=int(round(seconds))))
+
+
+def _gb(n):
+    return f"{n / 1e9:.1f} GB"
+
+
+def format_status(s):
+    """The summary as aligned lines for a terminal."""
+    def value(x, fmt="{}"):
+        return "?" if x is None else fmt.format(x)
+
+    progress = value(s["step"])
+    if s["total_steps"]:
+        progress += f" / {s['total_steps']}"
+        if s["step"] is not None:
+            progress += f" ({100 * s['step'] / s['total_steps']:.1f}%)"
+    lines = [f"run:          {s['output_dir']}", f"step:         {progress}",
+             f"epoch:        {value(s['epoch'], '{:.2f}')}" + (" (estimated from the newest checkpoint)" if s["epoch_estimated"] else "")]
+    loss = value(s["loss"], "{:.4f}")
+    if s["loss"] is not None:
+        loss += f" (step {s['loss_step']})"
+    lines.append(f"last loss:    {loss}")
+    if s["eval"]:
+        shown = ", ".join(f"{k[5:]} {v:.2f}" if isinstance(v, (int, float)) else f"{k[5:]} {v}"
+                          for k, v in s["eval"].items() if k in ("eval/exact", "eval/f1", "eval/HasAns_f1", "eval/NoAns_f1"))
+        lines.append(f"last eval:    {shown} (step {s['eval_step']})")
+    else:
+        lines.append("last eval:    none yet")
+    if s["steps_per_second"]:
+        eta = _duration(s["eta_seconds"]) if s["eta_seconds"] is not None else "? (total steps unknown)"
+        lines.append(f"speed:        {s['steps_per_second']:.3f} steps/s, ETA {eta}")
+    else:
+        lines.append("speed:        unknown (fewer than two timed steps in metrics.jsonl)")
+    if s["last_update_seconds_ago"] is not None:
+        lines.append(f"last update:  {_duration(max(0, s['last_update_seconds_ago']))} ago")
+    ckpt = s["newest_complete_checkpoint"]
+    lines.append(f"checkpoint:   {ckpt} (step {s['newest_complete_checkpoint_step']})" if ckpt else "checkpoint:   no complete checkpoint yet")
+    if s["incomplete_checkpoints"]:
+        lines.append(f"incomplete:   {', '.join(os.path.basename(p) for p in s['incomplete_checkpoints'])} (no COMPLETE marker)")
+    best = s["best_checkpoint"]
+    if isinstance(best, dict):
+        lines.append("best:         " + ", ".join(f"{k} {v}" for k, v in best.items() if not isinstance(v, (dict, list))))
+    if s["gpus"] is None:
+        lines.append(f"gpu:          {s['gpu_note']}")
+    else:
+        for gpu in s["gpus"] or []:
+            lines.append(f"gpu {gpu['index']}:        {gpu['name']}: {gpu['memory_used_mib']} / {gpu['memory_total_mib']} MiB, "
+                         f"{gpu['utilization_pct']}% busy")
+        if not s["gpus"]:
+            lines.append("gpu:          nvidia-smi listed no GPU")
+    lines.append(f"disk free:    {_gb(s['disk_free_bytes'])} of {_gb(s['disk_total_bytes'])} ({s['output_dir']})")
+    if s["unreadable_metrics_lines"]:
+        lines.append(f"note:         {s['unreadable_metrics_lines']} unreadable line(s) in metrics.jsonl skipped")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_dir", help="the run's folder (the OUTPUT_DIR given to run_squad.py)")
+    parser.add_argument("--json", action="store_true", help="print the facts as one JSON object")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    gpus, note = query_gpus()
+    try:
+        summary = summarize(args.output_dir, gpus=gpus, gpu_note=note)
+    except FileNotFoundError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=2) if args.json else format_status(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

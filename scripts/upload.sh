@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Upload a run's final model (or one checkpoint) to S3 with awscli; private unless asked.
+#
+#   bash scripts/upload.sh outputs/nq-albert-xlarge-v2 s3://my-bucket/models/albert-nq
+#   bash scripts/upload.sh outputs/nq-albert-xlarge-v2 s3://my-bucket/models/albert-nq --checkpoint checkpoint-1500
+#   bash scripts/upload.sh outputs/run s3://bucket/prefix --public                 # --acl public-read
+#   bash scripts/upload.sh outputs/run s3://bucket/prefix --endpoint-url http://127.0.0.1:9000   # MinIO etc.
+#   bash scripts/upload.sh outputs/run s3://bucket/prefix --dry-run                # print, upload nothing
+#   make upload BUCKET=s3://bucket/prefix [CKPT=checkpoint-1500] [PUBLIC=1] [S3_ENDPOINT=http://...]
+#
+# Without --checkpoint: the final model files at the top of OUTPUT_DIR go to s3://bucket/prefix/:
+# config.json, the weights (model*.safetensors, model.safetensors.index.json, pytorch_model*.bin),
+# the tokenizer files, README.md (model card), eval_results*.json, best_checkpoint.json; not the
+# checkpoints, logs or caches. With --checkpoint NAME_OR_PATH: that whole checkpoint folder (weights,
+# optimizer, scheduler, so training can resume elsewhere) goes to s3://bucket/prefix/NAME/; it must
+# hold its COMPLETE marker. Objects are private unless --public. Credentials and region come from
+# the usual AWS settings (aws configure, AWS_* variables, instance role); AWS_ENDPOINT_URL is
+# honoured too. awscli: $AWS, else .venv/bin/aws, else aws on PATH. Prints each uploaded URI.
+set -euo pipefail
+
+usage() {
+  echo "usage: bash scripts/upload.sh OUTPUT_DIR s3://bucket/prefix [--checkpoint NAME_OR_PATH] [--public] [--endpoint-url URL] [--dry-run]" >&2
+  exit 2
+}
+die() { echo "upload.sh: $*" >&2; exit "${2:-1}"; }
+
+# The final model's files, as glob patterns relative to OUTPUT_DIR.
+FINAL_FILES=(config.json generation_config.json "model*.safetensors" model.safetensors.index.json
+  "pytorch_model*.bin" pytorch_model.bin.index.json tokenizer.json tokenizer_config.json
+  special_tokens_map.json added_tokens.json spiece.model vocab.txt merges.txt vocab.json
+  README.md "eval_results*.json" best_checkpoint.json)
+
+output_dir=""
+bucket=""
+checkpoint=""
+public=0
+endpoint=""
+dry_run=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --checkpoint) [[ $# -ge 2 ]] || usage; checkpoint="$2"; shift ;;
+    --public) public=1 ;;
+    --endpoint-url) [[ $# -ge 2 ]] || usage; endpoint="$2"; shift ;;
+    --dry-run) dry_run=1 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -*) echo "upload.sh: unknown option '$1'" >&2; usage ;;
+    *) if [[ -z "$output_dir" ]]; then output_dir="$1"
+       elif [[ -z "$bucket" ]]; then bucket="$1"
+       else echo "upload.sh: unexpected argument '$1'" >&2; usage; fi ;;
+  esac
+  shift
+done
+
+# --- validate --------------------------------------------------------------------------------
+[[ -n "$output_dir" && -n "$bucket" ]] || usage
+[[ -d "$output_dir" ]] || die "OUTPUT_DIR '$output_dir' is not a folder; give the run's folder (make upload OUTPUT_DIR=...)" 2
+[[ "$bucket" =~ ^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$ ]] || \
+  die "BUCKET '$bucket' is not an s3://bucket[/prefix] URI, e.g. s3://my-bucket/models/albert-nq" 2
+bucket="${bucket%/}"
+if [[ -n "$endpoint" && ! "$endpoint" =~ ^https?:// ]]; then
+  die "--endpoint-url '$endpoint' must start with http:// or https://" 2
+fi
+aws="${AWS:-}"
+if [[ -z "$aws" ]]; then
+  repo_venv_aws="$(cd -- "$(dirname -- "$0")/.." && pwd)/.venv/bin/aws"
+  if [[ -x "$repo_venv_aws" ]]; then aws="$repo_venv_aws"; else aws=aws; fi
+fi
+[[ $dry_run -eq 1 ]] || command -v "$aws" >/dev/null || die "awscli not found ('$aws'): run make setup (it installs awscli into .venv) or pip install awscli"
+
+# --- what goes where -------------------------------------------------------------------------
+files=()   # paths relative to the source folder
+if [[ -n "$checkpoint" ]]; then
+  if [[ -d "$checkpoint" ]]; then source_dir="$checkpoint"
+  elif [[ -d "$output_dir/$checkpoint" ]]; then source_dir="$output_dir/$checkpoint"
+  else die "checkpoint '$checkpoint' not found (neither a folder nor $output_dir/$checkpoint); list them with: ls $output_dir" 2
+  fi
+  source_dir="${source_dir%/}"
+  [[ -f "$source_dir/COMPLETE" ]] || die "$source_dir has no COMPLETE marker: it was not fully written; choose another checkpoint"
+  destination="$bucket/$(basename -- "$source_dir")"
+  while IFS= read -r -d '' path; do
+    files+=("${path#"$source_dir"/}")
+  done < <(find "$source_dir" -type f -print0 | sort -z)
+  filters=()
+else
+  source_dir="${output_dir%/}"
+  destination="$bucket"
+  shopt -s nullglob
+  for pattern in "${FINAL_FILES[@]}"; do
+    for path in "$source_dir"/$pattern; do
+      [[ -f "$path" ]] && files+=("${path#"$source_dir"/}")
+    done
+  done
+  shopt -u nullglob
+  weights=0
+  for f in "${files[@]}"; do [[ "$f" == *.safetensors || "$f" == *.bin ]] && weights=1; done
+  if [[ ! -f "$source_dir/config.json" || $weights -eq 0 ]]; then
+    die "no final model in $source_dir (config.json and model.safetensors are written when training ends); upload a checkpoint instead: --checkpoint checkpoint-N (make upload CKPT=checkpoint-N)"
+  fi
+  filters=(--exclude "*")
+  for f in "${files[@]}"; do filters+=(--include "$f"); done
+fi
+[[ ${#files[@]} -gt 0 ]] || die "nothing to upload in $source_dir"
+
+command=("$aws" s3 cp --recursive --only-show-errors "$source_dir" "$destination/" "${filters[@]}")
+if [[ $public -eq 1 ]]; then command+=(--acl public-read); fi
+if [[ -n "$endpoint" ]]; then command+=(--endpoint-url "$endpoint"); fi
+
+echo "uploading ${#files[@]} file(s) from $source_dir to $destination/ ($([[ $public -eq 1 ]] && echo public-read || echo private))"
+echo "+ $(printf '%q ' "${command[@]}")"
+if [[ $dry_run -eq 1 ]]; then
+  echo "dry run: nothing uploaded; these objects would be written:"
+  printf '  %s\n' "${files[@]/#/$destination/}"
+  exit 0
+fi
+"${command[@]}" || die "aws s3 cp failed (above); check credentials (aws configure), the bucket name and, with --public, that the bucket allows ACLs"
+echo "uploaded:"
+printf '%s\n' "${files[@]/#/$destination/}"

@@ -1,0 +1,121 @@
+"""scripts/upload.sh against a real moto S3 server on 127.0.0.1 (tests/servers.py)."""
+
+import pathlib
+import subprocess
+
+import pytest
+
+from servers import moto_server, s3  # noqa: F401  (fixtures)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "upload.sh"
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+
+def upload(*args, env=None):
+    return subprocess.run(["bash", str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A finished run: final model files at the top, plus what must NOT be uploaded."""
+    run = tmp_path / "outputs" / "nq albert"  # a space in the path on purpose
+    files = {
+        "config.json": b'{"model_type": "albert"}',
+        "model.safetensors": bytes(range(256)) * 40,
+        "tokenizer.json": b'{"version": "1.0"}',
+        "tokenizer_config.json": b"{}",
+        "README.md": b"# model card\n",
+        "eval_results.json": b'{"f1": 71.2}',
+        "eval_results_1500.json": b'{"f1": 70.1}',
+        "best_checkpoint.json": b'{"step": 1500}',
+        "train.log": b"not uploaded\n",
+        "metrics.jsonl": b'{"step": 1}\n',
+        "checkpoint-1500/model.safetensors": b"ckpt weights",
+        "checkpoint-1500/optimizer.pt": b"adam state",
+        "checkpoint-1500/eval_results.json": b"{}",
+        "checkpoint-1500/COMPLETE": b"",
+        "checkpoint-3000/model.safetensors": b"half written",
+        ".features_cache/features-abc/part-0.npy": b"cache",
+    }
+    for name, data in files.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(data)
+    return run
+
+
+def objects(s3, bucket):
+    return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def acl_grantees(s3, bucket, key):
+    return {(g["Grantee"].get("URI") or g["Grantee"].get("ID"), g["Permission"])
+            for g in s3.get_object_acl(Bucket=bucket, Key=key)["Grants"]}
+
+
+FINAL = ["README.md", "best_checkpoint.json", "config.json", "eval_results.json", "eval_results_1500.json",
+         "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+
+
+def test_final_model_uploads_only_model_files_privately(s3, run_dir):
+    s3.create_bucket(Bucket="models-private")
+    result = upload(run_dir, "s3://models-private/albert/v1/")
+    assert result.returncode == 0, result.stderr
+    stored = objects(s3, "models-private")
+    assert sorted(stored) == [f"albert/v1/{name}" for name in FINAL]
+    for name in FINAL:
+        assert stored[f"albert/v1/{name}"] == (run_dir / name).read_bytes()
+    printed = [line for line in result.stdout.splitlines() if line.startswith("s3://")]
+    assert sorted(printed) == [f"s3://models-private/albert/v1/{name}" for name in FINAL]
+    grants = acl_grantees(s3, "models-private", "albert/v1/model.safetensors")
+    assert all(uri != ALL_USERS for uri, _ in grants)
+    assert {permission for _, permission in grants} == {"FULL_CONTROL"}
+
+
+def test_public_checkpoint_upload_with_endpoint_flag(s3, run_dir, moto_server, monkeypatch):
+    s3.create_bucket(Bucket="models-public")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # only --endpoint-url can reach moto now
+    result = upload(run_dir, "s3://models-public/runs", "--checkpoint", "checkpoint-1500", "--public",
+                    "--endpoint-url", moto_server)
+    assert result.returncode == 0, result.stderr
+    stored = objects(s3, "models-public")
+    names = ["COMPLETE", "eval_results.json", "model.safetensors", "optimizer.pt"]
+    assert sorted(stored) == [f"runs/checkpoint-1500/{name}" for name in names]
+    for name in names:
+        assert stored[f"runs/checkpoint-1500/{name}"] == (run_dir / "checkpoint-1500" / name).read_bytes()
+    assert (ALL_USERS, "READ") in acl_grantees(s3, "models-public", "runs/checkpoint-1500/optimizer.pt")
+
+
+def test_refusals_upload_nothing(s3, run_dir, tmp_path):
+    s3.create_bucket(Bucket="models-refused")
+    incomplete = upload(run_dir, "s3://models-refused/x", "--checkpoint", "checkpoint-3000")
+    assert incomplete.returncode == 1
+    assert "no COMPLETE marker" in incomplete.stderr
+    missing = upload(run_dir, "s3://models-refused/x", "--checkpoint", "checkpoint-9")
+    assert missing.returncode == 2 and "checkpoint 'checkpoint-9' not found" in missing.stderr
+    no_model = tmp_path / "running"
+    (no_model / "checkpoint-5").mkdir(parents=True)
+    (no_model / "train.log").write_text("training...\n")
+    result = upload(no_model, "s3://models-refused/x")
+    assert result.returncode == 1
+    assert "no final model" in result.stderr and "--checkpoint checkpoint-N" in result.stderr
+    bad_uri = upload(run_dir, "models-refused/x")
+    assert bad_uri.returncode == 2 and "is not an s3://bucket[/prefix] URI" in bad_uri.stderr
+    assert objects(s3, "models-refused") == {}
+
+
+def test_dry_run_lists_objects_without_uploading(s3, run_dir):
+    s3.create_bucket(Bucket="models-dry")
+    result = upload(run_dir, "s3://models-dry/p", "--dry-run", "--public")
+    assert result.returncode == 0, result.stderr
+    assert "--acl public-read" in result.stdout
+    assert "  s3://models-dry/p/model.safetensors" in result.stdout
+    assert "train.log" not in result.stdout
+    assert objects(s3, "models-dry") == {}
+
+
+def test_failed_upload_is_reported(s3, run_dir):
+    result = upload(run_dir, "s3://no-such-bucket-here/p")
+    assert result.returncode == 1
+    assert "aws s3 cp failed" in result.stderr
