@@ -1,0 +1,753 @@
+"""Download Google Natural Questions v1.0 and SQuAD 2.0: resumable, parallel, retried, verified.
+
+    python scripts/download_nq.py --split dev --shards all --out data/nq/raw            # 5 files, about 1 GB
+    python scripts/download_nq.py --split train --shards 0-4 --out data/nq/raw --workers 4   # the guide's 1/10
+    python scripts/download_nq.py --split train --shards 0,3,7-9 --out data/nq/raw
+    python scripts/download_nq.py --split train --shards all --out data/nq/raw          # 50 files, about 40 GB
+    python scripts/download_nq.py --simplified --out data/nq/raw                        # simplified-nq-train.jsonl.gz
+    python scripts/download_nq.py --squad --out data/squad                              # train-v2.0.json + dev-v2.0.json
+    python scripts/download_nq.py --squad --split dev --out data/squad
+    python scripts/download_nq.py --split dev --shards all --dest s3://my-bucket/nq/raw   # straight into S3
+    python scripts/download_nq.py --split dev --shards 0 --out /tmp/nq --base-url http://mirror.example/nq/v1.0
+
+Where files go: NQ shards to OUT/{train,dev}/nq-{split}-NN.jsonl.gz, the simplified set to
+OUT/simplified/, SQuAD files to OUT/. With --dest s3://bucket/prefix the same relative keys
+are used under the prefix (AWS_ENDPOINT_URL selects an S3-compatible endpoint).
+
+How a local file is made, so that an interrupted run loses nothing and a finished file is
+always a verified one:
+  * bytes go to NAME.part; a later run (or a retry after a dropped connection, with
+    exponential backoff) continues it with an HTTP Range request;
+  * when the last byte is in, the size is checked against the server's (Content-Length or
+    the Content-Range total), the md5 and crc32c in Google Cloud Storage's `x-goog-hash`
+    header when the server sends one (they cover the whole object, so the .part prefix from
+    an earlier run is hashed again before continuing), and the git blob id of the official
+    SQuAD files; only then is NAME.part renamed to NAME. A file that fails verification is
+    deleted, and the message says so: the next run starts it from scratch.
+  * "complete" therefore means "NAME exists": it can only exist after a verified rename. A
+    re-run still sends one cheap HEAD request per file and re-downloads when the server's
+    size differs (the dataset was updated, or a file was copied in by hand); when the
+    server cannot be reached the existing file is kept. SQuAD files are checked against
+    their blob id locally instead (40 MB, a fraction of a second).
+S3 uploads stream from the HTTP response (multipart upload, nothing on local disk); the
+hashes are checked before the upload is completed, so a corrupt object never appears. An
+interrupted S3 upload restarts from the beginning of that file.
+
+Needs only the standard library. Optional speedups: tqdm (progress bars), numpy or
+google-crc32c (fast crc32c), boto3 (only for --dest s3://).
+"""
+
+import argparse
+import base64
+import dataclasses
+import hashlib
+import http.client
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from qa import storage  # noqa: E402  (after the path insert: this runs as `python scripts/download_nq.py`)
+
+try:
+    from tqdm import tqdm
+except ImportError:  # progress bars are optional
+    tqdm = None
+
+# --- Where the data lives ---------------------------------------------------------------------
+# NQ v1.0 in Google's public bucket, as listed on https://ai.google.com/research/NaturalQuestions/download
+# (gsutil -m cp -R gs://natural_questions/v1.0 ...); the same objects are served over HTTPS by
+# storage.googleapis.com. The simplified train set sits beside it in v1.0-simplified/ (same page).
+NQ_BASE_URL = "https://storage.googleapis.com/natural_questions/v1.0"
+NQ_SIMPLIFIED_FILE = "simplified-nq-train.jsonl.gz"
+SHARD_COUNTS = {"train": 50, "dev": 5}  # nq-train-00..49 (about 800 MB each), nq-dev-00..04
+# SQuAD 2.0 from its official site (https://rajpurkar.github.io/SQuAD-explorer/).
+SQUAD_BASE_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset"
+# Git blob ids of the official files (sha1 of b"blob <size>\0" + content), as the site's git repository records them.
+SQUAD_BLOB_IDS = {
+    "train-v2.0.json": "312f804dbf85888fdce3299eaa58d6ec3f0bb6b7",  # 42,123,633 bytes
+    "dev-v2.0.json": "c6fa1a89a12c90b7fbfa8f6fb437cfff27af41ca",  # 4,370,528 bytes
+}
+
+# --- Defaults, in one place --------------------------------------------------------------------
+CHUNK_BYTES = 1 << 20  # read/write/hash unit: 1 MiB keeps numpy crc32c efficient and memory flat
+DEFAULT_WORKERS = 4  # files downloaded at once; GCS serves each connection at roughly 20-100 MB/s
+DEFAULT_RETRIES = 5  # per file, with exponential backoff: waits of 2, 4, 8, 16, 32 s
+DEFAULT_RETRY_WAIT = 2.0  # seconds before the first retry; doubled each time, capped below
+MAX_RETRY_WAIT = 60.0
+DEFAULT_TIMEOUT = 60.0  # seconds without a byte before a connection counts as dropped
+HEAD_TIMEOUT = 15.0  # the skip check's HEAD request is not retried; it only decides whether to re-download
+S3_PART_BYTES = 64 << 20  # multipart part size: 64 MiB -> at most 16 parts (of 10,000 allowed) for a 1 GB shard
+S3_CONCURRENCY = 4  # parts uploaded at once per file
+
+
+# --- crc32c (Castagnoli), as in GCS's x-goog-hash --------------------------------------------
+CRC32C_POLY = 0x82F63B78  # reflected form of 0x1EDC6F41
+
+
+def _byte_table():
+    table = []
+    for byte in range(256):
+        register = byte
+        for _ in range(8):
+            register = (register >> 1) ^ CRC32C_POLY if register & 1 else register >> 1
+        table.append(register)
+    return table
+
+
+_TABLE = _byte_table()
+
+
+def _update_pure(register, data):
+    """The raw CRC register after `data` (no pre/post inversion): one table lookup per byte, about 8 MB/s."""
+    table = _TABLE
+    for byte in data:
+        register = table[(register ^ byte) & 0xFF] ^ (register >> 8)
+    return register
+
+
+def _zero_shift_tables(n_bytes):
+    """Four byte tables for the linear map 'feed n_bytes zero bytes into the register'."""
+    basis = [_update_pure(1 << bit, bytes(n_bytes)) for bit in range(32)]
+    tables = []
+    for position in range(4):
+        table = [0] * 256
+        for value in range(1, 256):
+            low_bit = (value & -value).bit_length() - 1
+            table[value] = table[value & (value - 1)] ^ basis[8 * position + low_bit]
+        tables.append(table)
+    return tables
+
+
+_LANE_BYTES = 256  # numpy path: the data is cut into lanes of 256 bytes, all updated at once
+_NUMPY_TABLES = None
+_NUMPY_LOCK = threading.Lock()
+
+
+def _numpy_tables(np):
+    """Tables for the numpy path, built once: two 64K-entry tables that feed 4 bytes per step, and
+    the four byte tables of 'feed 256 zero bytes' that chain the lanes."""
+    global _NUMPY_TABLES
+    with _NUMPY_LOCK:
+        if _NUMPY_TABLES is None:
+            shift4 = [np.asarray(table, dtype=np.uint32) for table in _zero_shift_tables(4)]
+            low_half = (shift4[1][:, None] ^ shift4[0][None, :]).ravel()  # indexed by register bits 0-15
+            high_half = (shift4[3][:, None] ^ shift4[2][None, :]).ravel()  # indexed by register bits 16-31
+            _NUMPY_TABLES = low_half, high_half, _zero_shift_tables(_LANE_BYTES)
+    return _NUMPY_TABLES
+
+
+def _update_numpy(register, data, np):
+    """Same result as _update_pure, about 30x faster (about 230 MB/s; see benchmarks/bench_download.py).
+
+    CRC is linear: crc(state, lane) = shift_256(state) ^ crc(0, lane), where shift_256 feeds 256
+    zero bytes. So the CRC of every 256-byte lane from a zero register is computed at once,
+    one little-endian 32-bit word per vectorised step (two 64K-entry table lookups), and the
+    lanes are then chained in order with four byte-table lookups each."""
+    lanes = len(data) // _LANE_BYTES
+    if lanes < 64:
+        return _update_pure(register, data)
+    low_half, high_half, (shift0, shift1, shift2, shift3) = _numpy_tables(np)
+    body = lanes * _LANE_BYTES
+    words = np.frombuffer(data, dtype="<u4", count=body // 4).reshape(lanes, _LANE_BYTES // 4)
+    columns = np.ascontiguousarray(words.T)  # columns[j] = word j of every lane
+    lane_registers = np.zeros(lanes, dtype=np.uint32)
+    mixed, low, high = (np.empty(lanes, dtype=np.uint32) for _ in range(3))
+    for column in columns:
+        np.bitwise_xor(lane_registers, column, out=mixed)
+        np.bitwise_and(mixed, 0xFFFF, out=low)
+        np.right_shift(mixed, 16, out=mixed)
+        np.take(low_half, low, out=lane_registers)
+        np.take(high_half, mixed, out=high)
+        np.bitwise_xor(lane_registers, high, out=lane_registers)
+    for lane_register in lane_registers.tolist():
+        register = (shift0[register & 0xFF] ^ shift1[(register >> 8) & 0xFF]
+                    ^ shift2[(register >> 16) & 0xFF] ^ shift3[register >> 24] ^ lane_register)
+    return _update_pure(register, memoryview(data)[body:])
+
+
+def crc32c_pure(data, crc=0):
+    """crc32c of `data`, continuing from `crc` (the crc32c of the bytes before), like zlib.crc32."""
+    return _update_pure(crc ^ 0xFFFFFFFF, data) ^ 0xFFFFFFFF
+
+
+def crc32c_numpy(data, crc=0):
+    import numpy
+
+    return _update_numpy(crc ^ 0xFFFFFFFF, data, numpy) ^ 0xFFFFFFFF
+
+
+def _pick_crc32c():
+    """The fastest crc32c available: google-crc32c's C code, then numpy lanes, then the table loop."""
+    try:
+        import google_crc32c
+
+        if getattr(google_crc32c, "implementation", "") == "c":
+            return "google-crc32c", lambda data, crc=0: google_crc32c.extend(crc, bytes(data))
+    except ImportError:
+        pass
+    try:
+        import numpy  # noqa: F401
+
+        return "numpy", crc32c_numpy
+    except ImportError:
+        return "pure-python", crc32c_pure
+
+
+CRC32C_BACKEND, crc32c = _pick_crc32c()
+
+
+def git_blob_id(content):
+    """The id git gives a file's content: sha1 of b"blob <size>\\0" + content."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+# --- What to download ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Job:
+    name: str  # file name, used in messages
+    url: str
+    relpath: str  # where it goes under --out or the --dest prefix
+    hint: str  # what to check when the server answers 404
+    blob_id: str = None  # expected git blob id (SQuAD), or None
+
+
+def parse_shards(spec, count):
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7-9' -> [0, 3, 7, 8, 9]; 'all' -> range(count). Sorted, unique."""
+    spec = spec.strip().lower()
+    if spec == "all":
+        return list(range(count))
+    shards = set()
+    for piece in spec.split(","):
+        piece = piece.strip()
+        low, dash, high = piece.partition("-")
+        if not (low.isdigit() and (not dash or high.isdigit())):
+            raise ValueError(f"bad shard spec {spec!r}: '{piece}' is not a number or a range like 0-4 "
+                             f"(use e.g. 0-4, 0,3,7-9 or all)")
+        first, last = int(low), int(high) if dash else int(low)
+        if first > last:
+            raise ValueError(f"bad shard spec {spec!r}: range '{piece}' runs backwards (write {last}-{first})")
+        if last >= count:
+            raise ValueError(f"shard {last} does not exist: this split has {count} shards, 0-{count - 1}")
+        shards.update(range(first, last + 1))
+    return sorted(shards)
+
+
+def nq_jobs(split, shards, base_url):
+    hint = (f"check --base-url (now {base_url}) and --shards: the {split} split has "
+            f"shards 00-{SHARD_COUNTS[split] - 1:02d}")
+    jobs = []
+    for shard in shards:
+        name = f"nq-{split}-{shard:02d}.jsonl.gz"
+        jobs.append(Job(name, f"{base_url}/{split}/{name}", f"{split}/{name}", hint))
+    return jobs
+
+
+def simplified_base_url(base_url):
+    """v1.0-simplified/ sits beside v1.0/ in Google's bucket; another mirror is assumed to keep both in one folder."""
+    return base_url + "-simplified" if base_url.endswith("/v1.0") else base_url
+
+
+def simplified_jobs(base_url):
+    hint = f"check --simplified-base-url (now {base_url})"
+    return [Job(NQ_SIMPLIFIED_FILE, f"{base_url}/{NQ_SIMPLIFIED_FILE}", f"simplified/{NQ_SIMPLIFIED_FILE}", hint)]
+
+
+def squad_jobs(splits, base_url):
+    hint = f"check --squad-base-url (now {base_url})"
+    jobs = []
+    for split in splits:
+        name = f"{split}-v2.0.json"
+        jobs.append(Job(name, f"{base_url}/{name}", name, hint, blob_id=SQUAD_BLOB_IDS[name]))
+    return jobs
+
+
+# --- Verification ---------------------------------------------------------------------------
+class DownloadError(Exception):
+    """A failure retrying will not fix; the message says what to do."""
+
+
+class TransientError(Exception):
+    """A dropped connection, a timeout, a 5xx: retried with backoff."""
+
+
+def parse_goog_hash(values):
+    """['crc32c=n03x6A==', 'md5=Ojk9...'] or one 'crc32c=...,md5=...' -> {'crc32c': b'...', 'md5': b'...'}."""
+    hashes = {}
+    for value in values or []:
+        for item in value.split(","):
+            kind, _, encoded = item.strip().partition("=")
+            if kind in ("crc32c", "md5") and encoded:
+                try:
+                    hashes[kind] = base64.b64decode(encoded, validate=True)
+                except ValueError as exc:
+                    raise DownloadError(f"x-goog-hash {item!r} is not valid base64 ({exc})") from exc
+    return hashes
+
+
+class Digests:
+    """md5, crc32c and git blob id of the bytes seen so far, and how many there were."""
+
+    def __init__(self, total, want_blob):
+        self.total = total
+        self.count = 0
+        self.md5 = hashlib.md5()
+        self.crc = 0
+        self.blob = None
+        if want_blob:
+            if total is None:
+                raise DownloadError("the server did not send the file size (Content-Length), "
+                                    "so the git blob id cannot be checked while streaming")
+            self.blob = hashlib.sha1(b"blob %d\0" % total)
+
+    def update(self, data):
+        self.count += len(data)
+        self.md5.update(data)
+        self.crc = crc32c(data, self.crc)
+        if self.blob is not None:
+            self.blob.update(data)
+
+    def update_from_file(self, path, n_bytes):
+        """Hash the first n_bytes of a .part file left by an earlier attempt or run."""
+        with open(path, "rb") as handle:
+            while self.count < n_bytes:
+                data = handle.read(min(CHUNK_BYTES, n_bytes - self.count))
+                if not data:
+                    raise DownloadError(f"{path} shrank while being read")
+                self.update(data)
+
+    def problems(self, expected_hashes, blob_id):
+        """Mismatches against the server's size and hashes, as readable strings (empty = verified)."""
+        found = []
+        if self.total is not None and self.count != self.total:
+            found.append(f"size mismatch: server says {self.total} bytes, got {self.count}")
+        if "md5" in expected_hashes and self.md5.digest() != expected_hashes["md5"]:
+            found.append(f"md5 mismatch: x-goog-hash says {base64.b64encode(expected_hashes['md5']).decode()}, "
+                         f"the bytes give {base64.b64encode(self.md5.digest()).decode()}")
+        if "crc32c" in expected_hashes:
+            got = self.crc.to_bytes(4, "big")
+            if got != expected_hashes["crc32c"]:
+                found.append(f"crc32c mismatch: x-goog-hash says {base64.b64encode(expected_hashes['crc32c']).decode()}, "
+                             f"the bytes give {base64.b64encode(got).decode()}")
+        if blob_id is not None and self.blob.hexdigest() != blob_id:
+            found.append(f"git blob id mismatch: expected {blob_id} (the official file), got {self.blob.hexdigest()}")
+        return found
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+class RangeNotSatisfiable(Exception):
+    pass
+
+
+def open_url(job, offset, timeout):
+    """GET job.url from byte `offset`; HTTP errors become DownloadError (4xx) or TransientError (5xx, network)."""
+    headers = {"User-Agent": "download_nq.py", "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(job.url, headers=headers)
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416:
+            raise RangeNotSatisfiable(exc.headers.get("Content-Range", "")) from exc
+        if exc.code == 404:
+            raise DownloadError(f"HTTP 404 Not Found: {job.url}; {job.hint}") from exc
+        if exc.code in (408, 429) or exc.code >= 500:
+            raise TransientError(f"HTTP {exc.code} {exc.reason} from {job.url}") from exc
+        raise DownloadError(f"HTTP {exc.code} {exc.reason}: {job.url}; {job.hint}") from exc
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise TransientError(f"cannot fetch {job.url}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def response_span(response, offset):
+    """(first byte, total size or None) of a GET response; a 200 to a Range request starts at 0."""
+    length = response.headers.get("Content-Length")
+    if response.status == 206:
+        content_range = response.headers.get("Content-Range", "")  # "bytes 100-999/1000"
+        try:
+            first = int(content_range.split()[1].split("-")[0])
+            total = content_range.rsplit("/", 1)[1]
+            total = None if total == "*" else int(total)
+        except (IndexError, ValueError) as exc:
+            raise TransientError(f"unreadable Content-Range {content_range!r}") from exc
+        if first != offset:
+            raise TransientError(f"asked for bytes from {offset}, the server sent from {first}")
+        if total is None and length is not None:
+            total = first + int(length)
+        return first, total
+    return 0, int(length) if length is not None else None
+
+
+def server_size(job):
+    """The size the server reports for job.url (HEAD), or None when it cannot say."""
+    request = urllib.request.Request(job.url, method="HEAD", headers={"User-Agent": "download_nq.py",
+                                                                       "Accept-Encoding": "identity"})
+    try:
+        with urllib.request.urlopen(request, timeout=HEAD_TIMEOUT) as response:
+            length = response.headers.get("Content-Length")
+            return int(length) if length is not None else None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError):
+        return None
+
+
+def read_chunk(response):
+    """Up to CHUNK_BYTES of what has arrived (read1: no waiting for a whole MiB on a slow link)."""
+    try:
+        return response.read1(CHUNK_BYTES)
+    except (OSError, http.client.HTTPException) as exc:
+        raise TransientError(f"connection lost: {exc}") from exc
+
+
+# --- Progress and messages ------------------------------------------------------------------
+_PRINT_LOCK = threading.Lock()
+
+
+def say(message):
+    with _PRINT_LOCK:
+        if tqdm is not None:
+            tqdm.write(message, file=sys.stdout)
+        else:
+            print(message, flush=True)
+
+
+class Progress:
+    """One tqdm bar per file (bytes, rate, ETA), at its own line in parallel mode; silent without tqdm or a TTY."""
+
+    def __init__(self, name, position):
+        self.bar = None
+        if tqdm is not None:
+            self.bar = tqdm(desc=name, position=position, unit="B", unit_scale=True, unit_divisor=1024,
+                            leave=False, dynamic_ncols=True, disable=None, file=sys.stderr)
+
+    def start(self, total, done):
+        if self.bar is not None:
+            self.bar.reset(total=total)
+            self.bar.update(done)
+
+    def update(self, n_bytes):
+        if self.bar is not None:
+            self.bar.update(n_bytes)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def with_retries(job, options, attempt_once):
+    """Call attempt_once() until it returns; TransientError is retried with exponential backoff."""
+    attempt = 0
+    while True:
+        try:
+            return attempt_once()
+        except TransientError as exc:
+            attempt += 1
+            if attempt > options.retries:
+                raise DownloadError(f"gave up after {options.retries} retries: {exc}") from exc
+            wait = min(options.retry_wait * 2 ** (attempt - 1), MAX_RETRY_WAIT)
+            say(f"{job.name}: {exc}; retry {attempt}/{options.retries} in {wait:g} s")
+            time.sleep(wait)
+
+
+# --- To local disk ---------------------------------------------------------------------------
+def download_to_file(job, path, options, progress):
+    """Fetch job.url into path via path.part (resumed with Range), verify, rename. Returns the size."""
+    part = path + ".part"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    state = {"digests": None, "hashes": {}}
+
+    def attempt_once():
+        offset = os.path.getsize(part) if os.path.exists(part) else 0
+        try:
+            response = open_url(job, offset, options.timeout)
+        except RangeNotSatisfiable:
+            # The .part is as long as (or longer than) the server's file: start that file again.
+            say(f"{job.name}: {part} does not fit the server's file (HTTP 416); starting it again")
+            os.remove(part)
+            raise TransientError("range not satisfiable") from None
+        with response:
+            first, total = response_span(response, offset)
+            if offset and first == 0:
+                say(f"{job.name}: the server ignored the Range request; downloading from the start")
+            elif offset:
+                say(f"{job.name}: resuming at byte {offset} of {total}")
+            state["hashes"] = parse_goog_hash(response.headers.get_all("x-goog-hash"))
+            digests = state["digests"]
+            if digests is None or digests.count != first or digests.total != total:
+                digests = state["digests"] = Digests(total, want_blob=job.blob_id is not None)
+                if first:
+                    digests.update_from_file(part, first)  # the hashes cover the whole file
+            progress.start(total, first)
+            with open(part, "r+b" if first else "wb") as out:
+                out.seek(first)
+                out.truncate()
+                while data := read_chunk(response):
+                    out.write(data)
+                    digests.update(data)
+                    progress.update(len(data))
+            if total is not None and digests.count < total:
+                raise TransientError(f"connection closed after {digests.count} of {total} bytes")
+
+    with_retries(job, options, attempt_once)
+    digests = state["digests"]
+    problems = digests.problems(state["hashes"], job.blob_id)
+    if problems:
+        os.remove(part)
+        raise DownloadError(f"verification failed: {'; '.join(problems)}. Deleted {part}, so the next run "
+                            f"starts this file from scratch; if it fails again, {job.hint}")
+    os.replace(part, path)
+    return digests.count
+
+
+def local_is_complete(job, path):
+    """(complete?, reason). The final name only ever appears after verification, so existing is nearly enough."""
+    if not os.path.exists(path):
+        return False, ""
+    size = os.path.getsize(path)
+    if job.blob_id is not None:
+        with open(path, "rb") as handle:
+            if git_blob_id(handle.read()) == job.blob_id:
+                return True, f"already complete ({size} bytes, git blob id verified), skipping"
+        return False, f"{path} exists but is not the official file (git blob id differs); downloading it again"
+    remote = server_size(job)
+    if remote is None:
+        return True, f"already complete ({size} bytes; the server could not be asked for its size), skipping"
+    if remote == size:
+        return True, f"already complete ({size} bytes), skipping"
+    return False, f"{path} has {size} bytes but the server's file has {remote}; downloading it again"
+
+
+# --- To S3 -----------------------------------------------------------------------------------
+class VerifyingReader:
+    """A file-like view of an HTTP response for boto3's upload_fileobj that hashes what passes through
+    and raises at the end of the stream if the bytes are short or do not match: boto3 then aborts the
+    multipart upload, so a corrupt object is never created."""
+
+    def __init__(self, response, digests, hashes, blob_id, progress):
+        self.response, self.digests, self.hashes, self.blob_id = response, digests, hashes, blob_id
+        self.progress = progress
+        self.pending = b""
+
+    def read(self, size=-1):
+        while size is None or size < 0 or len(self.pending) < size:
+            data = read_chunk(self.response)
+            if not data:
+                self._check_end()
+                break
+            self.digests.update(data)
+            self.progress.update(len(data))
+            self.pending += data
+        if size is None or size < 0:
+            size = len(self.pending)
+        out, self.pending = self.pending[:size], self.pending[size:]
+        return out
+
+    def _check_end(self):
+        total = self.digests.total
+        if total is not None and self.digests.count < total:
+            raise TransientError(f"connection closed after {self.digests.count} of {total} bytes")
+        problems = self.digests.problems(self.hashes, self.blob_id)
+        if problems:
+            raise DownloadError(f"verification failed: {'; '.join(problems)}; the upload was aborted, "
+                                f"no object was written")
+
+
+def s3_object_size(client, bucket, key):
+    import botocore.exceptions
+
+    try:
+        return client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def download_to_s3(job, uri, options, progress):
+    """Stream job.url into s3://bucket/key (multipart), verified before the upload completes. Returns the size."""
+    from boto3.s3.transfer import TransferConfig
+
+    bucket, key = storage.split_s3(uri)
+    client = storage.s3_client()
+    config = TransferConfig(multipart_threshold=S3_PART_BYTES, multipart_chunksize=S3_PART_BYTES,
+                            max_concurrency=S3_CONCURRENCY)
+
+    def attempt_once():
+        response = open_url(job, 0, options.timeout)
+        with response:
+            _, total = response_span(response, 0)
+            digests = Digests(total, want_blob=job.blob_id is not None)
+            hashes = parse_goog_hash(response.headers.get_all("x-goog-hash"))
+            progress.start(total, 0)
+            client.upload_fileobj(VerifyingReader(response, digests, hashes, job.blob_id, progress),
+                                  bucket, key, Config=config)
+            return digests.count
+
+    size = with_retries(job, options, attempt_once)
+    stored = s3_object_size(client, bucket, key)
+    if stored != size:
+        client.delete_object(Bucket=bucket, Key=key)
+        raise DownloadError(f"{uri} holds {stored} bytes after the upload, expected {size}; deleted it, run again")
+    return size
+
+
+# --- One file, all files -------------------------------------------------------------------------
+@dataclasses.dataclass
+class Result:
+    name: str
+    size: int
+    status: str  # downloaded | skipped | FAILED
+    message: str = ""
+
+
+def destination(options, job):
+    if options.dest:
+        return options.dest.rstrip("/") + "/" + job.relpath
+    return os.path.join(options.out, *job.relpath.split("/"))
+
+
+def run_job(job, options, position):
+    target = destination(options, job)
+    progress = Progress(job.name, position)
+    try:
+        if storage.is_s3(target):
+            bucket, key = storage.split_s3(target)
+            stored = s3_object_size(storage.s3_client(), bucket, key)
+            if stored is not None:
+                remote = server_size(job)
+                if remote is None or remote == stored:
+                    say(f"{job.name}: already in {target} ({stored} bytes), skipping")
+                    return Result(job.name, stored, "skipped")
+                say(f"{job.name}: {target} has {stored} bytes but the server's file has {remote}; uploading again")
+            size = download_to_s3(job, target, options, progress)
+        else:
+            complete, reason = local_is_complete(job, target)
+            if complete:
+                say(f"{job.name}: {reason}")
+                return Result(job.name, os.path.getsize(target), "skipped")
+            if reason:
+                say(f"{job.name}: {reason}")
+            size = download_to_file(job, target, options, progress)
+    except DownloadError as exc:
+        say(f"{job.name}: FAILED: {exc}")
+        return Result(job.name, 0, "FAILED", str(exc))
+    except Exception as exc:  # noqa: BLE001 - one broken file must not stop the others; said in full
+        say(f"{job.name}: FAILED: {type(exc).__name__}: {exc}")
+        return Result(job.name, 0, "FAILED", f"{type(exc).__name__}: {exc}")
+    finally:
+        progress.close()
+    say(f"{job.name}: done ({size} bytes, verified) -> {target}")
+    return Result(job.name, size, "downloaded")
+
+
+def download_all(jobs, options):
+    """Run the jobs on options.workers threads; results in job order."""
+    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+        futures = [pool.submit(run_job, job, options, index % options.workers) for index, job in enumerate(jobs)]
+        return [future.result() for future in futures]
+
+
+def summary_table(results):
+    width = max([len("file")] + [len(result.name) for result in results])
+    lines = [f"{'file':<{width}}  {'bytes':>14}  status", f"{'-' * width}  {'-' * 14}  ----------"]
+    for result in results:
+        lines.append(f"{result.name:<{width}}  {result.size:>14,}  {result.status}")
+    failed = sum(result.status == "FAILED" for result in results)
+    lines.append(f"{len(results)} files: {len(results) - failed} ok, {failed} failed")
+    return "\n".join(lines)
+
+
+# --- Command line ------------------------------------------------------------------------------
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_argument_group("what to download (NQ shards by default)")
+    what.add_argument("--split", choices=sorted(SHARD_COUNTS), help="NQ split; with --squad, only that SQuAD file")
+    what.add_argument("--shards", help="NQ shards: 0-4, 0,3,7-9 or all (the default): train has 0-49, dev 0-4")
+    what.add_argument("--simplified", action="store_true", help=f"the simplified NQ train set ({NQ_SIMPLIFIED_FILE})")
+    what.add_argument("--squad", action="store_true", help="SQuAD 2.0 train-v2.0.json and dev-v2.0.json")
+    where = parser.add_argument_group("where from, where to")
+    where.add_argument("--out", help="local folder (NQ shards go to OUT/train, OUT/dev; SQuAD files to OUT)")
+    where.add_argument("--dest", help="s3://bucket/prefix instead of --out: stream into S3")
+    where.add_argument("--base-url", default=NQ_BASE_URL, help="NQ v1.0 base URL (a mirror, or a test server)")
+    where.add_argument("--simplified-base-url",
+                       help="base URL of the simplified set (default: BASE_URL-simplified when BASE_URL ends in "
+                            "/v1.0, else BASE_URL)")
+    where.add_argument("--squad-base-url", default=SQUAD_BASE_URL, help="base URL of the SQuAD 2.0 files")
+    how = parser.add_argument_group("how")
+    how.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="files downloaded at once")
+    how.add_argument("--retries", type=int, default=DEFAULT_RETRIES, help="retries per file after a network error")
+    how.add_argument("--retry-wait", type=float, default=DEFAULT_RETRY_WAIT,
+                     help="seconds before the first retry; doubled after each")
+    how.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds of silence before a retry")
+    args = parser.parse_args(argv)
+    try:
+        check_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def check_args(args):
+    """Every argument check, in one place; the messages say what to do. Fills in derived values."""
+    if args.squad and args.simplified:
+        raise ValueError("--squad and --simplified download different datasets: run them one at a time")
+    if args.squad or args.simplified:
+        if args.shards is not None:
+            raise ValueError("--shards applies to NQ v1.0 shards only; drop it with --squad or --simplified")
+    elif args.split is None:
+        raise ValueError("say what to download: --split train|dev (NQ shards), --simplified, or --squad")
+    if args.simplified and args.split == "dev":
+        raise ValueError("there is no simplified dev set; the dev set is the full format: --split dev without --simplified")
+    if bool(args.out) == bool(args.dest):
+        raise ValueError("give exactly one of --out DIR (local) or --dest s3://bucket/prefix")
+    if args.dest and not storage.is_s3(args.dest):
+        raise ValueError(f"--dest must be an s3:// URI (got {args.dest!r}); for a local folder use --out")
+    if args.dest:
+        storage.split_s3(args.dest)
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1 (got {args.workers})")
+    if args.retries < 0:
+        raise ValueError(f"--retries must be 0 or more (got {args.retries})")
+    if args.retry_wait < 0 or args.timeout <= 0:
+        raise ValueError("--retry-wait must be >= 0 and --timeout > 0 seconds")
+    for flag in ("base_url", "simplified_base_url", "squad_base_url"):
+        value = getattr(args, flag)
+        if value is not None:
+            if not value.startswith(("http://", "https://")):
+                raise ValueError(f"--{flag.replace('_', '-')} must start with http:// or https:// (got {value!r})")
+            setattr(args, flag, value.rstrip("/"))
+    if args.simplified_base_url is None:
+        args.simplified_base_url = simplified_base_url(args.base_url)
+    if not (args.squad or args.simplified):
+        args.shard_list = parse_shards(args.shards or "all", SHARD_COUNTS[args.split])
+
+
+def plan(args):
+    if args.squad:
+        return squad_jobs([args.split] if args.split else ["train", "dev"], args.squad_base_url)
+    if args.simplified:
+        return simplified_jobs(args.simplified_base_url)
+    return nq_jobs(args.split, args.shard_list, args.base_url)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    jobs = plan(args)
+    where = args.dest or args.out
+    say(f"{len(jobs)} file(s) -> {where} with {min(args.workers, len(jobs))} worker(s); crc32c: {CRC32C_BACKEND}")
+    results = download_all(jobs, args)
+    print(summary_table(results), flush=True)
+    failed = [result for result in results if result.status == "FAILED"]
+    for result in failed:
+        print(f"FAILED {result.name}: {result.message}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
