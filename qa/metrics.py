@@ -380,7 +380,10 @@ def evaluate_predictions(examples, predictions, null_score_diff=None, best_non_n
 # Command line: the official script's arguments
 # ---------------------------------------------------------------------------------------------
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser("Official evaluation script for SQuAD version 2.0 (re-implemented).")
+    parser = argparse.ArgumentParser(
+        prog="python -m qa.metrics",
+        description="The official SQuAD 2.0 evaluation (same arguments, same JSON), re-implemented.",
+    )
     parser.add_argument("data_file", metavar="data.json", help="Input data JSON file (SQuAD JSON or JSON Lines).")
     parser.add_argument("pred_file", metavar="pred.json", help="Model predictions: {question id: answer text}.")
     parser.add_argument("--out-file", "-o", metavar="eval.json", help="Write accuracy metrics to file (default is stdout).")
@@ -393,7 +396,10 @@ def parse_args(argv=None):
         "--out-image-dir", "-p", metavar="out_images", default=None,
         help="Save precision-recall curves to directory (needs --na-prob-file).",
     )
-    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true",
+        help="Also say on stderr how many questions and predictions were read, and how many predictions were ignored.",
+    )
     args = parser.parse_args(argv)
     for name in ("data_file", "pred_file", "na_prob_file"):
         path = getattr(args, name)
@@ -412,6 +418,15 @@ def main(argv=None):
     check_predictions(predictions, where=args.pred_file)
     if na_probs is not None:
         check_predictions({}, na_probs, where=args.na_prob_file)
+    if args.verbose:
+        answerable = sum(ex.has_answer for ex in examples)
+        ids = {ex.qas_id for ex in examples}
+        print(
+            f"{args.data_file}: {len(examples)} questions ({answerable} HasAns, {len(examples) - answerable} NoAns); "
+            f"{args.pred_file}: {len(predictions)} predictions, {sum(q not in ids for q in predictions)} ignored "
+            f"(not in the data), {sum(q not in predictions for q in ids)} questions without a prediction",
+            file=sys.stderr,
+        )
     out_eval = evaluate(examples, predictions, na_probs=na_probs, na_prob_thresh=args.na_prob_thresh)
     if na_probs is not None and args.out_image_dir:
         gold = gold_answers(examples)

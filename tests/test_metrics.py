@@ -72,6 +72,8 @@ def test_cli_na_probs_threshold_out_file_and_plots(tmp_path):
            "--na-prob-file", str(tmp_path / "na.json"), "-t", "0.5", "-o", str(out), "-p", str(images), "-v"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout == ""
+    assert "706 questions (386 HasAns, 320 NoAns)" in done.stderr
+    assert "11873 predictions, 11167 ignored (not in the data), 0 questions without a prediction" in done.stderr
     written = json.loads(out.read_text())
     expected = metrics.evaluate(examples, predictions, na_probs=na_probs, na_prob_thresh=0.5)
     assert {k: written[k] for k in expected} == dict(expected)
