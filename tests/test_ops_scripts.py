@@ -1,0 +1,404 @@
+"""Operations: clean_cache.sh, add_swap.sh, detach.sh, status.py and qa.preflight, on real files in tmp_path."""
+
+import json
+import os
+import pathlib
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+import status
+from qa import preflight as pf
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+
+
+def bash(script, *args, env=None, **kwargs):
+    return subprocess.run(["bash", str(SCRIPTS / script), *map(str, args)], capture_output=True, text=True,
+                          env=env, **kwargs)
+
+
+# --- clean_cache.sh ----------------------------------------------------------------------------
+
+@pytest.fixture
+def caches(tmp_path):
+    """Our feature caches and legacy cached_* files, among files that must survive."""
+    data = tmp_path / "my data"
+    ours = data / "nq" / ".features_cache" / "features-3f2a 9c"
+    (ours / "chunk dir").mkdir(parents=True)
+    (ours / "chunk dir" / "part-0.npy").write_bytes(b"\0" * 200_000)
+    legacy_train = data / "squad" / "cached_train_albert-xlarge-v2_384"
+    legacy_dev = tmp_path / "outputs" / "cached_dev_albert-xlarge-v2_512"
+    legacy_train.parent.mkdir(parents=True)
+    legacy_dev.parent.mkdir(parents=True)
+    legacy_train.write_bytes(b"\1" * 50_000)
+    legacy_dev.write_bytes(b"\2" * 10)
+    keep = [data / "nq" / "nq_train.json", data / "squad" / "cached_notes.txt",
+            tmp_path / "outputs" / "features-123" / "x.json", data / "nq" / ".features_cache" / "README"]
+    for path in keep:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("keep me")
+    return {"dirs": [data, tmp_path / "outputs"], "remove": [ours, legacy_train, legacy_dev], "keep": keep}
+
+
+def test_clean_cache_dry_run_lists_sizes_and_total(caches):
+    result = bash("clean_cache.sh", "--dry-run", *caches["dirs"])
+    assert result.returncode == 0, result.stderr
+    for path in caches["remove"]:
+        assert str(path) in result.stdout and path.exists()
+    for path in caches["keep"]:
+        assert str(path.parent / path.name) not in result.stdout
+    assert "total: " in result.stdout and "in 3 item(s)" in result.stdout
+    assert "dry run: nothing deleted" in result.stdout
+
+
+def test_clean_cache_without_tty_refuses_and_yes_deletes(caches):
+    refused = bash("clean_cache.sh", *caches["dirs"], stdin=subprocess.DEVNULL)
+    assert refused.returncode == 1
+    assert "pass --yes" in refused.stderr
+    assert all(path.exists() for path in caches["remove"])
+
+    deleted = bash("clean_cache.sh", "--yes", *caches["dirs"])
+    assert deleted.returncode == 0, deleted.stderr
+    assert not any(path.exists() for path in caches["remove"])
+    assert all(path.read_text() == "keep me" for path in caches["keep"])
+    again = bash("clean_cache.sh", "--yes", *caches["dirs"])
+    assert again.returncode == 0 and "no cached features found" in again.stdout
+
+
+def _run_on_tty(args, answer):
+    """Run a command with a pseudo-terminal as stdin, type `answer` at its prompt; (rc, output)."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    output, answered = b"", False
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        if not answered and b"[y/N]" in output:
+            os.write(master, answer)
+            answered = True
+        if process.poll() is not None and not ready:
+            break
+    process.wait(timeout=10)
+    os.close(master)
+    return process.returncode, output.decode(errors="replace")
+
+
+@pytest.mark.parametrize("answer, deleted", [(b"n\n", False), (b"\n", False), (b"y\n", True)])
+def test_clean_cache_asks_on_a_terminal(caches, answer, deleted):
+    rc, output = _run_on_tty(["bash", str(SCRIPTS / "clean_cache.sh"), *map(str, caches["dirs"])], answer)
+    assert rc == 0, output
+    assert "Delete these 3 item(s)" in output
+    assert all(not path.exists() for path in caches["remove"]) if deleted else all(path.exists() for path in caches["remove"])
+    assert all(path.exists() for path in caches["keep"])
+
+
+def test_clean_cache_argument_errors(tmp_path):
+    assert bash("clean_cache.sh").returncode == 2
+    missing = bash("clean_cache.sh", tmp_path / "nope")
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
+    unknown = bash("clean_cache.sh", "--force", tmp_path)
+    assert unknown.returncode == 2 and "unknown option '--force'" in unknown.stderr
+
+
+# --- add_swap.sh (dry runs and refusals only: no swap is created in tests) -----------------------
+
+@pytest.mark.parametrize("size, message", [
+    ("32", "not a whole number of M or G"), ("1.5G", "not a whole number of M or G"), ("-1G", "unknown option"),
+    ("0G", "below the 64M minimum"), ("10M", "below the 64M minimum"), ("2048G", "larger than the 1024G limit"),
+    ("99999999999999999999G", "larger than the 1024G limit"),
+])
+def test_add_swap_rejects_bad_sizes(tmp_path, size, message):
+    result = bash("add_swap.sh", size, "--file", tmp_path / "swapfile", "--dry-run")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "swapfile").exists()
+
+
+def test_add_swap_dry_run_prints_each_command(tmp_path):
+    swapfile = tmp_path / "swap file"
+    result = bash("add_swap.sh", "1G", "--file", swapfile, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert commands == [f"+ fallocate -l 1024M -- {swapfile}", f"+ chmod 600 -- {swapfile}",
+                        f"+ mkswap -- {swapfile}", f"+ swapon -- {swapfile}"]
+    assert not swapfile.exists()
+
+
+def test_add_swap_persist_entry_is_not_duplicated(tmp_path):
+    swapfile, fstab = tmp_path / "swapfile", tmp_path / "fstab"
+    fstab.write_text("UUID=abc / ext4 defaults 0 1\n")
+    env = dict(os.environ, FSTAB=str(fstab))
+    fresh = bash("add_swap.sh", "512M", "--file", swapfile, "--persist", "--dry-run", env=env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert f"+ echo '{swapfile} none swap sw 0 0' >> {fstab}" in fresh.stdout
+    fstab.write_text(f"UUID=abc / ext4 defaults 0 1\n{swapfile} none swap sw 0 0\n")
+    present = bash("add_swap.sh", "512M", "--file", swapfile, "--persist", "--dry-run", env=env)
+    assert present.returncode == 0
+    assert "already has a swap entry" in present.stdout and ">> " not in present.stdout
+    assert fstab.read_text() == f"UUID=abc / ext4 defaults 0 1\n{swapfile} none swap sw 0 0\n"  # dry run: untouched
+
+
+def test_add_swap_refuses_existing_file_and_too_little_disk(tmp_path):
+    existing = tmp_path / "swapfile"
+    existing.write_text("mine")
+    result = bash("add_swap.sh", "1G", "--file", existing, "--dry-run")
+    assert result.returncode == 1 and "already exists" in result.stderr
+    assert existing.read_text() == "mine"
+    free_gib = shutil.disk_usage(tmp_path).free // 2**30
+    if free_gib + 1 > 1024:
+        pytest.skip(f"{free_gib} GiB free here: no size within the 1024G limit exceeds it")
+    too_big = bash("add_swap.sh", f"{free_gib + 1}G", "--file", tmp_path / "big", "--dry-run")
+    assert too_big.returncode == 1
+    assert "not enough free disk" in too_big.stderr and "MiB margin" in too_big.stderr
+
+
+def test_add_swap_needs_root_without_dry_run(tmp_path):
+    path = f"/tmp/qa-swap-test-{uuid.uuid4().hex}"  # a folder every user can see
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv is missing: cannot run the script as another user")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    else:
+        prefix = []
+    result = subprocess.run([*prefix, "bash", str(SCRIPTS / "add_swap.sh"), "100M", "--file", path],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "needs root" in result.stderr and "sudo" in result.stderr
+    assert not os.path.exists(path)
+
+
+# --- detach.sh ---------------------------------------------------------------------------------
+
+def test_detach_argument_validation(tmp_path):
+    log = tmp_path / "train.log"
+    for args in [(), ("qa",), ("qa", log, "echo", "hi"), ("qa", log, "--"), ("bad name", log, "--", "true"),
+                 ("qa;rm", log, "--", "true")]:
+        result = bash("detach.sh", *args)
+        assert result.returncode == 2, args
+    assert not log.exists()
+
+
+def test_detach_without_a_multiplexer_says_what_to_install(tmp_path):
+    # A PATH holding only what the script needs before it looks for screen/tmux.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "mkdir"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    result = subprocess.run([str(bin_dir / "bash"), str(SCRIPTS / "detach.sh"), "qa", tmp_path / "l.log", "--", "true"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert "neither screen nor tmux is installed" in result.stderr
+    assert "apt-get install -y screen" in result.stderr
+
+
+@pytest.fixture
+def tmux_env(tmp_path):
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed here (apt-get install tmux); the real-session test needs it")
+    socket_dir = tmp_path / "tmux"
+    socket_dir.mkdir()
+    env = dict(os.environ, TMUX_TMPDIR=str(socket_dir), MULTIPLEXER="tmux")
+    env.pop("TMUX", None)
+    yield env
+    subprocess.run(["tmux", "kill-server"], env=env, capture_output=True)
+
+
+def _wait_for(path, text, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and text in path.read_text():
+            return path.read_text()
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {path} after {timeout}s: {path.read_text() if path.exists() else 'missing'}")
+
+
+def test_detach_runs_in_tmux_logs_and_refuses_a_duplicate(tmp_path, tmux_env):
+    # An older tmux server already runs (with another environment): the session must still get ours.
+    subprocess.run(["tmux", "new-session", "-d", "-s", "older", "sleep", "60"], env=tmux_env, check=True)
+    log = tmp_path / "run dir" / "train.log"
+    (tmp_path / "tmp").mkdir()
+    env = dict(tmux_env, QA_MARKER="from-the-caller", TMPDIR=str(tmp_path / "tmp"))
+    started = bash("detach.sh", "qa-train", log, "--", "bash", "-c",
+                   'echo "marker=$QA_MARKER"; echo "to stderr" >&2; read -t 30 line; exit 3', env=env)
+    assert started.returncode == 0, started.stderr
+    assert "tmux attach -t qa-train" in started.stdout and "make logs" in started.stdout
+    _wait_for(log, "marker=from-the-caller")
+    assert subprocess.run(["tmux", "has-session", "-t", "=qa-train"], env=tmux_env).returncode == 0
+
+    duplicate = bash("detach.sh", "qa-train", tmp_path / "other.log", "--", "true", env=tmux_env)
+    assert duplicate.returncode == 1
+    assert "already runs" in duplicate.stderr
+    assert not (tmp_path / "other.log").exists()
+
+    subprocess.run(["tmux", "send-keys", "-t", "=qa-train:", "go", "Enter"], env=tmux_env, check=True)
+    text = _wait_for(log, "exit status 3")
+    assert "to stderr" in text
+    assert text.splitlines()[0].startswith("[detach]") and "start in tmux session 'qa-train'" in text
+    # The environment handed to the session was read and deleted by it.
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+# --- status.py ---------------------------------------------------------------------------------
+
+def _write_run(run, with_eval=True):
+    run.mkdir(parents=True)
+    lines = []
+    t0 = 1_700_000_000.0
+    # A first stretch at 1 step/s, a restart (resume) after a gap, then 2 steps/s.
+    for step in range(10, 110, 10):
+        lines.append({"step": step, "time": t0 + step, "train/loss": 6.0 - step / 100, "train/learning_rate": 3e-5})
+    for step in range(110, 210, 10):
+        lines.append({"step": step, "time": t0 + 5000 + (step - 110) / 2, "train/loss": 4.0 - step / 1000})
+    if with_eval:
+        lines.append({"step": 200, "time": t0 + 5045, "eval/exact": 41.5, "eval/f1": 44.25, "eval/HasAns_f1": 30.0})
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"step": 21'  # a line being written
+    (run / "metrics.jsonl").write_text(text)
+    (run / "args.json").write_text(json.dumps({"max_steps": -1, "num_train_epochs": 2}))
+    for name, step, epoch, complete in [("checkpoint-100", 100, 0.5, True), ("checkpoint-old-name", 150, 0.75, True),
+                                        ("checkpoint-200", 200, 1.0, False)]:
+        (run / name).mkdir()
+        (run / name / "trainer_state.json").write_text(json.dumps({"global_step": step, "epoch": epoch, "max_steps": 400}))
+        if complete:
+            (run / name / "COMPLETE").write_text("")
+    return t0
+
+
+def test_status_summary_from_a_run(tmp_path):
+    run = tmp_path / "run"
+    t0 = _write_run(run)
+    s = status.summarize(str(run), now=t0 + 5105, gpus=None, gpu_note="no GPU (nvidia-smi not found)")
+    assert s["step"] == 200 and s["total_steps"] == 400
+    assert s["loss"] == pytest.approx(4.0 - 200 / 1000) and s["loss_step"] == 200
+    assert s["eval"] == {"eval/exact": 41.5, "eval/f1": 44.25, "eval/HasAns_f1": 30.0}
+    assert s["steps_per_second"] == pytest.approx(2.0)  # only the stretch after the restart
+    assert s["eta_seconds"] == pytest.approx(100.0)
+    assert s["last_update_seconds_ago"] == pytest.approx(60.0)
+    # The step comes from trainer_state.json, not the folder name; checkpoint-200 is incomplete.
+    assert s["newest_complete_checkpoint"].endswith("checkpoint-old-name")
+    assert s["newest_complete_checkpoint_step"] == 150
+    assert [os.path.basename(p) for p in s["incomplete_checkpoints"]] == ["checkpoint-200"]
+    assert s["epoch"] == pytest.approx(1.0) and s["epoch_estimated"]
+    assert s["unreadable_metrics_lines"] == 1
+    text = status.format_status(s)
+    assert "step:         200 / 400 (50.0%)" in text
+    assert "exact 41.50, f1 44.25" in text
+    assert "ETA 0:01:40" in text
+    assert "no GPU (nvidia-smi not found)" in text
+
+
+def test_status_cli_without_nvidia_smi_and_without_a_run(tmp_path):
+    run = tmp_path / "run"
+    _write_run(run, with_eval=False)
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable))  # python, but no nvidia-smi
+    result = subprocess.run([sys.executable, str(SCRIPTS / "status.py"), str(run)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "gpu:          no GPU (nvidia-smi not found)" in result.stdout
+    assert "last eval:    none yet" in result.stdout
+    assert "disk free:" in result.stdout
+    as_json = subprocess.run([sys.executable, str(SCRIPTS / "status.py"), str(run), "--json"],
+                             capture_output=True, text=True, env=env)
+    assert json.loads(as_json.stdout)["step"] == 200
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder in (empty, tmp_path / "missing"):
+        result = subprocess.run([sys.executable, str(SCRIPTS / "status.py"), str(folder)], capture_output=True, text=True, env=env)
+        assert result.returncode == 1
+        assert f"no run in {folder}" in result.stderr and "make train" in result.stderr
+
+
+def test_parse_nvidia_smi_rows():
+    text = "0, NVIDIA H200, 1234, 143771, 97\n1, NVIDIA H200, [N/A], 143771, 0\n"
+    assert status.parse_nvidia_smi(text) == [
+        {"index": 0, "name": "NVIDIA H200", "memory_used_mib": 1234, "memory_total_mib": 143771, "utilization_pct": 97}]
+
+
+@pytest.mark.gpu
+def test_status_reads_a_real_gpu(tmp_path):
+    if shutil.which("nvidia-smi") is None:
+        pytest.skip("no nvidia-smi here")
+    gpus, note = status.query_gpus()
+    assert note is None and gpus and gpus[0]["memory_total_mib"] > 0
+
+
+# --- qa.preflight ------------------------------------------------------------------------------
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Set the free disk, available RAM and CUDA presence preflight sees."""
+    numbers = {"disk": 100e9, "ram": 64e9, "cuda": True}
+    monkeypatch.setattr(pf, "disk_free_bytes", lambda path: numbers["disk"])
+    monkeypatch.setattr(pf, "ram_available_bytes", lambda: numbers["ram"])
+    monkeypatch.setattr(pf, "cuda_available", lambda: numbers["cuda"])
+    return numbers
+
+
+ALBERT_XLARGE_PARAMS = 58_700_000  # ~0.70 GB per checkpoint with Adam state
+
+
+def test_preflight_quiet_when_everything_fits(machine, tmp_path):
+    logged = []
+    assert pf.preflight(tmp_path / "out", ALBERT_XLARGE_PARAMS, 3, pf.features_bytes(100_000, 384), True, logged.append) == []
+    assert logged == []
+
+
+def test_preflight_warns_about_disk_with_numbers(machine, tmp_path):
+    machine["disk"] = 2.0e9  # fits 2 checkpoints of 0.70 GB, not 3 + 1 + the final model
+    logged = []
+    warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, logged.append, model_name="albert-xlarge-v2")
+    assert logged == warnings and len(warnings) == 1
+    assert warnings[0].startswith("free disk 2.0 GB < ~3.1 GB needed for 4 checkpoints of ~0.7 GB (albert-xlarge-v2, 59M parameters")
+    assert "lower --save_total_limit" in warnings[0]
+
+
+def test_preflight_model_bytes_and_no_limit(machine, tmp_path):
+    machine["disk"] = 10e9
+    warnings = pf.preflight(tmp_path, save_total_limit=None, model_bytes=4 * ALBERT_XLARGE_PARAMS)
+    assert len(warnings) == 1 and "no --save_total_limit" in warnings[0] and "holds about 13" in warnings[0]
+
+
+def test_preflight_warns_about_ram(machine, tmp_path):
+    machine["ram"] = 8e9
+    features = pf.features_bytes(500_000, 512)  # 12.3 GB
+    assert features == 500_000 * 512 * 48
+    warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 2, features, False, None)
+    assert warnings == [
+        "available RAM 8.0 GB < ~12.3 GB of training features: the run may be killed for memory; add swap "
+        "(make swap SIZE=32G), use a smaller --max_seq_length or a subset of the data"]
+
+
+def test_preflight_raises_when_it_cannot_work(machine, tmp_path):
+    machine["cuda"] = False
+    with pytest.raises(pf.PreflightError, match="CUDA was asked for"):
+        pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, True, None)
+    assert pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None) == []
+    machine["disk"] = 0.5e9
+    with pytest.raises(pf.PreflightError, match=r"free disk 0.5 GB .* < one checkpoint of ~0.7 GB"):
+        pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None)
+    with pytest.raises(ValueError, match="model_num_params or model_bytes"):
+        pf.preflight(tmp_path)
+
+
+def test_preflight_real_machine_numbers(tmp_path):
+    # The unpatched helpers read this machine: a folder that does not exist yet is measured at its parent.
+    assert pf.disk_free_bytes(tmp_path / "not" / "yet") == shutil.disk_usage(tmp_path).free
+    assert pf.ram_available_bytes() > 0
+    assert pf.checkpoint_bytes(1_000_000) == 12_000_000
