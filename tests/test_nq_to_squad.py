@@ -1,0 +1,409 @@
+"""scripts/nq_to_squad.py: real NQ records, hand-built records with exact outputs, workers, S3, bad input."""
+
+import gzip
+import json
+import re
+
+import pytest
+
+import make_nq_sample
+import nq_to_squad
+from conftest import shared_file
+from servers import moto_server, s3  # noqa: F401  (fixtures)
+
+RONTGEN_ID, DEADPOOL_ID = "-3290814144789249484", "8851020722386421469"
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: hand-built full-format records
+# ---------------------------------------------------------------------------------------------
+TOKEN_RE = re.compile(r"<[^>]+>|[.,]|[^\s<.,]+")
+
+
+def page(html_text):
+    """document_html + document_tokens (byte offsets into the UTF-8 HTML) + top-level candidates."""
+    data = html_text.encode("utf-8")
+    tokens, candidates, open_block = [], [], None
+    for match in TOKEN_RE.finditer(html_text):
+        start = len(html_text[: match.start()].encode("utf-8"))
+        piece = match.group()
+        is_tag = piece.startswith("<")
+        name = ("<" + re.match(r"</?\w+", piece).group()[1:] + ">") if is_tag else piece
+        tokens.append({"end_byte": start + len(piece.encode("utf-8")), "html_token": is_tag, "start_byte": start, "token": name})
+        if name in ("<P>", "<Table>", "<Ul>") and open_block is None:
+            open_block = (len(tokens) - 1, name)
+        elif open_block and name == "</" + open_block[1][1:]:
+            first = tokens[open_block[0]]
+            candidates.append({"start_token": open_block[0], "end_token": len(tokens), "start_byte": first["start_byte"],
+                               "end_byte": tokens[-1]["end_byte"], "top_level": True})
+            open_block = None
+    assert data.decode("utf-8") == html_text
+    return html_text, tokens, candidates
+
+
+def span(tokens, words):
+    """(start_token, end_token) of the first run of text tokens equal to `words` (html tokens skipped)."""
+    texts = [(i, t["token"]) for i, t in enumerate(tokens) if not t["html_token"]]
+    for k in range(len(texts) - len(words) + 1):
+        if [w for _, w in texts[k : k + len(words)]] == words:
+            return texts[k][0], texts[k + len(words) - 1][0] + 1
+    raise AssertionError(f"{words} not in page")
+
+
+def annotation(tokens, candidates, candidate=None, shorts=(), yes_no="NONE"):
+    if candidate is None:
+        long_answer = {"candidate_index": -1, "start_token": -1, "end_token": -1, "start_byte": -1, "end_byte": -1}
+    else:
+        c = candidates[candidate]
+        long_answer = {"candidate_index": candidate, **{k: c[k] for k in ("start_token", "end_token", "start_byte", "end_byte")}}
+    short_answers = [{"start_token": s, "end_token": e, "start_byte": tokens[s]["start_byte"], "end_byte": tokens[e - 1]["end_byte"]}
+                     for s, e in shorts]
+    return {"annotation_id": 1, "long_answer": long_answer, "short_answers": short_answers, "yes_no_answer": yes_no}
+
+
+def record(example_id, html_text, question, make_annotations, title="Test page"):
+    text, tokens, candidates = page(html_text)
+    return {"example_id": example_id, "question_text": question, "document_title": title, "document_html": text,
+            "document_tokens": tokens, "long_answer_candidates": candidates, "document_url": "https://x",
+            "annotations": make_annotations(tokens, candidates)}
+
+
+def write_jsonl_gz(path, records):
+    with gzip.open(path, "wb") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n")
+    return str(path)
+
+
+def run(tmp_path, inputs, *flags, name="out.json"):
+    """The CLI in-process; returns (exit code, output dict or None, stats dict or None)."""
+    out, stats = tmp_path / name, tmp_path / (name + ".stats.json")
+    code = nq_to_squad.main([*map(str, inputs), "--output", str(out), "--stats-json", str(stats), *flags])
+    data = json.loads(out.read_text(encoding="utf-8")) if out.exists() else None
+    counts = json.loads(stats.read_text())["counts"] if stats.exists() else None
+    return code, data, counts
+
+
+def qas(data):
+    """{id: (context, qa)} of a SQuAD file, every answer checked against its context."""
+    found = {}
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                for answer in qa["answers"]:
+                    start = answer["answer_start"]
+                    assert paragraph["context"][start : start + len(answer["text"])] == answer["text"]
+                assert qa["is_impossible"] == (not qa["answers"])
+                found[qa["id"]] = (paragraph["context"], qa)
+    return found
+
+
+PARAGRAPH = ('<P>Jump</P>\n<P>The river <A href="/wiki/Xarn">Xarn</A> is 412 km long. It was mapped in 1843 '
+             'by <A href="/wiki/Ada_Br%C3%B6nner" title="Ada Brönner">Ada Brönner</A>, of Veloria, and Tom Hale.</P>\n'
+             "<Table><Tr><Th>Club</Th><Th>Coach</Th></Tr><Tr><Td>Xarn FC</Td><Td>Zoë Müller</Td></Tr></Table>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real records (../shared/data/nq)
+# ---------------------------------------------------------------------------------------------
+def test_real_full_records_default_counts_and_exact_answers(tmp_path):
+    path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
+    code, data, counts = run(tmp_path, [path])
+    assert code == 0
+    # By inspection of the 5 annotations of each record (majority = the official gold, 2 of 5):
+    # 5 records have no long answer, Ming dynasty has 1 of 5 (skipped too); Trade winds (2 long,
+    # 1 short) and Fortnite (2 long, 1 short) are long-only; Nobel (5 long, 4 short) and Deadpool answerable.
+    assert {k: counts[k] for k in ("records_read", "kept", "answerable", "impossible", "skipped_no_long_answer", "bad_records")} == \
+        {"records_read": 10, "kept": 4, "answerable": 2, "impossible": 2, "skipped_no_long_answer": 6, "bad_records": 0}
+    found = qas(data)
+    assert set(found) == {"5225754983651766092", RONTGEN_ID, DEADPOOL_ID, "-7660771254611710392"}
+    context, qa = found[RONTGEN_ID]
+    assert qa["answers"] == [{"text": "Wilhelm Conrad Röntgen, of Germany", "answer_start": 56}]
+    assert context.startswith("The first Nobel Prize in Physics was awarded in 1901 to Wilhelm Conrad Röntgen, of Germany, who received 150,782 SEK,")
+    assert qa["question"] == "who got the first nobel prize in physics"
+    context, qa = found[DEADPOOL_ID]
+    assert qa["answers"][0]["text"] == "May 18, 2018"
+    assert context == "Deadpool 2 is scheduled to be released in the United States on May 18, 2018. A sequel, Deadpool 3, is in development."
+    assert [a["title"] for a in data["data"]][:3] == ["Trade winds", "List of Nobel laureates in Physics", "Deadpool 2"]
+
+
+def test_real_full_records_other_annotation_choices(tmp_path):
+    path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
+    # first: Nobel's annotator 0 chose the laureates table without a short answer; Deadpool answerable.
+    _, data, counts = run(tmp_path, [path], "--annotation", "first")
+    assert (counts["kept"], counts["answerable"], counts["impossible"], counts["context_type <Table>"]) == (2, 1, 1, 1)
+    context, qa = qas(data)[RONTGEN_ID]
+    assert qa["is_impossible"] and context.startswith("Year Laureate Country Rationale 1901 Wilhelm Conrad Röntgen Germany")
+    _, _, counts = run(tmp_path, [path], "--annotation", "first", "--long-answer-types", "paragraph")
+    assert (counts["kept"], counts["skipped_long_answer_type"]) == (1, 1)
+    # first-long: also Ming dynasty (1 of 5 gave a long answer) and Fortnite's annotator 1 short answer.
+    _, data, counts = run(tmp_path, [path], "--annotation", "first-long")
+    assert (counts["kept"], counts["answerable"], counts["impossible"]) == (5, 3, 2)
+    assert qas(data)["-7660771254611710392"][1]["answers"][0]["text"] == "as a cross between Minecraft and Left 4 Dead"
+
+
+def test_real_simplified_records(tmp_path):
+    dev = shared_file("nq", "nq-dev-10.simplified.jsonl")
+    code, data, counts = run(tmp_path, [dev])
+    assert code == 0 and (counts["kept"], counts["answerable"], counts["impossible"]) == (4, 2, 2)
+    found = qas(data)
+    # The simplified format lost the HTML spacing: tokens are joined by one space.
+    assert found[RONTGEN_ID][1]["answers"][0]["text"] == "Wilhelm Conrad Röntgen , of Germany"
+    assert found[DEADPOOL_ID][1]["answers"][0]["text"] == "May 18 , 2018"
+    assert data["data"][1]["title"] == "List of Nobel laureates in Physics"  # from document_url
+    himym = shared_file("nq", "nq-train-himym.simplified.jsonl")
+    wwe = shared_file("nq", "nq-train-wwe.simplified.jsonl")
+    _, data, counts = run(tmp_path, [himym, wwe])
+    assert (counts["records_read"], counts["kept"], counts["skipped_no_long_answer"]) == (2, 1, 1)
+    (context, qa), = qas(data).values()
+    assert qa["answers"] == [{"text": "Tracy McConnell", "answer_start": 0}]
+
+
+def test_fast_reader_matches_json_loads_on_real_file(tmp_path):
+    path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
+    expected = [json.loads(line) for line in gzip.open(path)]
+    for use_subprocess in (True, False):
+        lines = list(nq_to_squad.iter_lines(str(path), use_subprocess=use_subprocess))
+        assert [n for n, _ in lines] == list(range(1, 11))
+        assert [json.loads(line) for _, line in lines] == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-built records, exact outputs
+# ---------------------------------------------------------------------------------------------
+def test_tags_inside_answer_non_ascii_and_punctuation(tmp_path):
+    def ann(tokens, cands):
+        return [annotation(tokens, cands, 1, [span(tokens, ["Ada", "Brönner", ",", "of", "Veloria"])])]
+
+    path = write_jsonl_gz(tmp_path / "a.jsonl.gz", [record(7, PARAGRAPH, "who mapped the xarn", ann)])
+    code, data, counts = run(tmp_path, [path])
+    assert code == 0
+    assert data == {"version": "v2.0", "data": [{"title": "Test page", "paragraphs": [{
+        "context": "The river Xarn is 412 km long. It was mapped in 1843 by Ada Brönner, of Veloria, and Tom Hale.",
+        "qas": [{"id": "7", "question": "who mapped the xarn", "is_impossible": False,
+                 "answers": [{"text": "Ada Brönner, of Veloria", "answer_start": 56}]}]}]}]}
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("impossible", {"answers": [], "is_impossible": True}),
+    ("keep", {"answers": [], "is_impossible": True, "yes_no_answer": "YES"}),
+    ("skip", None),
+])
+def test_yes_no_modes(tmp_path, mode, expected):
+    rec = record(2**63 - 1, PARAGRAPH, "is the xarn long", lambda t, c: [annotation(t, c, 1, yes_no="YES")])
+    path = write_jsonl_gz(tmp_path / "yn.jsonl.gz", [rec])
+    _, data, counts = run(tmp_path, [path], "--yes-no", mode)
+    if expected is None:
+        assert data["data"] == [] and counts["skipped_yes_no"] == 1 and counts["kept"] == 0
+        return
+    (context, qa), = qas(data).values()
+    assert qa == {"id": "9223372036854775807", "question": "is the xarn long", **expected}
+    assert counts["impossible"] == 1 and counts[{"impossible": "yes_no_as_impossible", "keep": "yes_no_kept"}[mode]] == 1
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("first", {"text": "Ada Brönner", "answer_start": 56}),
+    ("span", {"text": "Ada Brönner, of Veloria, and Tom Hale", "answer_start": 56}),
+    ("skip", None),
+])
+def test_multi_span_modes(tmp_path, mode, expected):
+    def ann(tokens, cands):
+        return [annotation(tokens, cands, 1, [span(tokens, ["Ada", "Brönner"]), span(tokens, ["Tom", "Hale"])])]
+
+    path = write_jsonl_gz(tmp_path / "ms.jsonl.gz", [record(-5, PARAGRAPH, "who mapped the xarn", ann)])
+    _, data, counts = run(tmp_path, [path], "--multi-span", mode)
+    if expected is None:
+        assert data["data"] == [] and counts["skipped_multi_span"] == 1
+        return
+    (_, qa), = qas(data).values()
+    assert qa["answers"] == [expected] and counts[f"multi_span_{mode}"] == 1
+
+
+def test_table_long_answer_with_each_type_option(tmp_path):
+    def ann(tokens, cands):
+        return [annotation(tokens, cands, 2, [span(tokens, ["Zoë", "Müller"])])]
+
+    path = write_jsonl_gz(tmp_path / "t.jsonl.gz", [record(11, PARAGRAPH, "who coaches xarn fc", ann)])
+    _, data, counts = run(tmp_path, [path], "--long-answer-types", "all")
+    (context, qa), = qas(data).values()
+    assert context == "Club Coach Xarn FC Zoë Müller"  # block tags separate cells even without whitespace
+    assert qa["answers"] == [{"text": "Zoë Müller", "answer_start": 19}] and counts["context_type <Table>"] == 1
+    _, data, counts = run(tmp_path, [path], "--long-answer-types", "paragraph")
+    assert data["data"] == [] and counts["skipped_long_answer_type"] == 1
+
+
+def test_long_only_and_no_long_answer(tmp_path):
+    recs = [record(1, PARAGRAPH, "q1", lambda t, c: [annotation(t, c, 1)]),
+            record(2, PARAGRAPH, "q2", lambda t, c: [annotation(t, c, None)])]
+    _, data, counts = run(tmp_path, [write_jsonl_gz(tmp_path / "l.jsonl.gz", recs)])
+    assert list(qas(data)) == ["1"] and qas(data)["1"][1]["is_impossible"]
+    assert (counts["impossible"], counts["skipped_no_long_answer"]) == (1, 1)
+
+
+def test_majority_annotation_on_five_annotators(tmp_path):
+    def ann(tokens, cands):
+        ada, tom = span(tokens, ["Ada", "Brönner"]), span(tokens, ["Tom", "Hale"])
+        return [annotation(tokens, cands, 2),  # a lone vote for the table, no short answer
+                annotation(tokens, cands, 1, [tom]),
+                annotation(tokens, cands, 1, [ada]),
+                annotation(tokens, cands, 1, [ada]),
+                annotation(tokens, cands, None)]
+
+    path = write_jsonl_gz(tmp_path / "m.jsonl.gz", [record(3, PARAGRAPH, "who", ann)])
+    _, data, _ = run(tmp_path, [path])  # majority is the default
+    (context, qa), = qas(data).values()
+    assert context.startswith("The river Xarn") and qa["answers"][0]["text"] == "Ada Brönner"  # 2 votes beat 1
+    _, data, _ = run(tmp_path, [path], "--annotation", "first")
+    (context, qa), = qas(data).values()
+    assert context.startswith("Club Coach") and qa["is_impossible"]
+    _, data, _ = run(tmp_path, [path], "--annotation", "first-long")
+    assert qas(data)["3"][0].startswith("Club Coach")
+
+    # Only one of five gives a short answer: below the official threshold of 2 -> long-only.
+    def one_short(tokens, cands):
+        return [annotation(tokens, cands, 1, [span(tokens, ["Tom", "Hale"])])] + [annotation(tokens, cands, 1)] * 4
+
+    path = write_jsonl_gz(tmp_path / "m1.jsonl.gz", [record(4, PARAGRAPH, "who", one_short)])
+    _, data, _ = run(tmp_path, [path])
+    assert qas(data)["4"][1]["is_impossible"]
+    _, data, _ = run(tmp_path, [path], "--annotation", "first")
+    assert qas(data)["4"][1]["answers"][0]["text"] == "Tom Hale"
+
+
+def test_fraction_is_deterministic_and_nested(tmp_path):
+    ids = list(range(-200, 200))
+    recs = [record(i * 7919 * 2**40, PARAGRAPH, "q", lambda t, c: [annotation(t, c, 1)]) for i in ids]
+    path = write_jsonl_gz(tmp_path / "f.jsonl.gz", recs)
+    _, tenth_a, counts = run(tmp_path, [path], "--fraction", "0.1", name="a.json")
+    _, tenth_b, _ = run(tmp_path, [path], "--fraction", "0.1", name="b.json")
+    _, half, _ = run(tmp_path, [path], "--fraction", "0.5", name="c.json")
+    kept_tenth, kept_half = set(qas(tenth_a)), set(qas(half))
+    assert tenth_a == tenth_b and kept_tenth < kept_half
+    assert 20 <= len(kept_tenth) <= 65 and 150 <= len(kept_half) <= 250  # binomial(400, p) well inside
+    assert counts["skipped_fraction"] + counts["kept"] == 400
+    assert kept_tenth == {str(r["example_id"]) for r in recs if nq_to_squad.keep_by_fraction(r["example_id"], 0.1)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers, max-examples, S3
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shards")
+    paths = []
+    for i in range(3):
+        records = make_nq_sample.generate(40, seed=i, split="dev")
+        paths.append(write_jsonl_gz(folder / f"nq-dev-0{i}.jsonl.gz", records))
+    return paths
+
+
+def test_workers_output_identical(tmp_path, shards):
+    out1, out2 = tmp_path / "w1.json", tmp_path / "w2.json"
+    options = nq_to_squad.Options()
+    stats1 = nq_to_squad.convert(shards, str(out1), options, workers=1)
+    stats2 = nq_to_squad.convert(shards, str(out2), options, workers=2)
+    assert out1.read_bytes() == out2.read_bytes() and stats1 == stats2
+    assert stats1["records_read"] == 120 and stats1["kept"] > 80
+    qas(json.loads(out1.read_text()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w1.json", "w2.json"]  # no part files left
+
+
+def test_max_examples_cuts_exactly_with_any_workers(tmp_path, shards):
+    full = nq_to_squad.convert(shards, str(tmp_path / "all.json"), nq_to_squad.Options(), workers=1)
+    first_file = nq_to_squad.convert(shards[:1], str(tmp_path / "one.json"), nq_to_squad.Options(), workers=1)
+    limit = first_file["kept"] + 3  # crosses into the second file
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"max{workers}.json"
+        stats = nq_to_squad.convert(shards, str(out), nq_to_squad.Options(max_examples=limit), workers=workers)
+        outputs.append((out.read_bytes(), stats))
+    assert outputs[0] == outputs[1]
+    data, stats = json.loads(outputs[0][0]), outputs[0][1]
+    all_ids = list(qas(json.loads((tmp_path / "all.json").read_text())))
+    assert list(qas(data)) == all_ids[:limit] and stats["kept"] == limit < full["kept"]
+    assert first_file["records_read"] < stats["records_read"] < full["records_read"]
+
+
+def test_s3_input_streamed_from_moto(tmp_path, s3, shards):
+    s3.create_bucket(Bucket="nq-data")
+    for path in shards[:2]:
+        with open(path, "rb") as f:
+            s3.put_object(Bucket="nq-data", Key="dev/" + path.rsplit("/", 1)[1], Body=f.read())
+    local = nq_to_squad.convert(shards[:2], str(tmp_path / "local.json"), nq_to_squad.Options())
+    code, data, counts = run(tmp_path, ["s3://nq-data/dev/"], "--workers", "2")
+    assert code == 0 and counts == local
+    assert (tmp_path / "out.json").read_bytes() == (tmp_path / "local.json").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+def _good_lines(n):
+    return [json.dumps(r).encode() for r in make_nq_sample.generate(n, seed=5, split="train")]
+
+
+def test_truncated_gzip_names_file_and_line(tmp_path, capsys):
+    lines = _good_lines(6)
+    whole = gzip.compress(b"\n".join(lines) + b"\n")
+    path = tmp_path / "nq-dev-00.jsonl.gz"
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    code, data, counts = run(tmp_path, [path])
+    err = capsys.readouterr().err
+    assert code == 1 and data is None and counts is None
+    assert re.search(r"nq-dev-00\.jsonl\.gz:\d+: truncated", err) and "--skip-bad-records" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nq-dev-00.jsonl.gz"]  # nothing left behind
+    code, data, counts = run(tmp_path, [path], "--skip-bad-records")
+    line = int(re.search(r"jsonl\.gz:(\d+):", capsys.readouterr().err).group(1))
+    assert code == 0 and counts["bad_records"] == 1 and counts["records_read"] == line - 1 < 6
+    assert len(qas(data)) == counts["kept"]
+
+
+@pytest.mark.parametrize("use_subprocess", [True, False])
+def test_truncated_gzip_both_readers(tmp_path, use_subprocess):
+    whole = gzip.compress(b"\n".join(_good_lines(4)) + b"\n")
+    path = tmp_path / "t.jsonl.gz"
+    path.write_bytes(whole[:-30])  # the data is cut inside the last record's compressed bytes or trailer
+    got = []
+    with pytest.raises(nq_to_squad.TruncatedInput):
+        for number, line in nq_to_squad.iter_lines(str(path), use_subprocess=use_subprocess):
+            got.append(json.loads(line))  # every yielded line is complete
+    assert len(got) <= 4
+
+
+def test_malformed_line_and_missing_field(tmp_path, capsys):
+    lines = _good_lines(4)
+    broken = json.loads(lines[3])
+    del broken["annotations"]
+    lines[1] = lines[1][:-20]
+    lines[3] = json.dumps(broken).encode()
+    path = tmp_path / "bad.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    code, data, _ = run(tmp_path, [path])
+    assert code == 1 and data is None
+    assert "bad.jsonl.gz:2: malformed JSON (" in capsys.readouterr().err
+    lines[1] = _good_lines(4)[1]
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    code, data, _ = run(tmp_path, [path])
+    assert code == 1 and data is None
+    assert f"bad.jsonl.gz:4: example {broken['example_id']}: missing field 'annotations'" in capsys.readouterr().err
+    code, data, counts = run(tmp_path, [path], "--skip-bad-records")
+    assert code == 0 and counts["bad_records"] == 1 and counts["records_read"] == 4
+    assert len(qas(data)) == counts["kept"] == 4 - 1 - counts["skipped_no_long_answer"]
+
+
+def test_answer_outside_long_answer_is_an_error(tmp_path, capsys):
+    def ann(tokens, cands):
+        return [annotation(tokens, cands, 2, [span(tokens, ["Ada", "Brönner"])])]  # short answer not in the table
+
+    path = write_jsonl_gz(tmp_path / "x.jsonl.gz", [record(99, PARAGRAPH, "q", ann)])
+    code, data, _ = run(tmp_path, [path])
+    assert code == 1 and data is None
+    assert "x.jsonl.gz:1: example 99: short answer tokens" in capsys.readouterr().err
+
+
+def test_argument_checks(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        nq_to_squad.main(["in.jsonl", "--output", str(tmp_path / "o.json"), "--fraction", "0"])
+    assert "--fraction must be in (0, 1]" in capsys.readouterr().err
+    assert nq_to_squad.main([str(tmp_path / "missing.jsonl.gz"), "--output", str(tmp_path / "o.json")]) == 1
+    assert "missing.jsonl.gz: no such file" in capsys.readouterr().err
