@@ -127,3 +127,53 @@ test: $(STAMP)
 bench: $(STAMP)
 	mkdir -p benchmarks/results
 	for bench in benchmarks/bench_*.py; do echo "== $$bench"; $(PY) $$bench --out benchmarks/results; done
+
+# ---------------------------------------------------------------------------------------------
+# Operations (a run on a cloud GPU box): attach, logs, status, clean-cache, swap, upload
+# ---------------------------------------------------------------------------------------------
+NAME ?= qa-train
+DIRS ?= $(DATA_DIR) outputs
+YES ?= 0
+DRY_RUN ?= 0
+SIZE ?=
+SWAPFILE ?= /swapfile
+PERSIST ?= 0
+BUCKET ?=
+PUBLIC ?= 0
+S3_ENDPOINT ?=
+
+.PHONY: attach
+## attach: reattach to the detached training session NAME (screen -r / tmux attach -t; default qa-train)
+attach:
+	if command -v screen >/dev/null && screen -ls | grep -q "[0-9]\.$(NAME)[[:space:]]"; then exec screen -r "$(NAME)"; \
+	elif command -v tmux >/dev/null && tmux has-session -t "=$(NAME)"; then exec tmux attach -t "=$(NAME)"; \
+	else echo "no screen or tmux session named '$(NAME)' runs; the log is in $(OUTPUT_DIR)/train.log (make logs)"; exit 1; fi
+
+.PHONY: logs
+## logs: follow OUTPUT_DIR/train.log (tail -F: waits for the file, survives its rotation; Ctrl-C stops)
+logs:
+	tail -n 50 -F "$(OUTPUT_DIR)/train.log"
+
+.PHONY: status
+## status: step, ETA, loss, last eval, newest complete checkpoint, GPU memory, free disk of OUTPUT_DIR
+status: $(STAMP)
+	$(PY) scripts/status.py "$(OUTPUT_DIR)"
+
+.PHONY: clean-cache
+## clean-cache: list cached features under DIRS (ours and legacy cached_*) and delete them; YES=1 skips the question, DRY_RUN=1 lists only
+clean-cache:
+	bash scripts/clean_cache.sh $(if $(filter 1,$(YES)),--yes) $(if $(filter 1,$(DRY_RUN)),--dry-run) $(DIRS)
+
+.PHONY: swap
+## swap: add a swap file, e.g. make swap SIZE=32G [SWAPFILE=/swapfile] [PERSIST=1] [DRY_RUN=1] (uses sudo when not root)
+swap:
+	test -n "$(SIZE)" || { echo "SIZE is required, e.g. make swap SIZE=32G"; exit 2; }
+	$$( [ "$$(id -u)" -eq 0 ] || [ "$(DRY_RUN)" = 1 ] || echo sudo ) bash scripts/add_swap.sh "$(SIZE)" --file "$(SWAPFILE)" \
+	  $(if $(filter 1,$(PERSIST)),--persist) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+.PHONY: upload
+## upload: copy the final model (or CKPT=checkpoint-N) of OUTPUT_DIR to BUCKET=s3://bucket/prefix; private unless PUBLIC=1; S3_ENDPOINT=http://... for S3-compatible stores
+upload: $(STAMP)
+	test -n "$(BUCKET)" || { echo "BUCKET is required, e.g. make upload BUCKET=s3://my-bucket/models/albert-nq"; exit 2; }
+	AWS="$(VENV)/bin/aws" bash scripts/upload.sh "$(OUTPUT_DIR)" "$(BUCKET)" $(if $(CKPT),--checkpoint "$(CKPT)") \
+	  $(if $(filter 1,$(PUBLIC)),--public) $(if $(S3_ENDPOINT),--endpoint-url "$(S3_ENDPOINT)") $(if $(filter 1,$(DRY_RUN)),--dry-run)

@@ -254,7 +254,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir", help="the run's folder (the OUTPUT_DIR given to run_squad.py)")
     parser.add_argument("--json", action="store_true", help="print the facts as one JSON object")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.output_dir.strip():
+        parser.error("OUTPUT_DIR is empty; give the run's folder, e.g. make status OUTPUT_DIR=outputs/nq-albert-xlarge-v2")
+    return args
 
 
 def main(argv=None):
