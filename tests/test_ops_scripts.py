@@ -402,3 +402,19 @@ def test_preflight_real_machine_numbers(tmp_path):
     assert pf.disk_free_bytes(tmp_path / "not" / "yet") == shutil.disk_usage(tmp_path).free
     assert pf.ram_available_bytes() > 0
     assert pf.checkpoint_bytes(1_000_000) == 12_000_000
+
+
+def test_make_clean_cache_passes_its_variables(tmp_path):
+    # The Makefile's own target: DIRS and DRY_RUN reach the script (no space in these paths: make splits words).
+    data = tmp_path / "plain"
+    legacy = data / "cached_dev_albert-base-v2_384"
+    data.mkdir()
+    legacy.write_bytes(b"\3" * 100)
+    listed = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(ROOT), "clean-cache", f"DIRS={data}", "DRY_RUN=1"],
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert str(legacy) in listed.stdout and "dry run: nothing deleted" in listed.stdout and legacy.exists()
+    deleted = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(ROOT), "clean-cache", f"DIRS={data}", "YES=1"],
+                             capture_output=True, text=True)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not legacy.exists()
