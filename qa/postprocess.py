@@ -47,6 +47,7 @@ special and padding tokens), token_is_max_context bool [N, L], lengths int [N]. 
 """
 
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -87,8 +88,8 @@ def postprocess_predictions(
 
     # Null score per example: the smallest CLS score over its windows (first window on ties).
     rows = np.arange(n)
-    null_start_all = start[rows, f["cls_index"]]
-    null_end_all = end[rows, f["cls_index"]]
+    null_start_all = start[rows, f["cls_index"]].astype(np.float64)
+    null_end_all = end[rows, f["cls_index"]].astype(np.float64)
     # Windows ordered by example, and within an example by null score (stable: window order on ties).
     order = np.lexsort((null_start_all + null_end_all, f["example_index"]))
     sorted_examples = f["example_index"][order]
@@ -114,12 +115,14 @@ def postprocess_predictions(
             windows, start, end, real, in_context, can_start, f["offsets"], f["example_index"],
             n_best_size, max_answer_length,
         )
-        for gi in range(g, g_end):
-            example_idx = int(group_example[gi])
-            w = int(min_null_window[gi])
-            null = (float(null_start_all[w]), float(null_end_all[w]))
+        chunk_examples = group_example[g:g_end]
+        bounds_lo = np.searchsorted(cand["ex"], chunk_examples, side="left").tolist()
+        bounds_hi = np.searchsorted(cand["ex"], chunk_examples, side="right").tolist()
+        null_windows = min_null_window[g:g_end]
+        nulls = zip(null_start_all[null_windows].tolist(), null_end_all[null_windows].tolist())
+        for example_idx, lo, hi, null in zip(chunk_examples.tolist(), bounds_lo, bounds_hi, nulls):
             _finish_example(
-                examples[example_idx], cand, example_idx, null, n_best_size,
+                examples[example_idx], cand, lo, hi, null, n_best_size,
                 version_2_with_negative, null_score_diff_threshold, result,
             )
         g = g_end
@@ -178,7 +181,9 @@ def _check_inputs(examples, features, start_logits, end_logits, n_best_size, max
             raise ValueError(f"features.{name} must have shape {shape} (N windows, L tokens), got {arr.shape}")
     logits = []
     for name, arr in (("start_logits", start_logits), ("end_logits", end_logits)):
-        arr = np.asarray(arr, dtype=np.float64)
+        arr = np.asarray(arr)
+        if arr.dtype not in (np.float32, np.float64):  # float16, ints: ranked and summed as float32
+            arr = arr.astype(np.float32)
         if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] > seq_len or arr.shape[1] == 0:
             raise ValueError(
                 f"{name} must be [N, L'] with N={n} windows and 1 <= L' <= L={seq_len}, got shape {arr.shape}"
@@ -222,8 +227,14 @@ def _top_k_positions(x, k):
     kth = -np.partition(-x, k - 1, axis=1)[:, k - 1 : k]
     above = x > kth
     tied = x == kth
-    room = k - above.sum(axis=1, keepdims=True)
-    take = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    take = above | tied
+    # Rows where values equal to the k-th one do not all fit (rare with real logits; padding
+    # at -inf in short windows): keep the lowest positions among them.
+    room = k - above.sum(axis=1)
+    crowded = np.flatnonzero(tied.sum(axis=1) > room)
+    if len(crowded):
+        fits = np.cumsum(tied[crowded], axis=1) <= room[crowded, None]
+        take[crowded] = above[crowded] | (tied[crowded] & fits)
     return np.nonzero(take)[1].reshape(rows, k)
 
 
@@ -236,7 +247,8 @@ def _span_candidates(windows, start, end, real, in_context, can_start, offsets, 
     e_pos = _top_k_positions(e_logit, k)
     s_val = np.take_along_axis(s_logit, s_pos, axis=1)
     e_val = np.take_along_axis(e_logit, e_pos, axis=1)
-    scores = s_val[:, :, None] + e_val[:, None, :]  # [windows, k starts, k ends]
+    # Scores in float64, as the legacy script summed Python floats.
+    scores = s_val.astype(np.float64)[:, :, None] + e_val.astype(np.float64)[:, None, :]  # [windows, k, k]
     span = e_pos[:, None, :] - s_pos[:, :, None]  # end - start
     valid = (
         np.take_along_axis(can_start[windows], s_pos, axis=1)[:, :, None]
@@ -264,30 +276,19 @@ def _span_candidates(windows, start, end, real, in_context, can_start, offsets, 
 
 
 def _softmax(scores):
-    x = np.asarray(scores, dtype=np.float64)
-    e = np.exp(x - x.max())
-    return (e / e.sum()).tolist()
+    top = max(scores)
+    exps = [math.exp(x - top) for x in scores]
+    total = sum(exps)
+    return [x / total for x in exps]
 
 
-def _finish_example(example, cand, example_idx, null, n_best_size, with_null, threshold, result):
-    """Walk one example's sorted candidates into its n-best list, prediction and null odds."""
-    lo = int(np.searchsorted(cand["ex"], example_idx, side="left"))
-    hi = int(np.searchsorted(cand["ex"], example_idx, side="right"))
+def _finish_example(example, cand, lo, hi, null, n_best_size, with_null, threshold, result):
+    """Walk one example's sorted candidates cand[lo:hi] into its n-best list, prediction and null odds."""
     null_score = null[0] + null[1]
-    null_entry = {"text": "", "start_logit": null[0], "end_logit": null[1], "start_char": -1, "end_char": -1}
+    null_entry = ("", null[0], null[1], -1, -1)
     context = example.context
     score, start_char, end_char = cand["score"], cand["start_char"], cand["end_char"]
-
-    def span_entry(j):  # None when the span is only whitespace
-        a, b = start_char[j], end_char[j]
-        raw = context[a:b]
-        text = raw.strip()
-        if not text:
-            return None
-        a += len(raw) - len(raw.lstrip())
-        return {"text": text, "start_logit": cand["start_logit"][j], "end_logit": cand["end_logit"][j],
-                "start_char": a, "end_char": a + len(text)}
-
+    start_logit, end_logit = cand["start_logit"], cand["end_logit"]
     nbest, seen, null_added = [], set(), not with_null
     best = None  # the best non-null span, even when the null entry fills a 1-long n-best list
     for j in range(lo, hi):
@@ -296,26 +297,28 @@ def _finish_example(example, cand, example_idx, null, n_best_size, with_null, th
         if not null_added and score[j] < null_score and len(nbest) < n_best_size:
             nbest.append(null_entry)
             null_added = True
-        entry = span_entry(j)
-        if entry is None:
+        a = start_char[j]
+        raw = context[a : end_char[j]]
+        text = raw.strip()
+        if not text:  # a span of whitespace only is no answer
             continue
-        best = best or entry
-        if len(nbest) < n_best_size and entry["text"] not in seen:
-            seen.add(entry["text"])
-            nbest.append(entry)
+        if len(text) != len(raw):
+            a += len(raw) - len(raw.lstrip())
+        if best is None:
+            best = (text, score[j])
+        if len(nbest) < n_best_size and text not in seen:
+            seen.add(text)
+            nbest.append((text, start_logit[j], end_logit[j], a, a + len(text)))
     if not null_added or not nbest:
         nbest.append(null_entry)
-    probs = _softmax([entry["start_logit"] + entry["end_logit"] for entry in nbest])
-    result.nbest[example.qas_id] = [
-        {"text": e["text"], "probability": p, "start_logit": e["start_logit"], "end_logit": e["end_logit"],
-         "start_char": e["start_char"], "end_char": e["end_char"]}
+    probs = _softmax([e[1] + e[2] for e in nbest])
+    qas_id = example.qas_id
+    result.nbest[qas_id] = [
+        {"text": e[0], "probability": p, "start_logit": e[1], "end_logit": e[2], "start_char": e[3], "end_char": e[4]}
         for e, p in zip(nbest, probs)
     ]
-    best_text, best_score = (best["text"], best["start_logit"] + best["end_logit"]) if best else ("", 0.0)
+    best_text, best_score = best if best else ("", 0.0)
     diff = null_score - best_score
-    result.best_non_null[example.qas_id] = best_text
-    result.null_score_diff[example.qas_id] = diff
-    if with_null and diff > threshold:
-        result.predictions[example.qas_id] = ""
-    else:
-        result.predictions[example.qas_id] = best_text
+    result.best_non_null[qas_id] = best_text
+    result.null_score_diff[qas_id] = diff
+    result.predictions[qas_id] = "" if with_null and diff > threshold else best_text

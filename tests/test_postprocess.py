@@ -157,6 +157,29 @@ def test_null_answer_when_the_null_score_beats_the_best_by_more_than_the_thresho
         assert texts[0] == ""  # the null entry is ranked by its score (3 > 2)
 
 
+def test_a_span_tied_with_the_null_score_ranks_before_the_null_entry():
+    context = "the cat sat"
+    w, features, start, end = one_window(context)
+    start[0, 0], end[0, 0] = 1.0, 1.0
+    start[0, w.pos(2)], end[0, w.pos(2)] = 0.5, 1.5  # "sat": 2, as the null score
+    res = postprocess_predictions([example(context)], features, start, end)
+    assert [e["text"] for e in res.nbest["q1"]][:2] == ["sat", ""]
+    assert res.predictions["q1"] == "sat" and res.null_score_diff["q1"] == 0.0
+
+
+def test_ties_at_the_nth_logit_go_to_the_lower_positions_like_the_legacy_stable_sort():
+    context = "a b c"
+    w, features, start, end = one_window(context)
+    start[0, w.pos(0) : w.pos(3)] = 0.0  # three starts tie for the 2 slots: tokens 0 and 1 win
+    end[0, w.pos(2)] = 1.0
+    res = postprocess_predictions([example(context)], features, start, end, n_best_size=2)
+    # Equal scores (1.0): ordered by start position. "c" alone is no candidate.
+    assert [e["text"] for e in res.nbest["q1"]] == ["a b c", "b c", ""]
+    windows = legacy_inputs(features, start, end)
+    assert legacy_postprocess([example(context)], windows, 2, 30, True, 0.0)[1]["q1"] == [
+        {k: v for k, v in e.items() if k not in ("start_char", "end_char")} for e in res.nbest["q1"]]
+
+
 def test_null_score_is_the_minimum_over_the_windows_of_an_example():
     context = "w0 w1 w2 w3 w4 w5"
     toks = word_offsets(context)
