@@ -406,6 +406,14 @@ def _remove_tree(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _is_disk_full(exc):
+    """ENOSPC/EDQUOT as an OSError (torch.save, json) or inside safetensors' Rust error text."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return isinstance(exc, Exception) and ("StorageFull" in text or os.strerror(errno.ENOSPC) in text)
+
+
 def _save_on_rank0(output_dir, model, tokenizer, optimizer, scheduler, scaler, train_state, rng_states, world_size):
     step = train_state["global_step"]
     os.makedirs(output_dir, exist_ok=True)
@@ -421,7 +429,7 @@ def _save_on_rank0(output_dir, model, tokenizer, optimizer, scheduler, scaler, t
         _fsync_path(output_dir, directory=True)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if _is_disk_full(exc):
             free = None
             with contextlib.suppress(OSError):
                 free = shutil.disk_usage(output_dir).free

@@ -277,6 +277,35 @@ def test_enospc_while_writing_removes_the_temporary_folder(tmp_path, tokenizer, 
     assert ck.latest_checkpoint(tmp_path) == first
 
 
+def test_disk_full_inside_safetensors_is_recognised(tmp_path, tokenizer, monkeypatch):
+    import safetensors
+    import transformers.modeling_utils
+
+    run = make_run(tokenizer)
+    first = save(tmp_path, run, tokenizer, 1)
+
+    def full_save_file(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 100)
+        # The text safetensors' Rust writer gives an ENOSPC (it is not an OSError).
+        raise safetensors.SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full_save_file)
+    with pytest.raises(ck.DiskFullError, match="previous checkpoints are intact at"):
+        save(tmp_path, run, tokenizer, 2)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-1"] and ck.is_complete(first)
+
+
+def test_other_errors_while_writing_clean_up_and_propagate(tmp_path, tokenizer, monkeypatch):
+    run = make_run(tokenizer)
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        save(tmp_path, run, tokenizer, 1)
+    assert os.listdir(tmp_path) == []
+
+
 def test_estimate_covers_adam_state_and_previous_checkpoint(tmp_path, tokenizer):
     run = make_run(tokenizer)
     model, optimizer = run[0], run[1]
@@ -407,3 +436,18 @@ def test_two_processes_save_each_rank_rng_and_share_disk_errors(tmp_path):
     assert ck.is_complete(path) and {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(path))
     assert not torch.equal(torch.load(out / "draw_0.pt"), torch.load(out / "draw_1.pt"))
     assert [p for _, p in ck.list_checkpoints(out)] == [str(path)]
+
+
+def test_grad_scaler_state_round_trips_and_fp16_can_be_switched_on(tmp_path, tokenizer, caplog):
+    run = make_run(tokenizer)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=7)
+    saved = ck.save_checkpoint(str(tmp_path), run[0], None, run[1], run[2], scaler, {"global_step": 4})
+    fresh = torch.amp.GradScaler("cpu")
+    ck.restore_training_state(saved, None, None, fresh)
+    assert fresh.get_scale() == 1024.0 and fresh.get_growth_interval() == 7
+
+    disabled = save(tmp_path, run, tokenizer, 5)  # saved without loss scaling (fp32 or bf16)
+    switched = torch.amp.GradScaler("cpu", init_scale=64.0)
+    with caplog.at_level("WARNING", logger="qa.checkpoints"):
+        ck.restore_training_state(disabled, None, None, switched)
+    assert switched.get_scale() == 64.0 and "grad scaler starts afresh" in caplog.text
