@@ -722,6 +722,10 @@ def check_args(args):
         raise ValueError(f"--dest must be an s3:// URI (got {args.dest!r}); for a local folder use --out")
     if args.dest:
         storage.split_s3(args.dest)
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise ValueError("--dest s3:// needs boto3: pip install boto3 (or download with --out and upload later)") from None
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {args.workers})")
     if args.retries < 0:

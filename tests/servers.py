@@ -7,6 +7,7 @@
         server.drop_after[path] = 1000 # the first GET of path sends 1000 bytes, then closes the connection
         server.hash_headers[path] = ["md5=..."]  # replaces the x-goog-hash headers sent for path
         server.delay = 0.05            # seconds slept after each chunk_size bytes (a slow link)
+        server.ignore_range = True     # answer Range requests with 200 and the whole file, as some mirrors do
         server.requests                # [Request(method, path, range), ...] as received, in order
 
     def test_upload(s3):               # s3: a boto3 client on a moto server; AWS_* env set for the code under test
@@ -61,6 +62,7 @@ class RangeServer:
         self.drop_after = {}
         self.chunk_size = chunk_size
         self.delay = delay
+        self.ignore_range = False
         self.requests = []
         self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -118,7 +120,7 @@ class RangeServer:
                     return
                 first, last = 0, len(data) - 1
                 status = 200
-                if range_header:
+                if range_header and not server.ignore_range:
                     spec = range_header.removeprefix("bytes=")
                     low, _, high = spec.partition("-")
                     first = int(low)

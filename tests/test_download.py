@@ -211,6 +211,32 @@ def test_resume_from_part_left_by_killed_process(tmp_path):
     assert not part.exists()
 
 
+def test_part_longer_than_the_file_starts_again(tmp_path, dev_shards, capsys):
+    path = nq_path("dev", 0)
+    part = tmp_path / "dev" / "nq-dev-00.jsonl.gz.part"
+    part.parent.mkdir()
+    part.write_bytes(b"x" * (len(dev_shards[path]) + 10))
+    with RangeServer(dev_shards) as server:
+        assert run_main("--split", "dev", "--shards", "0", "--out", tmp_path, "--base-url", f"{server.url}/v1.0",
+                        "--retry-wait", "0") == 0
+        assert [request.range for request in server.requests_for(path)] == [f"bytes={len(dev_shards[path]) + 10}-", None]
+    assert (tmp_path / "dev" / "nq-dev-00.jsonl.gz").read_bytes() == dev_shards[path]
+    assert "(HTTP 416); starting it again" in capsys.readouterr().out
+
+
+def test_server_ignoring_range_gets_a_fresh_file(tmp_path, dev_shards, capsys):
+    path = nq_path("dev", 1)
+    part = tmp_path / "dev" / "nq-dev-01.jsonl.gz.part"
+    part.parent.mkdir()
+    part.write_bytes(b"garbage that must not survive")
+    with RangeServer(dev_shards) as server:
+        server.ignore_range = True
+        assert run_main("--split", "dev", "--shards", "1", "--out", tmp_path, "--base-url", f"{server.url}/v1.0") == 0
+        assert server.requests_for(path)[0].range == f"bytes={len(b'garbage that must not survive')}-"
+    assert (tmp_path / "dev" / "nq-dev-01.jsonl.gz").read_bytes() == dev_shards[path]
+    assert "ignored the Range request" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("bad_headers, message", [
     (["crc32c=AAAAAA==", "md5={md5}"], "crc32c mismatch"),
     (["crc32c={crc}", "md5=AAAAAAAAAAAAAAAAAAAAAA=="], "md5 mismatch"),
