@@ -497,3 +497,44 @@ def test_chunking_over_many_windows_gives_the_same_answers(monkeypatch):
     whole = postprocess_predictions(examples, features, start, end)
     monkeypatch.setattr(pp, "CHUNK_FEATURES", 7)
     assert postprocess_predictions(examples, features, start, end) == whole
+
+
+# ---------------------------------------------------------------------------------------------
+# Real records: windows made by qa.features from the real SQuAD 2.0 dev subset
+# ---------------------------------------------------------------------------------------------
+
+
+def test_logits_on_the_labelled_tokens_give_back_the_real_answers():
+    pytest.importorskip("transformers")
+    from conftest import shared_file
+
+    import make_tiny_model
+    from qa.features import FeatureParams, build_features
+    from qa.squad_io import read_squad
+
+    path = shared_file("squad", "squad2-dev-normans-rhine.json")
+    examples = read_squad(path)[:150]
+    tokenizer = make_tiny_model.train_tokenizer(make_tiny_model.squad_texts(path), vocab_size=1500)  # lowercases
+    feats = build_features(examples, tokenizer, FeatureParams(max_seq_length=64, doc_stride=24, max_query_length=16),
+                           training=True)
+    assert len(feats) > 1.5 * len(examples)  # several windows per example
+    n = len(feats)
+    start = np.full((n, 64), -10.0, dtype=np.float32)
+    end = np.full((n, 64), -10.0, dtype=np.float32)
+    rows = np.arange(n)
+    impossible = np.array([examples[i].is_impossible for i in feats.example_index])
+    start[rows, feats.cls_index] = end[rows, feats.cls_index] = np.where(impossible, 5.0, 0.0)
+    labelled = feats.start_positions != feats.cls_index
+    start[rows[labelled], feats.start_positions[labelled]] = 5.0
+    end[rows[labelled], feats.end_positions[labelled]] = 5.0
+    width = int(feats.lengths.max())  # batches trimmed to their longest window
+    res = postprocess_predictions(examples, feats, start[:, :width], end[:, :width])
+    answerable = [ex for ex in examples if not ex.is_impossible]
+    assert answerable and len(answerable) < len(examples)
+    for ex in examples:
+        if ex.is_impossible:
+            assert res.predictions[ex.qas_id] == "" and res.null_score_diff[ex.qas_id] == 10.0 - (-20.0)
+        else:  # the original text, casing kept although the tokenizer lowercases
+            assert res.predictions[ex.qas_id] == ex.answers[0].text.strip(), ex.qas_id
+            top = res.nbest[ex.qas_id][0]
+            assert ex.context[top["start_char"] : top["end_char"]] == top["text"]
