@@ -407,3 +407,21 @@ def test_argument_checks(tmp_path, capsys):
     assert "--fraction must be in (0, 1]" in capsys.readouterr().err
     assert nq_to_squad.main([str(tmp_path / "missing.jsonl.gz"), "--output", str(tmp_path / "o.json")]) == 1
     assert "missing.jsonl.gz: no such file" in capsys.readouterr().err
+
+
+def test_lazy_token_parsing_equals_full_parse(tmp_path):
+    path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
+    for line in gzip.open(path):
+        for mode in ("majority", "first", "first-long"):
+            options = nq_to_squad.Options(annotation=mode)
+            lazy = nq_to_squad.parse_line(line)
+            assert nq_to_squad.RAW_TOKENS in lazy and "document_tokens" not in lazy
+            assert nq_to_squad.convert_record(lazy, options) == nq_to_squad.convert_record(json.loads(line), options)
+    # A long answer whose byte offsets match no token: the whole array is parsed instead, same result.
+    rec = record(5, PARAGRAPH, "q", lambda t, c: [annotation(t, c, 1, [span(t, ["Tom", "Hale"])])])
+    rec["annotations"][0]["long_answer"]["start_byte"] += 1
+    line = json.dumps(rec).encode()
+    tokens = nq_to_squad.LazyTokens(nq_to_squad.parse_line(line)[nq_to_squad.RAW_TOKENS], rec["annotations"][0]["long_answer"])
+    assert tokens.all == rec["document_tokens"]
+    assert nq_to_squad.convert_record(nq_to_squad.parse_line(line), nq_to_squad.Options())[0]["paragraphs"][0]["qas"][0]["answers"] == \
+        [{"text": "Tom Hale", "answer_start": 85}]
