@@ -38,15 +38,17 @@ from qa.storage import atomic_write
 SUMMARY_FILE = "training_summary.json"
 
 
-def save_run_config(args, output_dir):
-    """command.txt (every invocation, shell-quoted, appended) and args.json (this invocation's arguments)."""
+def save_run_config(args, output_dir, argv=None):
+    """command.txt (every invocation, shell-quoted, appended) and args.json (this invocation's arguments).
+
+    argv: the arguments when main() was called from Python (then sys.argv is not this run's)."""
     command_file = os.path.join(output_dir, "command.txt")
     previous = ""
     if os.path.exists(command_file):
         with open(command_file, encoding="utf-8") as f:
             previous = f.read()
     launcher = "torchrun " if "TORCHELASTIC_RUN_ID" in os.environ else ""
-    line = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}\n{launcher}{shlex.join([sys.executable, *sys.argv])}\n"
+    line = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}\n{launcher}{shlex.join([sys.executable, *(sys.argv if argv is None else [__file__, *argv])])}\n"
     with atomic_write(command_file, "w", encoding="utf-8") as f:
         f.write(previous + line)
     with atomic_write(os.path.join(output_dir, "args.json"), "w", encoding="utf-8") as f:
@@ -204,11 +206,12 @@ def main(argv=None):
     trainer.barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
     if runtime.is_main:
         os.makedirs(args.output_dir, exist_ok=True)
-        save_run_config(args, args.output_dir)
+        save_run_config(args, args.output_dir, argv)
     if not args.verbose_logging:
         import transformers
 
         transformers.logging.set_verbosity_warning()
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights"/"Writing model shards" bars at every checkpoint
     config = dict(vars(args), world_size=runtime.world_size)
     log = RunLogger(args.output_dir, report_to=args.report_to, wandb_project=args.wandb_project, config=config,
                     rank=runtime.rank)

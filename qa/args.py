@@ -187,11 +187,14 @@ def validate_args(args, cuda_available):
 
 
 def unused_flag_notes(args):
-    """Lines telling the user which legacy flags are accepted but have no effect here."""
+    """Lines telling the user which legacy flags are accepted but have no effect here (and legacy's doc_stride warning)."""
     notes = []
     if args.fp16 or args.fp16_opt_level != "O1":
         notes.append(f"--fp16_opt_level {args.fp16_opt_level} is unused: mixed precision is torch.amp autocast "
                      "(+ GradScaler for fp16), apex is not needed")
     if args.model_type:
         notes.append(f"--model_type {args.model_type} is informative only: the architecture comes from the model's config")
+    if args.doc_stride >= args.max_seq_length - args.max_query_length:
+        notes.append(f"warning: --doc_stride {args.doc_stride} >= --max_seq_length - --max_query_length: consecutive "
+                     "windows may leave context tokens unseen (legacy gave the same warning)")
     return notes

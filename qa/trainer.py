@@ -398,7 +398,8 @@ def evaluate(model, examples, features, args, runtime, log, step, output_dir):
             write_json(os.path.join(output_dir, f"predictions_{step}_best_thresh.json"), tuned)
         metrics["step"] = step
         write_json(os.path.join(output_dir, f"eval_results_{step}.json"), metrics)
-        log.log(step, {f"eval/{k}": v for k, v in metrics.items() if k != "step"})
+        # A label instead of a step ("pretrained": a model not trained here) is logged at step 0.
+        log.log(step if isinstance(step, int) else 0, {f"eval/{k}": v for k, v in metrics.items() if k != "step"})
         log.info(f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                       for k, v in metrics.items()))
     if runtime.distributed:
