@@ -521,8 +521,9 @@ def load_or_build_features(data_file, examples, tokenizer, params, training, cac
             return load_features(final)
         log(f"features: cache {final} has {meta['examples']} examples, not {len(examples)}: rebuilding")
     if os.path.exists(final):
-        # Replaced by moving aside first, so a reader never sees a folder without its marker being final.
-        doomed = f"{final}.old-{os.getpid()}"
+        # Moved aside under a temp name first (a crash before rmtree leaves a temp folder that the
+        # next build removes), so the final name never holds a half-deleted folder.
+        doomed = f"{final}.tmp-{os.getpid()}-old{time.time_ns()}"
         os.rename(final, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
     log(f"features: building {len(examples)} examples of {data_file} into {final}")
