@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Ask a trained model questions about a document of any length.
+
+    python scripts/ask.py outputs/nq-albert-xlarge-v2 --question "who discovered x-rays" --context-file doc.txt
+    python scripts/ask.py MODEL_DIR --questions-file questions.json --output predictions.json
+    make ask MODEL_DIR=outputs/demo/run QUESTION="how long is the river xarn" CONTEXT_FILE=doc.txt
+
+The document is cut into sliding windows and answered with the same features and
+post-processing as evaluation (qa.features, qa.postprocess). "No answer" is decided with the
+null threshold tuned during training, read from the model folder's qa_config.json (written by
+run_squad.py next to the final model); `--threshold` overrides it. A questions file is SQuAD
+JSON or JSON Lines (as run_squad.py reads); the output maps each question id to its answer.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from qa.squad_io import SquadExample, read_squad  # noqa: E402
+from qa.storage import atomic_write  # noqa: E402
+
+QA_CONFIG = "qa_config.json"
+# Used when the model folder has no qa_config.json (e.g. a model trained elsewhere): the legacy defaults.
+DEFAULTS = {"null_score_diff_threshold": 0.0, "max_seq_length": 384, "doc_stride": 128, "max_query_length": 64,
+            "max_answer_length": 30, "n_best_size": 20, "version_2_with_negative": True}
+
+
+def load_qa_config(model_dir):
+    """Inference settings of the model folder (tuned threshold, window sizes), with defaults filled in."""
+    path = os.path.join(model_dir, QA_CONFIG)
+    config = dict(DEFAULTS)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            config.update(json.load(f))
+        config["source"] = path
+    else:
+        config["source"] = f"defaults ({path} not found: null threshold 0.0)"
+    return config
+
+
+def answer(model_dir, examples, config, threads=1, batch_size=16):
+    """PostprocessResult for `examples`, using the model in `model_dir`."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from qa.features import FeatureParams, build_features
+    from qa.postprocess import postprocess_predictions
+    from qa.trainer import init_runtime, predict_logits
+
+    runtime = init_runtime()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForQuestionAnswering.from_pretrained(model_dir).to(runtime.device)
+    params = FeatureParams(config["max_seq_length"], config["doc_stride"], config["max_query_length"])
+    features = build_features(examples, tokenizer, params, training=False, threads=threads)
+    starts, ends = predict_logits(model, features, batch_size, runtime)
+    return postprocess_predictions(examples, features, starts, ends, config["n_best_size"], config["max_answer_length"],
+                                   config["version_2_with_negative"], config["null_score_diff_threshold"])
+
+
+def describe(result, qas_id):
+    """Lines for the terminal: the answer, its score and its character span, or that there is none."""
+    text = result.predictions[qas_id]
+    diff = result.null_score_diff.get(qas_id)
+    best = next((c for c in result.nbest[qas_id] if c["text"]), None)
+    if not text:
+        lines = ["No answer: the document does not seem to contain one."]
+        if best is not None:
+            lines.append(f"(best span was {best['text']!r}, chars {best['start_char']}-{best['end_char']}, "
+                         f"probability {best['probability']:.3f}; null score difference {diff:.3f})")
+        return lines
+    chosen = next(c for c in result.nbest[qas_id] if c["text"] == text)
+    return [f"Answer: {text}",
+            f"score {chosen['start_logit'] + chosen['end_logit']:.3f} (probability {chosen['probability']:.3f}), "
+            f"characters {chosen['start_char']}-{chosen['end_char']}, null score difference {diff:.3f}"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="a final model folder or a checkpoint-N folder")
+    parser.add_argument("--question", help="one question about --context-file")
+    parser.add_argument("--context-file", help="the document, plain UTF-8 text of any length")
+    parser.add_argument("--questions-file", help="SQuAD JSON or JSON Lines of questions with their contexts")
+    parser.add_argument("--output", help="with --questions-file: where to write {id: answer} (default: print)")
+    parser.add_argument("--threshold", type=float, help="null score difference threshold (default: the tuned one)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    if not os.path.exists(os.path.join(args.model_dir, "config.json")):
+        parser.error(f"{args.model_dir}: not a model folder (no config.json); give a run's output folder or checkpoint-N")
+    if bool(args.question) == bool(args.questions_file):
+        parser.error("give either --question with --context-file, or --questions-file")
+    if args.question and not args.context_file:
+        parser.error("--question needs --context-file (the document to answer from)")
+    for path in (args.context_file, args.questions_file):
+        if path and not os.path.exists(path):
+            parser.error(f"{path}: no such file")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config = load_qa_config(args.model_dir)
+    if args.threshold is not None:
+        config["null_score_diff_threshold"] = args.threshold
+        config["source"] = "--threshold"
+    print(f"null threshold {config['null_score_diff_threshold']:.4f} from {config['source']}", file=sys.stderr)
+    if args.question:
+        with open(args.context_file, encoding="utf-8") as f:
+            context = f.read()
+        if not context.strip():
+            raise SystemExit(f"{args.context_file}: the document is empty")
+        example = SquadExample("question", "", args.question, context, (), True)
+        result = answer(args.model_dir, [example], config, args.threads)
+        print("\n".join(describe(result, "question")))
+        return 0
+    examples = read_squad(args.questions_file, check_answers=False)
+    result = answer(args.model_dir, examples, config, args.threads)
+    if args.output:
+        with atomic_write(args.output, "w", encoding="utf-8") as f:
+            json.dump(result.predictions, f, indent=2, ensure_ascii=False)
+        print(f"wrote {len(result.predictions)} predictions to {args.output}")
+    else:
+        print(json.dumps(result.predictions, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
