@@ -48,7 +48,7 @@ help:
 	@awk '/^## /{sub(/^## /,""); split($$0,a,": "); printf "  %-14s %s\n", a[1], substr($$0, length(a[1])+3)}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables (current value; override as VAR=value, e.g. make train EPOCHS=2 DETACH=1):"
-	@awk -F' [?]= ' '/^[A-Z_0-9]+ [?]= /{print $$1}' $(MAKEFILE_LIST) | sort -u | \
+	@awk '/^[A-Z_0-9]+ [?]=/{print $$1}' $(MAKEFILE_LIST) | sort -u | \
 	  while read -r v; do printf "  %-18s %s\n" "$$v" "$$($(MAKE) -s --no-print-directory print-$$v)"; done
 
 .PHONY: print-%
@@ -177,3 +177,23 @@ upload: $(STAMP)
 	test -n "$(BUCKET)" || { echo "BUCKET is required, e.g. make upload BUCKET=s3://my-bucket/models/albert-nq"; exit 2; }
 	AWS="$(VENV)/bin/aws" bash scripts/upload.sh "$(OUTPUT_DIR)" "$(BUCKET)" $(if $(CKPT),--checkpoint "$(CKPT)") \
 	  $(if $(filter 1,$(PUBLIC)),--public) $(if $(S3_ENDPOINT),--endpoint-url "$(S3_ENDPOINT)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
+
+# ---------------------------------------------------------------------------------------------
+# Using what a run produced: report, ask
+# ---------------------------------------------------------------------------------------------
+RUN ?= $(OUTPUT_DIR)
+MODEL_DIR ?= $(OUTPUT_DIR)
+QUESTION ?=
+CONTEXT_FILE ?=
+QUESTIONS_FILE ?=
+
+.PHONY: report
+## report: report.png + report.html in RUN (default OUTPUT_DIR): loss, LR, eval scores, F1 against the null threshold
+report: $(STAMP)
+	$(PY) scripts/report.py "$(RUN)"
+
+.PHONY: ask
+## ask: make ask MODEL_DIR=... QUESTION="..." CONTEXT_FILE=doc.txt (or QUESTIONS_FILE=q.json): answers with the tuned null threshold
+ask: $(STAMP)
+	$(if $(QUESTIONS_FILE),$(PY) scripts/ask.py "$(MODEL_DIR)" --questions-file "$(QUESTIONS_FILE)",\
+	  $(PY) scripts/ask.py "$(MODEL_DIR)" --question "$(QUESTION)" --context-file "$(CONTEXT_FILE)")
