@@ -1,0 +1,149 @@
+"""Resume exactly: SIGKILL at any point + --resume_from_checkpoint auto = the weights of an uninterrupted run;
+SIGTERM saves a checkpoint and exits; rotation keeps the best; early stopping evaluates the best by itself."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, shared_file
+
+torch = pytest.importorskip("torch")
+from qa import checkpoints  # noqa: E402
+
+TRAIN = ("squad", "squad2-dev-normans-rhine.json")
+PREDICT = ("squad", "squad2-dev-normans-complexity.json")
+
+
+def env(**extra):
+    # One intra-op thread: the runs share two cores (and thread count must match between runs compared bit for bit).
+    return {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false", **extra}
+
+
+def start(argv, **extra_env):
+    return subprocess.Popen([sys.executable, str(ROOT / "run_squad.py"), *argv], cwd=ROOT, env=env(**extra_env),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, timeout=240):
+    output, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, output
+
+
+@pytest.fixture(scope="module")
+def dropout_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with dropout 0.1 everywhere: random draws at every step, so RNG states must be restored."""
+    out = tmp_path_factory.mktemp("tiny-dropout")
+    for name in os.listdir(tiny_model_dir):
+        shutil.copy(tiny_model_dir / name, out / name)
+    config = json.loads((out / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, classifier_dropout_prob=0.1)
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+def train_argv(model_dir, output_dir, cache_dir, *extra):
+    return ["--model_name_or_path", str(model_dir), "--output_dir", str(output_dir), "--do_train",
+            "--train_file", str(shared_file(*TRAIN)), "--max_train_samples", "12", "--version_2_with_negative",
+            "--max_seq_length", "128", "--doc_stride", "64", "--features_cache_dir", str(cache_dir),
+            "--report_to", "none", "--seed", "7", *extra]
+
+
+def read_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(dropout_model_dir, tmp_path):
+    # 12 questions -> 42 windows -> 21 micro-batches of 2 an epoch -> 11 optimizer steps (the last of 1 micro-batch).
+    common = ["--per_gpu_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--num_train_epochs", "2",
+              "--save_steps", "4", "--logging_steps", "3", "--learning_rate", "1e-3", "--warmup_steps", "3",
+              "--weight_decay", "0.01"]
+    cache = tmp_path / "cache"
+    uninterrupted = start(train_argv(dropout_model_dir, tmp_path / "a", cache, *common))
+    # Micro-batch 30 = the 10th of epoch 2 (first of a 2-micro-batch group): after checkpoint-12, before step 16.
+    killed = start(train_argv(dropout_model_dir, tmp_path / "b", cache, *common), QA_TEST_KILL_AT_MICRO_STEP="30")
+    code, output = finish(killed)
+    assert code == -signal.SIGKILL, output
+    assert [s for s, _ in checkpoints.list_checkpoints(tmp_path / "b")] == [4, 8, 12]
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    state = checkpoints.load_train_state(tmp_path / "b" / "checkpoint-12")
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 2)  # mid-epoch: 2 micro-batches of epoch 2 consumed
+    resumed = start(train_argv(dropout_model_dir, tmp_path / "b", cache, *common, "--resume_from_checkpoint", "auto"))
+    code, output = finish(resumed)
+    assert code == 0, output
+    assert "resuming from" in output and "checkpoint-12" in output
+    code, output = finish(uninterrupted)
+    assert code == 0, output
+    a, b = read_weights(tmp_path / "a"), read_weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    different = [name for name in a if not torch.equal(a[name], b[name])]
+    assert not different, f"weights differ after resume: {different}"
+    # The run did train (the weights moved away from the initial ones).
+    initial = read_weights(dropout_model_dir)
+    assert not all(torch.equal(initial[n], a[n]) for n in a)
+    summary_a = json.loads((tmp_path / "a" / "training_summary.json").read_text())
+    summary_b = json.loads((tmp_path / "b" / "training_summary.json").read_text())
+    assert summary_a["global_step"] == summary_b["global_step"] == 22
+
+
+def test_sigterm_saves_a_checkpoint_then_resume_and_rotation_keeps_the_best(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    argv = train_argv(tiny_model_dir, out, tmp_path / "cache", "--per_gpu_train_batch_size", "1", "--max_steps", "200",
+                      "--logging_steps", "25", "--save_steps", "1000", "--evaluate_during_training", "--predict_file",
+                      str(shared_file(*PREDICT)), "--max_eval_samples", "8", "--save_total_limit", "1",
+                      "--learning_rate", "3e-4")
+    proc = start(argv)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and metrics.read_text().strip()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    code, output = finish(proc)
+    assert code == 128 + signal.SIGTERM, output
+    assert "resume with: make resume CKPT=checkpoint-" in output
+    latest = checkpoints.latest_checkpoint(out)
+    step = checkpoints.load_train_state(latest)["global_step"]
+    assert f"stopped by signal {int(signal.SIGTERM)} at step {step}" in output
+    assert 25 <= step < 200  # saved where the signal arrived, not at a --save_steps multiple (1000)
+    assert not (out / "model.safetensors").exists()
+    code, output = finish(start([*argv, "--resume_from_checkpoint", "auto"]))
+    assert code == 0, output
+    assert json.loads((out / "training_summary.json").read_text())["global_step"] == 200
+    # Rotation with --save_total_limit 1 keeps the newest and the best (every evaluation that improved saved one).
+    best = checkpoints.best_checkpoint(out)
+    assert best is not None and (out / best["checkpoint"]).is_dir()
+    kept = [path for _, path in checkpoints.list_checkpoints(out)]
+    assert len(kept) == (1 if os.path.basename(kept[-1]) == best["checkpoint"] else 2)
+    evaluated = sorted(int(p.stem.split("_")[-1]) for p in out.glob("eval_results_*.json"))
+    assert evaluated == list(range(25, 201, 25))
+
+
+def test_early_stopping_then_the_best_is_evaluated(tiny_model_dir, tmp_path):
+    import run_squad
+
+    out = tmp_path / "run"
+    # A learning rate of 1e-12 leaves the predictions (and so f1) unchanged: no evaluation improves on the first.
+    argv = train_argv(tiny_model_dir, out, tmp_path / "cache", "--per_gpu_train_batch_size", "1", "--max_steps", "100",
+                      "--logging_steps", "2", "--save_steps", "1000", "--evaluate_during_training", "--do_eval",
+                      "--predict_file", str(shared_file(*PREDICT)), "--max_eval_samples", "8",
+                      "--early_stopping_patience", "2", "--learning_rate", "1e-12")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run_squad.main(argv) == 0
+    finally:
+        torch.set_num_threads(before)
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["early_stopped"] and summary["global_step"] == 6
+    assert checkpoints.best_checkpoint(out)["checkpoint"] == "checkpoint-2"
+    log = (out / "train.log").read_text()
+    assert "early stopping at step 6" in log
+    assert log.index("evaluating checkpoint-2") > log.index("early stopping at step 6")
