@@ -47,8 +47,11 @@ def save_run_config(args, output_dir, argv=None):
     if os.path.exists(command_file):
         with open(command_file, encoding="utf-8") as f:
             previous = f.read()
-    launcher = "torchrun " if "TORCHELASTIC_RUN_ID" in os.environ else ""
-    line = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}\n{launcher}{shlex.join([sys.executable, *(sys.argv if argv is None else [__file__, *argv])])}\n"
+    launcher = ""
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # torchrun passes the script its own arguments only
+        launcher = (f" (launched by torchrun: WORLD_SIZE={os.environ.get('WORLD_SIZE')}, "
+                    f"LOCAL_WORLD_SIZE={os.environ.get('LOCAL_WORLD_SIZE')})")
+    line = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}{launcher}\n{shlex.join([sys.executable, *(sys.argv if argv is None else [__file__, *argv])])}\n"
     with atomic_write(command_file, "w", encoding="utf-8") as f:
         f.write(previous + line)
     with atomic_write(os.path.join(output_dir, "args.json"), "w", encoding="utf-8") as f:
