@@ -19,9 +19,9 @@ block-level tag between two words, nothing where it has neither): "Röntgen</A>,
 "Röntgen, of", not the token-joined "Röntgen , of". Every answer is verified as
 `context[answer_start:answer_start + len(text)] == text`.
 
-Standard library only; orjson (optional) parses NQ lines about 2x faster than json; boto3 only
-for s3:// inputs. Gzip is decompressed by a `pigz`/`gzip -dc` child process when one is on the
-PATH (so the gunzip runs on another core), else in-process with zlib.
+Standard library only, with optional speedups: orjson parses NQ lines about 2x faster than json,
+python-isal inflates gzip about 4x faster than zlib; boto3 only for s3:// inputs. `--gunzip
+process` inflates in a `pigz`/`gzip -dc` child process on another core instead.
 """
 
 import argparse
@@ -44,6 +44,11 @@ import zlib
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from qa.storage import GZIP_MAGIC, atomic_write, expand_inputs, is_s3, open_raw  # noqa: E402
+
+try:  # python-isal (Intel ISA-L): the same zlib API, inflates ~4x faster (0.11 s vs 0.45 s CPU for 148 MB)
+    from isal import isal_zlib as inflate_zlib
+except ImportError:  # pragma: no cover - isal is in requirements.txt; the stdlib works, slower
+    inflate_zlib = zlib
 
 try:
     import orjson
@@ -113,6 +118,11 @@ class Options:
     fraction: float = 1.0
     max_examples: int = 0  # 0 = no limit
     skip_bad_records: bool = False
+    # Where gzip is inflated: "inline" = isal (or zlib) in this process; "process" = a pigz/gzip -dc
+    # child, so the gunzip runs on another core. gzip -dc inflates ~280 MB/s, stdlib zlib ~330 MB/s,
+    # isal ~1.3 GB/s (CPU time, 148 MB of real NQ): "auto" = inline when isal is installed, else a
+    # child process when there is a spare core for it (os.cpu_count() >= 2 * workers).
+    gunzip: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,22 +372,47 @@ def convert_record(record, options):
 # ---------------------------------------------------------------------------------------------
 RAW_TOKENS = "_document_tokens_json"
 TOKENS_KEY_RE = re.compile(rb'"document_tokens"\s*:\s*\[')
-TOKENS_END_RE = re.compile(rb"\}\s*\](?=\s*[,}])")  # `}]` then `,` or `}`: never inside a (space-free) token string
 OBJECT_GAP_RE = re.compile(rb"\}\s*[,\]]")
+
+
+def _find_array_end(line, pos):
+    """Index just past the `}]` that closes the token array: `}]` followed by `,` or `}` (bytes.find is
+    ~10x faster than a regex over 400 KB). A token string cannot hold it: tokens have no spaces
+    and a `"` inside a string is escaped, so `}],` or `}]}` only occurs as JSON structure."""
+    while True:
+        index = line.find(b"}]", pos)
+        if index < 0:
+            return -1
+        after = line[index + 2 : index + 10].lstrip()[:1]
+        if after in (b",", b"}"):
+            return index + 2
+        pos = index + 1
+
+
+def _find_number_field(raw, key, value, pos=0):
+    """Position of `"key":value` (compact, or with json.dumps' `": "`) ending at `,`, `}` or a space; -1 if absent."""
+    spaced = raw[:400].find(b'": ') >= 0  # one array is written one way: search only that spelling
+    needle = b'"%s"%s%d' % (key, b": " if spaced else b":", value)
+    index = raw.find(needle, pos)
+    while index >= 0:
+        if raw[index + len(needle) : index + len(needle) + 1] in (b",", b"}", b" "):
+            return index
+        index = raw.find(needle, index + 1)  # 92 also matches the start of 920
+    return -1
 
 
 def parse_line(line):
     """A JSON line -> record; full-format records keep `document_tokens` as raw JSON bytes."""
     key = TOKENS_KEY_RE.search(line)
     if key:
-        end = TOKENS_END_RE.search(line, key.end())
-        if end and line[key.end() : key.end() + 64].lstrip()[:1] == b"{":
+        end = _find_array_end(line, key.end())
+        if end > 0 and line[key.end() : key.end() + 64].lstrip()[:1] == b"{":
             try:
-                record = _loads(line[: key.start()] + b'"_document_tokens_cut":0' + line[end.end() :])
+                record = _loads(line[: key.start()] + b'"_document_tokens_cut":0' + line[end:])
             except JSONDecodeError:
                 record = None  # reported by the full parse below, with its real position
             if isinstance(record, dict):
-                record[RAW_TOKENS] = line[key.end() - 1 : end.end()]
+                record[RAW_TOKENS] = line[key.end() - 1 : end]
                 return record
     return _loads(line)
 
@@ -396,11 +431,11 @@ class LazyTokens:
 
     def _load(self):
         la = self.long_answer
-        start = re.search(rb'"start_byte"\s*:\s*%d\s*[,}]' % la["start_byte"], self.raw)
-        if start:
-            first = self.raw.rfind(b"{", 0, start.start())
-            last = re.compile(rb'"end_byte"\s*:\s*%d\s*[,}]' % la["end_byte"]).search(self.raw, first)
-            close = OBJECT_GAP_RE.search(self.raw, last.start()) if last else None
+        start = _find_number_field(self.raw, b"start_byte", la["start_byte"])
+        if start >= 0:
+            first = self.raw.rfind(b"{", 0, start)
+            last = _find_number_field(self.raw, b"end_byte", la["end_byte"], max(first, 0))
+            close = OBJECT_GAP_RE.search(self.raw, last) if last >= 0 else None
             if first >= 0 and close:
                 try:
                     items = _loads(b"[" + self.raw[first : close.start() + 1] + b"]")
@@ -461,7 +496,7 @@ def _split_lines(chunks):
 
 def _zlib_chunks(raw, first):
     """Decompress gzip (multi-member too) in-process from a binary stream, in large reads."""
-    decompressor = zlib.decompressobj(31)
+    decompressor = inflate_zlib.decompressobj(31)
     data = first
     while True:
         if not data:
@@ -470,7 +505,7 @@ def _zlib_chunks(raw, first):
                 break
         try:
             out = decompressor.decompress(data)
-        except zlib.error as exc:
+        except (zlib.error, inflate_zlib.error) as exc:
             raise TruncatedInput(f"corrupt gzip data ({exc})") from exc
         if out:
             yield out
@@ -481,7 +516,7 @@ def _zlib_chunks(raw, first):
                 data = raw.read(READ_CHUNK)
                 if not data:
                     return
-            decompressor = zlib.decompressobj(31)
+            decompressor = inflate_zlib.decompressobj(31)
     tail = decompressor.flush()
     if tail:
         yield tail
@@ -508,7 +543,7 @@ def _subprocess_chunks(command, path):
         process.stderr.close()
 
 
-def iter_lines(uri, use_subprocess=True):
+def iter_lines(uri, use_subprocess=False):
     """Yield (line_number, line bytes) of a local or s3:// file, gzip detected by magic bytes.
 
     Raises TruncatedInput(message) after the last complete line of a truncated gzip; a partial
@@ -578,7 +613,8 @@ def convert_file(uri, options, part_path, stop_after=0):
         if len(warnings) < MAX_WARNINGS:
             warnings.append(message.split("; use --skip-bad-records")[0])
 
-    with open(part_path, "wb") as part, contextlib.closing(iter_lines(uri)) as lines:
+    lines = iter_lines(uri, use_subprocess=options.gunzip == "process")
+    with open(part_path, "wb") as part, contextlib.closing(lines):
         while True:
             try:
                 line_number, line = next(lines)
@@ -638,10 +674,14 @@ def convert(inputs, output, options, workers=1, stats_json=None, log=print):
     parts_dir = tempfile.mkdtemp(prefix=".nq_to_squad-", dir=out_dir)
     total = collections.Counter()
     try:
+        workers = max(1, min(workers, len(uris)))
+        if options.gunzip == "auto":
+            spare = inflate_zlib is zlib and _gunzip_command() is not None and (os.cpu_count() or 1) >= 2 * workers
+            options = dataclasses.replace(options, gunzip="process" if spare else "inline")
         jobs = [(uri, options, os.path.join(parts_dir, f"part-{i:05d}.jsonl"), options.max_examples) for i, uri in enumerate(uris)]
         with contextlib.ExitStack() as stack:
-            if workers > 1 and len(jobs) > 1:
-                pool = stack.enter_context(multiprocessing.Pool(min(workers, len(jobs))))
+            if workers > 1:
+                pool = stack.enter_context(multiprocessing.Pool(workers))
                 results = pool.imap(_convert_file_job, jobs)
             else:
                 results = map(_convert_file_job, jobs)
@@ -701,6 +741,9 @@ def parse_args(argv=None):
     parser.add_argument("--fraction", type=float, default=Options.fraction,
                         help="keep this fraction of examples, chosen by hashing example_id (the guide trained on 0.1)")
     parser.add_argument("--max-examples", type=int, default=Options.max_examples, help="stop after this many kept examples (0 = all)")
+    parser.add_argument("--gunzip", choices=("auto", "process", "inline"), default=Options.gunzip,
+                        help="inflate gzip in a pigz/gzip child process (another core) or inline with zlib; "
+                             "auto: a child when there are at least 2 cores per worker")
     parser.add_argument("--skip-bad-records", action="store_true",
                         help="count and skip malformed lines, records missing fields and truncated gzip ends instead of failing")
     return parser, parser.parse_args(argv)
@@ -714,6 +757,8 @@ def validate_args(parser, args):
         parser.error(f"--fraction must be in (0, 1], got {args.fraction} (e.g. 0.1 keeps one example in ten)")
     if args.max_examples < 0:
         parser.error(f"--max-examples must be 0 (no limit) or positive, got {args.max_examples}")
+    if args.gunzip == "process" and not _gunzip_command():
+        parser.error("--gunzip process needs pigz or gzip on the PATH; use --gunzip inline")
     if is_s3(args.output):
         parser.error("--output must be a local file; upload it afterwards (make upload)")
     if os.path.isdir(args.output):
@@ -724,7 +769,7 @@ def main(argv=None):
     parser, args = parse_args(argv)
     validate_args(parser, args)
     options = Options(args.yes_no, args.multi_span, args.long_answer_types, args.annotation, args.fraction,
-                      args.max_examples, args.skip_bad_records)
+                      args.max_examples, args.skip_bad_records, args.gunzip)
     try:
         summary = convert(args.inputs, args.output, options, workers=args.workers, stats_json=args.stats_json)
     except (ConversionError, FileNotFoundError) as exc:

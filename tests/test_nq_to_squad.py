@@ -1,8 +1,10 @@
 """scripts/nq_to_squad.py: real NQ records, hand-built records with exact outputs, workers, S3, bad input."""
 
+import dataclasses
 import gzip
 import json
 import re
+import zlib
 
 import pytest
 
@@ -159,10 +161,10 @@ def test_real_simplified_records(tmp_path):
     assert qa["answers"] == [{"text": "Tracy McConnell", "answer_start": 0}]
 
 
-def test_fast_reader_matches_json_loads_on_real_file(tmp_path):
+def test_fast_reader_matches_json_loads_on_real_file(tmp_path, reader):
     path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
     expected = [json.loads(line) for line in gzip.open(path)]
-    for use_subprocess in (True, False):
+    for use_subprocess in (reader,):
         lines = list(nq_to_squad.iter_lines(str(path), use_subprocess=use_subprocess))
         assert [n for n, _ in lines] == list(range(1, 11))
         assert [json.loads(line) for _, line in lines] == expected
@@ -300,8 +302,8 @@ def shards(tmp_path_factory):
 def test_workers_output_identical(tmp_path, shards):
     out1, out2 = tmp_path / "w1.json", tmp_path / "w2.json"
     options = nq_to_squad.Options()
-    stats1 = nq_to_squad.convert(shards, str(out1), options, workers=1)
-    stats2 = nq_to_squad.convert(shards, str(out2), options, workers=2)
+    stats1 = nq_to_squad.convert(shards, str(out1), dataclasses.replace(options, gunzip="process"), workers=1)
+    stats2 = nq_to_squad.convert(shards, str(out2), dataclasses.replace(options, gunzip="inline"), workers=2)
     assert out1.read_bytes() == out2.read_bytes() and stats1 == stats2
     assert stats1["records_read"] == 120 and stats1["kept"] > 80
     qas(json.loads(out1.read_text()))
@@ -342,24 +344,38 @@ def _good_lines(n):
     return [json.dumps(r).encode() for r in make_nq_sample.generate(n, seed=5, split="train")]
 
 
-def test_truncated_gzip_names_file_and_line(tmp_path, capsys):
+@pytest.mark.parametrize("gunzip", ["inline", "process"])
+def test_truncated_gzip_names_file_and_line(tmp_path, capsys, gunzip):
     lines = _good_lines(6)
     whole = gzip.compress(b"\n".join(lines) + b"\n")
     path = tmp_path / "nq-dev-00.jsonl.gz"
     path.write_bytes(whole[: len(whole) * 2 // 3])
-    code, data, counts = run(tmp_path, [path])
+    code, data, counts = run(tmp_path, [path], "--gunzip", gunzip)
     err = capsys.readouterr().err
     assert code == 1 and data is None and counts is None
     assert re.search(r"nq-dev-00\.jsonl\.gz:\d+: truncated", err) and "--skip-bad-records" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nq-dev-00.jsonl.gz"]  # nothing left behind
-    code, data, counts = run(tmp_path, [path], "--skip-bad-records")
+    code, data, counts = run(tmp_path, [path], "--skip-bad-records", "--gunzip", gunzip)
     line = int(re.search(r"jsonl\.gz:(\d+):", capsys.readouterr().err).group(1))
     assert code == 0 and counts["bad_records"] == 1 and counts["records_read"] == line - 1 < 6
     assert len(qas(data)) == counts["kept"]
 
 
-@pytest.mark.parametrize("use_subprocess", [True, False])
-def test_truncated_gzip_both_readers(tmp_path, use_subprocess):
+@pytest.fixture(params=["isal", "zlib", "process"])
+def reader(request, monkeypatch):
+    """The three ways gzip is inflated: isal inline, stdlib zlib inline (no isal), a gzip -dc child."""
+    if request.param == "zlib":
+        monkeypatch.setattr(nq_to_squad, "inflate_zlib", zlib)
+    elif request.param == "isal":
+        pytest.importorskip("isal")
+        assert nq_to_squad.inflate_zlib is not zlib
+    elif not nq_to_squad._gunzip_command():
+        pytest.skip("no gzip or pigz on the PATH")
+    return request.param == "process"
+
+
+def test_truncated_gzip_every_reader(tmp_path, reader):
+    use_subprocess = reader
     whole = gzip.compress(b"\n".join(_good_lines(4)) + b"\n")
     path = tmp_path / "t.jsonl.gz"
     path.write_bytes(whole[:-30])  # the data is cut inside the last record's compressed bytes or trailer
@@ -425,3 +441,14 @@ def test_lazy_token_parsing_equals_full_parse(tmp_path):
     assert tokens.all == rec["document_tokens"]
     assert nq_to_squad.convert_record(nq_to_squad.parse_line(line), nq_to_squad.Options())[0]["paragraphs"][0]["qas"][0]["answers"] == \
         [{"text": "Tom Hale", "answer_start": 85}]
+
+
+def test_multi_member_gzip_and_plain_input(tmp_path, reader):
+    lines = _good_lines(3)
+    path = tmp_path / "multi.jsonl.gz"
+    path.write_bytes(gzip.compress(lines[0] + b"\n") + gzip.compress(b"\n".join(lines[1:]) + b"\n"))
+    got = [json.loads(line) for _, line in nq_to_squad.iter_lines(str(path), use_subprocess=reader)]
+    assert got == [json.loads(line) for line in lines]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(b"\n".join(lines))  # no final newline
+    assert [n for n, _ in nq_to_squad.iter_lines(str(plain), use_subprocess=reader)] == [1, 2, 3]
