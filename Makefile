@@ -110,6 +110,75 @@ $(DEMO_DIR)/%.json: $(DEMO_DIR)/raw/nq-%-sample.jsonl.gz scripts/nq_to_squad.py
 # ---------------------------------------------------------------------------------------------
 # Training (make train / resume / eval / demo)
 # ---------------------------------------------------------------------------------------------
+# The guide's hyperparameters; e.g. make train MODEL=albert-base-v2 EPOCHS=2 BATCH=4 GRAD_ACCUM=2 DETACH=1
+MODEL ?= albert-xlarge-v2
+MODEL_TYPE ?= albert
+EPOCHS ?= 7
+LR ?= 3e-5
+MAX_SEQ_LENGTH ?= 384
+DOC_STRIDE ?= 128
+BATCH ?= 1
+EVAL_BATCH ?= 8
+GRAD_ACCUM ?= 1
+# Checkpoint (and evaluate) every SAVE_STEPS optimizer steps; keep SAVE_TOTAL_LIMIT (about 0.7 GB each for albert-xlarge), the best never deleted.
+SAVE_STEPS ?= 500
+LOGGING_STEPS ?= 500
+SAVE_TOTAL_LIMIT ?= 3
+THREADS ?= $(shell nproc)
+# GPUs per node (all visible ones by default; 0 = CPU with plain python). Several nodes: NNODES, NODE_RANK, MASTER_ADDR on each.
+NGPUS ?= $(shell if command -v nvidia-smi >/dev/null; then nvidia-smi -L | grep -c '^GPU' || true; else echo 0; fi)
+NNODES ?= 1
+NODE_RANK ?= 0
+MASTER_ADDR ?= 127.0.0.1
+MASTER_PORT ?= 29500
+# fp16 | bf16 | fp32 (fp16 with a GPU, fp32 on the CPU)
+PRECISION ?= $(if $(filter 0,$(NGPUS)),fp32,fp16)
+OUTPUT_DIR ?= outputs/$(DATASET)-$(notdir $(MODEL))
+WANDB_PROJECT ?=
+REPORT_TO ?= tensorboard$(if $(WANDB_PROJECT), wandb)
+# Extra run_squad.py flags, e.g. EXTRA="--max_train_samples 1000 --early_stopping_patience 3"
+EXTRA ?=
+# DETACH=1: run in a detached screen (or tmux) session named NAME; output also in OUTPUT_DIR/console.log
+DETACH ?= 0
+CKPT ?=
+
+ifeq ($(filter $(PRECISION),fp16 bf16 fp32),)
+$(error PRECISION must be fp16, bf16 or fp32, got '$(PRECISION)')
+endif
+ifneq ($(shell echo '$(NGPUS)' | grep -Ex '[0-9]+'),$(NGPUS))
+$(error NGPUS must be a number of GPUs per node (0 = CPU), got '$(NGPUS)')
+endif
+PRECISION_FLAG := $(if $(filter fp16,$(PRECISION)),--fp16)$(if $(filter bf16,$(PRECISION)),--bf16)
+# torchrun on GPUs (one process each, every node); plain python on the CPU.
+LAUNCH = $(if $(filter 0,$(NGPUS)),$(PY),$(VENV)/bin/torchrun --nnodes $(NNODES) --node_rank $(NODE_RANK) \
+  --nproc_per_node $(NGPUS) --master_addr $(MASTER_ADDR) --master_port $(MASTER_PORT))
+DETACHED = $(if $(filter 1,$(DETACH)),bash scripts/detach.sh $(NAME) $(OUTPUT_DIR)/console.log --)
+TRAIN_ARGS = --model_type $(MODEL_TYPE) --model_name_or_path $(MODEL) --do_train --do_eval --evaluate_during_training \
+  --train_file $(TRAIN_FILE) --predict_file $(PREDICT_FILE) --learning_rate $(LR) --num_train_epochs $(EPOCHS) \
+  --max_seq_length $(MAX_SEQ_LENGTH) --doc_stride $(DOC_STRIDE) --output_dir $(OUTPUT_DIR) \
+  --per_gpu_eval_batch_size $(EVAL_BATCH) --per_gpu_train_batch_size $(BATCH) --gradient_accumulation_steps $(GRAD_ACCUM) \
+  --threads $(THREADS) --version_2_with_negative --save_steps $(SAVE_STEPS) --logging_steps $(LOGGING_STEPS) \
+  --save_total_limit $(SAVE_TOTAL_LIMIT) --report_to $(REPORT_TO) $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) \
+  $(PRECISION_FLAG) $(EXTRA)
+
+.PHONY: train
+## train: fine-tune MODEL on TRAIN_FILE with the guide's hyperparameters (EPOCHS, LR, BATCH, GRAD_ACCUM, NGPUS, PRECISION, DETACH=1, EXTRA=...)
+train: $(STAMP)
+	@echo "train: $(MODEL) on $(NGPUS) GPU(s) x $(NNODES) node(s), $(PRECISION), output in $(OUTPUT_DIR)"
+	$(DETACHED) $(LAUNCH) run_squad.py $(TRAIN_ARGS)
+
+.PHONY: resume
+## resume: continue exactly from CKPT=checkpoint-1500 (or a path; default: the newest complete checkpoint of OUTPUT_DIR)
+resume: $(STAMP)
+	$(DETACHED) $(LAUNCH) run_squad.py $(TRAIN_ARGS) --resume_from_checkpoint $(or $(CKPT),auto)
+
+.PHONY: eval
+## eval: evaluate CKPT (checkpoint-N, a path, best; default: the best, else the final model) of OUTPUT_DIR on PREDICT_FILE
+eval: $(STAMP)
+	$(LAUNCH) run_squad.py --model_name_or_path $(OUTPUT_DIR) --output_dir $(OUTPUT_DIR) --do_eval \
+	  --predict_file $(PREDICT_FILE) --per_gpu_eval_batch_size $(EVAL_BATCH) --max_seq_length $(MAX_SEQ_LENGTH) \
+	  --doc_stride $(DOC_STRIDE) --threads $(THREADS) --version_2_with_negative --report_to $(REPORT_TO) \
+	  $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) $(if $(CKPT),--eval_checkpoint $(CKPT)) $(PRECISION_FLAG) $(EXTRA)
 
 .PHONY: demo
 ## demo: the whole pipeline offline on CPU (for now: the demo data; training is added next)

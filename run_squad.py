@@ -69,11 +69,12 @@ def start_remote_debugger(ip, port):
     debugpy.wait_for_client()
 
 
-def load_tokenizer(args):
+def load_tokenizer(args, model_path):
+    """--tokenizer_name if given, else the tokenizer saved with the model at `model_path` (fast: offsets needed)."""
     from transformers import AutoTokenizer
 
     kwargs = {"do_lower_case": True} if args.do_lower_case else {}
-    return AutoTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path, use_fast=True,
+    return AutoTokenizer.from_pretrained(args.tokenizer_name or model_path, use_fast=True,
                                          cache_dir=args.cache_dir or None, **kwargs)
 
 
@@ -121,26 +122,28 @@ def eval_targets(args, train_result):
     """[(label, folder, step)] that --do_eval evaluates.
 
     --eval_all_checkpoints: every complete checkpoint; --eval_checkpoint SPEC: that one; after an
-    early stop: the best checkpoint; after training: the final model; evaluation alone: the best
-    checkpoint when one is recorded, else the final model in --output_dir."""
+    early stop: the best checkpoint; after training: the final model. Evaluation alone: the best
+    checkpoint when one is recorded, else the final model in --output_dir, else its newest
+    checkpoint, else --model_name_or_path itself (a model not trained here: step "pretrained")."""
     if args.eval_all_checkpoints:
         return [(os.path.basename(p), p, step) for step, p in checkpoints.list_checkpoints(args.output_dir)]
     spec = args.eval_checkpoint
     if spec is None and (train_result is None or train_result.early_stopped) and checkpoints.best_checkpoint(args.output_dir):
         spec = "best"
+    if spec is None and train_result is None and not os.path.exists(os.path.join(args.output_dir, "config.json")):
+        spec = "auto" if checkpoints.latest_checkpoint(args.output_dir) else None
     if spec is not None:
         path = checkpoints.resolve_checkpoint(spec, args.output_dir)
         return [(os.path.basename(path), path, checkpoints.load_train_state(path)["global_step"])]
     if train_result is not None:
         return [("final model", args.output_dir, train_result.global_step)]
-    summary = os.path.join(args.output_dir, SUMMARY_FILE)
     if os.path.exists(os.path.join(args.output_dir, "config.json")):
+        summary = os.path.join(args.output_dir, SUMMARY_FILE)
         step = "final"
         if os.path.exists(summary):
             with open(summary, encoding="utf-8") as f:
                 step = json.load(f)["global_step"]
         return [("final model", args.output_dir, step)]
-    # Evaluating a model that was not trained here (e.g. a hub model): predictions_pretrained.json ...
     return [(args.model_name_or_path, args.model_name_or_path, "pretrained")]
 
 
@@ -156,11 +159,12 @@ def save_final_model(model, tokenizer, args, result, runtime):
         json.dump(summary, f, indent=2)
 
 
-def run_training(args, runtime, log, tokenizer):
+def run_training(args, runtime, log):
     """Features, model (fresh or from the checkpoint to resume), the loop, and the final model."""
     from qa import trainer
 
     resume_from = resume_checkpoint(args)
+    tokenizer = load_tokenizer(args, args.model_name_or_path)
     train_examples = load_examples(args.train_file, args.max_train_samples)
     train_features = load_features(args.train_file, train_examples, tokenizer, args, True, runtime, log)
     eval_set = None
@@ -177,14 +181,16 @@ def run_training(args, runtime, log, tokenizer):
     return result
 
 
-def run_evaluation(args, runtime, log, tokenizer, train_result):
+def run_evaluation(args, runtime, log, train_result):
+    """Evaluate each target with its own tokenizer (saved in every checkpoint and final folder)."""
     from qa import trainer
 
     examples = load_examples(args.predict_file, args.max_eval_samples)
-    features = load_features(args.predict_file, examples, tokenizer, args, False, runtime, log)
     results = {}
     for label, folder, step in eval_targets(args, train_result):
         log.info(f"evaluating {label} ({folder})")
+        tokenizer = load_tokenizer(args, folder)
+        features = load_features(args.predict_file, examples, tokenizer, args, False, runtime, log)
         model = load_model(folder, args, runtime)
         results[label] = trainer.evaluate(model, examples, features, args, runtime, log, step, args.output_dir)
     return results
@@ -221,12 +227,11 @@ def main(argv=None):
     for note in unused_flag_notes(args):
         log.info(note)
     try:
-        tokenizer = load_tokenizer(args)
-        train_result = run_training(args, runtime, log, tokenizer) if args.do_train else None
+        train_result = run_training(args, runtime, log) if args.do_train else None
         if train_result is not None and train_result.stopped_by_signal:
             return 128 + train_result.stopped_by_signal
         if args.do_eval:
-            run_evaluation(args, runtime, log, tokenizer, train_result)
+            run_evaluation(args, runtime, log, train_result)
     finally:
         log.close()
         if runtime.distributed:

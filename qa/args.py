@@ -120,8 +120,13 @@ def resolve_data_file(data_dir, name, version_2, split, needed):
     return os.path.join(os.path.expanduser(data_dir), name) if data_dir else name
 
 
+# The log of a detached session (`make train DETACH=1`), created in the output folder before run_squad.py starts.
+DETACHED_LOG = "console.log"
+
+
 def output_dir_has_content(path):
-    return os.path.isdir(path) and bool(os.listdir(path))
+    """Legacy's test (anything in it), except the log of a detached session that is starting this very run."""
+    return os.path.isdir(path) and bool(set(os.listdir(path)) - {DETACHED_LOG})
 
 
 def is_our_checkpoint(path):
