@@ -1,0 +1,84 @@
+"""scripts/make_nq_sample.py: a valid full-format NQ sample, deterministic, with every case the converter handles."""
+
+import collections
+import gzip
+import json
+
+import make_nq_sample
+import nq_to_squad
+
+
+def test_tokens_and_candidates_match_the_html_bytes():
+    for split in ("train", "dev"):
+        for record in make_nq_sample.generate(60, seed=3, split=split):
+            html = record["document_html"].encode("utf-8")
+            tokens = record["document_tokens"]
+            for token in tokens:
+                text = html[token["start_byte"] : token["end_byte"]].decode("utf-8")
+                if token["html_token"]:
+                    assert text.startswith("<") and text.endswith(">")
+                    assert text.lower().startswith(token["token"][:-1].lower())
+                else:
+                    assert text == token["token"] and not text.isspace()
+            for candidate in record["long_answer_candidates"]:
+                first, last = tokens[candidate["start_token"]], tokens[candidate["end_token"] - 1]
+                assert (first["start_byte"], last["end_byte"]) == (candidate["start_byte"], candidate["end_byte"])
+                assert first["html_token"] and last["html_token"]
+            assert len(record["annotations"]) == (1 if split == "train" else 5)
+            assert -(2**63) <= record["example_id"] < 2**63
+
+
+def test_deterministic_and_dev_differs_from_train(tmp_path):
+    a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
+    assert make_nq_sample.main(["--out", str(a), "--num-examples", "30", "--seed", "1"]) == 0
+    assert make_nq_sample.main(["--out", str(b), "--num-examples", "30", "--seed", "1"]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    train = {r["document_title"] for r in make_nq_sample.generate(300, seed=0, split="train")}
+    dev = {r["document_title"] for r in make_nq_sample.generate(300, seed=0, split="dev")}
+    assert len(train & dev) < 15  # a handful of accidental name collisions at most
+    records = [json.loads(line) for line in gzip.open(a)]
+    assert len(records) == 30 and records == make_nq_sample.generate(30, seed=1, split="train")
+
+
+def test_converted_sample_has_every_case_and_a_learnable_mix(tmp_path):
+    counts = {}
+    for split, n in (("train", 400), ("dev", 200)):
+        path = tmp_path / f"nq-{split}.jsonl.gz"
+        make_nq_sample.write_sample(str(path), make_nq_sample.generate(n, seed=0, split=split))
+        counts[split] = nq_to_squad.convert([str(path)], str(tmp_path / f"{split}.json"), nq_to_squad.Options())
+        data = json.loads((tmp_path / f"{split}.json").read_text(encoding="utf-8"))
+        for article in data["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    for answer in qa["answers"]:
+                        start = answer["answer_start"]
+                        assert paragraph["context"][start : start + len(answer["text"])] == answer["text"]
+    for split, stats in counts.items():
+        assert stats["bad_records"] == 0
+        assert 0.6 <= stats["answerable"] / stats["kept"] <= 0.72, (split, stats)
+        for key in ("skipped_no_long_answer", "yes_no_as_impossible", "multi_span_first", "context_type <Table>", "context_type <Ul>"):
+            assert stats[key] > 0, (split, key)
+    # yes/no answers are YES and NO, multi-span has two spans, and names with non-ASCII letters exist.
+    records = make_nq_sample.generate(400, seed=0, split="train")
+    yes_no = collections.Counter(r["annotations"][0]["yes_no_answer"] for r in records)
+    assert yes_no["YES"] > 5 and yes_no["NO"] > 5
+    assert any(len(r["annotations"][0]["short_answers"]) == 2 for r in records)
+    assert any(any(ord(ch) > 127 for ch in r["document_html"]) for r in records)
+
+
+def test_yes_no_labels_agree_with_the_facts():
+    for record in make_nq_sample.generate(300, seed=2, split="train"):
+        label = record["annotations"][0]["yes_no_answer"]
+        if label == "NONE":
+            continue
+        question = record["question_text"]
+        threshold = int(question.rsplit(" ", 2)[-2] if question.endswith((" km", " metres", " m")) else question.rsplit(" ", 1)[-1])
+        words = [t["token"] for t in record["document_tokens"] if not t["html_token"]]
+        numbers = [int(w) for w in words if w.isdigit()]
+        if "founded before" in question:
+            value = next(n for n in numbers if 1600 <= n <= 1999)
+            assert label == ("YES" if value < threshold else "NO")
+        else:
+            unit = question.rsplit(" ", 1)[-1]
+            value = next(int(w) for w, after in zip(words, words[1:]) if w.isdigit() and after == unit)
+            assert label == ("YES" if value > threshold else "NO"), (question, value)
