@@ -12,7 +12,7 @@ on one shard:
                 legacy converters do)
   ours          scripts/nq_to_squad.py --workers 1, end to end including writing the output,
                 with --gunzip inline (everything on one core) and --gunzip process (a gzip -dc child)
-and the scaling of ours over `--shards` files with --workers 1 and 2. Wall time and CPU time
+and the scaling of ours over `--shards` files with --workers 1 and 2. Also the peak memory of one converter process on 1 and on all shards (it streams: equal). Wall time and CPU time
 (this process plus finished children) are both reported: on a shared machine other jobs inflate
 wall time, CPU time is the fair single-core comparison. Prints a table and writes DIR/convert.json.
 """
@@ -24,6 +24,7 @@ import os
 import pathlib
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -83,6 +84,15 @@ def baseline(path, output):
     return len(articles)
 
 
+def peak_rss_mb(inputs, output):
+    """Peak resident memory of a fresh `nq_to_squad.py --workers 1` process converting `inputs`."""
+    code = ("import resource, sys, nq_to_squad; nq_to_squad.main(sys.argv[1:]); "
+            "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", code, *inputs, "--output", output, "--workers", "1"], check=True,
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "scripts")))
+    return int(done.stdout.rsplit("PEAK_RSS_KB", 1)[1]) / 1024
+
+
 def best_of(runs, function):
     """Best wall and best CPU time over `runs` (other jobs on a shared machine only ever add time)."""
     times = [timed(function) for _ in range(runs)]
@@ -134,6 +144,7 @@ def main(argv=None):
                    *best_of(args.runs, lambda: nq_to_squad.convert(paths, out, options, workers=workers)), records * len(paths))
             scaling[workers] = row[3] / row[1]
             rows.append(row)
+        memory = {f"{n} shard(s)": round(peak_rss_mb(paths[:n], out), 1) for n in (1, len(paths))}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -146,6 +157,8 @@ def main(argv=None):
     print(f"ours (--gunzip inline, one core) / baseline: {cpu_ratio:.2f}x in CPU time, {wall_ratio:.2f}x in wall time; "
           f"--gunzip process: {baseline_row[1] / ours['process'][1]:.2f}x wall; workers 2 / workers 1: "
           f"{scaling[2] / scaling[1]:.2f}x wall (cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f})")
+    print("peak RSS of one converter process (memory must not grow with input size): "
+          + ", ".join(f"{k}: {v} MB" for k, v in memory.items()))
     result = {
         "records_per_shard": records, "uncompressed_mb_per_shard": round(megabytes, 1), "cpu_count": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2), "isal": nq_to_squad.inflate_zlib is not nq_to_squad.zlib,
@@ -155,6 +168,7 @@ def main(argv=None):
         "ours_over_baseline_cpu": round(cpu_ratio, 2),
         "ours_over_baseline_wall": round(wall_ratio, 2),
         "workers_2_over_1_wall": round(scaling[2] / scaling[1], 2),
+        "peak_rss_mb": memory,
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "convert.json"), "w") as f:
