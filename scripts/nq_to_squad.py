@@ -227,8 +227,9 @@ def _gap_separates(gap):
 def full_format_words(record, tokens, start, end):
     """(token_index, text, space_before) of the text tokens in [start, end) of a full-format record.
 
-    Token text is the token's own bytes of document_html, entity-decoded (the `token` field is
-    normalised: `&quot;` becomes `` or '', `[` becomes `(`)."""
+    Token text is the token's own bytes of document_html, tags removed, entity-decoded (the `token`
+    field is normalised: `&quot;` becomes `` or '', `[` becomes `(`). Text the NQ tokenizer left
+    out (citation marks like `[1]`) stays out, as in the simplified format."""
     doc = record["_html_bytes"]
     words, previous_end = [], None
     for index in range(start, end):
@@ -236,6 +237,8 @@ def full_format_words(record, tokens, start, end):
         if token["html_token"]:
             continue
         raw = doc[token["start_byte"] : token["end_byte"]]
+        if b"<" in raw:  # a token's span can hold markup: "'s" is `'</I>s` in "USA Today</I>'s" (real dev record)
+            raw = TAG_RE.sub(b"", raw)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
