@@ -667,7 +667,7 @@ def _convert_file_job(job):
 # ---------------------------------------------------------------------------------------------
 # The whole run
 # ---------------------------------------------------------------------------------------------
-def convert(inputs, output, options, workers=1, stats_json=None, log=print):
+def convert(inputs, output, options, workers=1, stats_json=None):
     """Convert `inputs` (paths, globs, s3:// URIs) into the SQuAD 2.0 file `output`; returns statistics.
 
     Output is identical for any number of workers: parts are concatenated in input order."""
@@ -693,7 +693,7 @@ def convert(inputs, output, options, workers=1, stats_json=None, log=print):
                 written = 0
                 for (uri, _, part_path, _), (stats, warnings, snapshots) in zip(jobs, results):
                     for message in warnings:
-                        log(f"warning: {message} (skipped)", file=sys.stderr)
+                        print(f"warning: {message} (skipped)", file=sys.stderr)
                     limit = options.max_examples - total["kept"] if options.max_examples else None
                     if limit is not None and stats["kept"] >= limit:
                         stats = collections.Counter(snapshots[limit - 1]) if limit else collections.Counter()
