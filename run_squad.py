@@ -32,6 +32,7 @@ import time
 
 from qa import checkpoints
 from qa.args import ArgumentError, parse_args, unused_flag_notes, validate_args
+from qa.model_card import write_model_card
 from qa.storage import atomic_write
 
 # Written at the root of the output folder with the final model: how many steps made it.
@@ -157,6 +158,7 @@ def save_final_model(model, tokenizer, args, result, runtime):
                "best": checkpoints.best_checkpoint(args.output_dir)}
     with atomic_write(os.path.join(args.output_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
+    write_model_card(args.output_dir, dict(vars(args), world_size=runtime.world_size), best=summary["best"])
 
 
 def run_training(args, runtime, log):
@@ -193,6 +195,10 @@ def run_evaluation(args, runtime, log, train_result):
         features = load_features(args.predict_file, examples, tokenizer, args, False, runtime, log)
         model = load_model(folder, args, runtime)
         results[label] = trainer.evaluate(model, examples, features, args, runtime, log, step, args.output_dir)
+        if runtime.is_main and os.path.abspath(folder) == os.path.abspath(args.output_dir):
+            # The final model's card gets its scores and tuned null threshold.
+            write_model_card(args.output_dir, dict(vars(args), world_size=runtime.world_size), results[label],
+                             checkpoints.best_checkpoint(args.output_dir))
     return results
 
 

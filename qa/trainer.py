@@ -19,6 +19,7 @@ the run did not finish.
 
 import contextlib
 import dataclasses
+import datetime
 import inspect
 import math
 import os
@@ -79,7 +80,10 @@ def init_runtime(no_cuda=False, fp16=False, bf16=False, local_rank=-1):
     if use_cuda:
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
+        # Rank 0 builds the feature cache while the others wait at a barrier: about 20 minutes for
+        # the guide's NQ subset, so the collective timeout (10 minutes by default on NCCL) is raised.
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None,
+                                timeout=datetime.timedelta(hours=2))
     amp_dtype = torch.float16 if fp16 else torch.bfloat16 if bf16 else None
     return Runtime(device=device, rank=rank, world_size=world_size, local_rank=local_rank, amp_dtype=amp_dtype)
 

@@ -98,6 +98,8 @@ def test_guide_command_line_writes_every_output(guide_run):
     log = (out / "train.log").read_text()
     assert "--fp16_opt_level" not in log  # not given with --fp16 here: nothing to report
     assert "informative only" in log
+    card = (out / "README.md").read_text()
+    assert "Tuned null threshold" in card and "| best_f1_thresh |" in card and "ALBERTxlv2" in card
 
 
 def test_training_lowers_the_loss(guide_run):
