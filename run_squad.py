@@ -189,7 +189,10 @@ def run_evaluation(args, runtime, log, train_result):
 
     examples = load_examples(args.predict_file, args.max_eval_samples)
     results = {}
-    for label, folder, step in eval_targets(args, train_result):
+    targets = eval_targets(args, train_result)
+    if not targets:
+        log.info(f"--eval_all_checkpoints: no complete checkpoint in {args.output_dir}, nothing evaluated")
+    for label, folder, step in targets:
         log.info(f"evaluating {label} ({folder})")
         tokenizer = load_tokenizer(args, folder)
         features = load_features(args.predict_file, examples, tokenizer, args, False, runtime, log)

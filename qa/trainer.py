@@ -215,6 +215,8 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     --evaluate_during_training; `resume_from` a complete checkpoint folder to continue from."""
     from qa.runlog import progress
 
+    if len(train_features) == 0:
+        raise ValueError(f"{args.train_file}: no training windows (no questions, or --max_train_samples 0): nothing to train on")
     raw_model = model
     if runtime.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -230,6 +232,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
         # optimizer, scheduler (so no learning rate is set by hand), scaler, and this rank's RNG states
         saved = checkpoints.restore_training_state(resume_from, optimizer, scheduler, scaler, runtime.rank)
         state.update({k: saved[k] for k in state if k in saved})
+        warn_if_order_changes(saved, args, runtime, log)
         log.info(f"resuming from {resume_from}: step {state['global_step']}, epoch {state['epoch']}, "
                  f"{state['step_in_epoch']} micro-batches into it")
     log.info(f"training: {len(train_features)} features, {runtime.world_size} process(es) x {batch_size} x {grad_accum} "
@@ -329,6 +332,20 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     finally:
         stop.restore()
         bar.close()
+
+
+def warn_if_order_changes(saved, args, runtime, log):
+    """The position in an epoch means the same micro-batches only with the same seed, batch size and process count."""
+    before = saved.get("args", {})
+    now = {"seed": args.seed, "per_gpu_train_batch_size": args.per_gpu_train_batch_size,
+           "gradient_accumulation_steps": args.gradient_accumulation_steps, "max_train_samples": args.max_train_samples}
+    changed = [f"--{k} {before[k]} -> {v}" for k, v in now.items() if k in before and before[k] != v]
+    saved_world = saved.get("checkpoint_info", {}).get("world_size")
+    if saved_world is not None and saved_world != runtime.world_size:
+        changed.append(f"processes {saved_world} -> {runtime.world_size}")
+    if changed:
+        log.info("warning: resuming with " + ", ".join(changed) + ": training continues, but not exactly as the "
+                 "interrupted run would have (data order and position in the epoch mean something else now)")
 
 
 def save(args, model, tokenizer, optimizer, scheduler, scaler, state, runtime, log):

@@ -114,8 +114,12 @@ def test_sigterm_saves_a_checkpoint_then_resume_and_rotation_keeps_the_best(tiny
     assert f"stopped by signal {int(signal.SIGTERM)} at step {step}" in output
     assert 25 <= step < 200  # saved where the signal arrived, not at a --save_steps multiple (1000)
     assert not (out / "model.safetensors").exists()
-    code, output = finish(start([*argv, "--resume_from_checkpoint", "auto"]))
+    # Resumed the guide's way: --model_name_or_path pointing at the checkpoint.
+    guide_way = [*argv]
+    guide_way[guide_way.index("--model_name_or_path") + 1] = str(latest)
+    code, output = finish(start(guide_way))
     assert code == 0, output
+    assert f"resuming from {latest}: step {step}" in output
     assert json.loads((out / "training_summary.json").read_text())["global_step"] == 200
     # Rotation with --save_total_limit 1 keeps the newest and the best (every evaluation that improved saved one).
     best = checkpoints.best_checkpoint(out)

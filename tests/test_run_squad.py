@@ -159,6 +159,20 @@ def test_make_eval_defaults_to_the_best_checkpoint(guide_run, one_thread):
     assert results[best["metric"]] == pytest.approx(best["value"])
 
 
+def test_eval_all_checkpoints(guide_run, one_thread):
+    saved = checkpoints.list_checkpoints(guide_run)
+    for step, _ in saved:
+        (guide_run / f"eval_results_{step}.json").unlink(missing_ok=True)
+    code = run_squad.main(["--model_name_or_path", str(guide_run), "--output_dir", str(guide_run), "--do_eval",
+                           "--eval_all_checkpoints", "--predict_file", str(shared_file(*PREDICT)),
+                           "--max_eval_samples", "16", "--max_seq_length", "128", "--doc_stride", "64",
+                           "--version_2_with_negative", "--features_cache_dir", str(guide_run.parent / "cache"),
+                           "--report_to", "none"])
+    assert code == 0 and len(saved) >= 2
+    for step, _ in saved:
+        assert json.loads((guide_run / f"eval_results_{step}.json").read_text())["step"] == step
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without CUDA")
 def test_fp16_without_cuda_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
     code = run_squad.main(guide_argv(tiny_model_dir, tmp_path / "out", tmp_path / "cache", "--fp16"))
