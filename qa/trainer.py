@@ -14,7 +14,11 @@ Checkpoints are only written at optimizer-step boundaries, where no gradient is 
 SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next optimizer step and returns
 `stopped_by_signal`; run_squad.py then exits with 128 + the signal number (143 for SIGTERM,
 130 for Ctrl-C), the shell convention for "stopped by a signal", so a job scheduler sees that
-the run did not finish.
+the run did not finish. A second signal does not interrupt that save (torchrun follows a Ctrl-C
+with SIGTERM); only SIGKILL does, and then the previous checkpoint is still complete.
+
+Test hook: QA_TEST_KILL_AT_MICRO_STEP=N makes the process SIGKILL itself after its N-th micro-batch
+(tests/test_resume.py kills a run mid-epoch and mid-accumulation that way).
 """
 
 import contextlib
