@@ -151,3 +151,37 @@ def test_early_stopping_then_the_best_is_evaluated(tiny_model_dir, tmp_path):
     log = (out / "train.log").read_text()
     assert "early stopping at step 6" in log
     assert log.index("evaluating checkpoint-2") > log.index("early stopping at step 6")
+
+
+def test_disk_full_while_saving_stops_cleanly(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """The disk fills up in the middle of writing the second checkpoint (ENOSPC from the filesystem)."""
+    import errno
+
+    import run_squad
+
+    real_save = checkpoints._save_torch
+    calls = []
+
+    def save_until_disk_full(obj, path):
+        calls.append(path)
+        if len(calls) == 5:  # 4 files (optimizer, scheduler, scaler, RNG) per checkpoint: the second one's first
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        real_save(obj, path)
+
+    monkeypatch.setattr(checkpoints, "_save_torch", save_until_disk_full)
+    out = tmp_path / "run"
+    argv = train_argv(tiny_model_dir, out, tmp_path / "cache", "--per_gpu_train_batch_size", "1", "--max_steps", "6",
+                      "--save_steps", "2", "--logging_steps", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(SystemExit, match="disk full"):
+            run_squad.main(argv)
+    finally:
+        torch.set_num_threads(before)
+    assert [s for s, _ in checkpoints.list_checkpoints(out)] == [2]
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]  # the half-written one is gone
+    assert not (out / "model.safetensors").exists()
+    log = (out / "train.log").read_text()
+    assert "not enough disk space for a checkpoint, stopping" in log and "--resume_from_checkpoint auto" in log
+    assert checkpoints.resolve_checkpoint("auto", out) == str(out / "checkpoint-2")
