@@ -180,9 +180,26 @@ eval: $(STAMP)
 	  --doc_stride $(DOC_STRIDE) --threads $(THREADS) --version_2_with_negative --report_to $(REPORT_TO) \
 	  $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) $(if $(CKPT),--eval_checkpoint $(CKPT)) $(PRECISION_FLAG) $(EXTRA)
 
+# The demo: a tiny ALBERT (2 layers, hidden 64, ~120k parameters) with a WordPiece tokenizer trained on
+# the sample, learning rate high enough for a model from scratch; about 20 s of training on one core
+# (one torch thread: on 2 shared cores, two threads are ~10x slower for a model this small).
+DEMO_OUT ?= outputs/demo
+DEMO_EPOCHS ?= 10
+DEMO_LR ?= 2e-3
+
 .PHONY: demo
-## demo: the whole pipeline offline on CPU (for now: the demo data; training is added next)
+## demo: the whole pipeline offline on CPU: generated NQ sample -> SQuAD JSON -> tiny model -> train -> eval -> scores vs baseline
 demo: demo-data
+	$(PY) scripts/make_tiny_model.py --train-file $(DEMO_DIR)/train.json --out $(DEMO_OUT)/tiny-albert
+	rm -rf $(DEMO_OUT)/run
+	OMP_NUM_THREADS=1 $(PY) run_squad.py --model_type albert --model_name_or_path $(DEMO_OUT)/tiny-albert \
+	  --do_train --do_eval --evaluate_during_training --version_2_with_negative \
+	  --train_file $(DEMO_DIR)/train.json --predict_file $(DEMO_DIR)/dev.json --output_dir $(DEMO_OUT)/run \
+	  --learning_rate $(DEMO_LR) --warmup_steps 50 --num_train_epochs $(DEMO_EPOCHS) --max_seq_length 128 --doc_stride 64 \
+	  --per_gpu_train_batch_size 16 --per_gpu_eval_batch_size 64 --save_steps 200 --logging_steps 100 \
+	  --save_total_limit 2 --threads 1 --report_to tensorboard
+	$(PY) scripts/report.py $(DEMO_OUT)/run
+	$(PY) scripts/demo_summary.py $(DEMO_OUT)/run $(DEMO_DIR)/dev.json
 
 # ---------------------------------------------------------------------------------------------
 # Tests and benchmarks

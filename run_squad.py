@@ -32,7 +32,7 @@ import time
 
 from qa import checkpoints
 from qa.args import ArgumentError, parse_args, unused_flag_notes, validate_args
-from qa.model_card import write_model_card
+from qa.model_card import write_model_card, write_qa_config
 from qa.storage import atomic_write
 
 # Written at the root of the output folder with the final model: how many steps made it.
@@ -159,6 +159,21 @@ def save_final_model(model, tokenizer, args, result, runtime):
     with atomic_write(os.path.join(args.output_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     write_model_card(args.output_dir, dict(vars(args), world_size=runtime.world_size), best=summary["best"])
+    write_qa_config(args.output_dir, vars(args))
+
+
+def run_preflight(args, model, train_features, log):
+    """Warn (with numbers) when disk or RAM look short for this run; stop when it cannot work."""
+    from qa.preflight import PreflightError, features_bytes, preflight
+
+    try:
+        preflight(args.output_dir, model_num_params=sum(p.numel() for p in model.parameters()),
+                  save_total_limit=args.save_total_limit,
+                  expected_features_bytes=features_bytes(len(train_features), args.max_seq_length),
+                  need_cuda=args.fp16 and not args.no_cuda, log=lambda message: log.info(f"preflight: {message}"),
+                  model_name=args.model_name_or_path)
+    except PreflightError as exc:
+        raise SystemExit(f"preflight: {exc}") from exc
 
 
 def run_training(args, runtime, log):
@@ -175,6 +190,8 @@ def run_training(args, runtime, log):
         eval_set = (eval_examples, load_features(args.predict_file, eval_examples, tokenizer, args, False, runtime, log))
     trainer.set_seed(args.seed)  # before loading: a new QA head is initialised from it
     model = load_model(resume_from or args.model_name_or_path, args, runtime)
+    if runtime.is_main:
+        run_preflight(args, model, train_features, log)
     result = trainer.train(args, model, tokenizer, train_features, runtime, log, eval_set=eval_set, resume_from=resume_from)
     if not result.stopped_by_signal:
         save_final_model(model, tokenizer, args, result, runtime)
@@ -202,6 +219,7 @@ def run_evaluation(args, runtime, log, train_result):
             # The final model's card gets its scores and tuned null threshold.
             write_model_card(args.output_dir, dict(vars(args), world_size=runtime.world_size), results[label],
                              checkpoints.best_checkpoint(args.output_dir))
+            write_qa_config(args.output_dir, vars(args), results[label])
     return results
 
 

@@ -7,9 +7,16 @@ metrics, the tuned null threshold (and that predicting with it is what the score
 and how to load it.
 """
 
+import json
 import os
 
 from qa.storage import atomic_write
+
+# Inference settings of a final model folder, read by scripts/ask.py: the window sizes it was
+# trained with and the null threshold tuned on the evaluation data.
+QA_CONFIG = "qa_config.json"
+INFERENCE_ARGS = ("max_seq_length", "doc_stride", "max_query_length", "max_answer_length", "n_best_size",
+                  "version_2_with_negative")
 
 HYPERPARAMETERS = (
     "learning_rate", "num_train_epochs", "max_steps", "per_gpu_train_batch_size", "gradient_accumulation_steps",
@@ -67,11 +74,13 @@ def render_model_card(args, eval_results=None, best=None):
         "## How to load it",
         "",
         "```python",
-        "from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline",
+        "from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
         'model = AutoModelForQuestionAnswering.from_pretrained("THIS_FOLDER")',
         'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")',
-        'qa = pipeline("question-answering", model="THIS_FOLDER")',
         "```",
+        "",
+        "(transformers 5.x has no `question-answering` pipeline any more; `scripts/ask.py` does its job:",
+        "sliding windows over long documents, n-best spans, and the tuned null threshold from `qa_config.json`.)",
         "",
         "or ask it about a document of any length, with the tuned threshold:",
         "",
@@ -87,4 +96,17 @@ def write_model_card(model_dir, args, eval_results=None, best=None):
     path = os.path.join(model_dir, "README.md")
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(render_model_card(args, eval_results, best))
+    return path
+
+
+def write_qa_config(model_dir, args, eval_results=None):
+    """qa_config.json: inference settings plus the null threshold (the tuned one when evaluated)."""
+    config = {name: args[name] for name in INFERENCE_ARGS if name in args}
+    tuned = (eval_results or {}).get("best_f1_thresh")
+    config["null_score_diff_threshold"] = tuned if tuned is not None else args.get("null_score_diff_threshold", 0.0)
+    config["null_threshold_source"] = ("tuned for best F1 on " + str(args.get("predict_file"))) if tuned is not None \
+        else "--null_score_diff_threshold (not evaluated yet)"
+    path = os.path.join(model_dir, QA_CONFIG)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
     return path

@@ -19,10 +19,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from qa.model_card import QA_CONFIG  # noqa: E402
 from qa.squad_io import SquadExample, read_squad  # noqa: E402
 from qa.storage import atomic_write  # noqa: E402
-
-QA_CONFIG = "qa_config.json"
 # Used when the model folder has no qa_config.json (e.g. a model trained elsewhere): the legacy defaults.
 DEFAULTS = {"null_score_diff_threshold": 0.0, "max_seq_length": 384, "doc_stride": 128, "max_query_length": 64,
             "max_answer_length": 30, "n_best_size": 20, "version_2_with_negative": True}

@@ -22,7 +22,20 @@ def test_card_contents(tmp_path):
     assert "| HasAns_f1 | 70.125 |" in text and "| total | 800 |" in text
     assert "Tuned null threshold: -1.25" in text and "checkpoint-1500" in text
     assert "secret" not in text  # only the listed hyperparameters are written
-    assert 'pipeline("question-answering"' in text
+    assert 'AutoModelForQuestionAnswering.from_pretrained("THIS_FOLDER")' in text
+
+
+def test_qa_config_holds_the_tuned_threshold(tmp_path):
+    import json
+
+    from qa.model_card import write_qa_config
+
+    args = dict(ARGS, max_query_length=64, max_answer_length=30, n_best_size=20, null_score_diff_threshold=0.0)
+    config = json.loads(open(write_qa_config(str(tmp_path), args)).read())
+    assert config["null_score_diff_threshold"] == 0.0 and "not evaluated" in config["null_threshold_source"]
+    config = json.loads(open(write_qa_config(str(tmp_path), args, RESULTS)).read())
+    assert config["null_score_diff_threshold"] == -1.25 and config["max_seq_length"] == 384
+    assert config["doc_stride"] == 128 and "data/nq/nq_dev.json" in config["null_threshold_source"]
 
 
 def test_card_without_evaluation():

@@ -100,6 +100,11 @@ def test_guide_command_line_writes_every_output(guide_run):
     assert "informative only" in log
     card = (out / "README.md").read_text()
     assert "Tuned null threshold" in card and "| best_f1_thresh |" in card and "ALBERTxlv2" in card
+    # scripts/ask.py reads the window sizes and the tuned threshold from here.
+    final_results = json.loads((out / f"eval_results_{summary['global_step']}.json").read_text())
+    qa_config = json.loads((out / "qa_config.json").read_text())
+    assert qa_config["null_score_diff_threshold"] == final_results["best_f1_thresh"]
+    assert qa_config["max_seq_length"] == args["max_seq_length"] and qa_config["doc_stride"] == args["doc_stride"]
 
 
 def test_training_lowers_the_loss(guide_run):
