@@ -76,16 +76,23 @@ $(STAMP): requirements.txt requirements-dev.txt
 data: data-$(DATASET)
 
 data-nq: $(STAMP)
-	$(PY) scripts/download_nq.py --split train --shards $(NQ_TRAIN_SHARDS) --out $(DATA_DIR)/nq/raw --base-url $(NQ_BASE_URL) --workers $(WORKERS)
-	$(PY) scripts/download_nq.py --split dev --shards $(NQ_DEV_SHARDS) --out $(DATA_DIR)/nq/raw --base-url $(NQ_BASE_URL) --workers $(WORKERS)
+	$(PY) scripts/download_nq.py --split train --shards $(NQ_TRAIN_SHARDS) --out $(DATA_DIR)/nq/raw --base-url $(NQ_BASE_URL) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_train.inputs
+	$(PY) scripts/download_nq.py --split dev --shards $(NQ_DEV_SHARDS) --out $(DATA_DIR)/nq/raw --base-url $(NQ_BASE_URL) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_dev.inputs
 	$(MAKE) --no-print-directory $(DATA_DIR)/nq/nq_train.json $(DATA_DIR)/nq/nq_dev.json
 
-# Second-level make: the shard list is read after the downloads, so conversion reruns only when a shard is newer.
-$(DATA_DIR)/nq/nq_train.json: $(wildcard $(DATA_DIR)/nq/raw/train/nq-train-*.jsonl.gz)
-	$(PY) scripts/nq_to_squad.py $^ --output $@ --workers $(WORKERS) --stats-json $@.stats.json
+# Second-level make: it reads the shard lists the downloads just wrote (nq_{train,dev}.inputs, rewritten only
+# when NQ_*_SHARDS selects other shards), so a split is converted again only when its selection, one of its
+# shards or the converter changed, and only the selected shards are converted (not every shard on disk).
+nq_inputs = $(if $(wildcard $(DATA_DIR)/nq/nq_$(1).inputs),$(strip $(file < $(DATA_DIR)/nq/nq_$(1).inputs)))
 
-$(DATA_DIR)/nq/nq_dev.json: $(wildcard $(DATA_DIR)/nq/raw/dev/nq-dev-*.jsonl.gz)
-	$(PY) scripts/nq_to_squad.py $^ --output $@ --workers $(WORKERS) --stats-json $@.stats.json
+$(DATA_DIR)/nq/nq_train.json: $(DATA_DIR)/nq/nq_train.inputs $(call nq_inputs,train) scripts/nq_to_squad.py
+	$(PY) scripts/nq_to_squad.py $(filter %.jsonl.gz,$^) --output $@ --workers $(WORKERS) --stats-json $@.stats.json
+
+$(DATA_DIR)/nq/nq_dev.json: $(DATA_DIR)/nq/nq_dev.inputs $(call nq_inputs,dev) scripts/nq_to_squad.py
+	$(PY) scripts/nq_to_squad.py $(filter %.jsonl.gz,$^) --output $@ --workers $(WORKERS) --stats-json $@.stats.json
+
+$(DATA_DIR)/nq/nq_%.inputs:
+	$(error $@ is missing: run `make data` (it downloads the selected shards and writes this list))
 
 data-squad: $(STAMP)
 	$(PY) scripts/download_nq.py --squad --out $(DATA_DIR)/squad --squad-base-url $(SQUAD_BASE_URL)

@@ -9,6 +9,7 @@
     python scripts/download_nq.py --squad --split dev --out data/squad
     python scripts/download_nq.py --split dev --shards all --dest s3://my-bucket/nq/raw   # straight into S3
     python scripts/download_nq.py --split dev --shards 0 --out /tmp/nq --base-url http://mirror.example/nq/v1.0
+    python scripts/download_nq.py --split train --shards 0-4 --out data/nq/raw --list-file data/nq/nq_train.inputs
 
 Where files go: NQ shards to OUT/{train,dev}/nq-{split}-NN.jsonl.gz, the simplified set to
 OUT/simplified/, SQuAD files to OUT/. With --dest s3://bucket/prefix the same relative keys
@@ -29,6 +30,10 @@ always a verified one:
     size differs (the dataset was updated, or a file was copied in by hand); when the
     server cannot be reached the existing file is kept. SQuAD files are checked against
     their blob id locally instead (40 MB, a fraction of a second).
+--list-file FILE writes the paths (or s3:// URIs) of the selected files, one per line, once they
+are all complete, and leaves FILE untouched (same mtime) when the list is the same as before:
+`make data` converts exactly the selected shards and converts again only when the selection or
+a shard changed.
 S3 uploads stream from the HTTP response (multipart upload, nothing on local disk); the
 hashes are checked before the upload is completed, so a corrupt object never appears. An
 interrupted S3 upload restarts from the beginning of that file.
@@ -460,7 +465,8 @@ def with_retries(job, options, attempt_once):
         except TransientError as exc:
             attempt += 1
             if attempt > options.retries:
-                raise DownloadError(f"gave up after {options.retries} retries: {exc}") from exc
+                raise DownloadError(f"gave up after {options.retries} retries: {exc}; run the same command again later "
+                                    f"(finished files are skipped, a partial one continues), or raise --retries") from exc
             wait = min(options.retry_wait * 2 ** (attempt - 1), MAX_RETRY_WAIT)
             say(f"{job.name}: {exc}; retry {attempt}/{options.retries} in {wait:g} s")
             time.sleep(wait)
@@ -691,6 +697,9 @@ def parse_args(argv):
                        help="base URL of the simplified set (default: BASE_URL-simplified when BASE_URL ends in "
                             "/v1.0, else BASE_URL)")
     where.add_argument("--squad-base-url", default=SQUAD_BASE_URL, help="base URL of the SQuAD 2.0 files")
+    where.add_argument("--list-file",
+                       help="after every file is complete, write their paths here, one per line; the file is "
+                            "rewritten only when the list changes (make uses its mtime)")
     how = parser.add_argument_group("how")
     how.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="files downloaded at once")
     how.add_argument("--retries", type=int, default=DEFAULT_RETRIES, help="retries per file after a network error")
@@ -726,6 +735,8 @@ def check_args(args):
             import boto3  # noqa: F401
         except ImportError:
             raise ValueError("--dest s3:// needs boto3: pip install boto3 (or download with --out and upload later)") from None
+    if args.list_file and (storage.is_s3(args.list_file) or os.path.isdir(args.list_file)):
+        raise ValueError(f"--list-file must be a local file name, e.g. data/nq/nq_train.inputs (got {args.list_file!r})")
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {args.workers})")
     if args.retries < 0:
@@ -762,7 +773,26 @@ def main(argv=None):
     failed = [result for result in results if result.status == "FAILED"]
     for result in failed:
         print(f"FAILED {result.name}: {result.message}", file=sys.stderr, flush=True)
-    return 1 if failed else 0
+    if failed:
+        return 1
+    if args.list_file:
+        write_list_file(args.list_file, [destination(args, job) for job in jobs])
+    return 0
+
+
+def write_list_file(path, targets):
+    """Write the targets one per line, atomically, and only when the content differs (keeps the mtime)."""
+    content = "".join(target + "\n" for target in targets)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == content:
+                say(f"{path}: the same {len(targets)} file(s) as before, left as it is")
+                return
+    except FileNotFoundError:
+        pass
+    with storage.atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    say(f"{path}: lists the {len(targets)} file(s)")
 
 
 if __name__ == "__main__":

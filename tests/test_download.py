@@ -279,7 +279,9 @@ def test_gives_up_after_retries(tmp_path, dev_shards, capsys):
         rc = run_main("--split", "dev", "--shards", "0", "--out", tmp_path, "--base-url", f"{server.url}/v1.0",
                       "--retries", "0")
     assert rc == 1
-    assert "gave up after 0 retries: connection closed after 1000 of" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "gave up after 0 retries: connection closed after 1000 of" in err
+    assert "run the same command again later (finished files are skipped, a partial one continues)" in err
     assert (tmp_path / "dev" / "nq-dev-00.jsonl.gz.part").stat().st_size == 1000  # kept for the next run
 
 
@@ -348,3 +350,21 @@ def test_s3_hash_mismatch_writes_no_object(s3, monkeypatch, capsys):
     assert capsys.readouterr().err.count("md5 mismatch") == 2
     assert s3.list_objects_v2(Bucket="bad-bucket").get("KeyCount") == 0
     assert s3.list_multipart_uploads(Bucket="bad-bucket").get("Uploads", []) == []
+
+
+# --- --list-file: what `make data` converts ------------------------------------------------------
+def test_list_file_written_when_complete_and_only_when_changed(tmp_path, dev_shards, capsys):
+    listing = tmp_path / "nq_dev.inputs"
+    with RangeServer(dev_shards) as server:
+        argv = ["--out", tmp_path / "raw", "--base-url", f"{server.url}/v1.0", "--list-file", listing, "--retry-wait", "0"]
+        assert run_main("--split", "dev", "--shards", "0-1", *argv) == 0
+        expected = "".join(f"{tmp_path / 'raw' / 'dev' / f'nq-dev-{shard:02d}.jsonl.gz'}\n" for shard in range(2))
+        assert listing.read_text() == expected
+        os.utime(listing, ns=(1, 1))  # an old mtime: a rewrite would show
+        assert run_main("--split", "dev", "--shards", "1,0", *argv) == 0
+        assert listing.stat().st_mtime_ns == 1 and "the same 2 file(s) as before" in capsys.readouterr().out
+        assert run_main("--split", "dev", "--shards", "1", *argv) == 0
+        assert listing.read_text() == f"{tmp_path / 'raw' / 'dev' / 'nq-dev-01.jsonl.gz'}\n"
+        before = listing.read_text()
+        assert run_main("--split", "dev", "--shards", "0-3", *argv) == 1  # shard 3 is not on this server
+    assert listing.read_text() == before  # a failed download never lists files
