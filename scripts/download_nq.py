@@ -24,7 +24,8 @@ always a verified one:
     header when the server sends one (they cover the whole object, so the .part prefix from
     an earlier run is hashed again before continuing), and the git blob id of the official
     SQuAD files; only then is NAME.part renamed to NAME. A file that fails verification is
-    deleted, and the message says so: the next run starts it from scratch.
+    deleted, and the message says so: the next run starts it from scratch. A .part that already
+    holds every byte (a run stopped just before the rename) is verified, not fetched again.
   * "complete" therefore means "NAME exists": it can only exist after a verified rename. A
     re-run still sends one cheap HEAD request per file and re-downloads when the server's
     size differs (the dataset was updated, or a file was copied in by hand); when the
@@ -413,6 +414,23 @@ def server_size(job):
         return None
 
 
+def range_total(content_range):
+    """The N of a 416's `Content-Range: bytes */N`, or None."""
+    total = content_range.rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
+
+
+def server_hashes(job):
+    """The x-goog-hash values of a HEAD of job.url ({} when the server sends none); network errors are transient."""
+    request = urllib.request.Request(job.url, method="HEAD", headers={"User-Agent": "download_nq.py",
+                                                                       "Accept-Encoding": "identity"})
+    try:
+        with urllib.request.urlopen(request, timeout=HEAD_TIMEOUT) as response:
+            return parse_goog_hash(response.headers.get_all("x-goog-hash"))
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise TransientError(f"cannot ask {job.url} for its hashes: {getattr(exc, 'reason', exc)}") from exc
+
+
 def read_chunk(response):
     """Up to CHUNK_BYTES of what has arrived (read1: no waiting for a whole MiB on a slow link)."""
     try:
@@ -483,8 +501,16 @@ def download_to_file(job, path, options, progress):
         offset = os.path.getsize(part) if os.path.exists(part) else 0
         try:
             response = open_url(job, offset, options.timeout)
-        except RangeNotSatisfiable:
-            # The .part is as long as (or longer than) the server's file: start that file again.
+        except RangeNotSatisfiable as exc:
+            total = range_total(str(exc))
+            if offset and offset == total:
+                # An earlier run got every byte but stopped before the rename: verify the .part, no new download.
+                say(f"{job.name}: {part} already holds all {total} bytes; verifying it")
+                state["hashes"] = server_hashes(job)
+                state["digests"] = Digests(total, want_blob=job.blob_id is not None)
+                state["digests"].update_from_file(part, total)
+                return
+            # The .part is longer than the server's file: start that file again.
             say(f"{job.name}: {part} does not fit the server's file (HTTP 416); starting it again")
             os.remove(part)
             raise TransientError("range not satisfiable") from None

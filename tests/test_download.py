@@ -368,3 +368,27 @@ def test_list_file_written_when_complete_and_only_when_changed(tmp_path, dev_sha
         before = listing.read_text()
         assert run_main("--split", "dev", "--shards", "0-3", *argv) == 1  # shard 3 is not on this server
     assert listing.read_text() == before  # a failed download never lists files
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_complete_part_left_before_the_rename_is_verified_not_fetched(tmp_path, dev_shards, capsys, corrupt):
+    # A run killed between the last byte and the rename leaves a full-size .part: the next run verifies it.
+    path = nq_path("dev", 0)
+    data = bytearray(dev_shards[path])
+    if corrupt:
+        data[100] ^= 0xFF
+    part = tmp_path / "dev" / "nq-dev-00.jsonl.gz.part"
+    part.parent.mkdir()
+    part.write_bytes(bytes(data))
+    with RangeServer(dev_shards) as server:
+        rc = run_main("--split", "dev", "--shards", "0", "--out", tmp_path, "--base-url", f"{server.url}/v1.0")
+        got = [(request.method, request.range) for request in server.requests if request.path == path]
+    captured = capsys.readouterr()
+    assert f"already holds all {len(data)} bytes; verifying it" in captured.out
+    assert got == [("GET", f"bytes={len(data)}-"), ("HEAD", None)]  # the 416, then the hashes: no body fetched
+    if corrupt:
+        assert rc == 1 and "md5 mismatch" in captured.err and not part.exists()
+        assert not (tmp_path / "dev" / "nq-dev-00.jsonl.gz").exists()
+    else:
+        assert rc == 0 and (tmp_path / "dev" / "nq-dev-00.jsonl.gz").read_bytes() == dev_shards[path]
+        assert not part.exists()
