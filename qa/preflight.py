@@ -8,14 +8,18 @@
                          model_name=args.model_name_or_path)
 
 Problems that only make the run risky come back as warnings with the numbers in them (and are
-passed to `log`); only what cannot work raises PreflightError: CUDA asked for and absent, or
-not even one checkpoint fits on the disk. The sizes are estimates, on purpose on the safe side:
+passed to `log`); only what cannot work raises PreflightError (its message passed to `log` first):
+CUDA asked for and absent, or not even one checkpoint fits on the disk. The sizes are estimates, on purpose on the safe side:
 
 - a checkpoint holds the fp32 weights (4 bytes per parameter) and AdamW's two moments (8 bytes
   per parameter), so about 12 bytes per parameter: ~0.7 GB for albert-xlarge-v2 (59M parameters,
   shared across layers), ~4.1 GB for bert-large (335M);
 - rotation writes the new checkpoint before deleting the oldest and never deletes the best, so
-  save_total_limit + 1 checkpoints can be on disk at once, plus the final model's weights.
+  save_total_limit + 1 checkpoints can be on disk at once, plus the final model's weights;
+- the training features are the arrays of qa/features.py (14 bytes per token: int32 ids, int8
+  token types, two int32 offsets, a bool max-context flag; 20 bytes per window of int32 scalars),
+  memory-mapped from the cache: when they do not fit in RAM, batches are read from disk (slower,
+  not fatal), so this is a warning only.
 """
 
 import logging
@@ -24,9 +28,6 @@ import shutil
 
 BYTES_PER_PARAM_WEIGHTS = 4  # fp32 weights, also under --fp16/--bf16 (autocast keeps fp32 masters)
 BYTES_PER_PARAM_ADAM = 8  # AdamW exp_avg + exp_avg_sq, fp32
-# Per feature window: input_ids, attention_mask, token_type_ids, p_mask, start/end offsets and
-# labels kept as int64 in the cache and in memory while training: ~6 int64 per token.
-FEATURE_BYTES_PER_TOKEN = 6 * 8
 
 
 class PreflightError(RuntimeError):
@@ -38,13 +39,25 @@ def checkpoint_bytes(num_params):
     return num_params * (BYTES_PER_PARAM_WEIGHTS + BYTES_PER_PARAM_ADAM)
 
 
-def features_bytes(num_features, max_seq_length):
-    """Approximate memory of `num_features` feature windows of `max_seq_length` tokens."""
-    return num_features * max_seq_length * FEATURE_BYTES_PER_TOKEN
+def features_bytes(num_features, max_seq_length, training=True):
+    """Bytes of `num_features` cached feature windows of `max_seq_length` tokens (the arrays of qa.features)."""
+    import numpy as np
+
+    from qa.features import ARRAY_SPECS, LABEL_ARRAYS
+
+    per_feature = 0
+    for name, (dtype, shape_of) in ARRAY_SPECS.items():
+        if training or name not in LABEL_ARRAYS:
+            per_feature += np.dtype(dtype).itemsize * int(np.prod(shape_of(max_seq_length), dtype=np.int64))
+    return num_features * per_feature
 
 
 def _gb(n):
-    return f"{n / 1e9:.1f} GB"
+    """Decimal units, GB from 0.1 GB up (the sizes these checks are about), smaller ones in MB/kB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale / 10:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
 
 
 # The machine's numbers, one function each so tests can replace them.
@@ -101,9 +114,14 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
         warnings.append(message)
         emit(message)
 
+    def fail(message):
+        # Logged too: a detached run's train.log then says why it stopped (make logs).
+        emit(message)
+        raise PreflightError(message)
+
     # CUDA: nothing else matters if the run cannot start.
     if need_cuda and not cuda_available():
-        raise PreflightError(
+        fail(
             "CUDA was asked for (--fp16/--bf16 or a GPU run) but torch.cuda.is_available() is False: "
             "check nvidia-smi and that the CUDA build of torch is installed, or pass --no_cuda to run on CPU"
         )
@@ -112,9 +130,9 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
     per_checkpoint = checkpoint_bytes(model_num_params)
     final_model = model_num_params * BYTES_PER_PARAM_WEIGHTS
     free = disk_free_bytes(output_dir)
-    what = f"~{_gb(per_checkpoint)} ({model_name}, {model_num_params / 1e6:.0f}M parameters + Adam state)"
+    what = f"~{_gb(per_checkpoint)} ({model_name}, {model_num_params / 1e6:.3g}M parameters + Adam state)"
     if free < per_checkpoint:
-        raise PreflightError(
+        fail(
             f"free disk {_gb(free)} at {output_dir} < one checkpoint of {what}: "
             "free space or choose another --output_dir"
         )
@@ -134,13 +152,14 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
             f"about {fits}; set --save_total_limit (e.g. 3) so old ones are rotated out"
         )
 
-    # RAM: the features are held in memory while training.
+    # RAM: the features are memory-mapped; training reads a random batch of them at every step.
     if expected_features_bytes:
         available = ram_available_bytes()
         if available < expected_features_bytes:
             warn(
-                f"available RAM {_gb(available)} < ~{_gb(expected_features_bytes)} of training features: "
-                "the run may be killed for memory; add swap (make swap SIZE=32G), use a smaller "
-                "--max_seq_length or a subset of the data"
+                f"available RAM {_gb(available)} < {_gb(expected_features_bytes)} of training features: "
+                "they are memory-mapped from the feature cache, so batches will be read from disk "
+                "instead of memory (slower); a machine with more RAM, a smaller --max_seq_length or a "
+                "subset of the data (--max_train_samples) avoids it"
             )
     return warnings

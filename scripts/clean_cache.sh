@@ -7,8 +7,10 @@
 #   make clean-cache DIRS="data outputs" [YES=1]
 #
 # What counts as a cache:
-#   - ours: folders features-<key>/ inside a .features_cache/ folder (beside each data file);
-#     their key covers the data, tokenizer and parameters, so deleting only costs recomputation;
+#   - ours (qa/features.py): folders features-<key>/ inside a .features_cache/ folder (beside each
+#     data file), and the temp folders features-<key>.tmp-* of a build that was killed; with
+#     --features_cache_dir elsewhere, folders named features-<32 hex digits>[.tmp-*] anywhere.
+#     Their key covers the data, tokenizer and parameters, so deleting only costs recomputation;
 #   - the legacy run_squad.py's files cached_train_<model>_<maxlen> and cached_dev_<model>_<maxlen>
 #     (and their .lock files), which it reused even when stale: the guide's reason to clean them.
 # Without a terminal and without --yes nothing is deleted (exit 1): pass --yes.
@@ -27,7 +29,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=1 ;;
     --yes|-y) assume_yes=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) echo "clean_cache.sh: unknown option '$arg'" >&2; usage ;;
     *) dirs+=("$arg") ;;
   esac
@@ -41,8 +43,9 @@ done
 caches=()
 while IFS= read -r -d '' path; do
   caches+=("$path")
-done < <(find "${dirs[@]}" \
+done < <(find "${dirs[@]}" -regextype posix-extended \
   \( -type d -name 'features-*' -path '*/.features_cache/features-*' -prune -print0 \) -o \
+  \( -type d -regex '.*/features-[0-9a-f]{32}(\.tmp-[^/]*)?' -prune -print0 \) -o \
   \( -type f \( -name 'cached_train_*' -o -name 'cached_dev_*' \) -print0 \) | sort -z -u)
 
 if [[ ${#caches[@]} -eq 0 ]]; then

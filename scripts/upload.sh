@@ -10,12 +10,14 @@
 #
 # Without --checkpoint: the final model files at the top of OUTPUT_DIR go to s3://bucket/prefix/:
 # config.json, the weights (model*.safetensors, model.safetensors.index.json, pytorch_model*.bin),
-# the tokenizer files, README.md (model card), eval_results*.json, best_checkpoint.json; not the
-# checkpoints, logs or caches. With --checkpoint NAME_OR_PATH: that whole checkpoint folder (weights,
-# optimizer, scheduler, so training can resume elsewhere) goes to s3://bucket/prefix/NAME/; it must
-# hold its COMPLETE marker. Objects are private unless --public. Credentials and region come from
-# the usual AWS settings (aws configure, AWS_* variables, instance role); AWS_ENDPOINT_URL is
-# honoured too. awscli: $AWS, else .venv/bin/aws, else aws on PATH. Prints each uploaded URI.
+# the tokenizer files, README.md (model card), qa_config.json (the tuned null threshold and window
+# sizes that scripts/ask.py reads), eval_results*.json, best_checkpoint.json, training_summary.json;
+# not the checkpoints, logs, predictions or caches. With --checkpoint NAME_OR_PATH: that whole
+# checkpoint folder (weights, optimizer, scheduler, so training can resume elsewhere) goes to
+# s3://bucket/prefix/NAME/; it must hold its COMPLETE marker. Objects are private unless --public.
+# Credentials and region come from the usual AWS settings (aws configure, AWS_* variables, instance
+# role); AWS_ENDPOINT_URL is honoured too. awscli: $AWS, else .venv/bin/aws, else aws on PATH.
+# Prints each uploaded URI.
 set -euo pipefail
 
 usage() {
@@ -28,7 +30,7 @@ die() { echo "upload.sh: $*" >&2; exit "${2:-1}"; }
 FINAL_FILES=(config.json generation_config.json "model*.safetensors" model.safetensors.index.json
   "pytorch_model*.bin" pytorch_model.bin.index.json tokenizer.json tokenizer_config.json
   special_tokens_map.json added_tokens.json spiece.model vocab.txt merges.txt vocab.json
-  README.md "eval_results*.json" best_checkpoint.json)
+  README.md qa_config.json "eval_results*.json" best_checkpoint.json training_summary.json)
 
 output_dir=""
 bucket=""
@@ -42,7 +44,7 @@ while [[ $# -gt 0 ]]; do
     --public) public=1 ;;
     --endpoint-url) [[ $# -ge 2 ]] || usage; endpoint="$2"; shift ;;
     --dry-run) dry_run=1 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "upload.sh: unknown option '$1'" >&2; usage ;;
     *) if [[ -z "$output_dir" ]]; then output_dir="$1"
        elif [[ -z "$bucket" ]]; then bucket="$1"

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 import status
+from conftest import shared_file
 from qa import preflight as pf
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -40,12 +41,25 @@ def caches(tmp_path):
     legacy_dev.parent.mkdir(parents=True)
     legacy_train.write_bytes(b"\1" * 50_000)
     legacy_dev.write_bytes(b"\2" * 10)
+    # The names qa/features.py writes: features-<32 hex key>/ (COMPLETE marker last) and, while
+    # building or after a killed build, features-<key>.tmp-<pid>-<random>/ beside it.
+    key = "1d8c9b56ba943d7138dadaecbd4e856d"
+    abandoned = data / "nq" / ".features_cache" / f"features-{key}.tmp-4242-x1y2"
+    # --features_cache_dir /mnt/cache: no .features_cache parent; recognised by the key's shape.
+    custom = tmp_path / "cache"
+    custom_final, custom_tmp = custom / f"features-{key}", custom / f"features-{key}.tmp-77-old1700000000"
+    for folder in (abandoned, custom_final, custom_tmp):
+        folder.mkdir(parents=True)
+        (folder / "input_ids.bin").write_bytes(b"\4" * 1000)
+    (custom_final / "COMPLETE").write_text("{}")
     keep = [data / "nq" / "nq_train.json", data / "squad" / "cached_notes.txt",
-            tmp_path / "outputs" / "features-123" / "x.json", data / "nq" / ".features_cache" / "README"]
+            tmp_path / "outputs" / "features-123" / "x.json", data / "nq" / ".features_cache" / "README",
+            custom / f"features-{key[:31]}" / "x.json", custom / f"features-{key.upper()}" / "x.json"]
     for path in keep:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("keep me")
-    return {"dirs": [data, tmp_path / "outputs"], "remove": [ours, legacy_train, legacy_dev], "keep": keep}
+    return {"dirs": [data, tmp_path / "outputs", custom],
+            "remove": [ours, abandoned, legacy_train, legacy_dev, custom_final, custom_tmp], "keep": keep}
 
 
 def test_clean_cache_dry_run_lists_sizes_and_total(caches):
@@ -55,7 +69,7 @@ def test_clean_cache_dry_run_lists_sizes_and_total(caches):
         assert str(path) in result.stdout and path.exists()
     for path in caches["keep"]:
         assert str(path.parent / path.name) not in result.stdout
-    assert "total: " in result.stdout and "in 3 item(s)" in result.stdout
+    assert "total: " in result.stdout and "in 6 item(s)" in result.stdout
     assert "dry run: nothing deleted" in result.stdout
 
 
@@ -104,7 +118,7 @@ def _run_on_tty(args, answer):
 def test_clean_cache_asks_on_a_terminal(caches, answer, deleted):
     rc, output = _run_on_tty(["bash", str(SCRIPTS / "clean_cache.sh"), *map(str, caches["dirs"])], answer)
     assert rc == 0, output
-    assert "Delete these 3 item(s)" in output
+    assert "Delete these 6 item(s)" in output
     assert all(not path.exists() for path in caches["remove"]) if deleted else all(path.exists() for path in caches["remove"])
     assert all(path.exists() for path in caches["keep"])
 
@@ -365,7 +379,7 @@ def test_preflight_warns_about_disk_with_numbers(machine, tmp_path):
     logged = []
     warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, logged.append, model_name="albert-xlarge-v2")
     assert logged == warnings and len(warnings) == 1
-    assert warnings[0].startswith("free disk 2.0 GB < ~3.1 GB needed for 4 checkpoints of ~0.7 GB (albert-xlarge-v2, 59M parameters")
+    assert warnings[0].startswith("free disk 2.0 GB < ~3.1 GB needed for 4 checkpoints of ~0.7 GB (albert-xlarge-v2, 58.7M parameters")
     assert "lower --save_total_limit" in warnings[0]
 
 
@@ -376,25 +390,92 @@ def test_preflight_model_bytes_and_no_limit(machine, tmp_path):
 
 
 def test_preflight_warns_about_ram(machine, tmp_path):
-    machine["ram"] = 8e9
-    features = pf.features_bytes(500_000, 512)  # 12.3 GB
-    assert features == 500_000 * 512 * 48
+    machine["ram"] = 3e9
+    features = pf.features_bytes(500_000, 512)  # 14 bytes per token + 20 per window
+    assert features == 500_000 * (512 * 14 + 20)
     warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 2, features, False, None)
     assert warnings == [
-        "available RAM 8.0 GB < ~12.3 GB of training features: the run may be killed for memory; add swap "
-        "(make swap SIZE=32G), use a smaller --max_seq_length or a subset of the data"]
+        "available RAM 3.0 GB < 3.6 GB of training features: they are memory-mapped from the feature cache, so "
+        "batches will be read from disk instead of memory (slower); a machine with more RAM, a smaller "
+        "--max_seq_length or a subset of the data (--max_train_samples) avoids it"]
+
+
+def test_features_bytes_is_the_size_of_real_features(tiny_model_dir):
+    # The estimate is the layout qa/features.py really builds, not a guess: compare with real arrays.
+    from transformers import AutoTokenizer
+
+    from qa.features import FeatureParams, build_features
+    from qa.squad_io import read_squad
+
+    examples = read_squad(str(shared_file("squad", "squad2-dev-normans-rhine.json")))[:6]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for training in (True, False):
+        features = build_features(examples, tokenizer, FeatureParams(64, 32, 16), training=training)
+        arrays = [getattr(features, name) for name in features.__dataclass_fields__]
+        real = sum(array.nbytes for array in arrays if array is not None)
+        assert len(features) > len(examples)  # several windows per example at 64 tokens
+        assert pf.features_bytes(len(features), 64, training=training) == real
 
 
 def test_preflight_raises_when_it_cannot_work(machine, tmp_path):
     machine["cuda"] = False
+    logged = []
     with pytest.raises(pf.PreflightError, match="CUDA was asked for"):
-        pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, True, None)
+        pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, True, logged.append)
+    assert len(logged) == 1 and logged[0].startswith("CUDA was asked for")  # in train.log too
     assert pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None) == []
     machine["disk"] = 0.5e9
     with pytest.raises(pf.PreflightError, match=r"free disk 0.5 GB .* < one checkpoint of ~0.7 GB"):
         pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None)
     with pytest.raises(ValueError, match="model_num_params or model_bytes"):
         pf.preflight(tmp_path)
+
+
+def _tiny_training_argv(model_dir, out, cache):
+    return ["--model_name_or_path", str(model_dir), "--output_dir", str(out), "--do_train", "--train_file",
+            str(shared_file("squad", "squad2-dev-normans-rhine.json")), "--max_train_samples", "8", "--max_steps", "2",
+            "--max_seq_length", "128", "--per_gpu_train_batch_size", "4", "--save_steps", "1000",
+            "--save_total_limit", "2", "--report_to", "none", "--threads", "1", "--features_cache_dir", str(cache),
+            "--version_2_with_negative"]
+
+
+def test_run_squad_logs_preflight_warnings_in_train_log(machine, tiny_model_dir, tmp_path):
+    # run_squad.py's own preflight, with the disk and RAM it sees made short: the run goes on, and
+    # train.log (what `make logs` follows) says what is short, with the numbers.
+    torch = pytest.importorskip("torch")
+    import run_squad
+    from transformers import AutoModelForQuestionAnswering
+
+    params = AutoModelForQuestionAnswering.from_pretrained(tiny_model_dir).num_parameters()
+    # One checkpoint fits, not the 3 (--save_total_limit 2 + the one being written) + the final model.
+    machine["disk"] = 2 * pf.checkpoint_bytes(params)
+    machine["ram"] = 1000
+    out = tmp_path / "run"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run_squad.main(_tiny_training_argv(tiny_model_dir, out, tmp_path / "cache")) == 0
+    finally:
+        torch.set_num_threads(before)
+    log = (out / "train.log").read_text()
+    disk_lines = [line for line in log.splitlines() if "preflight: free disk" in line]
+    assert len(disk_lines) == 1, log
+    assert "needed for 3 checkpoints" in disk_lines[0] and "--save_total_limit 2" in disk_lines[0]
+    assert "lower --save_total_limit or free space" in disk_lines[0]
+    assert "preflight: available RAM 1.0 kB <" in log and "memory-mapped" in log
+    assert (out / "model.safetensors").is_file()  # warnings only: the run finished
+
+
+def test_run_squad_stops_when_not_one_checkpoint_fits(machine, tiny_model_dir, tmp_path):
+    pytest.importorskip("torch")
+    import run_squad
+
+    machine["disk"] = 1000  # bytes: not even one checkpoint of the tiny model
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"preflight: free disk 1.0 kB .* < one checkpoint of ~1.\d MB"):
+        run_squad.main(_tiny_training_argv(tiny_model_dir, out, tmp_path / "cache"))
+    assert "preflight: free disk 1.0 kB" in (out / "train.log").read_text()
+    assert not list(out.glob("checkpoint-*")) and not (out / "model.safetensors").exists()
 
 
 def test_preflight_real_machine_numbers(tmp_path):

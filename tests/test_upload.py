@@ -26,6 +26,9 @@ def run_dir(tmp_path):
         "tokenizer.json": b'{"version": "1.0"}',
         "tokenizer_config.json": b"{}",
         "README.md": b"# model card\n",
+        "qa_config.json": b'{"null_score_diff_threshold": -1.25, "max_seq_length": 384}',
+        "training_summary.json": b'{"global_step": 3000}',
+        "predictions_1500.json": b"{}",
         "eval_results.json": b'{"f1": 71.2}',
         "eval_results_1500.json": b'{"f1": 70.1}',
         "best_checkpoint.json": b'{"step": 1500}',
@@ -54,8 +57,10 @@ def acl_grantees(s3, bucket, key):
             for g in s3.get_object_acl(Bucket=bucket, Key=key)["Grants"]}
 
 
+# The model card (README.md) and qa_config.json (the tuned null threshold scripts/ask.py reads) travel
+# with the weights; predictions, logs, checkpoints and caches do not.
 FINAL = ["README.md", "best_checkpoint.json", "config.json", "eval_results.json", "eval_results_1500.json",
-         "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+         "model.safetensors", "qa_config.json", "tokenizer.json", "tokenizer_config.json", "training_summary.json"]
 
 
 def test_final_model_uploads_only_model_files_privately(s3, run_dir):
