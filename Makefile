@@ -243,8 +243,11 @@ attach:
 	else echo "no screen or tmux session named '$(NAME)' runs; the log is in $(OUTPUT_DIR)/train.log (make logs)"; exit 1; fi
 
 .PHONY: logs
-## logs: follow OUTPUT_DIR/train.log (tail -F: waits for the file, survives its rotation; Ctrl-C stops)
+## logs: follow OUTPUT_DIR/train.log (tail -F: waits for the file, survives its rotation; Ctrl-C stops); before it exists, a detached run's console.log
 logs:
+	if [ ! -e "$(OUTPUT_DIR)/train.log" ] && [ -e "$(OUTPUT_DIR)/console.log" ]; then \
+	  echo "no train.log in $(OUTPUT_DIR) yet: following console.log, the detached session's whole output"; \
+	  exec tail -n 50 -F "$(OUTPUT_DIR)/console.log"; fi
 	tail -n 50 -F "$(OUTPUT_DIR)/train.log"
 
 .PHONY: status

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Run a command in a detached screen session (tmux if screen is missing), its output appended to a log.
 #
-#   bash scripts/detach.sh qa-train outputs/nq-albert-xlarge-v2/train.log -- make train EPOCHS=2
+#   bash scripts/detach.sh qa-train outputs/nq-albert-xlarge-v2/console.log -- make train EPOCHS=2
 #   screen -r qa-train          # or: tmux attach -t qa-train   (make attach NAME=qa-train)
-#   make logs                   # follow the log from any shell
+#   make logs                   # follow the run's train.log from any shell
 #
+# `make train DETACH=1` / `make resume DETACH=1` call it with OUTPUT_DIR/console.log: the only
+# file run_squad.py accepts in a fresh output folder (not train.log, which run_squad.py writes).
 # Why: a training run on a cloud GPU box must survive a dropped SSH connection; the guide pastes
 # its command into `screen`. The log gets everything the command prints (stdout and stderr, via
 # tee -a) and a last line with its exit status, so a run that ended while nobody watched can be
-# read afterwards. A session NAME that already runs is refused rather than joined.
-# MULTIPLEXER=screen|tmux forces one of the two.
+# read afterwards (`make status` reads these "[detach]" lines). A session NAME that already runs
+# is refused rather than joined. MULTIPLEXER=screen|tmux forces one of the two.
 set -euo pipefail
 
 usage() {
@@ -18,7 +20,7 @@ usage() {
   exit 2
 }
 
-[[ $# -ge 1 && ( "$1" == -h || "$1" == --help ) ]] && { sed -n '2,13p' "$0"; exit 0; }
+[[ $# -ge 1 && ( "$1" == -h || "$1" == --help ) ]] && { sed -n '2,14p' "$0"; exit 0; }
 [[ $# -ge 4 && "$3" == "--" ]] || usage
 name="$1"
 log="$2"
@@ -81,4 +83,5 @@ fi
 
 echo "started in a detached $multiplexer session '$name': $command_line"
 echo "  reattach:        $attach        (make attach NAME=$name; detach again with Ctrl-a d / Ctrl-b d)"
-echo "  follow the log:  tail -F $quoted_log   (make logs)"
+echo "  console output:  tail -F $quoted_log"
+echo "  training log:    make logs   (follows train.log in the run's OUTPUT_DIR; make status: step, ETA, exit)"

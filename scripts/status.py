@@ -6,7 +6,11 @@
 
 Reads only what run_squad.py writes into OUTPUT_DIR: metrics.jsonl (one JSON object per line,
 each with "step" and "time" and some of "train/loss", "eval/exact", "eval/f1", ...), args.json,
-checkpoint-N/trainer_state.json with its COMPLETE marker, best_checkpoint.json. The step of a
+checkpoint-N/trainer_state.json with its COMPLETE marker, best_checkpoint.json,
+training_summary.json (written when training ends), the total number of steps from train.log's
+"training: ..., N steps, ..." line (the newest start or resume), and the "[detach]" lines that
+scripts/detach.sh writes into console.log (`make train DETACH=1`: has the session ended, with
+which exit status). The step of a
 checkpoint is read from its trainer_state.json, never from the folder name. The ETA comes from
 the rate (steps per second) over the latest uninterrupted stretch of metrics.jsonl (a resume
 restarts the clock), at most the last RATE_WINDOW lines. Safe to run while training writes: a
@@ -17,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +30,12 @@ import time
 RATE_WINDOW = 200  # metrics lines used for the rate: recent enough to follow a change of speed
 RESTART_GAP_S = 600  # a pause this long between two metrics lines means the run was restarted
 GPU_QUERY = "index,name,memory.used,memory.total,utilization.gpu"
+# qa/trainer.py logs "training: 1200 features, 1 process(es) x 8 x 1 accumulation = 8 per step, 150 steps, precision ..."
+TRAINING_LINE = re.compile(r"\btraining: .*?, (\d+) steps, precision\b")
+# scripts/detach.sh writes "[detach] 2026-11-26 17:52:38 start in tmux session 'qa-train': CMD" and
+# "[detach] 2026-11-26 18:40:01 exit status 0" into the console log.
+DETACH_LINE = re.compile(r"^\[detach\] (\S+ \S+) (?:start in (\w+) session '([^']*)'|exit status (\d+))")
+DETACHED_LOG = "console.log"  # the LOG that `make train DETACH=1` gives scripts/detach.sh
 
 
 def read_metrics(path):
@@ -93,6 +104,40 @@ def checkpoints(output_dir):
     return found
 
 
+def total_steps_from_log(path):
+    """The step count of the newest "training: ..., N steps" line of train.log, or None."""
+    total = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                match = TRAINING_LINE.search(line)
+                if match:
+                    total = int(match.group(1))
+    except OSError:
+        return None
+    return total
+
+
+def detached_session(path):
+    """The newest detached session of console.log: {started, multiplexer, name, ended, exit_status}, or None."""
+    session = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                match = DETACH_LINE.match(line)
+                if not match:
+                    continue
+                when, multiplexer, name, status = match.groups()
+                if multiplexer:
+                    session = {"started": when, "multiplexer": multiplexer, "name": name, "ended": None,
+                               "exit_status": None}
+                elif session is not None:
+                    session.update(ended=when, exit_status=int(status))
+    except OSError:
+        return None
+    return session
+
+
 def parse_nvidia_smi(text):
     """Rows of `nvidia-smi --query-gpu=index,name,memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits`."""
     gpus = []
@@ -154,6 +199,8 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
                 break
         if total is not None:
             break
+    if total is None:
+        total = total_steps_from_log(os.path.join(output_dir, "train.log"))
     epoch_record = _last_with(records, "epoch", "train/epoch")
     epoch = (epoch_record.get("epoch", epoch_record.get("train/epoch")) if epoch_record else None)
     epoch_estimated = False
@@ -167,6 +214,11 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
     eta_s = (total - step) / rate if rate and total is not None and step is not None and total > step else None
     last_time = _last_with(records, "time")
     disk = shutil.disk_usage(output_dir)
+    summary = read_json(os.path.join(output_dir, "training_summary.json"))
+    finished = None
+    if isinstance(summary, dict) and isinstance(summary.get("global_step"), int) and (
+            step is None or summary["global_step"] >= step):  # a later resume past it is not finished
+        finished = {"global_step": summary["global_step"], "early_stopped": bool(summary.get("early_stopped"))}
     return {
         "output_dir": output_dir,
         "step": step,
@@ -184,6 +236,8 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
         "newest_complete_checkpoint_step": newest[0] if newest else None,
         "incomplete_checkpoints": [c[1] for c in ckpts if not c[2]],
         "best_checkpoint": read_json(os.path.join(output_dir, "best_checkpoint.json")),
+        "finished": finished,
+        "detached_session": detached_session(os.path.join(output_dir, DETACHED_LOG)),
         "unreadable_metrics_lines": bad_lines,
         "gpus": gpus,
         "gpu_note": gpu_note,
@@ -222,10 +276,25 @@ def format_status(s):
         lines.append(f"last eval:    {shown} (step {s['eval_step']})")
     else:
         lines.append("last eval:    none yet")
-    if s["steps_per_second"]:
+    finished = s.get("finished")
+    if finished:
+        lines.append(f"training:     finished at step {finished['global_step']}"
+                     + (" (early stopping)" if finished["early_stopped"] else "")
+                     + f"; final model in {s['output_dir']}")
+    session = s.get("detached_session")
+    if session:
+        where = f"{session['multiplexer']} session '{session['name']}'"
+        if session["ended"] is None:
+            lines.append(f"session:      {where} started {session['started']}, no exit recorded "
+                         f"(make attach NAME={session['name']})")
+        else:
+            lines.append(f"session:      {where} ended {session['ended']} with exit status {session['exit_status']}"
+                         + ("" if session["exit_status"] == 0 else
+                            f": see the end of {os.path.join(s['output_dir'], DETACHED_LOG)}"))
+    if s["steps_per_second"] and not finished:
         eta = _duration(s["eta_seconds"]) if s["eta_seconds"] is not None else "? (total steps unknown)"
         lines.append(f"speed:        {s['steps_per_second']:.3f} steps/s, ETA {eta}")
-    else:
+    elif not finished:
         lines.append("speed:        unknown (fewer than two timed steps in metrics.jsonl)")
     if s["last_update_seconds_ago"] is not None:
         lines.append(f"last update:  {_duration(max(0, s['last_update_seconds_ago']))} ago")
