@@ -8,7 +8,9 @@
 The document is cut into sliding windows and answered with the same features and
 post-processing as evaluation (qa.features, qa.postprocess). "No answer" is decided with the
 null threshold tuned during training, read from the model folder's qa_config.json (written by
-run_squad.py next to the final model); `--threshold` overrides it. A questions file is SQuAD
+run_squad.py next to the final model); for a checkpoint-N folder, the window sizes come from its
+trainer_state.json and the threshold tuned when that step was evaluated from the run's
+eval_results_{step}.json. `--threshold` overrides it. A questions file is SQuAD
 JSON or JSON Lines (as run_squad.py reads); the output maps each question id to its answer.
 """
 
@@ -19,12 +21,39 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from qa.model_card import QA_CONFIG  # noqa: E402
-from qa.squad_io import SquadExample, read_squad  # noqa: E402
+from qa.checkpoints import STATE_FILE  # noqa: E402
+from qa.model_card import INFERENCE_ARGS, QA_CONFIG  # noqa: E402
+from qa.squad_io import SquadExample, SquadFormatError, read_squad  # noqa: E402
 from qa.storage import atomic_write  # noqa: E402
 # Used when the model folder has no qa_config.json (e.g. a model trained elsewhere): the legacy defaults.
 DEFAULTS = {"null_score_diff_threshold": 0.0, "max_seq_length": 384, "doc_stride": 128, "max_query_length": 64,
             "max_answer_length": 30, "n_best_size": 20, "version_2_with_negative": True}
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as exc:
+        raise SystemExit(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+
+
+def checkpoint_qa_config(checkpoint_dir):
+    """A checkpoint-N folder's settings: its training args, and the threshold tuned at step N (or None)."""
+    state = _read_json(os.path.join(checkpoint_dir, STATE_FILE))
+    args = state.get("args") or {}
+    config = {name: args[name] for name in INFERENCE_ARGS if name in args}
+    step = state.get("global_step")
+    results_path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir)), f"eval_results_{step}.json")
+    tuned = _read_json(results_path).get("best_f1_thresh") if os.path.exists(results_path) else None
+    if tuned is not None:
+        config["null_score_diff_threshold"] = tuned
+        config["source"] = f"{results_path} (tuned at step {step})"
+    else:
+        config["null_score_diff_threshold"] = args.get("null_score_diff_threshold", 0.0)
+        config["source"] = (f"{os.path.join(checkpoint_dir, STATE_FILE)} (step {step} was not evaluated: "
+                            "its --null_score_diff_threshold)")
+    return config
 
 
 def load_qa_config(model_dir):
@@ -32,9 +61,10 @@ def load_qa_config(model_dir):
     path = os.path.join(model_dir, QA_CONFIG)
     config = dict(DEFAULTS)
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            config.update(json.load(f))
+        config.update(_read_json(path))
         config["source"] = path
+    elif os.path.exists(os.path.join(model_dir, STATE_FILE)):
+        config.update(checkpoint_qa_config(model_dir))
     else:
         config["source"] = f"defaults ({path} not found: null threshold 0.0)"
     return config
@@ -42,6 +72,7 @@ def load_qa_config(model_dir):
 
 def answer(model_dir, examples, config, threads=1, batch_size=16):
     """PostprocessResult for `examples`, using the model in `model_dir`."""
+    import transformers
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from qa.features import FeatureParams, build_features
@@ -49,6 +80,7 @@ def answer(model_dir, examples, config, threads=1, batch_size=16):
     from qa.trainer import init_runtime, predict_logits
 
     runtime = init_runtime()
+    transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar between question and answer
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir).to(runtime.device)
     params = FeatureParams(config["max_seq_length"], config["doc_stride"], config["max_query_length"])
@@ -113,7 +145,11 @@ def main(argv=None):
         result = answer(args.model_dir, [example], config, args.threads)
         print("\n".join(describe(result, "question")))
         return 0
-    examples = read_squad(args.questions_file, check_answers=False)
+    try:
+        examples = read_squad(args.questions_file, check_answers=False)
+    except SquadFormatError as exc:  # the message names the file and the question or line
+        print(f"ask.py: {exc}", file=sys.stderr)
+        return 2
     result = answer(args.model_dir, examples, config, args.threads)
     if args.output:
         with atomic_write(args.output, "w", encoding="utf-8") as f:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import shared_file
+import ask
 
 DOC = " ".join(f"Sentence {i} says the Rhine flows through country number {i} on its way to the sea." for i in range(120))
 
@@ -70,3 +71,33 @@ def test_bad_arguments(model_dir, tmp_path):
     done = subprocess.run([sys.executable, "scripts/ask.py", str(tmp_path), "--question", "q", "--context-file", "x"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "not a model folder" in done.stderr
+    truncated = tmp_path / "questions.json"
+    truncated.write_text('{"version": "v2.0", "data": [', encoding="utf-8")
+    done = subprocess.run([sys.executable, "scripts/ask.py", str(model_dir), "--questions-file", str(truncated)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"ask.py: {truncated}: not valid JSON" in done.stderr
+
+
+def test_checkpoint_folder_uses_its_own_settings_and_the_threshold_tuned_at_its_step(model_dir, tmp_path):
+    # A checkpoint-N folder has no qa_config.json: its trainer_state.json holds the training args and
+    # the step, and the run folder above it the eval_results_{step}.json tuned at that step.
+    run = tmp_path / "run"
+    checkpoint = run / "checkpoint-7"
+    shutil.copytree(model_dir, checkpoint)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({
+        "global_step": 7, "args": {"max_seq_length": 64, "doc_stride": 32, "max_query_length": 16,
+                                   "null_score_diff_threshold": 0.5, "learning_rate": 3e-5}}))
+    config = ask.load_qa_config(str(checkpoint))
+    assert (config["max_seq_length"], config["doc_stride"], config["max_query_length"]) == (64, 32, 16)
+    assert config["null_score_diff_threshold"] == 0.5 and "step 7 was not evaluated" in config["source"]
+    assert "learning_rate" not in config
+
+    (run / "eval_results_7.json").write_text(json.dumps({"f1": 50.0, "best_f1": 55.0, "best_f1_thresh": 1e9}))
+    (run / "eval_results_3.json").write_text(json.dumps({"best_f1_thresh": -1e9}))  # another step: not used
+    doc = tmp_path / "doc.txt"
+    doc.write_text(DOC, encoding="utf-8")
+    done = run_ask(checkpoint, "--question", "where does the rhine flow", "--context-file", doc)
+    assert "null threshold 1000000000.0000 from " + str(run / "eval_results_7.json") + " (tuned at step 7)" in done.stderr
+    assert re.search(r"^Answer: .+$", done.stdout, re.M)  # no null score beats a threshold of 1e9
+    assert "Loading weights" not in done.stderr
