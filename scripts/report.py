@@ -74,7 +74,7 @@ def load_threshold_inputs(run_dir, step, predict_file):
     return gold, best_non_null, null_score_diff
 
 
-def draw(run_dir, records, curve, eval_results, out_png):
+def draw(run_dir, records, curve, eval_results, out_png, step=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,15 +84,16 @@ def draw(run_dir, records, curve, eval_results, out_png):
     train = [r for r in records if "train/loss" in r]
     ax = axes[0]
     if train:
-        ax.plot([r["step"] for r in train], [r["train/loss"] for r in train], color="tab:blue", label="loss")
+        lines = ax.plot([r["step"] for r in train], [r["train/loss"] for r in train], color="tab:blue", label="loss")
         ax.set_ylabel("training loss")
         lr = [r for r in records if "train/learning_rate" in r]
         if lr:
             twin = ax.twinx()
-            twin.plot([r["step"] for r in lr], [r["train/learning_rate"] for r in lr], color="tab:orange", label="learning rate")
+            lines += twin.plot([r["step"] for r in lr], [r["train/learning_rate"] for r in lr], color="tab:orange",
+                               label="learning rate")
             twin.set_ylabel("learning rate")
-            twin.legend(loc="upper right")
-        ax.legend(loc="upper left")
+        # One legend for both axes, where the curves leave room (both usually start high on the left).
+        ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
     else:
         ax.text(0.5, 0.5, "no training steps logged", ha="center", transform=ax.transAxes)
     ax.set_xlabel("step")
@@ -129,8 +130,8 @@ def draw(run_dir, records, curve, eval_results, out_png):
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no evaluation files", ha="center", transform=ax.transAxes)
-    ax.set_title("F1 against the null threshold")
-    fig.suptitle(os.path.basename(os.path.abspath(run_dir)))
+    ax.set_title("F1 against the null threshold" + (f" (evaluation at step {step})" if step is not None else ""))
+    fig.suptitle(os.path.relpath(run_dir) if not os.path.relpath(run_dir).startswith("..") else os.path.abspath(run_dir))
     fig.tight_layout()
     tmp = out_png + ".tmp.png"
     fig.savefig(tmp, dpi=100)
@@ -177,7 +178,7 @@ def make_report(run_dir, predict_file=None):
         else:
             print(f"predict file {predict_file!r} not found: the threshold curve is left out (pass --predict-file)")
     png = os.path.join(run_dir, "report.png")
-    draw(run_dir, records, curve, eval_results, png)
+    draw(run_dir, records, curve, eval_results, png, step)
     page = write_html(run_dir, png, eval_results, step)
     return png, page
 
