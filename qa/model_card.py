@@ -58,7 +58,9 @@ def render_model_card(args, eval_results=None, best=None):
     lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
     lines += [f"| {name} | {_format(args[name])} |" for name in HYPERPARAMETERS if name in args]
     if eval_results:
-        lines += ["", "## Evaluation (official SQuAD 2.0 metrics)", "", "| metric | value |", "|---|---|"]
+        at_step = f", step {eval_results['step']}" if eval_results.get("step") is not None else ""
+        lines += ["", f"## Evaluation on `{args.get('predict_file')}` (official SQuAD 2.0 metrics{at_step})", "",
+                  "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {_format(eval_results[name])} |" for name in METRICS if name in eval_results]
         threshold = eval_results.get("best_f1_thresh")
         if threshold is not None:
@@ -66,8 +68,9 @@ def render_model_card(args, eval_results=None, best=None):
                 "",
                 f"**Tuned null threshold: {_format(threshold)}.** Answer \"no answer\" when",
                 "`null_score - best_span_score > threshold` (the `--null_score_diff_threshold` of `run_squad.py`).",
-                f"At this threshold F1 is {_format(eval_results.get('best_f1'))}; at 0.0 it is "
-                f"{_format(eval_results.get('f1'))}.",
+                f"At this threshold F1 is {_format(eval_results.get('best_f1'))}; at "
+                f"{_format(float(eval_results.get('null_score_diff_threshold', args.get('null_score_diff_threshold', 0.0))))}"
+                f" (the threshold the evaluation ran with) it is {_format(eval_results.get('f1'))}.",
             ]
     lines += [
         "",

@@ -21,6 +21,8 @@ def test_card_contents(tmp_path):
     assert "| learning_rate | 3e-05 |" in text and "| doc_stride | 128 |" in text
     assert "| HasAns_f1 | 70.125 |" in text and "| total | 800 |" in text
     assert "Tuned null threshold: -1.25" in text and "checkpoint-1500" in text
+    assert "At this threshold F1 is 66; at 0 (the threshold the evaluation ran with) it is 64.5." in text
+    assert "## Evaluation on `data/nq/nq_dev.json` (official SQuAD 2.0 metrics)" in text
     assert "secret" not in text  # only the listed hyperparameters are written
     assert 'AutoModelForQuestionAnswering.from_pretrained("THIS_FOLDER")' in text
 
@@ -41,3 +43,10 @@ def test_qa_config_holds_the_tuned_threshold(tmp_path):
 def test_card_without_evaluation():
     text = render_model_card(ARGS)
     assert "## Evaluation" not in text and "Tuned null threshold" not in text and "albert-xlarge-v2" in text
+
+
+def test_card_names_the_evaluated_step_and_its_threshold():
+    results = dict(RESULTS, step=3000, null_score_diff_threshold=-0.5)
+    text = render_model_card(ARGS, results)
+    assert "## Evaluation on `data/nq/nq_dev.json` (official SQuAD 2.0 metrics, step 3000)" in text
+    assert "at -0.5 (the threshold the evaluation ran with) it is 64.5." in text
