@@ -15,7 +15,8 @@ CUDA asked for and absent, or not even one checkpoint fits on the disk. The size
   per parameter), so about 12 bytes per parameter: ~0.7 GB for albert-xlarge-v2 (59M parameters,
   shared across layers), ~4.1 GB for bert-large (335M);
 - rotation writes the new checkpoint before deleting the oldest and never deletes the best, so
-  save_total_limit + 1 checkpoints can be on disk at once, plus the final model's weights;
+  save_total_limit + 1 checkpoints can be on disk at once (3 with a limit of 1: the newest and an
+  older best are both kept), plus the final model's weights;
 - the training features are the arrays of qa/features.py (14 bytes per token: int32 ids, int8
   token types, two int32 offsets, a bool max-context flag; 20 bytes per window of int32 scalars),
   memory-mapped from the cache: when they do not fit in RAM, batches are read from disk (slower,
@@ -137,12 +138,16 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
             "free space or choose another --output_dir"
         )
     if save_total_limit is not None and save_total_limit > 0:
-        on_disk = save_total_limit + 1  # the new one is written before the oldest is removed
+        # The new one is written before the oldest is removed; a limit of 1 still keeps the newest
+        # and the best (qa.checkpoints.rotate_checkpoints).
+        kept = max(save_total_limit, 2)
+        on_disk = kept + 1
         needed = on_disk * per_checkpoint + final_model
         if free < needed:
+            why = f"--save_total_limit {save_total_limit}" + (" keeps the newest and the best" if save_total_limit == 1 else "")
             warn(
                 f"free disk {_gb(free)} < ~{_gb(needed)} needed for {on_disk} checkpoints of {what} "
-                f"(--save_total_limit {save_total_limit} + the one being written) and the final model; "
+                f"({why} + the one being written) and the final model; "
                 "lower --save_total_limit or free space"
             )
     else:

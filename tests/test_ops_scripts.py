@@ -478,6 +478,17 @@ def test_preflight_warns_about_disk_with_numbers(machine, tmp_path):
     assert "lower --save_total_limit" in warnings[0]
 
 
+def test_preflight_limit_of_one_still_keeps_the_best(machine, tmp_path):
+    # rotate_checkpoints keeps the newest and an older best even with --save_total_limit 1: 3 on disk while saving.
+    per_checkpoint = pf.checkpoint_bytes(ALBERT_XLARGE_PARAMS)
+    machine["disk"] = 3 * per_checkpoint  # room for 3 checkpoints, not 3 + the final model
+    warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 1, 0, False, None)
+    assert len(warnings) == 1 and "needed for 3 checkpoints" in warnings[0]
+    assert "--save_total_limit 1 keeps the newest and the best + the one being written" in warnings[0]
+    machine["disk"] = 3 * per_checkpoint + 4 * ALBERT_XLARGE_PARAMS
+    assert pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 1, 0, False, None) == []
+
+
 def test_preflight_model_bytes_and_no_limit(machine, tmp_path):
     machine["disk"] = 10e9
     warnings = pf.preflight(tmp_path, save_total_limit=None, model_bytes=4 * ALBERT_XLARGE_PARAMS)
