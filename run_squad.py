@@ -19,6 +19,10 @@ Continue exactly where a run stopped (crash, SIGTERM, Ctrl-C), or evaluate a che
     python run_squad.py ... --model_name_or_path outputs/nq-albert/checkpoint-1500   # the guide's way, same effect
     python run_squad.py --model_name_or_path outputs/nq-albert --output_dir outputs/nq-albert --do_eval \
         --predict_file data/nq/nq_dev.json --version_2_with_negative --eval_checkpoint best
+    python run_squad.py --model_name_or_path outputs/nq-albert/checkpoint-1500 --output_dir outputs/nq-albert \
+        --do_eval --predict_file data/nq/nq_dev.json --version_2_with_negative   # legacy: that model, step 1500
+
+--save_steps 0 / --logging_steps 0 turn periodic checkpoints / logging off, as in legacy.
 
 Exit status: 0 when done; 2 for bad arguments; 128 + signal number (143 SIGTERM, 130 Ctrl-C) when a
 signal stopped training after saving a checkpoint (the log says how to resume); 1 on other errors.
@@ -119,33 +123,53 @@ def resume_checkpoint(args):
     return checkpoints.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
 
 
+def final_model_target(output_dir):
+    """("final model", output_dir, step) when output_dir holds a trained model, else None."""
+    if not os.path.exists(os.path.join(output_dir, "config.json")):
+        return None
+    summary = os.path.join(output_dir, SUMMARY_FILE)
+    step = "final"
+    if os.path.exists(summary):
+        with open(summary, encoding="utf-8") as f:
+            step = json.load(f)["global_step"]
+    return ("final model", output_dir, step)
+
+
+def same_folder(a, b):
+    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+
+
 def eval_targets(args, train_result):
     """[(label, folder, step)] that --do_eval evaluates.
 
-    --eval_all_checkpoints: every complete checkpoint; --eval_checkpoint SPEC: that one; after an
-    early stop: the best checkpoint; after training: the final model. Evaluation alone: the best
-    checkpoint when one is recorded, else the final model in --output_dir, else its newest
-    checkpoint, else --model_name_or_path itself (a model not trained here: step "pretrained")."""
+    --eval_all_checkpoints: every complete checkpoint, then the final model (legacy evaluated both);
+    --eval_checkpoint SPEC: that one; after an early stop: the best checkpoint; after training: the
+    final model. Evaluation alone evaluates --model_name_or_path, as legacy did (a checkpoint of ours
+    is labelled with its step, anything else "pretrained"), except when it is --output_dir itself
+    (`make eval`): then the best checkpoint when one is recorded, else the final model, else the
+    newest checkpoint. Raises CheckpointError when a named checkpoint or anything to evaluate is missing."""
     if args.eval_all_checkpoints:
-        return [(os.path.basename(p), p, step) for step, p in checkpoints.list_checkpoints(args.output_dir)]
+        targets = [(os.path.basename(p), p, step) for step, p in checkpoints.list_checkpoints(args.output_dir)]
+        final = final_model_target(args.output_dir)
+        if final is not None:  # the same weights as a checkpoint of its step: evaluated once, as the final model
+            targets = [t for t in targets if t[2] != final[2]] + [final]
+        return targets
     spec = args.eval_checkpoint
+    if spec is None and train_result is None and not same_folder(args.model_name_or_path, args.output_dir):
+        model = args.model_name_or_path
+        ours = os.path.isdir(model) and checkpoints.is_complete(model)
+        return [(model, model, checkpoints.load_train_state(model)["global_step"] if ours else "pretrained")]
     if spec is None and (train_result is None or train_result.early_stopped) and checkpoints.best_checkpoint(args.output_dir):
         spec = "best"
-    if spec is None and train_result is None and not os.path.exists(os.path.join(args.output_dir, "config.json")):
-        spec = "auto" if checkpoints.latest_checkpoint(args.output_dir) else None
+    final = final_model_target(args.output_dir)
+    if spec is None and train_result is None and final is None:
+        spec = "auto"  # no final model yet (training still running, or stopped): the newest checkpoint
     if spec is not None:
         path = checkpoints.resolve_checkpoint(spec, args.output_dir)
         return [(os.path.basename(path), path, checkpoints.load_train_state(path)["global_step"])]
     if train_result is not None:
         return [("final model", args.output_dir, train_result.global_step)]
-    if os.path.exists(os.path.join(args.output_dir, "config.json")):
-        summary = os.path.join(args.output_dir, SUMMARY_FILE)
-        step = "final"
-        if os.path.exists(summary):
-            with open(summary, encoding="utf-8") as f:
-                step = json.load(f)["global_step"]
-        return [("final model", args.output_dir, step)]
-    return [(args.model_name_or_path, args.model_name_or_path, "pretrained")]
+    return [final]
 
 
 def save_final_model(model, tokenizer, args, result, runtime):
@@ -230,6 +254,8 @@ def main(argv=None):
     try:
         validate_args(args, cuda_available=torch.cuda.is_available())
         resume_checkpoint(args)  # a wrong checkpoint name fails now, not after building features
+        if args.do_eval and not args.do_train:
+            eval_targets(args, None)  # likewise for what evaluation alone would evaluate
     except (ArgumentError, checkpoints.CheckpointError) as exc:
         print(f"run_squad.py: {exc}".replace("\n", "\nrun_squad.py: "), file=sys.stderr)
         return 2
@@ -240,12 +266,17 @@ def main(argv=None):
         start_remote_debugger(args.server_ip, args.server_port)
     runtime = trainer.init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank)
     trainer.barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
+    removed = []
     if runtime.is_main:
+        if args.do_train and args.resume_from_checkpoint is None and args.overwrite_output_dir:
+            removed = checkpoints.clear_previous_run(args.output_dir)  # a fresh run must not read the old one back
         os.makedirs(args.output_dir, exist_ok=True)
         save_run_config(args, args.output_dir, argv)
-    if not args.verbose_logging:
-        import transformers
+    import transformers
 
+    if args.verbose_logging:
+        transformers.logging.set_verbosity_info()
+    else:
         transformers.logging.set_verbosity_warning()
         transformers.utils.logging.disable_progress_bar()  # "Loading weights"/"Writing model shards" bars at every checkpoint
     config = dict(vars(args), world_size=runtime.world_size)
@@ -253,6 +284,8 @@ def main(argv=None):
                     rank=runtime.rank)
     for note in unused_flag_notes(args):
         log.info(note)
+    if removed:
+        log.info(f"--overwrite_output_dir: removed the previous run's {', '.join(os.path.basename(p) for p in removed)}")
     try:
         train_result = run_training(args, runtime, log) if args.do_train else None
         if train_result is not None and train_result.stopped_by_signal:

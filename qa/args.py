@@ -66,22 +66,26 @@ def build_parser():
     # Post-processing (legacy).
     p.add_argument("--n_best_size", type=int, default=20, help="Candidate spans kept per question (nbest file).")
     p.add_argument("--max_answer_length", type=int, default=30, help="Longest answer, in tokens.")
-    p.add_argument("--verbose_logging", action="store_true", help="Log more: per-evaluation details and transformers' info messages.")
+    p.add_argument("--verbose_logging", action="store_true",
+                   help="Log more: transformers' info messages and its progress bars (otherwise warnings only). Legacy printed "
+                        "data-processing warnings here; offset mappings leave none to print.")
     p.add_argument("--lang_id", type=int, default=0, help="Language id given to XLM models (others ignore it).")
     # Bookkeeping (legacy).
-    p.add_argument("--logging_steps", type=int, default=500, help="Log (and evaluate, with --evaluate_during_training) every N optimizer steps.")
-    p.add_argument("--save_steps", type=int, default=500, help="Save a checkpoint every N optimizer steps.")
+    p.add_argument("--logging_steps", type=int, default=500, help="Log (and evaluate, with --evaluate_during_training) every N optimizer steps; 0 = never (legacy), except the last step.")
+    p.add_argument("--save_steps", type=int, default=500, help="Save a checkpoint every N optimizer steps; 0 = no periodic checkpoints (legacy; a signal or a new best still saves one).")
     p.add_argument("--eval_all_checkpoints", action="store_true", help="With --do_eval: evaluate every checkpoint-N in --output_dir.")
     p.add_argument("--no_cuda", action="store_true", help="Use the CPU even when a GPU is there.")
     p.add_argument("--overwrite_output_dir", action="store_true", help="Train into a non-empty --output_dir.")
     p.add_argument("--overwrite_cache", action="store_true", help="Rebuild cached features.")
     p.add_argument("--seed", type=int, default=42, help="Seed of initialisation, data order and dropout.")
-    p.add_argument("--local_rank", type=int, default=-1, help="Set by legacy launchers; torchrun's LOCAL_RANK environment variable wins.")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=-1,
+                   help="Set by legacy launchers (torch.distributed.launch passes --local-rank since torch 2.0); "
+                        "torchrun's LOCAL_RANK environment variable wins.")
     p.add_argument("--fp16", action="store_true", help="Mixed precision float16 on CUDA (torch.amp autocast + GradScaler; apex is not needed).")
     p.add_argument("--fp16_opt_level", default="O1", help="Accepted for compatibility and unused: torch.amp replaces apex's levels.")
     p.add_argument("--server_ip", default="", help="Remote debugging: wait for a debugpy client on this address.")
     p.add_argument("--server_port", default="", help="Remote debugging: port for --server_ip.")
-    p.add_argument("--threads", type=int, default=1, help="Processes used to build features.")
+    p.add_argument("--threads", type=int, default=1, help="Threads used to build features (the Rust tokenizer runs in parallel across chunks of questions).")
     # New: precision, checkpoints, model selection, logging, subsets.
     p.add_argument("--bf16", action="store_true", help="Mixed precision bfloat16 (CUDA or CPU autocast; no loss scaling needed).")
     p.add_argument("--save_total_limit", type=int, default=None, help="Keep at most N checkpoints (the best is never deleted).")
@@ -136,6 +140,14 @@ def is_our_checkpoint(path):
     return os.path.isdir(path) and checkpoints.is_complete(path)
 
 
+def is_unfinished_checkpoint(path):
+    """A folder of ours (it has our state file) whose COMPLETE marker is missing or does not match its files."""
+    from qa import checkpoints
+
+    return (os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.STATE_FILE))
+            and not checkpoints.is_complete(path))
+
+
 def validate_args(args, cuda_available):
     """Check every argument up front; raise ArgumentError with a message that says what to do.
 
@@ -159,8 +171,11 @@ def validate_args(args, cuda_available):
         if used and path and not os.path.isfile(path):
             errors.append(f"{flag} {path}: no such file (run `make data`, or check --data_dir)")
     positive = ("per_gpu_train_batch_size", "per_gpu_eval_batch_size", "gradient_accumulation_steps", "max_seq_length",
-                "doc_stride", "max_query_length", "n_best_size", "max_answer_length", "logging_steps", "save_steps", "threads")
+                "doc_stride", "max_query_length", "n_best_size", "max_answer_length", "threads")
     errors += [f"--{name} must be at least 1 (got {getattr(args, name)})" for name in positive if getattr(args, name) < 1]
+    # Legacy: 0 turns periodic logging / saving off.
+    errors += [f"--{name} cannot be negative (got {getattr(args, name)}); 0 turns it off"
+               for name in ("logging_steps", "save_steps") if getattr(args, name) < 0]
     if args.max_seq_length <= args.max_query_length + 3:
         errors.append(f"--max_seq_length {args.max_seq_length} leaves no room for context after a question of "
                       f"--max_query_length {args.max_query_length} tokens and 3 special tokens: raise it or lower --max_query_length")
@@ -179,6 +194,10 @@ def validate_args(args, cuda_available):
     # Resuming, the guide's way: --model_name_or_path outputs/run/checkpoint-1500.
     if args.do_train and args.resume_from_checkpoint is None and is_our_checkpoint(args.model_name_or_path):
         args.resume_from_checkpoint = args.model_name_or_path
+    elif is_unfinished_checkpoint(args.model_name_or_path):
+        errors.append(f"--model_name_or_path {args.model_name_or_path} is a checkpoint that was never completed (no valid "
+                      "COMPLETE marker: the run stopped while saving it): use an earlier checkpoint-N, or "
+                      "--resume_from_checkpoint auto for the newest complete one")
     if args.resume_from_checkpoint is not None and not args.do_train:
         errors.append("--resume_from_checkpoint continues training: add --do_train (to evaluate a checkpoint, use --eval_checkpoint)")
     if (args.do_train and args.resume_from_checkpoint is None and not args.overwrite_output_dir

@@ -565,6 +565,37 @@ def record_best(output_dir, checkpoint_path, metric_name, value, greater_is_bett
     return True
 
 
+# What a training run leaves in its output folder that a later run would read back as its own: resume
+# (newest checkpoint), rotation (oldest/best), evaluation (best), status/report (metrics), wandb (run id).
+RUN_STATE_FILES = (BEST_FILE, "training_summary.json", "metrics.jsonl", "wandb_run_id.txt")
+RUN_STATE_DIRS = ("runs",)
+
+
+def clear_previous_run(output_dir):
+    """Remove what an earlier run left in `output_dir` that a fresh run would mistake for its own.
+
+    For a fresh training with --overwrite_output_dir: the earlier run's checkpoint-* folders (else
+    resume picks its newest one and rotation keeps it while deleting the new run's), the best
+    record (else the new run is compared with the old best), training_summary.json, metrics.jsonl,
+    tensorboard's runs/ and the wandb run id. Predictions, eval results and the final model are
+    overwritten as the new run writes them. Returns the removed paths."""
+    if not os.path.isdir(output_dir):
+        return []
+    removed = []
+    stale = set(_stale_folders(output_dir))  # half-written or half-deleted by a dead process; a live one's stay
+    for name in sorted(os.listdir(output_dir)):
+        path = os.path.join(output_dir, name)
+        is_checkpoint = os.path.isdir(path) and (name.startswith(CHECKPOINT_PREFIX) or path in stale)
+        if is_checkpoint or (name in RUN_STATE_DIRS and os.path.isdir(path)):
+            _remove_tree(path)
+        elif name in RUN_STATE_FILES and os.path.isfile(path):
+            os.remove(path)
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 def _pid_alive(pid):
     try:
         os.kill(pid, 0)

@@ -136,6 +136,11 @@ def total_steps(num_items, args, world_size=1):
     return max(1, math.ceil(per_epoch * args.num_train_epochs))
 
 
+def every(step, interval):
+    """True at every `interval`-th step; an interval of 0 means never (legacy --logging_steps/--save_steps 0)."""
+    return interval > 0 and step % interval == 0
+
+
 def model_inputs(model, batch, device, lang_id=0):
     """Numpy batch -> tensors on `device`, only the inputs model.forward accepts (DistilBERT has no token_type_ids)."""
     accepted = inspect.signature(model.forward).parameters
@@ -177,9 +182,10 @@ def make_optimizer(model, args, t_total):
 class StopRequest:
     """SIGTERM/SIGINT handler: only sets a flag; the loop acts on it at the next optimizer step."""
 
-    def __init__(self):
+    def __init__(self, announce=True):
         self.signum = 0
         self.previous = {}
+        self.announce = announce  # rank 0 says once that the signal was seen (an evaluation may run first)
 
     def install(self):
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -187,6 +193,11 @@ class StopRequest:
         return self
 
     def handle(self, signum, frame):
+        if self.announce and not self.signum:
+            # os.write, not print: a handler may run in the middle of another write to stderr.
+            os.write(2, f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this optimizer "
+                        "step (and of an evaluation in progress), then stopping. Further signals do not interrupt the "
+                        "save; SIGKILL stops at once and loses the steps since the last checkpoint\n".encode())
         self.signum = signum
 
     def restore(self):
@@ -242,7 +253,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     log.info(f"training: {len(train_features)} features, {runtime.world_size} process(es) x {batch_size} x {grad_accum} "
              f"accumulation = {batch_size * grad_accum * runtime.world_size} per step, {t_total} steps, "
              f"precision {runtime.amp_dtype or 'float32'}")
-    stop = StopRequest().install()
+    stop = StopRequest(announce=runtime.is_main).install()
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
     micro_done = 0
     result = TrainResult(global_step=state["global_step"], best_value=state["best_value"])
@@ -291,7 +302,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                 if state["step_in_epoch"] == len(batches):
                     state["epoch"], state["step_in_epoch"] = state["epoch"] + 1, 0
                 # log
-                if step % args.logging_steps == 0 or step == t_total:
+                if every(step, args.logging_steps) or step == t_total:
                     loss_value = mean_across_ranks(running_loss, runtime) / loss_steps
                     log.log(step, {"train/loss": loss_value, "train/learning_rate": scheduler.get_last_lr()[0],
                                    "train/epoch": state["epoch"] + state["step_in_epoch"] / len(batches)})
@@ -300,7 +311,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                 # evaluate (every rank takes its share; the metric drives best-model tracking and early stopping)
                 improved = False
                 evaluated = args.evaluate_during_training and eval_set is not None and (
-                    step % args.logging_steps == 0 or step % args.save_steps == 0)
+                    every(step, args.logging_steps) or every(step, args.save_steps))
                 if evaluated:
                     metrics = evaluate(raw_model, eval_set[0], eval_set[1], args, runtime, log, step, args.output_dir)
                     model.train()
@@ -311,7 +322,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                 patience_over = bool(args.early_stopping_patience) and state["evals_since_best"] >= args.early_stopping_patience
                 signum = stop.agreed(runtime)
                 # save (also when a new best appears between save steps, so the best is always on disk)
-                if step % args.save_steps == 0 or improved or signum or patience_over:
+                if every(step, args.save_steps) or improved or signum or patience_over:
                     result.last_checkpoint = save(args, raw_model, tokenizer, optimizer, scheduler, scaler, state, runtime, log)
                     if evaluated and runtime.is_main:
                         checkpoints.record_best(args.output_dir, result.last_checkpoint, args.metric_for_best_model, value, True)
@@ -326,8 +337,10 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                     result.stopped_by_signal = signum
                     return result
                 if patience_over:
+                    best = checkpoints.best_checkpoint(args.output_dir) if runtime.is_main else None
                     log.info(f"early stopping at step {step}: {args.metric_for_best_model} did not improve over "
-                             f"{state['best_value']} in {args.early_stopping_patience} evaluations")
+                             f"{state['best_value']} in {args.early_stopping_patience} evaluations; best: "
+                             f"{best['checkpoint'] if best else 'unknown'} (step {best['step'] if best else '?'})")
                     result.early_stopped = True
                     return result
                 if step >= t_total:

@@ -451,3 +451,29 @@ def test_grad_scaler_state_round_trips_and_fp16_can_be_switched_on(tmp_path, tok
     with caplog.at_level("WARNING", logger="qa.checkpoints"):
         ck.restore_training_state(disabled, None, None, switched)
     assert switched.get_scale() == 64.0 and "grad scaler starts afresh" in caplog.text
+
+
+def test_clear_previous_run_removes_what_a_fresh_run_would_read_back(tmp_path, tokenizer):
+    """--overwrite_output_dir: the old run's checkpoints and records go; a live writer's folder and other files stay."""
+    run = make_run(tokenizer)
+    old = [save(tmp_path, run, tokenizer, step) for step in (500, 1000)]
+    ck.record_best(tmp_path, old[0], "f1", 80.0)
+    for name in ("metrics.jsonl", "training_summary.json", "wandb_run_id.txt", "predictions_1000.json", "command.txt"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "events.out.tfevents.1").write_text("x")
+    stale = tmp_path / f".tmp-checkpoint-1500-{dead_pid()}"
+    stale.mkdir()
+    live = tmp_path / f".tmp-checkpoint-1500-{os.getppid()}"
+    live.mkdir()
+
+    removed = ck.clear_previous_run(tmp_path)
+    assert sorted(os.path.basename(p) for p in removed) == sorted(
+        [stale.name, "best_checkpoint.json", "checkpoint-1000", "checkpoint-500", "metrics.jsonl", "runs",
+         "training_summary.json", "wandb_run_id.txt"])
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "command.txt", "predictions_1000.json"])
+    # A new run starting at step 1 is now the only one resume, rotation and the best record see.
+    first = save(tmp_path, run, tokenizer, 1)
+    assert ck.latest_checkpoint(tmp_path) == first and ck.best_checkpoint(tmp_path) is None
+    assert ck.record_best(tmp_path, first, "f1", 10.0) is True
+    assert ck.clear_previous_run(tmp_path / "missing") == []

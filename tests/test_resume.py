@@ -109,6 +109,7 @@ def test_sigterm_saves_a_checkpoint_then_resume_and_rotation_keeps_the_best(tiny
     code, output = finish(proc)
     assert code == 128 + signal.SIGTERM, output
     assert "resume with: make resume CKPT=checkpoint-" in output
+    assert output.count("SIGTERM received: saving a checkpoint at the end of this optimizer step") == 1
     latest = checkpoints.latest_checkpoint(out)
     step = checkpoints.load_train_state(latest)["global_step"]
     assert f"stopped by signal {int(signal.SIGTERM)} at step {step}" in output
@@ -149,7 +150,7 @@ def test_early_stopping_then_the_best_is_evaluated(tiny_model_dir, tmp_path):
     assert summary["early_stopped"] and summary["global_step"] == 6
     assert checkpoints.best_checkpoint(out)["checkpoint"] == "checkpoint-2"
     log = (out / "train.log").read_text()
-    assert "early stopping at step 6" in log
+    assert "early stopping at step 6" in log and "best: checkpoint-2 (step 2)" in log
     assert log.index("evaluating checkpoint-2") > log.index("early stopping at step 6")
 
 

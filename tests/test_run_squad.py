@@ -166,8 +166,10 @@ def test_make_eval_defaults_to_the_best_checkpoint(guide_run, one_thread):
 
 def test_eval_all_checkpoints(guide_run, one_thread):
     saved = checkpoints.list_checkpoints(guide_run)
-    for step, _ in saved:
+    final_step = json.loads((guide_run / "training_summary.json").read_text())["global_step"]
+    for step in [s for s, _ in saved] + [final_step]:
         (guide_run / f"eval_results_{step}.json").unlink(missing_ok=True)
+    log_before = (guide_run / "train.log").read_text()
     code = run_squad.main(["--model_name_or_path", str(guide_run), "--output_dir", str(guide_run), "--do_eval",
                            "--eval_all_checkpoints", "--predict_file", str(shared_file(*PREDICT)),
                            "--max_eval_samples", "16", "--max_seq_length", "128", "--doc_stride", "64",
@@ -176,6 +178,101 @@ def test_eval_all_checkpoints(guide_run, one_thread):
     assert code == 0 and len(saved) >= 2
     for step, _ in saved:
         assert json.loads((guide_run / f"eval_results_{step}.json").read_text())["step"] == step
+    # The final model too, as legacy did (it globbed every folder holding weights, output_dir included).
+    assert json.loads((guide_run / f"eval_results_{final_step}.json").read_text())["step"] == final_step
+    assert f"evaluating final model ({guide_run})" in (guide_run / "train.log").read_text()[len(log_before):]
+
+
+def eval_alone_argv(model, output_dir, cache_dir, *extra):
+    return ["--model_name_or_path", str(model), "--output_dir", str(output_dir), "--do_eval", "--predict_file",
+            str(shared_file(*PREDICT)), "--max_eval_samples", "16", "--max_seq_length", "128", "--doc_stride", "64",
+            "--version_2_with_negative", "--features_cache_dir", str(cache_dir), "--report_to", "none", *extra]
+
+
+def test_eval_alone_evaluates_model_name_or_path_as_legacy(guide_run, one_thread):
+    """Legacy --do_eval without --do_train evaluated --model_name_or_path, even with a best checkpoint recorded."""
+    best = checkpoints.best_checkpoint(guide_run)
+    step, path = next((s, p) for s, p in checkpoints.list_checkpoints(guide_run) if s != best["step"])
+    (guide_run / f"eval_results_{step}.json").unlink(missing_ok=True)
+    best_results = (guide_run / f"eval_results_{best['step']}.json").read_bytes()
+    log_before = (guide_run / "train.log").read_text()
+    assert run_squad.main(eval_alone_argv(path, guide_run, guide_run.parent / "cache")) == 0
+    assert json.loads((guide_run / f"eval_results_{step}.json").read_text())["step"] == step
+    new_log = (guide_run / "train.log").read_text()[len(log_before):]
+    assert f"evaluating {path} ({path})" in new_log and best["checkpoint"] not in new_log
+    assert (guide_run / f"eval_results_{best['step']}.json").read_bytes() == best_results
+
+
+def test_eval_alone_with_nothing_to_evaluate_fails_up_front(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_squad.main(eval_alone_argv(empty, empty, tmp_path / "cache")) == 2
+    assert f"no complete checkpoint in {empty}" in capsys.readouterr().err
+    assert run_squad.main(eval_alone_argv(empty, empty, tmp_path / "cache", "--eval_checkpoint", "checkpoint-9")) == 2
+    assert "checkpoint-9: no such checkpoint folder" in capsys.readouterr().err
+    assert sorted(os.listdir(empty)) == []  # failed before writing anything
+
+
+def test_unfinished_checkpoint_as_model_is_refused(tiny_model_dir, tmp_path, capsys):
+    """The guide resumes with --model_name_or_path .../checkpoint-N: one without its COMPLETE marker is refused,
+    not silently trained from as if it were a pretrained model."""
+    partial = tmp_path / "run" / "checkpoint-8"
+    partial.mkdir(parents=True)
+    for name in os.listdir(tiny_model_dir):
+        (partial / name).write_bytes((tiny_model_dir / name).read_bytes())
+    (partial / checkpoints.STATE_FILE).write_text(json.dumps({"global_step": 8}))
+    argv = ["--model_name_or_path", str(partial), "--output_dir", str(tmp_path / "other"), "--do_train",
+            "--train_file", str(shared_file(*TRAIN))]
+    assert run_squad.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--model_name_or_path {partial} is a checkpoint that was never completed" in err
+    assert "--resume_from_checkpoint auto" in err and not (tmp_path / "other").exists()
+
+
+def short_train_argv(model_dir, out, cache, *extra):
+    return ["--model_name_or_path", str(model_dir), "--output_dir", str(out), "--do_train", "--train_file",
+            str(shared_file(*TRAIN)), "--max_train_samples", "8", "--max_seq_length", "128", "--report_to", "none",
+            "--features_cache_dir", str(cache), "--version_2_with_negative", *extra]
+
+
+def test_save_and_logging_steps_zero_mean_never_and_verbose_logging(tiny_model_dir, tmp_path, one_thread):
+    """Legacy: --save_steps 0 / --logging_steps 0 turn periodic saving / logging off (the last step is still logged)."""
+    import transformers
+
+    out = tmp_path / "zero"
+    code = run_squad.main(short_train_argv(tiny_model_dir, out, tmp_path / "cache", "--max_steps", "4",
+                                           "--save_steps", "0", "--logging_steps", "0", "--verbose_logging"))
+    try:
+        assert code == 0
+        assert transformers.logging.get_verbosity() == transformers.logging.INFO
+    finally:
+        transformers.logging.set_verbosity_warning()
+    assert checkpoints.list_checkpoints(out) == []
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [4]
+    assert json.loads((out / "training_summary.json").read_text())["global_step"] == 4
+    with pytest.raises(Exception, match="--save_steps cannot be negative"):
+        from qa.args import parse_args, validate_args
+
+        validate_args(parse_args(short_train_argv(tiny_model_dir, tmp_path / "neg", tmp_path / "cache",
+                                                  "--save_steps", "-1")), cuda_available=False)
+
+
+def test_overwrite_output_dir_starts_a_clean_run(tiny_model_dir, tmp_path, one_thread):
+    """A fresh run over an old one: the old checkpoints, best record and metrics must not be read back as the new run's
+    (else resume picks the old newest checkpoint and rotation deletes the new run's)."""
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert run_squad.main(short_train_argv(tiny_model_dir, out, cache, "--max_steps", "6", "--save_steps", "3",
+                                           "--logging_steps", "3")) == 0
+    assert [s for s, _ in checkpoints.list_checkpoints(out)] == [3, 6]
+    checkpoints.record_best(out, str(out / "checkpoint-6"), "f1", 99.0)
+    assert run_squad.main(short_train_argv(tiny_model_dir, out, cache, "--max_steps", "2", "--save_steps", "1",
+                                           "--logging_steps", "1", "--save_total_limit", "1",
+                                           "--overwrite_output_dir")) == 0
+    assert [s for s, _ in checkpoints.list_checkpoints(out)] == [2]
+    assert checkpoints.best_checkpoint(out) is None
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert "--overwrite_output_dir: removed the previous run's" in (out / "train.log").read_text()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for machines without CUDA")
@@ -226,3 +323,26 @@ def test_bf16_on_cpu_trains(tiny_model_dir, tmp_path, one_thread):
     losses = [json.loads(line)["train/loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 3 and all(loss == loss and loss > 0 for loss in losses)
     assert pathlib.Path(out / "model.safetensors").is_file()
+
+
+def test_legacy_flags_keep_their_defaults_and_spellings():
+    """Every flag of the legacy script, with its default (transformers examples/legacy/question-answering/run_squad.py)."""
+    from qa.args import parse_args
+
+    legacy_defaults = {
+        "model_type": None, "data_dir": None, "train_file": None, "predict_file": None, "config_name": "",
+        "tokenizer_name": "", "cache_dir": "", "version_2_with_negative": False, "null_score_diff_threshold": 0.0,
+        "max_seq_length": 384, "doc_stride": 128, "max_query_length": 64, "do_train": False, "do_eval": False,
+        "evaluate_during_training": False, "do_lower_case": False, "per_gpu_train_batch_size": 8,
+        "per_gpu_eval_batch_size": 8, "learning_rate": 5e-5, "gradient_accumulation_steps": 1, "weight_decay": 0.0,
+        "adam_epsilon": 1e-8, "max_grad_norm": 1.0, "num_train_epochs": 3.0, "max_steps": -1, "warmup_steps": 0,
+        "n_best_size": 20, "max_answer_length": 30, "verbose_logging": False, "lang_id": 0, "logging_steps": 500,
+        "save_steps": 500, "eval_all_checkpoints": False, "no_cuda": False, "overwrite_output_dir": False,
+        "overwrite_cache": False, "seed": 42, "local_rank": -1, "fp16": False, "fp16_opt_level": "O1",
+        "server_ip": "", "server_port": "", "threads": 1,
+    }
+    args = vars(parse_args(["--model_name_or_path", "m", "--output_dir", "o"]))
+    assert {k: args[k] for k in legacy_defaults} == legacy_defaults
+    # torch.distributed.launch passes --local-rank=N (dashed) since torch 2.0; legacy scripts were given --local_rank.
+    assert parse_args(["--model_name_or_path", "m", "--output_dir", "o", "--local-rank=1"]).local_rank == 1
+    assert parse_args(["--model_name_or_path", "m", "--output_dir", "o", "--local_rank", "2"]).local_rank == 2
