@@ -19,12 +19,19 @@ Reported:
 - legacy-style: the per-example, per-word reference loop of tests/test_features.py on a subset
   (a fast tokenizer called word by word; the real legacy converter used slow Python tokenizers
   and the issue measured about 190 features/s per core with a BERT tokenizer);
-- peak RSS of the whole process and its growth during the build (peak minus RSS before it), at
+- peak RSS of the whole process, and the growth during the build: the peak RSS of the build
+  alone (Linux: the peak is reset through /proc/self/clear_refs once the data is read, because
+  reading the JSON has a larger transient peak that grows with the data) minus the RSS before it, at
   each scale, for the cached build (chunks go to disk) and for the in-memory build_features.
+  The cached build holds about one chunk of examples at a time, so its growth stops rising once
+  the data is a few chunks long: 1x (1,124 examples) is less than one default chunk (2,000
+  examples), so it is also measured with --chunk-examples (default 250) to show the plateau
+  from 1x on.
 Writes OUT/features.json.
 """
 
 import argparse
+import gc
 import json
 import os
 import pathlib
@@ -65,6 +72,25 @@ def replicated_squad(copies):
 # ---------------------------------------------------------------------------------------------
 # Workers: one measurement in a fresh process, printed as one JSON line
 # ---------------------------------------------------------------------------------------------
+def reset_peak_rss():
+    """Start a new peak-RSS count (Linux VmHWM); False where the kernel does not offer it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset():
+    """Bytes: VmHWM from /proc/self/status (the peak since reset_peak_rss)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
 def worker(job):
     import psutil
     from transformers import AutoTokenizer
@@ -75,12 +101,16 @@ def worker(job):
     tokenizer = AutoTokenizer.from_pretrained(job["tokenizer"])
     examples = read_squad(job["data"])
     params = F.FeatureParams(job["max_seq_length"], job["doc_stride"], job["max_query_length"])
+    gc.collect()
     rss_before = psutil.Process().memory_info().rss
+    # Without this, the peak would be read_squad's (whole file + parsed JSON), not the build's.
+    peak_was_reset = reset_peak_rss()
     t0 = time.perf_counter()
     if job["kind"] == "cached":
         with tempfile.TemporaryDirectory(dir=job["tmp"]) as cache_dir:
             features = F.load_or_build_features(job["data"], examples, tokenizer, params, True, cache_dir=cache_dir,
-                                                threads=job["threads"], log=lambda m: None)
+                                                threads=job["threads"], log=lambda m: None,
+                                                chunk_examples=job.get("chunk_examples") or F.CHUNK_EXAMPLES)
             count = len(features)
             seconds = time.perf_counter() - t0
             del features
@@ -105,10 +135,12 @@ def worker(job):
         examples = subset
     else:
         raise ValueError(f"unknown job kind {job['kind']}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the whole process, reading included
+    build_peak = peak_rss_since_reset() if peak_was_reset else peak
     print(json.dumps({
         "examples": len(examples), "count": count, "seconds": seconds,
-        "peak_rss_mb": peak / 2**20, "build_growth_mb": max(peak - rss_before, 0) / 2**20,
+        "peak_rss_mb": peak / 2**20, "build_growth_mb": max(build_peak - rss_before, 0) / 2**20,
+        "build_peak_measured_alone": peak_was_reset,
     }))
 
 
@@ -127,6 +159,8 @@ def parse_args(argv=None):
     p.add_argument("--out", help="folder for features.json")
     p.add_argument("--scales", type=int, nargs="+", default=[1, 10], help="copies of the real data (default 1 10)")
     p.add_argument("--legacy-examples", type=int, default=300, help="examples timed with the legacy-style loop")
+    p.add_argument("--chunk-examples", type=int, default=250,
+                   help="a small chunk for the memory table, so that 1x is several chunks (default 250)")
     p.add_argument("--max_seq_length", type=int, default=384)
     p.add_argument("--doc_stride", type=int, default=128)
     p.add_argument("--max_query_length", type=int, default=64)
@@ -136,8 +170,8 @@ def parse_args(argv=None):
         return args
     if not args.out:
         p.error("--out DIR is required")
-    if any(s < 1 for s in args.scales) or args.legacy_examples < 1:
-        p.error("--scales and --legacy-examples must be at least 1")
+    if any(s < 1 for s in args.scales) or args.legacy_examples < 1 or args.chunk_examples < 1:
+        p.error("--scales, --legacy-examples and --chunk-examples must be at least 1")
     missing = [name for name in SOURCES if not (SHARED_SQUAD / name).exists()]
     if missing:
         p.error(f"real SQuAD subsets missing from {SHARED_SQUAD}: {', '.join(missing)} (../shared/ beside the checkout)")
@@ -151,6 +185,7 @@ def main(argv=None):
         return 0
     import make_tiny_model
 
+    from qa.features import CHUNK_EXAMPLES
     from qa.storage import atomic_write
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,9 +211,9 @@ def main(argv=None):
         rows.append({"what": "legacy-style loop", "threads": 1, **r, "per_s": r["count"] / r["seconds"]})
         memory = []
         for scale in sorted(data):
-            for kind in ("cached", "memory"):
-                r = run_worker({**base, "data": data[scale], "kind": kind})
-                memory.append({"scale": scale, "kind": kind, **r})
+            for kind, chunk in (("cached", CHUNK_EXAMPLES), ("cached", args.chunk_examples), ("memory", None)):
+                r = run_worker({**base, "data": data[scale], "kind": kind, "chunk_examples": chunk})
+                memory.append({"scale": scale, "kind": kind, "chunk_examples": chunk, **r})
 
     cached1 = rows[0]["per_s"]
     print(f"{'measure':<22}{'threads':>8}{'examples':>10}{'count':>9}{'seconds':>9}{'per s':>10}")
@@ -189,9 +224,11 @@ def main(argv=None):
     print(f"legacy converter (issue's figure): {LEGACY_ISSUE_FEATURES_PER_S_PER_CORE} features/s per core; "
           f"qa.features 1 thread: {cached1 / LEGACY_ISSUE_FEATURES_PER_S_PER_CORE:.0f}x that, "
           f"{cached1 / rows[3]['per_s']:.0f}x the legacy-style loop")
-    print(f"\n{'scale':>6} {'build':<8}{'examples':>10}{'features':>10}{'peak RSS MB':>13}{'growth in build MB':>20}")
+    print(f"\n{'scale':>6} {'build':<8}{'chunk':>7}{'examples':>10}{'features':>10}{'peak RSS MB':>13}{'growth in build MB':>20}")
     for m in memory:
-        print(f"{m['scale']:>5}x {m['kind']:<8}{m['examples']:>10}{m['count']:>10}{m['peak_rss_mb']:>13.0f}{m['build_growth_mb']:>20.1f}")
+        chunk = m["chunk_examples"] or "-"
+        print(f"{m['scale']:>5}x {m['kind']:<8}{chunk:>7}{m['examples']:>10}{m['count']:>10}{m['peak_rss_mb']:>13.0f}"
+              f"{m['build_growth_mb']:>20.1f}")
     result = {
         "params": {"max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
                    "max_query_length": args.max_query_length},

@@ -113,6 +113,8 @@ class Features:
     token_is_max_context: np.ndarray  # bool [N, max_seq_length]
     start_positions: np.ndarray | None = None  # int32 [N], training only
     end_positions: np.ndarray | None = None
+    # Not a dataclass field (no annotation): the cache folder the arrays are mapped from, else None.
+    cache_folder = None
 
     def __len__(self):
         return len(self.lengths)
@@ -382,7 +384,9 @@ def file_sha256(path):
     """sha256 of the file's bytes (local path or s3:// URI)."""
     digest = hashlib.sha256()
     with contextlib.closing(storage.open_raw(path)) as raw:
-        for block in iter(lambda: raw.read(1 << 20), b""):
+        # 64 KB blocks: as fast as 1 MB ones (0.2 s for 200 MB either way) and a smaller constant
+        # in the peak memory of a build.
+        for block in iter(lambda: raw.read(1 << 16), b""):
             digest.update(block)
     return digest.hexdigest()
 
@@ -434,7 +438,9 @@ def load_features(folder):
             arrays[name] = np.zeros(shape, dtype=spec["dtype"])
         else:
             arrays[name] = np.memmap(path, dtype=spec["dtype"], mode="r", shape=shape)
-    return Features(**arrays)
+    features = Features(**arrays)
+    features.cache_folder = folder
+    return features
 
 
 def _remove_abandoned(cache_dir, final_name):
@@ -466,8 +472,12 @@ def _write_cache(final, examples, tokenizer, params, training, threads, chunk_ex
         try:
             for chunk in _chunks(examples, tokenizer, params, training, threads, chunk_examples):
                 for name in names:
-                    files[name].write(np.ascontiguousarray(chunk[name]).tobytes())
+                    # The array's own buffer, not a .tobytes() copy (the offsets of a chunk are ~6 MB).
+                    files[name].write(np.ascontiguousarray(chunk[name]).reshape(-1).view(np.uint8))
                 rows += len(chunk["lengths"])
+                # Let go of this chunk before the next one is built: `chunk` would otherwise keep it
+                # alive during the next build, and two chunks would be the floor of the peak.
+                del chunk
                 if sleep:
                     time.sleep(sleep)
             for handle in files.values():
@@ -558,12 +568,15 @@ def main(argv=None):
     args = parse_args(argv)
     from transformers import AutoTokenizer
 
-    from qa.squad_io import read_squad
+    from qa.squad_io import SquadFormatError, read_squad
 
     params = FeatureParams(args.max_seq_length, args.doc_stride, args.max_query_length)
     started = time.time()
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    examples = read_squad(args.data)
+    try:
+        examples = read_squad(args.data)
+    except SquadFormatError as exc:  # its message names the file and the question already
+        raise SystemExit(f"error: {exc}") from exc
     try:
         features = load_or_build_features(
             args.data, examples, tokenizer, params, args.training, cache_dir=args.cache_dir,
@@ -574,7 +587,7 @@ def main(argv=None):
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "examples": len(examples), "features": len(features), "seconds": round(time.time() - started, 3),
-        "peak_memory_mb": round(peak_mb, 1),
+        "peak_memory_mb": round(peak_mb, 1), "cache": features.cache_folder,
     }))
     return 0
 

@@ -268,9 +268,8 @@ def precision_recall_ap(scores, na_probs, qid_to_has_ans):
 
 def run_precision_recall_analysis(main_eval, exact_raw, f1_raw, na_probs, qid_to_has_ans, out_image_dir):
     """Adds pr_exact_ap, pr_f1_ap, pr_oracle_ap (as the official script) and saves the PR curves
-    and na_prob histograms as PNGs in out_image_dir."""
-    if not any(qid_to_has_ans.values()):
-        return
+    and na_prob histograms as PNGs in out_image_dir. As there, data without an answerable
+    question gets no PR curves (recall is undefined) but still gets its histogram."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,11 +277,12 @@ def run_precision_recall_analysis(main_eval, exact_raw, f1_raw, na_probs, qid_to
 
     os.makedirs(out_image_dir, exist_ok=True)
     oracle = {qid: float(has) for qid, has in qid_to_has_ans.items()}
-    for name, scores, title in (
+    curves = (
         ("exact", exact_raw, "Precision-Recall curve for Exact Match score"),
         ("f1", f1_raw, "Precision-Recall curve for F1 score"),
         ("oracle", oracle, "Oracle Precision-Recall curve (binary task of HasAns vs. NoAns)"),
-    ):
+    )
+    for name, scores, title in curves if any(qid_to_has_ans.values()) else ():
         ap, precisions, recalls = precision_recall_ap(scores, na_probs, qid_to_has_ans)
         main_eval[f"pr_{name}_ap"] = ap
         plt.step(recalls, precisions, color="b", alpha=0.2, where="post")

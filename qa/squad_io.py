@@ -26,8 +26,10 @@ paragraph with many questions is stored (and tokenised by qa.features) once.
 """
 
 import dataclasses
+import io
 import json
 import os
+import re
 
 import orjson
 
@@ -79,6 +81,7 @@ class _BadExample(Exception):
 
 
 SKIP_KINDS = ("missing_field", "bad_answer")
+_WHITESPACE = re.compile(rb"\s*")
 FIX_HINT = "fix the data, or read it with skip_bad=True to skip and count such questions"
 
 
@@ -177,17 +180,21 @@ def _loads(data, where):
 
 def _detect(path, data):
     """('squad-json', parsed document) or ('jsonl', None), from the content."""
-    stripped = data.lstrip()
-    if not stripped:
+    # Offsets instead of slices and splits: a nested file written on one line (json.dump) is one
+    # big "first line", and every copy of it would add the file's size to the peak memory.
+    start = _WHITESPACE.match(data).end()
+    if start == len(data):
         raise SquadFormatError(f"{path}: the file is empty")
-    first_line = stripped.split(b"\n", 1)[0]
+    end = data.find(b"\n", start)
+    end = len(data) if end < 0 else end
     try:
-        first = orjson.loads(first_line)
+        first = orjson.loads(memoryview(data)[start:end])
     except orjson.JSONDecodeError:
         first = None
     if isinstance(first, dict) and "data" not in first:
         return "jsonl", None
-    document = first if isinstance(first, dict) and first_line.strip() == stripped.strip() else _loads(data, path)
+    only_line = _WHITESPACE.fullmatch(data, end) is not None  # nothing but whitespace after the first line
+    document = first if isinstance(first, dict) and only_line else _loads(data, path)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise SquadFormatError(
             f"{path}: neither SQuAD JSON (an object with a 'data' list) nor JSON Lines (one question object a line)"
@@ -212,7 +219,8 @@ def _iter_nested(path, document):
 
 
 def _iter_jsonl(path, data):
-    for lineno, line in enumerate(data.split(b"\n"), start=1):
+    # Line by line from a view of the bytes, not data.split(): that would copy the whole file.
+    for lineno, line in enumerate(io.BytesIO(data), start=1):
         if not line.strip():
             continue
         record = _loads(line, f"{path}: line {lineno}")

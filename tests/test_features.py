@@ -3,18 +3,20 @@
 import dataclasses
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
 
 from conftest import ROOT, shared_file
 from qa import features as F
-from qa.squad_io import Answer, SquadExample, read_squad
+from qa.squad_io import Answer, SquadExample, read_squad, write_squad
 
 SMALL = F.FeatureParams(max_seq_length=64, doc_stride=16, max_query_length=16)
 
@@ -354,6 +356,44 @@ def test_a_folder_without_complete_marker_is_never_read(tokenizer, rhine, tmp_pa
     assert np.array_equal(feats.input_ids, F.build_features(examples, tokenizer, SMALL, False).input_ids)
 
 
+def _traced_peak(build):
+    """(result, peak bytes numpy and Python allocated while it ran); numpy reports to tracemalloc."""
+    tracemalloc.start()
+    try:
+        result = build()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_cached_build_memory_does_not_grow_with_the_data(tokenizer, tmp_path):
+    """Chunks go to disk and are let go: the peak of a cached build is about one chunk's arrays,
+    for 300 examples as for 3,000, while the in-memory build grows with the data."""
+    words = "the normans river rhine came from normandy in france".split()
+
+    def make(n):
+        contexts = [" ".join(words[(i + j) % len(words)] for j in range(120)) + f" copy {i}" for i in range(n)]
+        return [example("who was the norman king", c, answer="rhine", qas_id=f"q{i}") for i, c in enumerate(contexts)]
+
+    chunk, peaks = 100, {}
+    for n in (300, 3000):
+        examples = make(n)
+        data = tmp_path / f"data-{n}.json"
+        write_squad(examples, data)
+        cached, peaks["cached", n] = _traced_peak(lambda: F.load_or_build_features(
+            data, examples, tokenizer, SMALL, True, cache_dir=tmp_path / "cache", log=lambda m: None, chunk_examples=chunk))
+        assert isinstance(cached.input_ids, np.memmap) and len(cached) >= 5 * n  # 120 words: several windows each
+        bytes_per_window = sum(np.asarray(getattr(cached, name)[:1]).nbytes for name in F.ARRAY_SPECS)
+        chunk_bytes = bytes_per_window * len(cached) * chunk / n
+        in_memory, peaks["memory", n] = _traced_peak(lambda: F.build_features(examples, tokenizer, SMALL, True, chunk_examples=chunk))
+        assert in_memory.input_ids.nbytes == cached.input_ids.nbytes
+        del cached, in_memory
+        # One chunk's arrays plus the temporaries of building it; two chunks alive at once would fail.
+        assert peaks["cached", n] < 1.9 * chunk_bytes, (n, peaks["cached", n], chunk_bytes)
+    assert peaks["memory", 3000] > 5 * peaks["memory", 300]  # the measurement sees growth where there is some
+    assert peaks["cached", 3000] < 1.2 * peaks["cached", 300], peaks
+
+
 KILL_SCRIPT = """
 import sys
 from transformers import AutoTokenizer
@@ -403,5 +443,12 @@ def test_cli_prints_one_json_line(tiny_model_dir, rhine, tmp_path):
     assert line["examples"] == len(examples) and line["features"] > len(examples)
     assert line["peak_memory_mb"] > 0 and line["seconds"] > 0
     assert "building" in result.stderr
+    folder = pathlib.Path(line["cache"])  # the docstring promises the cache folder in the line
+    assert folder.parent == tmp_path and (folder / "COMPLETE").is_file()
     with pytest.raises(SystemExit):
         F.parse_args([str(tmp_path / "missing.json"), "--tokenizer", "x"])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": [{"paragraphs": [{"context": "abc", "qas": [
+        {"id": "x1", "question": "q", "answers": [{"text": "zz", "answer_start": 0}]}]}]}]}))
+    with pytest.raises(SystemExit, match=r"bad\.json: .*question id 'x1': answer 0 'zz' is not at answer_start 0"):
+        F.main([str(bad), "--tokenizer", str(tiny_model_dir), "--cache_dir", str(tmp_path)])

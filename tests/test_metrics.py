@@ -60,6 +60,45 @@ def test_cli_prints_the_official_json():
     assert done.stdout.strip() == json.dumps(printed, indent=2)
 
 
+# The official script's bytes for SWEEP_* below, worked by hand: print(json.dumps(out, indent=2)) on
+# stdout, json.dump(out, f) (one line, no newline) with -o. Sums run in data order, as there:
+# f1 = 100 * (1 + 2/3 + 0 + 1) / 4; best_f1 = 100 * (2 + 1 + 2/3) / 4 reached at na_prob 0.5.
+OFFICIAL_SWEEP_STDOUT = """{
+  "exact": 50.0,
+  "f1": 66.66666666666666,
+  "total": 4,
+  "HasAns_exact": 50.0,
+  "HasAns_f1": 83.33333333333333,
+  "HasAns_total": 2,
+  "NoAns_exact": 50.0,
+  "NoAns_f1": 50.0,
+  "NoAns_total": 2,
+  "best_exact": 75.0,
+  "best_exact_thresh": 0.1,
+  "best_f1": 91.66666666666666,
+  "best_f1_thresh": 0.5
+}
+"""
+
+
+def test_cli_output_is_byte_for_byte_the_official_format(tmp_path):
+    contexts = {"q1": "Paris is the capital of France.", "q2": "Berlin Germany", "q3": "Lyon", "q4": "Nice"}
+    paragraphs = [{"context": contexts[q], "qas": [{
+        "id": q, "question": "?", "is_impossible": not answers,
+        "answers": [{"text": t, "answer_start": contexts[q].index(t)} for t in answers]}]}
+        for q, answers in SWEEP_GOLD.items()]
+    (tmp_path / "data.json").write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": paragraphs}]}))
+    (tmp_path / "pred.json").write_text(json.dumps(SWEEP_PREDS))
+    (tmp_path / "na.json").write_text(json.dumps(SWEEP_NA))
+    cmd = [sys.executable, "-m", "qa.metrics", str(tmp_path / "data.json"), str(tmp_path / "pred.json"),
+           "--na-prob-file", str(tmp_path / "na.json")]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True)
+    assert done.stdout.decode() == OFFICIAL_SWEEP_STDOUT
+    subprocess.run([*cmd, "-o", str(tmp_path / "eval.json")], cwd=ROOT, capture_output=True, check=True)
+    one_line = OFFICIAL_SWEEP_STDOUT.replace("{\n  ", "{").replace(",\n  ", ", ").replace("\n}\n", "}")
+    assert (tmp_path / "eval.json").read_text() == one_line
+
+
 def test_cli_na_probs_threshold_out_file_and_plots(tmp_path):
     data = shared_file(*RHINE)
     examples = read_squad(data)
@@ -239,3 +278,13 @@ def test_no_torch_or_transformers_imported():
     code = "import sys, qa.metrics, qa.squad_io; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_plots_without_answerable_questions_give_the_histogram_only(tmp_path):
+    gold = {"n1": [], "n2": []}
+    out = metrics.evaluate(gold, {"n1": "", "n2": "x"}, na_probs={"n1": 0.9, "n2": 0.2})
+    exact_raw, f1_raw = metrics.get_raw_scores(gold, {"n1": "", "n2": "x"})
+    metrics.run_precision_recall_analysis(out, exact_raw, f1_raw, {"n1": 0.9, "n2": 0.2},
+                                          metrics.make_qid_to_has_ans(gold), str(tmp_path / "img"))
+    assert not any(key.startswith("pr_") for key in out)  # as the official script: no recall without answers
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["na_prob_hist_noAns.png"]

@@ -206,3 +206,23 @@ def test_write_round_trips_both_formats_and_keeps_grouping(tmp_path):
     assert [len(a["paragraphs"]) for a in written["data"]] == [len(a["paragraphs"]) for a in raw["data"]]
     assert [a["title"] for a in written["data"]] == [a["title"] for a in raw["data"]]
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_format_detection_layouts(tmp_path):
+    """One-line, indented and padded nested files, and JSON Lines with blank lines and CRLF."""
+    nested = _nested([_good_qa()])
+    path = tmp_path / "x.json"
+    for text in (json.dumps(nested), "\n  " + json.dumps(nested) + " \n\n", "\ufeff" + json.dumps(nested, indent=2)):
+        path.write_text(text, encoding="utf-8")
+        stats = {}
+        assert [ex.qas_id for ex in read_squad(path, stats=stats)] == ["q1"] and stats["format"] == "squad-json"
+    path.write_text(json.dumps(nested) + "\n" + json.dumps(nested) + "\n", encoding="utf-8")  # two documents
+    with pytest.raises(SquadFormatError, match=r"x\.json: not valid JSON"):
+        read_squad(path)
+    record = {"id": "a", "question": "?", "context": "Paris is in France.", "answers": [{"text": "Paris", "answer_start": 0}]}
+    path.write_bytes(("\r\n" + json.dumps(record) + "\r\n\r\n" + json.dumps(dict(record, id="b")) + "\r\n").encode())
+    stats = {}
+    assert [ex.qas_id for ex in read_squad(path, stats=stats)] == ["a", "b"] and stats["format"] == "jsonl"
+    path.write_bytes(("\n" + json.dumps(record) + "\n\n" + json.dumps(dict(record, id="a"))).encode())
+    with pytest.raises(SquadFormatError, match=r"line 4: duplicate question id 'a' \(first seen at line 2\)"):
+        read_squad(path)
