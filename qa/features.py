@@ -407,8 +407,17 @@ def tokenizer_sha256(tokenizer):
     return digest.hexdigest()
 
 
-def cache_key(data_file, tokenizer, params, training):
-    """Hex key of everything the features depend on: data bytes, tokenizer, parameters, training, code."""
+def examples_sha256(examples):
+    """Digest of which questions, in which order: a subset (--max_train_samples) gets its own cache."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(example.qas_id.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def cache_key(data_file, tokenizer, params, training, examples=None):
+    """Hex key of everything the features depend on: data bytes, which examples of it, tokenizer, parameters,
+    training, code. Without `examples` the key stands for the whole file."""
     described = {
         "code_version": CODE_VERSION,
         "data_sha256": file_sha256(data_file),
@@ -416,6 +425,8 @@ def cache_key(data_file, tokenizer, params, training):
         "params": dataclasses.asdict(params),
         "training": bool(training),
     }
+    if examples is not None:
+        described["examples_sha256"] = examples_sha256(examples)
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -521,7 +532,7 @@ def load_or_build_features(data_file, examples, tokenizer, params, training, cac
     exists, and only written through a temp folder renamed at the end."""
     cache_dir = cache_dir or default_cache_dir(data_file)
     os.makedirs(cache_dir, exist_ok=True)
-    final = os.path.join(cache_dir, f"features-{cache_key(data_file, tokenizer, params, training)}")
+    final = os.path.join(cache_dir, f"features-{cache_key(data_file, tokenizer, params, training, examples)}")
     complete = os.path.join(final, COMPLETE)
     if os.path.exists(complete) and not overwrite_cache:
         with open(complete, encoding="utf-8") as f:

@@ -345,9 +345,26 @@ def test_changed_data_is_rebuilt(tokenizer, rhine, tmp_path):
     assert np.array_equal(feats.input_ids, F.build_features(changed_examples, tokenizer, SMALL, False).input_ids)
 
 
+def test_a_subset_has_its_own_cache_beside_the_full_one(tokenizer, rhine, tmp_path):
+    """--max_eval_samples runs must not evict (or be served) the cache of the whole file."""
+    path, examples = rhine
+    subset = examples[:50]
+    for chosen in (examples, subset):
+        log = Log()
+        F.load_or_build_features(path, chosen, tokenizer, SMALL, False, cache_dir=tmp_path, log=log)
+        assert log.built()
+    assert len(list(tmp_path.glob("features-*"))) == 2
+    for chosen in (examples, subset):
+        log = Log()
+        feats = F.load_or_build_features(path, chosen, tokenizer, SMALL, False, cache_dir=tmp_path, log=log)
+        assert not log.built() and feats.example_index.max() == len(chosen) - 1
+    # Same count, other questions: another key, never the first 50's features.
+    assert F.cache_key(path, tokenizer, SMALL, False, examples[50:100]) != F.cache_key(path, tokenizer, SMALL, False, subset)
+
+
 def test_a_folder_without_complete_marker_is_never_read(tokenizer, rhine, tmp_path):
     path, examples = rhine
-    final = tmp_path / f"features-{F.cache_key(path, tokenizer, SMALL, False)}"
+    final = tmp_path / f"features-{F.cache_key(path, tokenizer, SMALL, False, examples)}"
     final.mkdir()
     (final / "input_ids.bin").write_bytes(b"\0" * 100)  # half-written arrays, no COMPLETE
     log = Log()
