@@ -280,8 +280,10 @@ def main(argv=None):
         transformers.logging.set_verbosity_warning()
         transformers.utils.logging.disable_progress_bar()  # "Loading weights"/"Writing model shards" bars at every checkpoint
     config = dict(vars(args), world_size=runtime.world_size)
+    resume_from = resume_checkpoint(args) if args.do_train else None
     log = RunLogger(args.output_dir, report_to=args.report_to, wandb_project=args.wandb_project, config=config,
-                    rank=runtime.rank)
+                    rank=runtime.rank,
+                    resume_step=checkpoints.load_train_state(resume_from)["global_step"] if resume_from else None)
     for note in unused_flag_notes(args):
         log.info(note)
     if removed:

@@ -33,7 +33,11 @@ def without_secrets(config):
 
 
 class RunLogger:
-    def __init__(self, output_dir, report_to=("tensorboard",), wandb_project=None, config=None, rank=0, run_name=None):
+    def __init__(self, output_dir, report_to=("tensorboard",), wandb_project=None, config=None, rank=0, run_name=None,
+                 resume_step=None):
+        """resume_step: the global step of the checkpoint a resumed run continues from. What the interrupted
+        run logged after it is dropped (metrics.jsonl rewritten, tensorboard events purged from step + 1):
+        those steps run again, and a curve must not go back on itself."""
         self.rank = rank
         self.output_dir = output_dir
         self.report_to = [r for r in (report_to or ()) if r != "none"]
@@ -52,11 +56,17 @@ class RunLogger:
         for handler in (logging.FileHandler(os.path.join(output_dir, "train.log")), logging.StreamHandler(sys.stderr)):
             handler.setFormatter(formatter)
             self.logger.addHandler(handler)
+        # Also ends a line a crash left unfinished, which the next record would otherwise be glued to.
+        drop_metrics_after(output_dir, float("inf") if resume_step is None else resume_step)
         self._metrics_file = open(os.path.join(output_dir, "metrics.jsonl"), "a", encoding="utf-8")
         if "tensorboard" in self.report_to:
             from tensorboardX import SummaryWriter
 
-            self.tb_writer = SummaryWriter(logdir=os.path.join(output_dir, "runs"))
+            purge = None if resume_step is None else resume_step + 1  # TensorBoard hides older events at steps >= this
+            # The suffix keeps two writers opened in the same second (a resume, an evaluation right after training)
+            # from truncating each other's file (events.out.tfevents.<seconds>.<host>), and sorts them in order.
+            self.tb_writer = SummaryWriter(logdir=os.path.join(output_dir, "runs"), purge_step=purge,
+                                           filename_suffix=f".{time.time_ns()}")
         if "wandb" in self.report_to:
             self.wandb_run = self._start_wandb(wandb_project, without_secrets(config or {}), run_name)
 
@@ -125,6 +135,25 @@ def progress(total, initial=0, desc="train", disable=False):
         dynamic_ncols=True,
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
     )
+
+
+def drop_metrics_after(output_dir, step):
+    """Rewrite metrics.jsonl (atomically) without the records logged after `step`; returns how many were dropped."""
+    path = os.path.join(output_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return 0
+    records = read_metrics(output_dir)
+    kept = [r for r in records if r.get("step", 0) <= step]
+    if len(kept) < len(records) or _has_unfinished_line(path):
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+    return len(records) - len(kept)
+
+
+def _has_unfinished_line(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    return bool(data) and not data.endswith(b"\n")
 
 
 def read_metrics(output_dir):

@@ -92,6 +92,14 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(dropout_model_dir
     summary_a = json.loads((tmp_path / "a" / "training_summary.json").read_text())
     summary_b = json.loads((tmp_path / "b" / "training_summary.json").read_text())
     assert summary_a["global_step"] == summary_b["global_step"] == 22
+    # The log of the resumed run reads as one run: what the killed run logged after checkpoint-12 was dropped,
+    # and every loss and learning rate equals the uninterrupted run's.
+    def logged(folder):
+        records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "time"} for r in records]
+
+    assert logged(tmp_path / "b") == logged(tmp_path / "a")
+    assert [r["step"] for r in logged(tmp_path / "a")] == [3, 6, 9, 12, 15, 18, 21, 22]
 
 
 def test_sigterm_saves_a_checkpoint_then_resume_and_rotation_keeps_the_best(tiny_model_dir, tmp_path):

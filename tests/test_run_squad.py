@@ -241,7 +241,8 @@ def test_save_and_logging_steps_zero_mean_never_and_verbose_logging(tiny_model_d
 
     out = tmp_path / "zero"
     code = run_squad.main(short_train_argv(tiny_model_dir, out, tmp_path / "cache", "--max_steps", "4",
-                                           "--save_steps", "0", "--logging_steps", "0", "--verbose_logging"))
+                                           "--save_steps", "0", "--logging_steps", "0", "--verbose_logging",
+                                           "--fp16_opt_level", "O2"))
     try:
         assert code == 0
         assert transformers.logging.get_verbosity() == transformers.logging.INFO
@@ -251,6 +252,7 @@ def test_save_and_logging_steps_zero_mean_never_and_verbose_logging(tiny_model_d
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [4]
     assert json.loads((out / "training_summary.json").read_text())["global_step"] == 4
+    assert "--fp16_opt_level O2 is unused: mixed precision is torch.amp" in (out / "train.log").read_text()
     with pytest.raises(Exception, match="--save_steps cannot be negative"):
         from qa.args import parse_args, validate_args
 
@@ -346,3 +348,103 @@ def test_legacy_flags_keep_their_defaults_and_spellings():
     # torch.distributed.launch passes --local-rank=N (dashed) since torch 2.0; legacy scripts were given --local_rank.
     assert parse_args(["--model_name_or_path", "m", "--output_dir", "o", "--local-rank=1"]).local_rank == 1
     assert parse_args(["--model_name_or_path", "m", "--output_dir", "o", "--local_rank", "2"]).local_rank == 2
+
+
+def test_legacy_model_flags_reach_transformers(tiny_model_dir, tmp_path, monkeypatch):
+    """--config_name, --tokenizer_name, --cache_dir and --lang_id each change what is loaded or fed to the model."""
+    from qa.args import parse_args
+    from qa.trainer import Runtime, model_inputs
+
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    (config_dir / "config.json").write_text(json.dumps(dict(config, hidden_dropout_prob=0.375)))
+    args = parse_args(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(tmp_path / "o"),
+                       "--config_name", str(config_dir), "--tokenizer_name", str(tiny_model_dir),
+                       "--cache_dir", str(tmp_path / "hub-cache"), "--lang_id", "3"])
+    runtime = Runtime(device=torch.device("cpu"))
+    model = run_squad.load_model(str(tiny_model_dir), args, runtime)
+    assert model.config.hidden_dropout_prob == 0.375  # from --config_name
+    # A checkpoint being resumed keeps its own config.
+    assert run_squad.load_model(str(tiny_model_dir) + "/", args, runtime).config.hidden_dropout_prob == \
+        config["hidden_dropout_prob"]
+    # --tokenizer_name wins over the model folder (here a folder with no tokenizer at all).
+    assert len(run_squad.load_tokenizer(args, str(config_dir))) == len(run_squad.load_tokenizer(args, str(tiny_model_dir)))
+
+    import transformers
+
+    seen = []
+    real = transformers.AutoConfig.from_pretrained.__func__
+
+    def spy(cls, name, **kwargs):
+        seen.append(kwargs.get("cache_dir"))
+        return real(cls, name, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", classmethod(spy))
+    run_squad.load_model(str(tiny_model_dir), args, runtime)
+    assert seen == [str(tmp_path / "hub-cache")]
+
+    class XLMLike(torch.nn.Module):
+        config = type("Config", (), {"model_type": "xlm"})()
+
+        def forward(self, input_ids=None, attention_mask=None, langs=None):
+            return None
+
+    import numpy as np
+
+    inputs = model_inputs(XLMLike(), {"input_ids": np.ones((2, 5), dtype=np.int32), "token_type_ids": np.zeros((2, 5))},
+                          torch.device("cpu"), lang_id=args.lang_id)
+    assert set(inputs) == {"input_ids", "langs"} and inputs["langs"].eq(3).all()
+
+
+def test_remote_debugging_waits_for_a_debugger(tiny_model_dir, tmp_path, monkeypatch):
+    """--server_ip/--server_port: debugpy listens there and the run waits for a client before doing anything."""
+    import sys
+    import types
+
+    calls = []
+
+    class Attached(Exception):
+        pass
+
+    def wait_for_client():
+        calls.append("wait")
+        raise Attached
+
+    fake = types.SimpleNamespace(listen=lambda address: calls.append(address), wait_for_client=wait_for_client)
+    monkeypatch.setitem(sys.modules, "debugpy", fake)
+    argv = short_train_argv(tiny_model_dir, tmp_path / "out", tmp_path / "cache", "--server_ip", "127.0.0.1",
+                            "--server_port", "5678")
+    with pytest.raises(Attached):
+        run_squad.main(argv)
+    assert calls == [("127.0.0.1", 5678), "wait"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_threads_and_overwrite_cache_reach_the_feature_builder(tmp_path, monkeypatch):
+    """--threads and --overwrite_cache go to the feature cache (on rank 0 only: the other ranks read what it built)."""
+    from qa import features
+    from qa.args import parse_args
+    from qa.trainer import Runtime
+
+    seen = []
+    monkeypatch.setattr(features, "load_or_build_features",
+                        lambda path, examples, tokenizer, params, training, **kw: seen.append((params, kw)) or "built")
+    args = parse_args(["--model_name_or_path", "m", "--output_dir", "o", "--threads", "5", "--overwrite_cache",
+                       "--max_seq_length", "200", "--doc_stride", "50", "--max_query_length", "20"])
+    log = type("Log", (), {"info": staticmethod(lambda message: None)})()
+    assert run_squad.load_features("d.json", [], None, args, True, Runtime(device=torch.device("cpu")), log) == "built"
+    params, kwargs = seen[0]
+    assert (params.max_seq_length, params.doc_stride, params.max_query_length) == (200, 50, 20)
+    assert kwargs["threads"] == 5 and kwargs["overwrite_cache"] is True
+    # A rank other than 0 never rebuilds (its barriers are no-ops here: world_size 1).
+    run_squad.load_features("d.json", [], None, args, True, Runtime(device=torch.device("cpu"), rank=1), log)
+    assert seen[1][1]["overwrite_cache"] is False
+
+
+def test_fp16_opt_level_is_reported_unused_with_fp16():
+    from qa.args import parse_args, unused_flag_notes
+
+    base = ["--model_name_or_path", "m", "--output_dir", "o"]
+    assert any(n.startswith("--fp16_opt_level O1 is unused") for n in unused_flag_notes(parse_args([*base, "--fp16"])))
+    assert not any("fp16_opt_level" in n for n in unused_flag_notes(parse_args(base)))

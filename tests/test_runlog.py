@@ -65,3 +65,44 @@ def test_secrets_and_bad_sink():
         assert "mlflow" in str(exc)
     else:
         raise AssertionError("an unknown --report_to value must be refused")
+
+
+def test_resumed_run_drops_what_the_interrupted_run_logged_after_its_checkpoint(tmp_path):
+    """Killed at step 15 after a checkpoint at 10: steps 11-15 run again, so their old records must go (metrics.jsonl
+    and tensorboard), else loss curves go back on themselves."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = RunLogger(str(tmp_path), report_to=["tensorboard"])
+    for step in range(5, 16, 5):
+        run.log(step, {"train/loss": 10.0 - step / 5})
+    run.close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 16, "train/lo')  # the SIGKILL arrived mid-write
+
+    run = RunLogger(str(tmp_path), report_to=["tensorboard"], resume_step=10)
+    run.log(15, {"train/loss": 0.5})
+    run.close()
+    assert [(r["step"], r["train/loss"]) for r in read_metrics(str(tmp_path))] == [(5, 9.0), (10, 8.0), (15, 0.5)]
+    events = EventAccumulator(str(tmp_path / "runs"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(5, 9.0), (10, 8.0), (15, 0.5)]
+
+
+def test_unfinished_last_line_is_not_glued_to_the_next_record(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "eval/f1": 3.0}) + "\n{\"step\": 2, \"ev")
+    run = RunLogger(str(tmp_path), report_to=["none"])
+    run.log(3, {"eval/f1": 4.0})
+    run.close()
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [1, 3]
+
+
+def test_two_runs_in_the_same_second_keep_both_event_files(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for step in (1, 2):
+        run = RunLogger(str(tmp_path), report_to=["tensorboard"])
+        run.log(step, {"eval/f1": float(step)})
+        run.close()
+    events = EventAccumulator(str(tmp_path / "runs"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("eval/f1")] == [1, 2]
