@@ -37,6 +37,7 @@ import time
 from qa import checkpoints
 from qa.args import ArgumentError, parse_args, unused_flag_notes, validate_args
 from qa.model_card import write_model_card, write_qa_config
+from qa.squad_io import SquadFormatError
 from qa.storage import atomic_write
 
 # Written at the root of the output folder with the final model: how many steps made it.
@@ -93,10 +94,16 @@ def load_model(path, args, runtime):
     return model.to(runtime.device)
 
 
-def load_examples(path, max_samples):
+def load_examples(path, max_samples, skip_bad=False, log=None):
+    """Questions of a SQuAD-format file; with skip_bad, malformed ones are skipped and counted in the log."""
     from qa.squad_io import read_squad
 
-    examples = read_squad(path)
+    stats = {}
+    examples = read_squad(path, skip_bad=skip_bad, stats=stats)
+    if stats.get("skipped") and log is not None:
+        log.info(f"{path}: skipped {stats['skipped']} bad question(s) (--skip_bad_examples): "
+                 f"{stats.get('missing_field', 0)} missing a field, {stats.get('bad_answer', 0)} with an answer "
+                 f"that does not match its context")
     return examples[:max_samples] if max_samples else examples
 
 
@@ -206,11 +213,11 @@ def run_training(args, runtime, log):
 
     resume_from = resume_checkpoint(args)
     tokenizer = load_tokenizer(args, args.model_name_or_path)
-    train_examples = load_examples(args.train_file, args.max_train_samples)
+    train_examples = load_examples(args.train_file, args.max_train_samples, args.skip_bad_examples, log)
     train_features = load_features(args.train_file, train_examples, tokenizer, args, True, runtime, log)
     eval_set = None
     if args.evaluate_during_training:
-        eval_examples = load_examples(args.predict_file, args.max_eval_samples)
+        eval_examples = load_examples(args.predict_file, args.max_eval_samples, args.skip_bad_examples, log)
         eval_set = (eval_examples, load_features(args.predict_file, eval_examples, tokenizer, args, False, runtime, log))
     trainer.set_seed(args.seed)  # before loading: a new QA head is initialised from it
     model = load_model(resume_from or args.model_name_or_path, args, runtime)
@@ -228,7 +235,7 @@ def run_evaluation(args, runtime, log, train_result):
     """Evaluate each target with its own tokenizer (saved in every checkpoint and final folder)."""
     from qa import trainer
 
-    examples = load_examples(args.predict_file, args.max_eval_samples)
+    examples = load_examples(args.predict_file, args.max_eval_samples, args.skip_bad_examples, log)
     results = {}
     targets = eval_targets(args, train_result)
     if not targets:
@@ -294,6 +301,11 @@ def main(argv=None):
             return 128 + train_result.stopped_by_signal
         if args.do_eval:
             run_evaluation(args, runtime, log, train_result)
+    except SquadFormatError as exc:
+        log.info(f"bad data: {exc}")
+        print(f"run_squad.py: {exc}\nrun_squad.py: fix the file, or pass --skip_bad_examples to skip and count "
+              "such questions", file=sys.stderr)
+        return 2
     finally:
         log.close()
         if runtime.distributed:

@@ -97,6 +97,8 @@ def build_parser():
     p.add_argument("--wandb_project", default=os.environ.get("WANDB_PROJECT"), help="wandb project (default: $WANDB_PROJECT).")
     p.add_argument("--max_train_samples", type=int, default=None, help="Train on the first N questions only.")
     p.add_argument("--max_eval_samples", type=int, default=None, help="Evaluate on the first N questions only.")
+    p.add_argument("--skip_bad_examples", action="store_true",
+                   help="Skip and count questions missing a field or whose answer_start does not point at the answer text, instead of stopping.")
     p.add_argument("--pad_to_max_length", action="store_true", help="Pad every batch to --max_seq_length instead of to its longest member.")
     p.add_argument("--features_cache_dir", default=None,
                    help="Where cached features go (default: .features_cache beside each data file, as legacy cached beside the data).")

@@ -448,3 +448,23 @@ def test_fp16_opt_level_is_reported_unused_with_fp16():
     base = ["--model_name_or_path", "m", "--output_dir", "o"]
     assert any(n.startswith("--fp16_opt_level O1 is unused") for n in unused_flag_notes(parse_args([*base, "--fp16"])))
     assert not any("fp16_opt_level" in n for n in unused_flag_notes(parse_args(base)))
+
+
+def test_bad_training_data_names_the_question_and_skip_bad_examples_counts_it(tiny_model_dir, tmp_path, capsys,
+                                                                               one_thread):
+    data = json.loads(shared_file(*TRAIN).read_text(encoding="utf-8"))
+    first_qa = data["data"][0]["paragraphs"][0]["qas"][0]
+    first_qa["answers"][0]["answer_start"] += 3  # no longer points at its text
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--do_train", "--train_file", str(bad),
+            "--max_train_samples", "8", "--max_steps", "2", "--max_seq_length", "128", "--report_to", "none",
+            "--features_cache_dir", str(tmp_path / "cache"), "--version_2_with_negative"]
+    assert run_squad.main([*argv, "--output_dir", str(tmp_path / "stopped")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and first_qa["id"] in err and "--skip_bad_examples" in err
+    assert not (tmp_path / "stopped" / "model.safetensors").exists()
+
+    assert run_squad.main([*argv, "--output_dir", str(tmp_path / "skipped"), "--skip_bad_examples"]) == 0
+    log = (tmp_path / "skipped" / "train.log").read_text()
+    assert "skipped 1 bad question(s)" in log and "1 with an answer that does not match" in log
