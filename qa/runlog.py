@@ -156,12 +156,39 @@ def _has_unfinished_line(path):
     return bool(data) and not data.endswith(b"\n")
 
 
-def read_metrics(output_dir):
-    """The records of metrics.jsonl, in order (an unfinished last line from a crash is ignored)."""
+def read_metrics(output_dir, stats=None):
+    """The records of metrics.jsonl, in order.
+
+    Unreadable lines (the one being written right now, a crash's unfinished last line) are skipped;
+    with a `stats` dict, their number is put in stats["unreadable"]."""
     path = os.path.join(output_dir, "metrics.jsonl")
-    records = []
-    if not os.path.exists(path):
-        return records
+    records, unreadable = [], 0
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    unreadable += 1
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+                else:
+                    unreadable += 1
+    if stats is not None:
+        stats["unreadable"] = unreadable
+    return records
+
+
+EVAL_RESULTS_NAME = re.compile(r"eval_results_(\d+)\.json")
+
+
+def eval_steps(output_dir):
+    """Steps that have an eval_results_<step>.json in output_dir, ascending."""
+    if not os.path.isdir(output_dir):
+        return []
+    matches = (EVAL_RESULTS_NAME.fullmatch(name) for name in os.listdir(output_dir))
+    return sorted(int(m.group(1)) for m in matches if m)
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:

@@ -11,15 +11,14 @@ least --min-gain points; the exit status is 1 otherwise, so `make demo` fails vi
 """
 
 import argparse
-import glob
 import json
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from qa.metrics import evaluate  # noqa: E402
+from qa.runlog import eval_steps  # noqa: E402
 from qa.squad_io import read_squad  # noqa: E402
 
 ROWS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_f1", "best_f1_thresh")
@@ -27,16 +26,11 @@ ROWS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "
 
 def final_results(run_dir):
     """eval_results of the newest evaluation step in run_dir (the final model's, after training)."""
-    found = []
-    for path in glob.glob(os.path.join(run_dir, "eval_results_*.json")):
-        match = re.fullmatch(r"eval_results_(\d+)\.json", os.path.basename(path))
-        if match:
-            found.append((int(match.group(1)), path))
-    if not found:
+    steps = eval_steps(run_dir)
+    if not steps:
         raise SystemExit(f"{run_dir}: no eval_results_<step>.json; did training and evaluation finish?")
-    step, path = max(found)
-    with open(path, encoding="utf-8") as f:
-        return step, json.load(f)
+    with open(os.path.join(run_dir, f"eval_results_{steps[-1]}.json"), encoding="utf-8") as f:
+        return steps[-1], json.load(f)
 
 
 def baseline_results(dev_file):

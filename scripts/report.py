@@ -13,31 +13,23 @@ predict file named in its args.json.
 
 import argparse
 import base64
-import glob
 import html
 import json
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from qa.metrics import compute_exact, compute_f1  # noqa: E402
-from qa.runlog import read_metrics  # noqa: E402
+from qa.runlog import eval_steps, read_metrics  # noqa: E402
 from qa.squad_io import read_squad  # noqa: E402
 from qa.storage import atomic_write  # noqa: E402
 
 
 def newest_eval_step(run_dir):
     """The largest step with eval_results, null_odds and nbest files, or None."""
-    steps = []
-    for path in glob.glob(os.path.join(run_dir, "eval_results_*.json")):
-        match = re.fullmatch(r"eval_results_(\d+)\.json", os.path.basename(path))
-        if not match:
-            continue
-        step = match.group(1)
-        if all(os.path.exists(os.path.join(run_dir, f"{kind}_{step}.json")) for kind in ("null_odds", "nbest_predictions")):
-            steps.append(int(step))
+    steps = [step for step in eval_steps(run_dir)
+             if all(os.path.exists(os.path.join(run_dir, f"{kind}_{step}.json")) for kind in ("null_odds", "nbest_predictions"))]
     return max(steps) if steps else None
 
 

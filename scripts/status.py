@@ -27,6 +27,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from qa.runlog import read_metrics  # noqa: E402
+
 RATE_WINDOW = 200  # metrics lines used for the rate: recent enough to follow a change of speed
 RESTART_GAP_S = 600  # a pause this long between two metrics lines means the run was restarted
 GPU_QUERY = "index,name,memory.used,memory.total,utilization.gpu"
@@ -36,25 +40,6 @@ TRAINING_LINE = re.compile(r"\btraining: .*?, (\d+) steps, precision\b")
 # "[detach] 2026-11-26 18:40:01 exit status 0" into the console log.
 DETACH_LINE = re.compile(r"^\[detach\] (\S+ \S+) (?:start in (\w+) session '([^']*)'|exit status (\d+))")
 DETACHED_LOG = "console.log"  # the LOG that `make train DETACH=1` gives scripts/detach.sh
-
-
-def read_metrics(path):
-    """(records, number of unreadable lines); records are the JSON objects in file order."""
-    records, bad = [], 0
-    if not os.path.exists(path):
-        return records, bad
-    with open(path, "rb") as handle:
-        for raw in handle:
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                bad += 1  # typically the line being written right now
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                bad += 1
-    return records, bad
 
 
 def _last_with(records, *keys):
@@ -181,7 +166,9 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
             f"no run in {output_dir}: no metrics.jsonl, train.log, args.json or checkpoint-* there "
             "(start one with `make train`, or pass the OUTPUT_DIR of a run)"
         )
-    records, bad_lines = read_metrics(os.path.join(output_dir, "metrics.jsonl"))
+    read_stats = {}
+    records = read_metrics(output_dir, read_stats)
+    bad_lines = read_stats["unreadable"]
     args = read_json(os.path.join(output_dir, "args.json")) or {}
     ckpts = checkpoints(output_dir)
     complete = [c for c in ckpts if c[2] and c[0] is not None]
