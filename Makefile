@@ -62,10 +62,11 @@ print-%:
 ## setup: create .venv from the pinned requirements (once; redone when they change)
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip
 	$(VENV)/bin/pip install -r requirements-dev.txt
+	$(VENV)/bin/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
 # ---------------------------------------------------------------------------------------------
@@ -86,10 +87,11 @@ data-nq: $(STAMP)
 nq_inputs = $(if $(wildcard $(DATA_DIR)/nq/nq_$(1).inputs),$(strip $(file < $(DATA_DIR)/nq/nq_$(1).inputs)))
 
 $(DATA_DIR)/nq/nq_train.json: $(DATA_DIR)/nq/nq_train.inputs $(call nq_inputs,train) scripts/nq_to_squad.py
-	$(PY) scripts/nq_to_squad.py $(filter %.jsonl.gz,$^) --output $@ --workers $(WORKERS) --stats-json $@.stats.json
+	$(PY) scripts/nq_to_squad.py $(filter %.jsonl.gz,$^) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty
 
+# Dev keeps every annotator's distinct short answer (--all-answers): the SQuAD metric takes the best match over them.
 $(DATA_DIR)/nq/nq_dev.json: $(DATA_DIR)/nq/nq_dev.inputs $(call nq_inputs,dev) scripts/nq_to_squad.py
-	$(PY) scripts/nq_to_squad.py $(filter %.jsonl.gz,$^) --output $@ --workers $(WORKERS) --stats-json $@.stats.json
+	$(PY) scripts/nq_to_squad.py $(filter %.jsonl.gz,$^) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --all-answers
 
 $(DATA_DIR)/nq/nq_%.inputs:
 	$(error $@ is missing: run `make data` (it downloads the selected shards and writes this list))
@@ -143,6 +145,9 @@ PRECISION ?= $(if $(filter 0,$(NGPUS)),fp32,fp16)
 OUTPUT_DIR ?= outputs/$(DATASET)-$(notdir $(MODEL))
 WANDB_PROJECT ?=
 REPORT_TO ?= tensorboard$(if $(WANDB_PROJECT), wandb)
+# Mirror every complete checkpoint and the final model to S3 as they are written (spot instances), e.g.
+# SYNC=s3://my-bucket/runs/nq-albert; `make resume` on a fresh machine then pulls the newest complete one.
+SYNC ?=
 # Extra run_squad.py flags, e.g. EXTRA="--max_train_samples 1000 --early_stopping_patience 3"
 EXTRA ?=
 # DETACH=1: run in a detached screen (or tmux) session named NAME; output also in OUTPUT_DIR/console.log
@@ -166,7 +171,10 @@ TRAIN_ARGS = --model_type $(MODEL_TYPE) --model_name_or_path $(MODEL) --do_train
   --per_gpu_eval_batch_size $(EVAL_BATCH) --per_gpu_train_batch_size $(BATCH) --gradient_accumulation_steps $(GRAD_ACCUM) \
   --threads $(THREADS) --version_2_with_negative --save_steps $(SAVE_STEPS) --logging_steps $(LOGGING_STEPS) \
   --save_total_limit $(SAVE_TOTAL_LIMIT) --report_to $(REPORT_TO) $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) \
-  $(PRECISION_FLAG) $(EXTRA)
+  $(if $(SYNC),--sync_checkpoints $(SYNC)) $(PRECISION_FLAG) $(EXTRA)
+
+# run_squad.py's error messages then name these variables (TRAIN_FILE, EPOCHS, CKPT) instead of its flags.
+train resume eval demo: export QA_VIA_MAKE = 1
 
 .PHONY: train
 ## train: fine-tune MODEL on TRAIN_FILE with the guide's hyperparameters (EPOCHS, LR, BATCH, GRAD_ACCUM, NGPUS, PRECISION, DETACH=1, EXTRA=...)
@@ -214,6 +222,7 @@ demo: demo-data
 .PHONY: test bench
 ## test: the test suite (what CI runs); installs what it needs first
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 ## bench: throughput and memory benchmarks; tables printed, JSON in benchmarks/results/

@@ -34,21 +34,18 @@ import shlex
 import sys
 import time
 
-from qa import checkpoints
+from qa import checkpoints, run_dir
 from qa.args import ArgumentError, parse_args, unused_flag_notes, validate_args
 from qa.model_card import write_model_card, write_qa_config
 from qa.squad_io import SquadFormatError
 from qa.storage import atomic_write
-
-# Written at the root of the output folder with the final model: how many steps made it.
-SUMMARY_FILE = "training_summary.json"
 
 
 def save_run_config(args, output_dir, argv=None):
     """command.txt (every invocation, shell-quoted, appended) and args.json (this invocation's arguments).
 
     argv: the arguments when main() was called from Python (then sys.argv is not this run's)."""
-    command_file = os.path.join(output_dir, "command.txt")
+    command_file = os.path.join(output_dir, run_dir.COMMAND_FILE)
     previous = ""
     if os.path.exists(command_file):
         with open(command_file, encoding="utf-8") as f:
@@ -60,7 +57,7 @@ def save_run_config(args, output_dir, argv=None):
     line = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}{launcher}\n{shlex.join([sys.executable, *(sys.argv if argv is None else [__file__, *argv])])}\n"
     with atomic_write(command_file, "w", encoding="utf-8") as f:
         f.write(previous + line)
-    with atomic_write(os.path.join(output_dir, "args.json"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(output_dir, run_dir.ARGS_FILE), "w", encoding="utf-8") as f:
         json.dump(vars(args), f, indent=2, sort_keys=True)
 
 
@@ -107,10 +104,10 @@ def load_examples(path, max_samples, skip_bad=False, log=None):
     return examples[:max_samples] if max_samples else examples
 
 
-def load_features(path, examples, tokenizer, args, training, runtime, log):
+def prepare_features(path, examples, tokenizer, args, training, runtime, log):
     """Features from the cache (built once by rank 0 while the other ranks wait, then read by all)."""
     from qa.features import FeatureParams, load_or_build_features
-    from qa.trainer import barrier
+    from qa.runtime import barrier
 
     params = FeatureParams(args.max_seq_length, args.doc_stride, args.max_query_length)
     if not runtime.is_main:
@@ -124,22 +121,70 @@ def load_features(path, examples, tokenizer, args, training, runtime, log):
 
 
 def resume_checkpoint(args):
-    """The checkpoint folder training continues from, or None for a fresh start."""
+    """The checkpoint folder training continues from (verified: every file matches its hash), or None."""
     if args.resume_from_checkpoint is None:
         return None
-    return checkpoints.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    return checkpoints.verify_checkpoint(run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir))
+
+
+def needs_fetch(args):
+    """True when the checkpoint to resume from is in S3: named there, or `auto` with --sync_checkpoints and
+    no complete checkpoint here (a fresh machine)."""
+    spec = args.resume_from_checkpoint
+    if spec is None or not args.do_train:
+        return False
+    if str(spec).startswith("s3://"):
+        return True
+    return spec in ("auto", "latest") and bool(args.sync_checkpoints) and run_dir.latest_checkpoint(args.output_dir) is None
+
+
+def fetch_from_s3(args, runtime, say):
+    """Download (and verify) the checkpoint to resume from into --output_dir, once per node (each node's
+    local rank 0: nodes need not share a filesystem); afterwards --resume_from_checkpoint names the local copy."""
+    from qa.runtime import barrier
+    from qa.sync import fetch_checkpoint
+
+    source = args.resume_from_checkpoint if str(args.resume_from_checkpoint).startswith("s3://") else args.sync_checkpoints
+    if runtime.local_rank == 0:
+        say(f"fetching the checkpoint to resume from {source} into {args.output_dir}")
+        path = fetch_checkpoint(source, args.output_dir, log=say)
+        say(f"fetched {path} (verified)")
+    barrier(runtime)
+    name = os.path.basename(source.rstrip("/")) if source is args.resume_from_checkpoint else "auto"
+    args.resume_from_checkpoint = name
+    return resume_checkpoint(args)
+
+
+def start_sync(args, log):
+    """--sync_checkpoints on rank 0: the bucket is checked now (a typo fails before training, not at step 1500)."""
+    if not args.sync_checkpoints:
+        return None
+    from qa.sync import CheckpointSync
+
+    sync = CheckpointSync(args.sync_checkpoints, log=log.info)
+    sync.check_bucket()
+    sync.submit_files([os.path.join(args.output_dir, run_dir.ARGS_FILE), os.path.join(args.output_dir, run_dir.COMMAND_FILE)])
+    return sync
+
+
+def finish_sync(sync, args, log):
+    """Upload the run folder's own files (final model, summary, eval results, logs), then wait for every upload."""
+    root_files = sorted(os.path.join(args.output_dir, name) for name in os.listdir(args.output_dir)
+                        if os.path.isfile(os.path.join(args.output_dir, name)))
+    sync.submit_files(root_files)
+    failures = sync.close(timeout=3600)
+    if failures:
+        log.info(f"--sync_checkpoints: {len(failures)} upload(s) failed (training is unaffected): " + "; ".join(failures[:5]))
+    else:
+        log.info(f"--sync_checkpoints: everything is in {args.sync_checkpoints}")
 
 
 def final_model_target(output_dir):
     """("final model", output_dir, step) when output_dir holds a trained model, else None."""
-    if not os.path.exists(os.path.join(output_dir, "config.json")):
+    if not run_dir.has_final_model(output_dir):
         return None
-    summary = os.path.join(output_dir, SUMMARY_FILE)
-    step = "final"
-    if os.path.exists(summary):
-        with open(summary, encoding="utf-8") as f:
-            step = json.load(f)["global_step"]
-    return ("final model", output_dir, step)
+    summary = run_dir.read_summary(output_dir)
+    return ("final model", output_dir, summary["global_step"] if summary else "final")
 
 
 def same_folder(a, b):
@@ -156,7 +201,7 @@ def eval_targets(args, train_result):
     (`make eval`): then the best checkpoint when one is recorded, else the final model, else the
     newest checkpoint. Raises CheckpointError when a named checkpoint or anything to evaluate is missing."""
     if args.eval_all_checkpoints:
-        targets = [(os.path.basename(p), p, step) for step, p in checkpoints.list_checkpoints(args.output_dir)]
+        targets = [(os.path.basename(p), p, step) for step, p in run_dir.list_checkpoints(args.output_dir)]
         final = final_model_target(args.output_dir)
         if final is not None:  # the same weights as a checkpoint of its step: evaluated once, as the final model
             targets = [t for t in targets if t[2] != final[2]] + [final]
@@ -164,16 +209,16 @@ def eval_targets(args, train_result):
     spec = args.eval_checkpoint
     if spec is None and train_result is None and not same_folder(args.model_name_or_path, args.output_dir):
         model = args.model_name_or_path
-        ours = os.path.isdir(model) and checkpoints.is_complete(model)
-        return [(model, model, checkpoints.load_train_state(model)["global_step"] if ours else "pretrained")]
-    if spec is None and (train_result is None or train_result.early_stopped) and checkpoints.best_checkpoint(args.output_dir):
+        ours = os.path.isdir(model) and run_dir.is_complete(model)
+        return [(model, model, run_dir.load_train_state(model)["global_step"] if ours else "pretrained")]
+    if spec is None and (train_result is None or train_result.early_stopped) and run_dir.best_checkpoint(args.output_dir):
         spec = "best"
     final = final_model_target(args.output_dir)
     if spec is None and train_result is None and final is None:
         spec = "auto"  # no final model yet (training still running, or stopped): the newest checkpoint
     if spec is not None:
-        path = checkpoints.resolve_checkpoint(spec, args.output_dir)
-        return [(os.path.basename(path), path, checkpoints.load_train_state(path)["global_step"])]
+        path = run_dir.resolve_checkpoint(spec, args.output_dir)
+        return [(os.path.basename(path), path, run_dir.load_train_state(path)["global_step"])]
     if train_result is not None:
         return [("final model", args.output_dir, train_result.global_step)]
     return [final]
@@ -186,11 +231,17 @@ def save_final_model(model, tokenizer, args, result, runtime):
     model.save_pretrained(args.output_dir)
     tokenizer.save_pretrained(args.output_dir)
     summary = {"global_step": result.global_step, "early_stopped": result.early_stopped,
-               "best": checkpoints.best_checkpoint(args.output_dir)}
-    with atomic_write(os.path.join(args.output_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
+               "best": run_dir.best_checkpoint(args.output_dir)}
+    with atomic_write(os.path.join(args.output_dir, run_dir.SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
-    write_model_card(args.output_dir, dict(vars(args), world_size=runtime.world_size), best=summary["best"])
-    write_qa_config(args.output_dir, vars(args))
+    write_final_model_notes(args, runtime)
+
+
+def write_final_model_notes(args, runtime, eval_results=None):
+    """The final model's card and qa_config.json (with the scores and tuned threshold once it is evaluated)."""
+    write_model_card(args.output_dir, dict(vars(args), world_size=runtime.world_size), eval_results,
+                     run_dir.best_checkpoint(args.output_dir))
+    write_qa_config(args.output_dir, vars(args), eval_results)
 
 
 def run_preflight(args, model, train_features, log):
@@ -207,33 +258,34 @@ def run_preflight(args, model, train_features, log):
         raise SystemExit(f"preflight: {exc}") from exc
 
 
-def run_training(args, runtime, log):
-    """Features, model (fresh or from the checkpoint to resume), the loop, and the final model."""
+def run_training(args, runtime, log, resume_from, sync=None):
+    """Features, model (fresh or from the checkpoint `resume_from`), the loop, and the final model."""
     from qa import trainer
+    from qa.runtime import barrier, set_seed
 
-    resume_from = resume_checkpoint(args)
     tokenizer = load_tokenizer(args, args.model_name_or_path)
     train_examples = load_examples(args.train_file, args.max_train_samples, args.skip_bad_examples, log)
-    train_features = load_features(args.train_file, train_examples, tokenizer, args, True, runtime, log)
+    train_features = prepare_features(args.train_file, train_examples, tokenizer, args, True, runtime, log)
     eval_set = None
     if args.evaluate_during_training:
         eval_examples = load_examples(args.predict_file, args.max_eval_samples, args.skip_bad_examples, log)
-        eval_set = (eval_examples, load_features(args.predict_file, eval_examples, tokenizer, args, False, runtime, log))
-    trainer.set_seed(args.seed)  # before loading: a new QA head is initialised from it
+        eval_set = (eval_examples, prepare_features(args.predict_file, eval_examples, tokenizer, args, False, runtime, log))
+    set_seed(args.seed)  # before loading: a new QA head is initialised from it
     model = load_model(resume_from or args.model_name_or_path, args, runtime)
     if runtime.is_main:
         run_preflight(args, model, train_features, log)
-    result = trainer.train(args, model, tokenizer, train_features, runtime, log, eval_set=eval_set, resume_from=resume_from)
+    result = trainer.train(args, model, tokenizer, train_features, runtime, log, eval_set=eval_set, resume_from=resume_from,
+                           sync=sync)
     if not result.stopped_by_signal:
         save_final_model(model, tokenizer, args, result, runtime)
         log.info(f"training done at step {result.global_step}; final model in {args.output_dir}")
-    trainer.barrier(runtime)
+    barrier(runtime)
     return result
 
 
 def run_evaluation(args, runtime, log, train_result):
     """Evaluate each target with its own tokenizer (saved in every checkpoint and final folder)."""
-    from qa import trainer
+    from qa.inference import evaluate_model
 
     examples = load_examples(args.predict_file, args.max_eval_samples, args.skip_bad_examples, log)
     results = {}
@@ -242,15 +294,14 @@ def run_evaluation(args, runtime, log, train_result):
         log.info(f"--eval_all_checkpoints: no complete checkpoint in {args.output_dir}, nothing evaluated")
     for label, folder, step in targets:
         log.info(f"evaluating {label} ({folder})")
+        if run_dir.is_complete(folder):
+            checkpoints.verify_checkpoint(folder)  # a damaged checkpoint is named, never evaluated
         tokenizer = load_tokenizer(args, folder)
-        features = load_features(args.predict_file, examples, tokenizer, args, False, runtime, log)
+        features = prepare_features(args.predict_file, examples, tokenizer, args, False, runtime, log)
         model = load_model(folder, args, runtime)
-        results[label] = trainer.evaluate(model, examples, features, args, runtime, log, step, args.output_dir)
-        if runtime.is_main and os.path.abspath(folder) == os.path.abspath(args.output_dir):
-            # The final model's card gets its scores and tuned null threshold.
-            write_model_card(args.output_dir, dict(vars(args), world_size=runtime.world_size), results[label],
-                             checkpoints.best_checkpoint(args.output_dir))
-            write_qa_config(args.output_dir, vars(args), results[label])
+        results[label] = evaluate_model(model, examples, features, args, runtime, log, step, args.output_dir)
+        if runtime.is_main and same_folder(folder, args.output_dir):
+            write_final_model_notes(args, runtime, results[label])  # the card gets its scores and tuned threshold
     return results
 
 
@@ -260,23 +311,38 @@ def main(argv=None):
 
     try:
         validate_args(args, cuda_available=torch.cuda.is_available())
-        resume_checkpoint(args)  # a wrong checkpoint name fails now, not after building features
+        if args.pad_to_multiple_of is None:  # tensor cores want multiples of 8; the CPU gains nothing from padding
+            args.pad_to_multiple_of = 8 if torch.cuda.is_available() and not args.no_cuda else 1
+        # A wrong or damaged checkpoint fails now, not after building features: resolved and verified once
+        # (one in S3 is fetched after the process group is up, below).
+        resume_from = resume_checkpoint(args) if args.do_train and not needs_fetch(args) else None
         if args.do_eval and not args.do_train:
             eval_targets(args, None)  # likewise for what evaluation alone would evaluate
     except (ArgumentError, checkpoints.CheckpointError) as exc:
         print(f"run_squad.py: {exc}".replace("\n", "\nrun_squad.py: "), file=sys.stderr)
         return 2
-    from qa import trainer
+    from qa import retention, storage
     from qa.runlog import RunLogger
+    from qa.runtime import barrier, init_runtime
 
     if args.server_ip:
         start_remote_debugger(args.server_ip, args.server_port)
-    runtime = trainer.init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank)
-    trainer.barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
-    removed = []
+    runtime = init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank)
+    barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
+    if needs_fetch(args):  # before anything is written here: the run's records come back with the checkpoint
+        from qa.sync import SyncError
+
+        try:
+            resume_from = fetch_from_s3(args, runtime, lambda message: print(message, file=sys.stderr))
+        except (checkpoints.CheckpointError, SyncError) as exc:
+            print(f"run_squad.py: {exc}", file=sys.stderr)
+            return 2
+    removed, reaped = [], []
     if runtime.is_main:
         if args.do_train and args.resume_from_checkpoint is None and args.overwrite_output_dir:
-            removed = checkpoints.clear_previous_run(args.output_dir)  # a fresh run must not read the old one back
+            removed = retention.clear_previous_run(args.output_dir)  # a fresh run must not read the old one back
+        # Checkpoints half-written by killed processes: each as big as a checkpoint, nothing reads them.
+        reaped = storage.reap_abandoned(args.output_dir)
         os.makedirs(args.output_dir, exist_ok=True)
         save_run_config(args, args.output_dir, argv)
     import transformers
@@ -287,16 +353,19 @@ def main(argv=None):
         transformers.logging.set_verbosity_warning()
         transformers.utils.logging.disable_progress_bar()  # "Loading weights"/"Writing model shards" bars at every checkpoint
     config = dict(vars(args), world_size=runtime.world_size)
-    resume_from = resume_checkpoint(args) if args.do_train else None
     log = RunLogger(args.output_dir, report_to=args.report_to, wandb_project=args.wandb_project, config=config,
                     rank=runtime.rank,
-                    resume_step=checkpoints.load_train_state(resume_from)["global_step"] if resume_from else None)
+                    resume_step=run_dir.load_train_state(resume_from)["global_step"] if resume_from else None)
     for note in unused_flag_notes(args):
         log.info(note)
+    sync = None
     if removed:
         log.info(f"--overwrite_output_dir: removed the previous run's {', '.join(os.path.basename(p) for p in removed)}")
+    if reaped:
+        log.info(f"removed folders half-written by processes that were killed: {', '.join(map(os.path.basename, reaped))}")
     try:
-        train_result = run_training(args, runtime, log) if args.do_train else None
+        sync = start_sync(args, log) if runtime.is_main and args.do_train else None
+        train_result = run_training(args, runtime, log, resume_from, sync) if args.do_train else None
         if train_result is not None and train_result.stopped_by_signal:
             return 128 + train_result.stopped_by_signal
         if args.do_eval:
@@ -307,6 +376,8 @@ def main(argv=None):
               "such questions", file=sys.stderr)
         return 2
     finally:
+        if sync is not None:
+            finish_sync(sync, args, log)
         log.close()
         if runtime.distributed:
             torch.distributed.destroy_process_group()

@@ -11,7 +11,7 @@ on one shard:
   baseline      gzip.open + json.loads per line + the same conversion, single thread (what the
                 legacy converters do)
   ours          scripts/nq_to_squad.py --workers 1, end to end including writing the output,
-                with --gunzip inline (everything on one core) and --gunzip process (a gzip -dc child)
+                on one core
 and the scaling of ours over `--shards` files with --workers 1 and 2. Also the peak memory of one converter process on 1 and on all shards (it streams: equal). Wall time and CPU time
 (this process plus finished children) are both reported: on a shared machine other jobs inflate
 wall time, CPU time is the fair single-core comparison. Prints a table and writes DIR/convert.json.
@@ -30,7 +30,6 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import nq_to_squad  # noqa: E402
@@ -131,13 +130,10 @@ def main(argv=None):
             rows.append(("gunzip only: isal (ours inline)", *best_of(args.runs, lambda: isal_gunzip_only(paths[0])), records))
         baseline_row = ("baseline: gzip.open + json.loads + convert", *best_of(args.runs, lambda: baseline(paths[0], out)), records)
         rows.append(baseline_row)
-        ours = {}
-        for gunzip in ("inline", "process"):
-            options = nq_to_squad.Options(gunzip=gunzip)
-            ours[gunzip] = (f"ours --workers 1 --gunzip {gunzip}",
-                            *best_of(args.runs, lambda: nq_to_squad.convert(paths[:1], out, options, workers=1)), records)
-            rows.append(ours[gunzip])
-        options = nq_to_squad.Options()  # --gunzip auto, as the Makefile runs it
+        options = nq_to_squad.Options()  # as the Makefile runs it
+        ours = ("ours --workers 1", *best_of(args.runs, lambda: nq_to_squad.convert(paths[:1], out, options, workers=1)),
+                records)
+        rows.append(ours)
         scaling = {}
         for workers in (1, 2):
             row = (f"ours --workers {workers}, {len(paths)} shards",
@@ -152,17 +148,15 @@ def main(argv=None):
     for name, wall, cpu, count in rows:
         mb = megabytes * count / records
         print(f"{name:<44} {wall:>7.2f} {cpu:>7.2f} {count:>8} {count / wall:>10.1f} {count / cpu:>10.1f} {mb / wall:>9.1f}")
-    cpu_ratio = baseline_row[2] / ours["inline"][2]
-    wall_ratio = baseline_row[1] / ours["inline"][1]
-    print(f"ours (--gunzip inline, one core) / baseline: {cpu_ratio:.2f}x in CPU time, {wall_ratio:.2f}x in wall time; "
-          f"--gunzip process: {baseline_row[1] / ours['process'][1]:.2f}x wall; workers 2 / workers 1: "
+    cpu_ratio = baseline_row[2] / ours[2]
+    wall_ratio = baseline_row[1] / ours[1]
+    print(f"ours (one core) / baseline: {cpu_ratio:.2f}x in CPU time, {wall_ratio:.2f}x in wall time; workers 2 / workers 1: "
           f"{scaling[2] / scaling[1]:.2f}x wall (cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f})")
     print("peak RSS of one converter process (memory must not grow with input size): "
           + ", ".join(f"{k}: {v} MB" for k, v in memory.items()))
     result = {
         "records_per_shard": records, "uncompressed_mb_per_shard": round(megabytes, 1), "cpu_count": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2), "isal": nq_to_squad.inflate_zlib is not nq_to_squad.zlib,
-        "gunzip_command": nq_to_squad._gunzip_command(),
         "rows": [{"measure": n, "wall_s": round(w, 3), "cpu_s": round(c, 3), "records": k,
                   "records_per_s_wall": round(k / w, 1), "records_per_s_cpu": round(k / c, 1)} for n, w, c, k in rows],
         "ours_over_baseline_cpu": round(cpu_ratio, 2),

@@ -1,4 +1,4 @@
-"""Download verification cost: crc32c backends and md5, and end-to-end throughput over loopback.
+"""Download verification cost: crc32c and md5, and end-to-end throughput over loopback.
 
     .venv/bin/python benchmarks/bench_download.py --out benchmarks/results
     .venv/bin/python benchmarks/bench_download.py --out /tmp/bench --megabytes 256 --workers 1 2 4
@@ -6,10 +6,10 @@
 Why it matters: every byte of NQ (about 41 GB) is hashed with md5 and crc32c to check GCS's
 x-goog-hash. A plain table-driven crc32c in Python runs at about 8 MB/s, which would make the
 hash, not the network, the bottleneck (about 85 min of CPU for NQ); scripts/download_nq.py
-uses google-crc32c when installed, else a numpy lane-parallel crc32c.
+uses the google-crc32c wheel (C, several GB/s).
 
 Reported:
-- MB/s of each crc32c implementation (pure Python on a smaller sample) and of hashlib.md5,
+- MB/s of crc32c (google-crc32c) and of hashlib.md5,
   on random bytes fed in 1 MiB chunks, as the downloader does;
 - end-to-end MB/s of download_nq.py (HTTP GET from a server on 127.0.0.1 serving N shards,
   write to a temporary folder, md5 + crc32c verification, rename) for each --workers value.
@@ -48,14 +48,7 @@ def throughput(function, data, chunk=download_nq.CHUNK_BYTES):
 
 def bench_hashes(megabytes):
     data = random.Random(0).randbytes(megabytes << 20)
-    rows = [("crc32c pure-python", throughput(download_nq.crc32c_pure, data[: 8 << 20]))]
-    rows.append(("crc32c numpy lanes", throughput(lambda chunk: download_nq.crc32c_numpy(bytes(chunk)), data)))
-    try:
-        import google_crc32c
-
-        rows.append(("crc32c google-crc32c", throughput(lambda chunk: google_crc32c.extend(0, bytes(chunk)), data)))
-    except ImportError:
-        pass
+    rows = [("crc32c google-crc32c", throughput(download_nq.crc32c, data))]
     md5 = hashlib.md5()
     rows.append(("md5 (hashlib)", throughput(md5.update, data)))
     return rows
@@ -96,7 +89,7 @@ def main():
         parser.error("--megabytes must be at least 8 and --shards between 1 and 5 (the dev split's shard count)")
 
     hash_rows = bench_hashes(args.megabytes)
-    print(f"crc32c backend chosen by download_nq.py: {download_nq.CRC32C_BACKEND}")
+    print(f"crc32c backend chosen by download_nq.py: {download_nq.crc32c_backend()}")
     print(f"{'hash':<24} {'MB/s':>8}")
     for name, rate in hash_rows:
         print(f"{name:<24} {rate:>8.1f}")
@@ -109,7 +102,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     result = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "crc32c_backend": download_nq.CRC32C_BACKEND,
+        "crc32c_backend": download_nq.crc32c_backend(),
         "hash_mb_per_s": {name: round(rate, 1) for name, rate in hash_rows},
         "end_to_end": [{"workers": w, "seconds": round(s, 3), "mb_per_s": round(r, 1)} for w, s, r in e2e_rows],
         "megabytes": args.megabytes,

@@ -46,7 +46,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_SQUAD = ROOT.parent / "shared" / "data" / "squad"
 SOURCES = ("squad2-dev-normans-rhine.json", "squad2-dev-normans-complexity.json")
 LEGACY_ISSUE_FEATURES_PER_S_PER_CORE = 190  # the issue's figure for the legacy converter on SQuAD
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
 
 
 def replicated_squad(copies):

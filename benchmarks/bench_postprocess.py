@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests")]
 
 from qa.postprocess import postprocess_predictions  # noqa: E402
 from qa.storage import atomic_write  # noqa: E402

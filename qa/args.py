@@ -3,12 +3,25 @@
     args = parse_args(["--model_type", "albert", "--model_name_or_path", "albert-base-v2", ...])
     validate_args(args, cuda_available=torch.cuda.is_available())   # raises ArgumentError(message)
 
+    python run_squad.py --learning_rat 1e-4 ...
+    run_squad.py: error: unknown flag --learning_rat (did you mean --learning_rate?)        # exit 2
+    python run_squad.py --num_train_epochs abc ...
+    run_squad.py: error: argument --num_train_epochs: invalid float value: 'abc'            # exit 2
+
 Legacy flags keep their meaning and defaults (so the guide's command line runs unchanged);
 the flags after "# New" are this project's. Each default sits here, once, with its reason.
+Nothing is forgiven silently: no prefix matching of flags (legacy argparse took --learning_rat for
+--learning_rate), and a bad value is one line, not the 40-line usage (`--help` still prints it all).
+Through make (the Makefile sets QA_VIA_MAKE=1) messages name the Makefile variable the user typed,
+e.g. `EPOCHS` for --num_train_epochs (`flag_name`).
 """
 
 import argparse
+import difflib
 import os
+import re
+
+from qa import run_dir
 
 REPORT_CHOICES = ("tensorboard", "wandb", "none")
 # Metrics a checkpoint can be ranked by (every one of them: greater is better).
@@ -20,14 +33,86 @@ LEGACY_DEFAULT_FILES = {
     (True, "train"): "train-v2.0.json", (True, "predict"): "dev-v2.0.json",
     (False, "train"): "train-v1.1.json", (False, "predict"): "dev-v1.1.json",
 }
+# The Makefile variable behind each flag it passes (make train/resume/eval/demo); messages use these
+# names when QA_VIA_MAKE=1, since that is what the user typed (`make train EPOCHS=abc`).
+MAKE_VARIABLES = {
+    "--train_file": "TRAIN_FILE", "--predict_file": "PREDICT_FILE", "--model_name_or_path": "MODEL",
+    "--output_dir": "OUTPUT_DIR", "--num_train_epochs": "EPOCHS", "--learning_rate": "LR",
+    "--max_seq_length": "MAX_SEQ_LENGTH", "--doc_stride": "DOC_STRIDE", "--per_gpu_train_batch_size": "BATCH",
+    "--per_gpu_eval_batch_size": "EVAL_BATCH", "--gradient_accumulation_steps": "GRAD_ACCUM",
+    "--data_dir": "DATA_DIR", "--save_steps": "SAVE_STEPS", "--logging_steps": "LOGGING_STEPS",
+    "--save_total_limit": "SAVE_TOTAL_LIMIT", "--threads": "THREADS",
+    "--resume_from_checkpoint": "CKPT", "--eval_checkpoint": "CKPT",
+    "--model_type": "MODEL_TYPE", "--report_to": "REPORT_TO", "--wandb_project": "WANDB_PROJECT",
+    "--sync_checkpoints": "SYNC",
+}
+# Values of HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE that huggingface_hub takes as "no network".
+OFFLINE_VALUES = ("1", "on", "yes", "true")
+# Files whose presence in the hub cache means a model id was downloaded before (any one of them).
+HUB_CACHE_MARKERS = ("config.json", "tokenizer_config.json", "tokenizer.json")
 
 
 class ArgumentError(ValueError):
     """A bad combination of flags; the message says what to do."""
 
 
+def flag_name(flag, environ=None):
+    """How the user gave `flag`: its Makefile variable when run through make (QA_VIA_MAKE=1), else the flag.
+
+    >>> flag_name("--num_train_epochs", {"QA_VIA_MAKE": "1"}), flag_name("--num_train_epochs", {})
+    ('EPOCHS', '--num_train_epochs')
+    """
+    environ = os.environ if environ is None else environ
+    return MAKE_VARIABLES.get(flag, flag) if environ.get("QA_VIA_MAKE") == "1" else flag
+
+
+class StrictArgumentParser(argparse.ArgumentParser):
+    """argparse without its forgiveness: no flag abbreviations, unknown flags named with the closest real one,
+    and every error in one line (exit 2) instead of the usage dump."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        # argparse says "argument --num_train_epochs: ..." (or "--local_rank/--local-rank"): name what the user typed.
+        named = re.match(r"argument (-[^/:\s]+)(?:/\S+)?: (.*)", message, re.S)
+        if named:
+            message = f"argument {flag_name(named[1])}: {named[2]}"
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def option_strings(self):
+        return [option for action in self._actions for option in action.option_strings]
+
+    def unknown_flag_message(self, flag):
+        """E.g. 'unknown flag --learning_rat (did you mean --learning_rate?)': the closest real flag, by difflib."""
+        close = difflib.get_close_matches(flag, [o for o in self.option_strings() if o.startswith("--")], n=1)
+        hint = f"did you mean {close[0]}?" if close else f"{self.prog} --help lists every flag"
+        return f"unknown flag {flag} ({hint})"
+
+    def parse_args(self, args=None, namespace=None):
+        import sys
+
+        argv = list(sys.argv[1:] if args is None else args)
+        known = set(self.option_strings())
+        # Before argparse runs: a mistyped --model_name_or_pth must be named as such, not reported as
+        # "the following arguments are required: --model_name_or_path".
+        for token in argv:
+            if token == "--":  # what follows is values only
+                break
+            if token.startswith("--") and token.split("=", 1)[0] not in known:
+                self.error(self.unknown_flag_message(token.split("=", 1)[0]))
+        parsed, extras = self.parse_known_args(argv, namespace)
+        if extras:
+            if extras[0].startswith("-"):
+                self.error(self.unknown_flag_message(extras[0]))
+            self.error(f"unexpected value {extras[0]!r}: every value follows the flag it belongs to "
+                       "(e.g. --train_file FILE); flags like --do_train take none")
+        return parsed
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = StrictArgumentParser(
+        prog="run_squad.py",
         description="Fine-tune and evaluate an extractive question-answering model on SQuAD-format data.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -104,15 +189,34 @@ def build_parser():
                    help="Where cached features go (default: .features_cache beside each data file, as legacy cached beside the data).")
     p.add_argument("--eval_checkpoint", default=None,
                    help="What --do_eval evaluates: a checkpoint path, checkpoint-N, best or auto (default: best if recorded, else the final model).")
+    # Speed (qa/sampling.py, qa/runtime.py, qa/trainer.py); each can be turned off.
+    p.add_argument("--group_by_length", action="store_true", default=True,
+                   help="Batch training windows of similar length (the default: less padding; still a seeded random "
+                        "order each epoch, a pure function of seed and epoch).")
+    p.add_argument("--no_group_by_length", dest="group_by_length", action="store_false",
+                   help="The legacy order: windows in random order, batches of any lengths.")
+    p.add_argument("--pad_to_multiple_of", type=int, default=None,
+                   help="Round each batch's length up to a multiple of N (default: 8 on CUDA, for tensor cores and "
+                        "to bound --torch_compile's recompilations; 1 on the CPU).")
+    p.add_argument("--sync_checkpoints", default=None, metavar="S3_URI",
+                   help="Mirror every complete checkpoint (and the final model) to s3://bucket/prefix as it is written, "
+                        "in the background; a resume on a fresh machine pulls the newest complete one from there.")
+    p.add_argument("--torch_compile", action="store_true",
+                   help="Compile the model with torch.compile (CUDA; minutes of compilation first, then faster steps).")
     return p
 
 
 def parse_args(argv=None):
+    """Parse run_squad.py's flags (sys.argv[1:] when argv is None); a bad flag or value exits 2 with one line."""
     args = build_parser().parse_args(argv)
     args.train_file = resolve_data_file(args.data_dir, args.train_file, args.version_2_with_negative, "train", args.do_train)
     args.predict_file = resolve_data_file(
         args.data_dir, args.predict_file, args.version_2_with_negative, "predict", args.do_eval or args.evaluate_during_training
     )
+    # A quoted "~/models/x" reaches us unexpanded, and transformers does not expand it (a hub id never starts with ~).
+    for name in ("model_name_or_path", "tokenizer_name", "config_name"):
+        if getattr(args, name).startswith("~"):
+            setattr(args, name, os.path.expanduser(getattr(args, name)))
     return args
 
 
@@ -126,35 +230,85 @@ def resolve_data_file(data_dir, name, version_2, split, needed):
     return os.path.join(os.path.expanduser(data_dir), name) if data_dir else name
 
 
-# The log of a detached session (`make train DETACH=1`), created in the output folder before run_squad.py starts.
-DETACHED_LOG = "console.log"
-
-
-def output_dir_has_content(path):
-    """Legacy's test (anything in it), except the log of a detached session that is starting this very run."""
-    return os.path.isdir(path) and bool(set(os.listdir(path)) - {DETACHED_LOG})
-
-
 def is_our_checkpoint(path):
-    """A checkpoint folder written by qa.checkpoints (holds our state file), e.g. the guide's checkpoint-1500."""
-    from qa import checkpoints
-
-    return os.path.isdir(path) and checkpoints.is_complete(path)
+    """A complete checkpoint folder written by qa.checkpoints, e.g. the guide's checkpoint-1500."""
+    return os.path.isdir(path) and run_dir.is_complete(path)
 
 
 def is_unfinished_checkpoint(path):
     """A folder of ours (it has our state file) whose COMPLETE marker is missing or does not match its files."""
-    from qa import checkpoints
+    return (os.path.isdir(path) and os.path.exists(os.path.join(path, run_dir.STATE_FILE))
+            and not run_dir.is_complete(path))
 
-    return (os.path.isdir(path) and os.path.exists(os.path.join(path, checkpoints.STATE_FILE))
-            and not checkpoints.is_complete(path))
+
+def looks_local(name):
+    """A name the user meant as a folder on this machine; a hub id is "name" or "org/name".
+
+    Local: starts with ./ ../ / or ~, holds the OS separator (Windows) or more than one '/', or its
+    parent folder exists here (outputs/tiny-albrt with an outputs/ folder)."""
+    if name in (".", "..") or name.startswith(("./", "../", "/", "~")):
+        return True
+    if (os.sep != "/" and os.sep in name) or name.count("/") > 1:
+        return True
+    parent = os.path.dirname(name)
+    return bool(parent) and os.path.isdir(parent)
+
+
+def is_hub_id(name):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def hub_offline(environ):
+    """The variable that forbids downloads (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE), or None."""
+    return next((v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+                 if environ.get(v, "").strip().lower() in OFFLINE_VALUES), None)
+
+
+def in_hub_cache(repo_id, cache_dir=None):
+    """Whether a model id was downloaded before (a file of it in the hub cache); reads the cache, no network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo_id, marker, cache_dir=cache_dir or None), str)
+               for marker in HUB_CACHE_MARKERS)
+
+
+def model_source_problem(flag, name, cache_dir=None, files_allowed=False, environ=None):
+    """One line saying why `name` (the value of --model_name_or_path, --tokenizer_name or --config_name)
+    cannot be loaded, or None when it is a folder here, or a model id that can be (or was) downloaded."""
+    environ = os.environ if environ is None else environ
+    shown = f"{flag_name(flag, environ)} {name}"
+    if os.path.isdir(name) or (files_allowed and os.path.isfile(name)):
+        return None
+    if os.path.isfile(name):
+        return f"{shown} is a file: give the folder that holds config.json and the weights"
+    if looks_local(name) or not is_hub_id(name):
+        parent, base = os.path.split(name.rstrip("/" + os.sep))
+        siblings = sorted(os.listdir(parent or ".")) if os.path.isdir(parent or ".") else []
+        close = difflib.get_close_matches(base, [s for s in siblings if os.path.isdir(os.path.join(parent, s))], n=1)
+        hint = f"did you mean {os.path.join(parent, close[0])}?" if close else "check the path"
+        return f"{shown}: no such folder, and not a model id ({hint})"
+    offline = hub_offline(environ)
+    if offline and not in_hub_cache(name, cache_dir):
+        return (f"{shown}: not a folder here and not in the model cache, and {offline}={environ[offline]} forbids "
+                "downloading it: give a local folder, or download it once with the network on")
+    return None
 
 
 def validate_args(args, cuda_available):
     """Check every argument up front; raise ArgumentError with a message that says what to do.
 
-    Also normalises: a --model_name_or_path that is one of our checkpoints becomes
-    --resume_from_checkpoint when training (the guide resumes that way)."""
+    Flags are named by `flag_name` (the Makefile variable when run through make). Also normalises: a
+    --model_name_or_path that is one of our checkpoints becomes --resume_from_checkpoint when training
+    (the guide resumes that way)."""
+    f = flag_name
+    # Through make, the run that is there continues with `make resume`, not with a flag.
+    resume_auto = "`make resume`" if os.environ.get("QA_VIA_MAKE") == "1" else "--resume_from_checkpoint auto"
     errors = []
     use_cuda = cuda_available and not args.no_cuda
     if not (args.do_train or args.do_eval):
@@ -165,30 +319,40 @@ def validate_args(args, cuda_available):
         errors.append("--fp16 needs a CUDA GPU (there is none" + (", or --no_cuda was given" if args.no_cuda else "")
                       + "): use --bf16 for mixed precision on the CPU, or drop --fp16")
     if args.do_train and not args.train_file:
-        errors.append("--do_train needs --train_file (or --data_dir holding train-v2.0.json/train-v1.1.json)")
+        errors.append(f"--do_train needs {f('--train_file')} (or {f('--data_dir')} holding train-v2.0.json/train-v1.1.json)")
     if (args.do_eval or args.evaluate_during_training) and not args.predict_file:
-        errors.append("--do_eval/--evaluate_during_training need --predict_file (or --data_dir holding dev-v2.0.json/dev-v1.1.json)")
+        errors.append(f"--do_eval/--evaluate_during_training need {f('--predict_file')} "
+                      f"(or {f('--data_dir')} holding dev-v2.0.json/dev-v1.1.json)")
     for flag, path, used in (("--train_file", args.train_file, args.do_train),
                              ("--predict_file", args.predict_file, args.do_eval or args.evaluate_during_training)):
         if used and path and not os.path.isfile(path):
-            errors.append(f"{flag} {path}: no such file (run `make data`, or check --data_dir)")
+            errors.append(f"{f(flag)} {path}: no such file (run `make data`, or check {f('--data_dir')})")
+    # The model, tokenizer and config must be loadable: a mistyped folder fails here, before anything is written.
+    for flag, name, files_allowed in (("--model_name_or_path", args.model_name_or_path, False),
+                                      ("--tokenizer_name", args.tokenizer_name, True),
+                                      ("--config_name", args.config_name, True)):
+        problem = name and model_source_problem(flag, name, args.cache_dir, files_allowed)
+        if problem:
+            errors.append(problem)
     positive = ("per_gpu_train_batch_size", "per_gpu_eval_batch_size", "gradient_accumulation_steps", "max_seq_length",
                 "doc_stride", "max_query_length", "n_best_size", "max_answer_length", "threads")
-    errors += [f"--{name} must be at least 1 (got {getattr(args, name)})" for name in positive if getattr(args, name) < 1]
+    errors += [f"{f('--' + name)} must be at least 1 (got {getattr(args, name)})"
+               for name in positive if getattr(args, name) < 1]
     # Legacy: 0 turns periodic logging / saving off.
-    errors += [f"--{name} cannot be negative (got {getattr(args, name)}); 0 turns it off"
+    errors += [f"{f('--' + name)} cannot be negative (got {getattr(args, name)}); 0 turns it off"
                for name in ("logging_steps", "save_steps") if getattr(args, name) < 0]
     if args.max_seq_length <= args.max_query_length + 3:
-        errors.append(f"--max_seq_length {args.max_seq_length} leaves no room for context after a question of "
-                      f"--max_query_length {args.max_query_length} tokens and 3 special tokens: raise it or lower --max_query_length")
+        errors.append(f"{f('--max_seq_length')} {args.max_seq_length} leaves no room for context after a question of "
+                      f"--max_query_length {args.max_query_length} tokens and 3 special tokens: raise it or lower "
+                      "--max_query_length")
     if args.learning_rate <= 0 or args.num_train_epochs <= 0 and args.max_steps <= 0:
-        errors.append("--learning_rate and --num_train_epochs (or --max_steps) must be positive")
+        errors.append(f"{f('--learning_rate')} and {f('--num_train_epochs')} (or --max_steps) must be positive")
     if args.warmup_steps < 0 or args.weight_decay < 0 or args.max_grad_norm < 0:
         errors.append("--warmup_steps, --weight_decay and --max_grad_norm cannot be negative")
     for name in ("save_total_limit", "early_stopping_patience", "max_train_samples", "max_eval_samples"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            errors.append(f"--{name} must be at least 1 (got {value}); leave it out for no limit")
+            errors.append(f"{f('--' + name)} must be at least 1 (got {value}); leave it out for no limit")
     if args.early_stopping_patience and not (args.do_train and args.evaluate_during_training):
         errors.append("--early_stopping_patience needs --do_train --evaluate_during_training (it counts evaluations)")
     if bool(args.server_ip) != bool(args.server_port):
@@ -197,16 +361,21 @@ def validate_args(args, cuda_available):
     if args.do_train and args.resume_from_checkpoint is None and is_our_checkpoint(args.model_name_or_path):
         args.resume_from_checkpoint = args.model_name_or_path
     elif is_unfinished_checkpoint(args.model_name_or_path):
-        errors.append(f"--model_name_or_path {args.model_name_or_path} is a checkpoint that was never completed (no valid "
-                      "COMPLETE marker: the run stopped while saving it): use an earlier checkpoint-N, or "
-                      "--resume_from_checkpoint auto for the newest complete one")
+        errors.append(f"{f('--model_name_or_path')} {args.model_name_or_path} is a checkpoint that was never completed "
+                      "(no valid COMPLETE marker: the run stopped while saving it): use an earlier checkpoint-N, or "
+                      f"{resume_auto} for the newest complete one")
+    if args.sync_checkpoints is not None and not str(args.sync_checkpoints).startswith("s3://"):
+        errors.append(f"{f('--sync_checkpoints')} {args.sync_checkpoints}: expected an s3://bucket/prefix URI")
+    if args.pad_to_multiple_of is not None and args.pad_to_multiple_of < 1:
+        errors.append(f"--pad_to_multiple_of must be at least 1 (got {args.pad_to_multiple_of})")
     if args.resume_from_checkpoint is not None and not args.do_train:
-        errors.append("--resume_from_checkpoint continues training: add --do_train (to evaluate a checkpoint, use --eval_checkpoint)")
+        errors.append(f"{f('--resume_from_checkpoint')} continues training: add --do_train (to evaluate a checkpoint, "
+                      f"use {f('--eval_checkpoint')})")
     if (args.do_train and args.resume_from_checkpoint is None and not args.overwrite_output_dir
-            and output_dir_has_content(args.output_dir)):
+            and run_dir.output_dir_has_content(args.output_dir)):
         # The legacy message, with what to do when the run should continue instead.
         errors.append(f"Output directory ({args.output_dir}) already exists and is not empty. Use --overwrite_output_dir to "
-                      "overcome (or --resume_from_checkpoint auto to continue the run that is there).")
+                      f"overcome (or {resume_auto} to continue the run that is there).")
     if errors:
         raise ArgumentError("\n".join(f"error: {e}" for e in errors))
     return args

@@ -119,11 +119,16 @@ class Features:
     def __len__(self):
         return len(self.lengths)
 
-    def batch(self, indices, pad_to_max_length=False):
-        """Model inputs for the windows at `indices`, trimmed to the longest one unless pad_to_max_length."""
+    def batch(self, indices, pad_to_max_length=False, pad_to_multiple_of=1):
+        """Model inputs for the windows at `indices`, trimmed to the longest one (rounded up to a multiple
+        of `pad_to_multiple_of`: tensor cores want multiples of 8, and torch.compile then sees at most
+        max_seq_length / multiple distinct shapes) unless pad_to_max_length."""
         indices = np.asarray(indices, dtype=np.int64)
         lengths = np.asarray(self.lengths[indices])
-        width = self.input_ids.shape[1] if pad_to_max_length else max(int(lengths.max(initial=0)), 1)
+        width = max_length = self.input_ids.shape[1]
+        if not pad_to_max_length:
+            longest = max(int(lengths.max(initial=0)), 1)
+            width = min(max_length, -(-longest // pad_to_multiple_of) * pad_to_multiple_of)
         batch = {
             "input_ids": np.asarray(self.input_ids[indices, :width], dtype=np.int64),
             "token_type_ids": np.asarray(self.token_type_ids[indices, :width], dtype=np.int64),

@@ -161,27 +161,36 @@ def merge_eval(main_eval, new_eval, prefix):
         main_eval[f"{prefix}_{key}"] = value
 
 
+def null_threshold_sweep(qids, null_score_diff, has_answer, scores, predicted, ties_together=True):
+    """[(threshold, total)]: the summed score of the questions `qids` when a question is answered "" iff
+    its null_score_diff > threshold, for each threshold worth trying, lowest first.
+
+    The one sweep behind the official best_* thresholds, `tune_null_threshold` and the report's curve:
+    start from "" for every question (each unanswerable one scores 1); in order of increasing diff,
+    switch questions to their prediction: an answerable one gains its score, an unanswerable one
+    loses 1 if the prediction is non-empty. With ties_together a point is made after each group of
+    equal diffs (a threshold cannot separate them); without, after each question, as the official
+    script does. The first point is (None, total for "" everywhere)."""
+    total = sum(1 for qid in qids if not has_answer[qid])
+    points = [(None, total)]
+    ordered = sorted(qids, key=lambda qid: null_score_diff[qid])
+    for i, qid in enumerate(ordered):
+        total += scores[qid] if has_answer[qid] else (-1 if predicted[qid] else 0)
+        if not ties_together or i + 1 == len(ordered) or null_score_diff[ordered[i + 1]] != null_score_diff[qid]:
+            points.append((null_score_diff[qid], total))
+    return points
+
+
 def find_best_thresh(predictions, scores, na_probs, qid_to_has_ans):
     """(best score in percent, na_prob threshold) of the official sweep.
 
-    Start from "no-answer for every question" (each NoAns question scores 1), then, in order of
-    increasing na_prob, switch each question to its prediction: an answerable one gains its
-    score, an unanswerable one loses 1 if the prediction is non-empty. The threshold is the
-    na_prob of the question at which the best running score was reached (0.0 if never
-    improved). Equal na_probs are visited one at a time, as in the official script; see
-    `tune_null_threshold` for the tie-safe sweep."""
-    current = sum(1 for qid in scores if qid in na_probs and not qid_to_has_ans[qid])
-    best_score, best_thresh = current, 0.0
-    for qid in sorted(na_probs, key=lambda k: na_probs[k]):
-        if qid not in scores:
-            continue
-        if qid_to_has_ans[qid]:
-            diff = scores[qid]
-        else:
-            diff = -1 if predictions[qid] else 0
-        current += diff
-        if current > best_score:
-            best_score, best_thresh = current, na_probs[qid]
+    Equal na_probs are visited one at a time and the threshold is 0.0 when "" everywhere is best, as
+    in the official script (kept for `python -m qa.metrics`); `tune_null_threshold` is the tie-safe one."""
+    qids = [qid for qid in na_probs if qid in scores]
+    best_score, best_thresh = None, 0.0
+    for threshold, total in null_threshold_sweep(qids, na_probs, qid_to_has_ans, scores, predictions, ties_together=False):
+        if best_score is None or total > best_score:
+            best_score, best_thresh = total, (best_thresh if threshold is None else threshold)
     return 100.0 * best_score / len(scores), best_thresh
 
 
@@ -343,25 +352,39 @@ def tune_null_threshold(examples_or_gold, best_non_null, null_score_diff):
     if missing:
         raise ValueError(f"null_score_diff has no value for {len(missing)} question(s), e.g. {missing[0]!r}")
     exact_raw, f1_raw = get_raw_scores(gold, best_non_null, report_missing=False)
-    swept = sorted((qid for qid in gold if qid in best_non_null), key=lambda q: null_score_diff[q])
+    swept = [qid for qid in gold if qid in best_non_null]
     if not swept:
         raise ValueError("no question of the data has a best non-null answer to tune on")
     results = collections.OrderedDict()
     for name, scores in (("exact", exact_raw), ("f1", f1_raw)):
-        # All "": answerable questions score 0, unanswerable ones 1 (missing predictions 0).
-        current = sum(1 for qid in swept if not qid_to_has_ans[qid])
-        best_score, best_thresh = current, null_score_diff[swept[0]] - 1.0
-        for i, qid in enumerate(swept):
-            if qid_to_has_ans[qid]:
-                current += scores[qid]
-            else:
-                current -= 1 if best_non_null[qid] else 0
-            last_of_group = i + 1 == len(swept) or null_score_diff[swept[i + 1]] != null_score_diff[qid]
-            if last_of_group and current > best_score:
-                best_score, best_thresh = current, null_score_diff[qid]
+        points = null_threshold_sweep(swept, null_score_diff, qid_to_has_ans, scores, best_non_null)
+        best_thresh, best_score = points[0][0], points[0][1]
+        for threshold, total in points[1:]:
+            if total > best_score:
+                best_score, best_thresh = total, threshold
+        if best_thresh is None:  # "" everywhere is best: a threshold below every diff
+            best_thresh = min(null_score_diff[qid] for qid in swept) - 1.0
         results[f"best_{name}"] = 100.0 * best_score / len(gold)
         results[f"best_{name}_thresh"] = float(best_thresh)
     return results
+
+
+def null_threshold_curve(examples_or_gold, best_non_null, null_score_diff):
+    """(thresholds, f1, exact) in percent over the questions that have a null_score_diff: the score of
+    answering "" when null_score_diff > threshold, at every threshold of the sweep (the first point,
+    1.0 below the smallest diff, is "" everywhere). What `make report` draws."""
+    gold = gold_answers(examples_or_gold)
+    qids = [qid for qid in gold if qid in null_score_diff]
+    if not qids:
+        return [], [], []
+    answers = {qid: best_non_null.get(qid, "") for qid in qids}
+    exact_raw, f1_raw = get_raw_scores({q: gold[q] for q in qids}, answers, report_missing=False)
+    has_answer = make_qid_to_has_ans(gold)
+    curves = [null_threshold_sweep(qids, null_score_diff, has_answer, raw, answers) for raw in (f1_raw, exact_raw)]
+    lowest = min(null_score_diff[q] for q in qids) - 1.0
+    thresholds = [lowest if t is None else t for t, _ in curves[0]]
+    f1s, exacts = ([100.0 * total / len(qids) for _, total in curve] for curve in curves)
+    return thresholds, f1s, exacts
 
 
 def evaluate_predictions(examples, predictions, null_score_diff=None, best_non_null=None, report_missing=False):

@@ -10,11 +10,11 @@ and how to load it.
 import json
 import os
 
+from qa.run_dir import QA_CONFIG_FILE
 from qa.storage import atomic_write
 
 # Inference settings of a final model folder, read by scripts/ask.py: the window sizes it was
 # trained with and the null threshold tuned on the evaluation data.
-QA_CONFIG = "qa_config.json"
 INFERENCE_ARGS = ("max_seq_length", "doc_stride", "max_query_length", "max_answer_length", "n_best_size",
                   "version_2_with_negative")
 
@@ -109,7 +109,7 @@ def write_qa_config(model_dir, args, eval_results=None):
     config["null_score_diff_threshold"] = tuned if tuned is not None else args.get("null_score_diff_threshold", 0.0)
     config["null_threshold_source"] = ("tuned for best F1 on " + str(args.get("predict_file"))) if tuned is not None \
         else "--null_score_diff_threshold (not evaluated yet)"
-    path = os.path.join(model_dir, QA_CONFIG)
+    path = os.path.join(model_dir, QA_CONFIG_FILE)
     with atomic_write(path, "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
     return path

@@ -23,21 +23,64 @@ CUDA asked for and absent, or not even one checkpoint fits on the disk. The size
   not fatal), so this is a warning only.
 """
 
+import contextlib
 import logging
 import os
 import shutil
 
 BYTES_PER_PARAM_WEIGHTS = 4  # fp32 weights, also under --fp16/--bf16 (autocast keeps fp32 masters)
-BYTES_PER_PARAM_ADAM = 8  # AdamW exp_avg + exp_avg_sq, fp32
+BYTES_PER_PARAM_ADAM = 8  # AdamW exp_avg + exp_avg_sq, fp32, per trainable parameter
 
 
 class PreflightError(RuntimeError):
     """The run cannot work as configured; the message says what to change."""
 
 
-def checkpoint_bytes(num_params):
-    """Approximate size of one checkpoint-N/ folder: weights + AdamW state."""
-    return num_params * (BYTES_PER_PARAM_WEIGHTS + BYTES_PER_PARAM_ADAM)
+def checkpoint_bytes(num_params, num_trainable=None, optimizer_bytes=None):
+    """Size of one checkpoint-N/ folder: fp32 weights + the optimizer's state (AdamW's two fp32 moments per
+    trainable parameter unless `optimizer_bytes` is known). The small files (tokenizer, config, RNG states:
+    ~3 MB for albert) are left out; once a checkpoint exists, estimate_checkpoint_bytes uses its real size.
+
+    The one estimate of a checkpoint's size: the preflight and the free-disk check before each save use it."""
+    num_trainable = num_params if num_trainable is None else num_trainable
+    if optimizer_bytes is None:
+        optimizer_bytes = num_trainable * BYTES_PER_PARAM_ADAM
+    return num_params * BYTES_PER_PARAM_WEIGHTS + optimizer_bytes
+
+
+def _folder_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def _tensor_bytes(tensors):
+    seen, total = set(), 0
+    for t in tensors:
+        key = (t.untyped_storage().data_ptr(), t.dtype, tuple(t.shape), t.storage_offset())
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
+
+
+def estimate_checkpoint_bytes(model, optimizer=None, output_dir=None):
+    """checkpoint_bytes() of `model` (with the optimizer's real state once it has some; AdamW's before its
+    first step), or the size of the newest checkpoint in output_dir when that is bigger."""
+    import torch
+
+    from qa.run_dir import latest_checkpoint
+
+    state = [v for per_param in (optimizer.state.values() if optimizer is not None else ())
+             for v in per_param.values() if torch.is_tensor(v)]
+    estimate = checkpoint_bytes(sum(p.numel() for p in model.parameters()),
+                                sum(p.numel() for p in model.parameters() if p.requires_grad),
+                                _tensor_bytes(state) if state else None)
+    previous = latest_checkpoint(output_dir) if output_dir else None
+    return max(estimate, _folder_bytes(previous)) if previous else estimate
 
 
 def features_bytes(num_features, max_seq_length, training=True):

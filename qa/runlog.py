@@ -19,6 +19,8 @@ import sys
 import time
 import uuid
 
+from qa import run_dir
+from qa.run_dir import read_metrics
 from qa.storage import atomic_write
 
 REPORT_CHOICES = ("tensorboard", "wandb", "none")
@@ -53,19 +55,19 @@ class RunLogger:
             return
         os.makedirs(output_dir, exist_ok=True)
         formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-        for handler in (logging.FileHandler(os.path.join(output_dir, "train.log")), logging.StreamHandler(sys.stderr)):
+        for handler in (logging.FileHandler(os.path.join(output_dir, run_dir.TRAIN_LOG)), logging.StreamHandler(sys.stderr)):
             handler.setFormatter(formatter)
             self.logger.addHandler(handler)
         # Also ends a line a crash left unfinished, which the next record would otherwise be glued to.
         drop_metrics_after(output_dir, float("inf") if resume_step is None else resume_step)
-        self._metrics_file = open(os.path.join(output_dir, "metrics.jsonl"), "a", encoding="utf-8")
+        self._metrics_file = open(os.path.join(output_dir, run_dir.METRICS_FILE), "a", encoding="utf-8")
         if "tensorboard" in self.report_to:
             from tensorboardX import SummaryWriter
 
             purge = None if resume_step is None else resume_step + 1  # TensorBoard hides older events at steps >= this
             # The suffix keeps two writers opened in the same second (a resume, an evaluation right after training)
             # from truncating each other's file (events.out.tfevents.<seconds>.<host>), and sorts them in order.
-            self.tb_writer = SummaryWriter(logdir=os.path.join(output_dir, "runs"), purge_step=purge,
+            self.tb_writer = SummaryWriter(logdir=os.path.join(output_dir, run_dir.TENSORBOARD_DIR), purge_step=purge,
                                            filename_suffix=f".{time.time_ns()}")
         if "wandb" in self.report_to:
             self.wandb_run = self._start_wandb(wandb_project, without_secrets(config or {}), run_name)
@@ -74,7 +76,7 @@ class RunLogger:
         import wandb
 
         # One wandb run per output folder: a resumed training continues the same run.
-        id_file = os.path.join(self.output_dir, "wandb_run_id.txt")
+        id_file = os.path.join(self.output_dir, run_dir.WANDB_ID_FILE)
         if os.path.exists(id_file):
             with open(id_file, encoding="utf-8") as f:
                 run_id = f.read().strip()
@@ -139,7 +141,7 @@ def progress(total, initial=0, desc="train", disable=False):
 
 def drop_metrics_after(output_dir, step):
     """Rewrite metrics.jsonl (atomically) without the records logged after `step`; returns how many were dropped."""
-    path = os.path.join(output_dir, "metrics.jsonl")
+    path = os.path.join(output_dir, run_dir.METRICS_FILE)
     if not os.path.exists(path):
         return 0
     records = read_metrics(output_dir)
@@ -154,45 +156,3 @@ def _has_unfinished_line(path):
     with open(path, "rb") as f:
         data = f.read()
     return bool(data) and not data.endswith(b"\n")
-
-
-def read_metrics(output_dir, stats=None):
-    """The records of metrics.jsonl, in order.
-
-    Unreadable lines (the one being written right now, a crash's unfinished last line) are skipped;
-    with a `stats` dict, their number is put in stats["unreadable"]."""
-    path = os.path.join(output_dir, "metrics.jsonl")
-    records, unreadable = [], 0
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            for raw in f:
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    unreadable += 1
-                    continue
-                if isinstance(record, dict):
-                    records.append(record)
-                else:
-                    unreadable += 1
-    if stats is not None:
-        stats["unreadable"] = unreadable
-    return records
-
-
-EVAL_RESULTS_NAME = re.compile(r"eval_results_(\d+)\.json")
-
-
-def eval_steps(output_dir):
-    """Steps that have an eval_results_<step>.json in output_dir, ascending."""
-    if not os.path.isdir(output_dir):
-        return []
-    matches = (EVAL_RESULTS_NAME.fullmatch(name) for name in os.listdir(output_dir))
-    return sorted(int(m.group(1)) for m in matches if m)
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records

@@ -52,17 +52,6 @@ class SquadExample:
     is_impossible: bool
 
     @property
-    def answer_texts(self):
-        """Gold answer texts as the official evaluation sees them ([""] when unanswerable).
-
-        Answers whose normalised text is empty (e.g. "the", ".") are dropped, as the official
-        SQuAD 2.0 script does; if none is left the only correct answer is ""."""
-        from qa.metrics import normalize_answer  # lazy: qa.metrics imports this module
-
-        texts = [a.text for a in self.answers if normalize_answer(a.text)]
-        return texts or [""]
-
-    @property
     def has_answer(self):
         """True when the question has gold answers (the official HasAns/NoAns split)."""
         return bool(self.answers)
@@ -82,7 +71,7 @@ class _BadExample(Exception):
 
 SKIP_KINDS = ("missing_field", "bad_answer")
 _WHITESPACE = re.compile(rb"\s*")
-FIX_HINT = "fix the data, or read it with skip_bad=True to skip and count such questions"
+FIX_HINT = "fix the data, or read it with skip_bad=True (run_squad.py --skip_bad_examples) to skip and count such questions"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,14 +126,18 @@ def parse_answers(raw):
     return pairs
 
 
-def make_example(qa, context, title, check_answers=True):
+def make_example(qa, context, title, check_answers=True, questions_only=False):
     """One question record (+ its paragraph's context and title) -> SquadExample.
 
+    questions_only: the record may have no 'answers' (questions to answer, not gold data).
     Raises _BadExample with a message (without the file/place, which the caller adds)."""
     qas_id = _qas_id(qa)
     try:
         question = _field(qa, "question", str)
-        pairs = parse_answers(_field(qa, "answers", (list, dict)))
+        if questions_only and qa.get("answers") is None:
+            pairs = []
+        else:
+            pairs = parse_answers(_field(qa, "answers", (list, dict)))
         impossible = qa.get("is_impossible")
         if impossible is None:
             impossible = not pairs  # SQuAD 1.1 and HF datasets have no is_impossible field
@@ -175,6 +168,9 @@ def _loads(data, where):
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc):
+            raise SquadFormatError(f"{where}: not UTF-8 text ({exc}); convert the file to UTF-8 "
+                                   "(e.g. iconv -f latin1 -t utf-8)") from None
         raise SquadFormatError(f"{where}: not valid JSON ({exc}); is the file complete?") from None
 
 
@@ -191,9 +187,12 @@ def _detect(path, data):
         first = orjson.loads(memoryview(data)[start:end])
     except orjson.JSONDecodeError:
         first = None
-    if isinstance(first, dict) and "data" not in first:
-        return "jsonl", None
     only_line = _WHITESPACE.fullmatch(data, end) is not None  # nothing but whitespace after the first line
+    if isinstance(first, dict) and "data" not in first:
+        if only_line and "question" not in first:  # one object that is neither a question nor a SQuAD document
+            raise SquadFormatError(f"{path}: a JSON object without a 'data' list (keys: {', '.join(list(first)[:6])}): "
+                                   "SQuAD JSON needs {\"data\": [...]}, JSON Lines one question object a line")
+        return "jsonl", None
     document = first if isinstance(first, dict) and only_line else _loads(data, path)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise SquadFormatError(
@@ -232,7 +231,7 @@ def _iter_jsonl(path, data):
         yield f"line {lineno}", record, context, record.get("title") or ""
 
 
-def read_squad(path, skip_bad=False, stats=None, check_answers=True):
+def read_squad(path, skip_bad=False, stats=None, check_answers=True, questions_only=False):
     """Read a SQuAD file (nested JSON or JSON Lines; gzip and s3:// work) into SquadExamples.
 
     skip_bad: skip questions with a missing field or a bad answer instead of raising; the
@@ -241,6 +240,7 @@ def read_squad(path, skip_bad=False, stats=None, check_answers=True):
         'unanswerable', 'skipped', and per reason 'missing_field' and 'bad_answer'.
     check_answers: verify context[answer_start:answer_start+len(text)] == text (the metrics
         CLI turns this off: the official evaluation never looks at answer_start).
+    questions_only: questions may come without 'answers' (scripts/ask.py: questions to answer).
     """
     path = os.fspath(path)
     counts = {"format": None, "questions": 0, "examples": 0, "answerable": 0, "unanswerable": 0, "skipped": 0}
@@ -259,7 +259,7 @@ def read_squad(path, skip_bad=False, stats=None, check_answers=True):
         try:
             if context is None:
                 raise _BadExample("missing_field", f"question id {qa.get('id')!r}: missing field 'context'")
-            example = make_example(qa, context, title, check_answers=check_answers)
+            example = make_example(qa, context, title, check_answers=check_answers, questions_only=questions_only)
         except _BadExample as exc:
             if not skip_bad:
                 raise SquadFormatError(f"{path}: {place}: {exc}; {FIX_HINT}") from None

@@ -15,11 +15,9 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from qa.metrics import evaluate  # noqa: E402
-from qa.runlog import eval_steps  # noqa: E402
-from qa.squad_io import read_squad  # noqa: E402
+from qa.metrics import evaluate
+from qa.run_dir import eval_steps, read_eval_results
+from qa.squad_io import read_squad
 
 ROWS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_f1", "best_f1_thresh")
 
@@ -29,8 +27,7 @@ def final_results(run_dir):
     steps = eval_steps(run_dir)
     if not steps:
         raise SystemExit(f"{run_dir}: no eval_results_<step>.json; did training and evaluation finish?")
-    with open(os.path.join(run_dir, f"eval_results_{steps[-1]}.json"), encoding="utf-8") as f:
-        return steps[-1], json.load(f)
+    return steps[-1], read_eval_results(run_dir, steps[-1])
 
 
 def baseline_results(dev_file):

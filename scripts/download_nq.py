@@ -39,8 +39,9 @@ S3 uploads stream from the HTTP response (multipart upload, nothing on local dis
 hashes are checked before the upload is completed, so a corrupt object never appears. An
 interrupted S3 upload restarts from the beginning of that file.
 
-Needs only the standard library. Optional speedups: tqdm (progress bars), numpy or
-google-crc32c (fast crc32c), boto3 (only for --dest s3://).
+Needs only the standard library, plus google-crc32c to check the crc32c that Google's bucket sends
+(pinned in requirements.txt; imported only when a server sends a crc32c), tqdm for progress bars
+(optional) and boto3 (only for --dest s3://).
 """
 
 import argparse
@@ -49,7 +50,6 @@ import dataclasses
 import hashlib
 import http.client
 import os
-import socket
 import sys
 import threading
 import time
@@ -81,7 +81,7 @@ SQUAD_BLOB_IDS = {
 }
 
 # --- Defaults, in one place --------------------------------------------------------------------
-CHUNK_BYTES = 1 << 20  # read/write/hash unit: 1 MiB keeps numpy crc32c efficient and memory flat
+CHUNK_BYTES = 1 << 20  # largest read/write/hash unit: 1 MiB keeps memory flat
 DEFAULT_WORKERS = 4  # files downloaded at once; GCS serves each connection at roughly 20-100 MB/s
 DEFAULT_RETRIES = 5  # per file, with exponential backoff: waits of 2, 4, 8, 16, 32 s
 DEFAULT_RETRY_WAIT = 2.0  # seconds before the first retry; doubled each time, capped below
@@ -93,119 +93,37 @@ S3_CONCURRENCY = 4  # parts uploaded at once per file
 
 
 # --- crc32c (Castagnoli), as in GCS's x-goog-hash --------------------------------------------
-CRC32C_POLY = 0x82F63B78  # reflected form of 0x1EDC6F41
+# google-crc32c (pinned in requirements.txt) is Google's C library: 8,700 MB/s on one core here, where
+# the numpy lane-parallel crc32c it replaced ran at 194-233 MB/s and a table loop in Python at 8 MB/s
+# (64 MiB hashed in 1 MiB chunks, as the downloader reads). It is imported only when a server sends a
+# crc32c, so a bare python3 still downloads from servers that send none (the SQuAD site, plain
+# mirrors); GCS sends one, and then the message says to install it. No fallback: hashing NQ's 41 GB
+# in Python would cost about 85 min of CPU, and google-crc32c itself falls back to such code (with a
+# RuntimeWarning) on a platform it has no wheel for.
+CRC32C_INSTALL = "pip install google-crc32c (or pip install -r requirements.txt)"
 
 
-def _byte_table():
-    table = []
-    for byte in range(256):
-        register = byte
-        for _ in range(8):
-            register = (register >> 1) ^ CRC32C_POLY if register & 1 else register >> 1
-        table.append(register)
-    return table
-
-
-_TABLE = _byte_table()
-
-
-def _update_pure(register, data):
-    """The raw CRC register after `data` (no pre/post inversion): one table lookup per byte, about 8 MB/s."""
-    table = _TABLE
-    for byte in data:
-        register = table[(register ^ byte) & 0xFF] ^ (register >> 8)
-    return register
-
-
-def _zero_shift_tables(n_bytes):
-    """Four byte tables for the linear map 'feed n_bytes zero bytes into the register'."""
-    basis = [_update_pure(1 << bit, bytes(n_bytes)) for bit in range(32)]
-    tables = []
-    for position in range(4):
-        table = [0] * 256
-        for value in range(1, 256):
-            low_bit = (value & -value).bit_length() - 1
-            table[value] = table[value & (value - 1)] ^ basis[8 * position + low_bit]
-        tables.append(table)
-    return tables
-
-
-_LANE_BYTES = 256  # numpy path: the data is cut into lanes of 256 bytes, all updated at once
-_NUMPY_TABLES = None
-_NUMPY_LOCK = threading.Lock()
-
-
-def _numpy_tables(np):
-    """Tables for the numpy path, built once: two 64K-entry tables that feed 4 bytes per step, and
-    the four byte tables of 'feed 256 zero bytes' that chain the lanes."""
-    global _NUMPY_TABLES
-    with _NUMPY_LOCK:
-        if _NUMPY_TABLES is None:
-            shift4 = [np.asarray(table, dtype=np.uint32) for table in _zero_shift_tables(4)]
-            low_half = (shift4[1][:, None] ^ shift4[0][None, :]).ravel()  # indexed by register bits 0-15
-            high_half = (shift4[3][:, None] ^ shift4[2][None, :]).ravel()  # indexed by register bits 16-31
-            _NUMPY_TABLES = low_half, high_half, _zero_shift_tables(_LANE_BYTES)
-    return _NUMPY_TABLES
-
-
-def _update_numpy(register, data, np):
-    """Same result as _update_pure, about 30x faster (200-300 MB/s a core; benchmarks/bench_download.py).
-
-    CRC is linear: crc(state, lane) = shift_256(state) ^ crc(0, lane), where shift_256 feeds 256
-    zero bytes. So the CRC of every 256-byte lane from a zero register is computed at once,
-    one little-endian 32-bit word per vectorised step (two 64K-entry table lookups), and the
-    lanes are then chained in order with four byte-table lookups each."""
-    lanes = len(data) // _LANE_BYTES
-    if lanes < 64:
-        return _update_pure(register, data)
-    low_half, high_half, (shift0, shift1, shift2, shift3) = _numpy_tables(np)
-    body = lanes * _LANE_BYTES
-    words = np.frombuffer(data, dtype="<u4", count=body // 4).reshape(lanes, _LANE_BYTES // 4)
-    columns = np.ascontiguousarray(words.T)  # columns[j] = word j of every lane
-    lane_registers = np.zeros(lanes, dtype=np.uint32)
-    mixed, low, high = (np.empty(lanes, dtype=np.uint32) for _ in range(3))
-    for column in columns:
-        np.bitwise_xor(lane_registers, column, out=mixed)
-        np.bitwise_and(mixed, 0xFFFF, out=low)
-        np.right_shift(mixed, 16, out=mixed)
-        np.take(low_half, low, out=lane_registers)
-        np.take(high_half, mixed, out=high)
-        np.bitwise_xor(lane_registers, high, out=lane_registers)
-    for lane_register in lane_registers.tolist():
-        register = (shift0[register & 0xFF] ^ shift1[(register >> 8) & 0xFF]
-                    ^ shift2[(register >> 16) & 0xFF] ^ shift3[register >> 24] ^ lane_register)
-    return _update_pure(register, memoryview(data)[body:])
-
-
-def crc32c_pure(data, crc=0):
-    """crc32c of `data`, continuing from `crc` (the crc32c of the bytes before), like zlib.crc32."""
-    return _update_pure(crc ^ 0xFFFFFFFF, data) ^ 0xFFFFFFFF
-
-
-def crc32c_numpy(data, crc=0):
-    import numpy
-
-    return _update_numpy(crc ^ 0xFFFFFFFF, data, numpy) ^ 0xFFFFFFFF
-
-
-def _pick_crc32c():
-    """The fastest crc32c available: google-crc32c's C code, then numpy lanes, then the table loop."""
+def _google_crc32c():
     try:
         import google_crc32c
-
-        if getattr(google_crc32c, "implementation", "") == "c":
-            return "google-crc32c", lambda data, crc=0: google_crc32c.extend(crc, bytes(data))
     except ImportError:
-        pass
+        raise DownloadError(f"the server sends a crc32c hash (x-goog-hash) and checking it needs google-crc32c: "
+                            f"{CRC32C_INSTALL}, then run the same command again") from None
+    return google_crc32c
+
+
+def crc32c(data, crc=0):
+    """crc32c of `data` (bytes-like), continuing from `crc` (the crc32c of the bytes before), like zlib.crc32."""
+    return _google_crc32c().extend(crc, bytes(data))
+
+
+def crc32c_backend():
+    """What checks crc32c here, in words, for the first line a run prints."""
     try:
-        import numpy  # noqa: F401
-
-        return "numpy", crc32c_numpy
+        import google_crc32c
     except ImportError:
-        return "pure-python", crc32c_pure
-
-
-CRC32C_BACKEND, crc32c = _pick_crc32c()
+        return f"google-crc32c missing (needed when a server sends a crc32c: {CRC32C_INSTALL})"
+    return "google-crc32c (C)" if google_crc32c.implementation == "c" else "google-crc32c (pure Python, slow)"
 
 
 def git_blob_id(content):
@@ -299,12 +217,12 @@ def parse_goog_hash(values):
 class Digests:
     """md5, crc32c and git blob id of the bytes seen so far, and how many there were."""
 
-    def __init__(self, total, want_blob):
+    def __init__(self, total, want_blob, want_crc32c):
         self.total = total
         self.count = 0
         self.md5 = hashlib.md5()
-        self._crc = 0
-        self._crc_pending = bytearray()  # network reads are often 16-64 KB; crc32c is fast on 1 MiB batches
+        self._crc32c = _google_crc32c() if want_crc32c else None  # DownloadError now, before a byte is written
+        self.crc = 0 if want_crc32c else None
         self.blob = None
         if want_blob:
             if total is None:
@@ -315,20 +233,10 @@ class Digests:
     def update(self, data):
         self.count += len(data)
         self.md5.update(data)
-        self._crc_pending += data
-        if len(self._crc_pending) >= CHUNK_BYTES:
-            self._flush_crc()
+        if self._crc32c is not None:
+            self.crc = self._crc32c.extend(self.crc, bytes(data))
         if self.blob is not None:
             self.blob.update(data)
-
-    def _flush_crc(self):
-        self._crc = crc32c(self._crc_pending, self._crc)
-        self._crc_pending.clear()
-
-    @property
-    def crc(self):
-        self._flush_crc()
-        return self._crc
 
     def update_from_file(self, path, n_bytes):
         """Hash the first n_bytes of a .part file left by an earlier attempt or run."""
@@ -507,7 +415,7 @@ def download_to_file(job, path, options, progress):
                 # An earlier run got every byte but stopped before the rename: verify the .part, no new download.
                 say(f"{job.name}: {part} already holds all {total} bytes; verifying it")
                 state["hashes"] = server_hashes(job)
-                state["digests"] = Digests(total, want_blob=job.blob_id is not None)
+                state["digests"] = Digests(total, want_blob=job.blob_id is not None, want_crc32c="crc32c" in state["hashes"])
                 state["digests"].update_from_file(part, total)
                 return
             # The .part is longer than the server's file: start that file again.
@@ -520,10 +428,11 @@ def download_to_file(job, path, options, progress):
                 say(f"{job.name}: the server ignored the Range request; downloading from the start")
             elif offset:
                 say(f"{job.name}: resuming at byte {offset} of {total}")
-            state["hashes"] = parse_goog_hash(response.headers.get_all("x-goog-hash"))
+            hashes = state["hashes"] = parse_goog_hash(response.headers.get_all("x-goog-hash"))
             digests = state["digests"]
-            if digests is None or digests.count != first or digests.total != total:
-                digests = state["digests"] = Digests(total, want_blob=job.blob_id is not None)
+            if (digests is None or digests.count != first or digests.total != total
+                    or ("crc32c" in hashes and digests.crc is None)):
+                digests = state["digests"] = Digests(total, want_blob=job.blob_id is not None, want_crc32c="crc32c" in hashes)
                 if first:
                     digests.update_from_file(part, first)  # the hashes cover the whole file
             progress.start(total, first)
@@ -625,8 +534,8 @@ def download_to_s3(job, uri, options, progress):
         response = open_url(job, 0, options.timeout)
         with response:
             _, total = response_span(response, 0)
-            digests = Digests(total, want_blob=job.blob_id is not None)
             hashes = parse_goog_hash(response.headers.get_all("x-goog-hash"))
+            digests = Digests(total, want_blob=job.blob_id is not None, want_crc32c="crc32c" in hashes)
             progress.start(total, 0)
             client.upload_fileobj(VerifyingReader(response, digests, hashes, job.blob_id, progress),
                                   bucket, key, Config=config)
@@ -793,7 +702,7 @@ def main(argv=None):
     args = parse_args(argv)
     jobs = plan(args)
     where = args.dest or args.out
-    say(f"{len(jobs)} file(s) -> {where} with {min(args.workers, len(jobs))} worker(s); crc32c: {CRC32C_BACKEND}")
+    say(f"{len(jobs)} file(s) -> {where} with {min(args.workers, len(jobs))} worker(s); crc32c: {crc32c_backend()}")
     results = download_all(jobs, args)
     print(summary_table(results), flush=True)
     failed = [result for result in results if result.status == "FAILED"]

@@ -7,7 +7,12 @@
 Each record is a small wiki-like page (`document_html` with real-looking tags, `document_tokens`
 with exact UTF-8 byte offsets and `html_token` flags, `long_answer_candidates`, annotations)
 about one made-up entity: a river, a mountain, a city (paragraphs), a football club (a table)
-or a lake (a list). Facts are templated and question words point at the answer ("how long" ->
+or a lake (a list). The block holding the facts is one of 4-8 top-level long-answer candidates;
+the others are distractor paragraphs, tables and lists about the same entity that never hold the
+answer, and table rows and list items are nested candidates (`top_level` false), as in real NQ,
+so that whole-document prediction has to find the right candidate. The gold long answer is
+always the facts block, so converted contexts are the same kind as before: the model learns
+from them unchanged. Facts are templated and question words point at the answer ("how long" ->
 "412 km", "who first mapped" -> a person, "when" -> a year), so a 2-layer ALBERT learns them on
 CPU in minutes. Mix of the records (by design, before conversion):
 
@@ -33,7 +38,6 @@ import re
 import string
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from qa.storage import atomic_write  # noqa: E402
 
@@ -107,8 +111,24 @@ TOPICS = {
     },
 }
 TOPIC_WEIGHTS = {"river": 30, "mountain": 25, "city": 25, "club": 10, "lake": 10}
-DISTRACTORS = ["<P>{name} is mentioned in several old chronicles of {region}.</P>",
-               "<P>Many visitors come to {region} every summer, and the local museum tells its history.</P>"]
+# The other candidates of a page: 3-7 of these around the answer block, so that whole-document
+# prediction has to find the right one. They never hold the answer's fields (other people, years and
+# regions, drawn distinct from the entity's); tables and lists bring nested candidates (rows, items).
+DISTRACTORS = [
+    "<P>{name} is mentioned in several old chronicles of {other_region}.</P>",
+    "<P>Many visitors come to {other_region} every summer, and the local museum tells its history.</P>",
+    "<P>The name {name} comes from an old word for a meeting place, according to {other_person}.</P>",
+    "<P>In {other_year} a severe storm damaged several buildings near {name}.</P>",
+    "<P>A festival is held in {other_region} each spring, with music, markets and boat races.</P>",
+    "<P>The nearest railway station opened in {other_year} and is run by a regional company.</P>",
+    "<P>Local schools teach the history of {name} and of the valleys around it.</P>",
+    "<P>A study published by {other_person} describes the plants and animals of the area.</P>",
+    "<Table><Tr><Th>Event</Th><Th>Year</Th></Tr><Tr><Td>Great storm</Td><Td>{other_year}</Td></Tr>"
+    "<Tr><Td>First festival</Td><Td>{other_year2}</Td></Tr></Table>",
+    "<Ul><Li>Neighbouring region: {other_region}</Li><Li>Partner town: {other_region2}</Li></Ul>",
+]
+DISTRACTOR_COUNT = (3, 7)  # -> 4 to 8 top-level candidates a page
+NESTED_TAGS = {"<Tr>": "</Tr>", "<Li>": "</Li>"}  # candidates inside a table or list (top_level false), as in NQ
 
 PIECE_RE = re.compile(r"<[^>]+>|\s+|[.,;:!?]|[^\s<.,;:!?]+")
 
@@ -136,7 +156,7 @@ class Page:
             if field is None:
                 continue
             value = str(values[field])
-            linked = field.startswith("person")
+            linked = "person" in field
             if linked:
                 slug = value.replace(" ", "_")
                 self.token("<A>", True, f'<A href="/wiki/{slug}" title="{value}">')
@@ -176,6 +196,27 @@ def _annotation(rng, long_answer, short_spans=(), yes_no="NONE"):
             "yes_no_answer": yes_no}
 
 
+def _other(rng, draw, *taken):
+    """A value from draw(rng) different from every value in taken."""
+    while True:
+        value = draw(rng)
+        if value not in taken:
+            return value
+
+
+def _candidates(page, start_token, start_byte):
+    """The block just written as a top-level candidate, then its rows or items as nested candidates."""
+    block = [{"end_byte": len(page.html), "end_token": len(page.tokens), "start_byte": start_byte,
+              "start_token": start_token, "top_level": True}]
+    for index in range(start_token, len(page.tokens)):
+        closing = NESTED_TAGS.get(page.tokens[index]["token"])
+        if closing:
+            end = next(j for j in range(index, len(page.tokens)) if page.tokens[j]["token"] == closing) + 1
+            block.append({"end_byte": page.tokens[end - 1]["end_byte"], "end_token": end,
+                          "start_byte": page.tokens[index]["start_byte"], "start_token": index, "top_level": False})
+    return block
+
+
 def make_record(rng, split):
     """One NQ full-format record; the kind of example is drawn with KIND_WEIGHTS."""
     kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
@@ -190,6 +231,11 @@ def make_record(rng, split):
     }
     values["year_value"] = values["year"]
     values["lname"] = values["name"].lower()
+    values["other_person"] = _other(rng, person, values["person"], values["person2"])
+    values["other_year"] = _other(rng, lambda r: r.randint(1650, 1990), values["year"])
+    values["other_year2"] = _other(rng, lambda r: r.randint(1650, 1990), values["year"], values["other_year"])
+    values["other_region"] = _other(rng, lambda r: r.choice(REGIONS), values["region"])
+    values["other_region2"] = _other(rng, lambda r: r.choice(REGIONS), values["region"], values["other_region"])
     title = topic["title"].format(**values)
 
     page = Page()
@@ -200,17 +246,16 @@ def make_record(rng, split):
         page.token(word, False)
     page.raw(" ")
     page.emit("<H1>{title}</H1>", {"title": title})
-    candidates = []
-    blocks = [(rng.choice(DISTRACTORS), False), (topic["multi" if kind == "multi_span" else "block"], True), (DISTRACTORS[1], False)]
-    answer_candidate, spans = None, None
+    blocks = [(template, False) for template in rng.sample(DISTRACTORS, rng.randint(*DISTRACTOR_COUNT))]
+    blocks.insert(rng.randint(0, len(blocks)), (topic["multi" if kind == "multi_span" else "block"], True))
+    candidates, answer_candidate, spans = [], None, None
     for template, is_answer in blocks:
         page.raw("\n")
         start_token, start_byte = len(page.tokens), len(page.html)
         block_spans = page.emit(template, values)
-        candidates.append({"end_byte": len(page.html), "end_token": len(page.tokens), "start_byte": start_byte,
-                           "start_token": start_token, "top_level": True})
         if is_answer:
-            answer_candidate, spans = len(candidates) - 1, block_spans
+            answer_candidate, spans = len(candidates), block_spans
+        candidates += _candidates(page, start_token, start_byte)
     page.raw("\n</BODY></HTML>")
     candidate = candidates[answer_candidate]
     long_answer = {"candidate_index": answer_candidate, **{k: candidate[k] for k in ("end_byte", "end_token", "start_byte", "start_token")}}
@@ -281,7 +326,7 @@ def write_sample(path, records):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="file to write (.jsonl.gz)")
-    parser.add_argument("--num-examples", type=int, default=2000, help="records to generate (default 2000, about 2 s)")
+    parser.add_argument("--num-examples", type=int, default=2000, help="records to generate (default 2000, about 3 s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed and split = same bytes")
     parser.add_argument("--split", choices=sorted(SPLIT_SEED_OFFSET), default="train",
                         help="train: one annotation per record; dev: five, and entities from a different stream")

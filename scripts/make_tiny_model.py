@@ -9,6 +9,15 @@ For the demo and the tests: nothing is downloaded from a model hub.
 The folder it writes loads with AutoTokenizer / AutoModelForQuestionAnswering.from_pretrained.
 The tokenizer is saved as a plain fast tokenizer (tokenizer.json): transformers 5.x would replace
 a custom normalizer if it were saved as AlbertTokenizer.
+
+Reproducible: the same data, sizes and --seed give byte-identical tokenizer.json and model.safetensors
+on one machine, whatever PYTHONHASHSEED (tests/test_make_tiny_model.py runs it twice and compares).
+`tokenizers`' WordPiece trainer alone does not: it gives each continuation piece ("##e") its id in the
+order it first meets the piece while walking a Rust HashMap of words, whose hasher is seeded at random
+in every process, and it breaks ties between equally frequent merges by those ids. So which merges
+make the vocabulary changed from run to run (7 runs on squad2-dev-normans-rhine.json, vocab 1500:
+7 different tokenizer.json), and with it the demo's F1 (89.8, 90.38 or 90.99 for one seed).
+`train_tokenizer` hands the trainer every continuation piece up front, in sorted order.
 """
 
 import argparse
@@ -30,17 +39,39 @@ def squad_texts(path):
                 yield qa["question"]
 
 
+def continuation_pieces(words):
+    """The WordPiece pieces "##c" for every character c seen after the first of a word, sorted (pure).
+
+    >>> continuation_pieces(["the", "cat", "a"])
+    ['##a', '##e', '##h', '##t']
+    """
+    return sorted({"##" + char for word in words for char in word[1:]})
+
+
 def train_tokenizer(texts, vocab_size=2000, lowercase=True):
-    """A BERT-style WordPiece fast tokenizer trained on `texts` (an iterable of strings)."""
+    """A BERT-style WordPiece fast tokenizer trained on `texts` (an iterable of strings); deterministic."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.train_from_iterator(
-        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
-    )
+    texts = list(texts)  # read twice: once for the continuation pieces, once to train
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The words exactly as the trainer sees them: normalised, then split by the same pre-tokenizer.
+    words = (word for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    pieces = continuation_pieces(words)
+    # Given as special tokens, the pieces get their ids in this sorted order before the trainer walks
+    # its HashMap of words (which would otherwise number them in a random order, see the docstring).
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + pieces,
+                                        show_progress=False)
+    trained = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    trained.normalizer, trained.pre_tokenizer = normalizer, pre_tokenizer
+    trained.train_from_iterator(texts, trainer)
+    # A fresh tokenizer on the trained vocabulary: only the 5 real special tokens stay special (the pieces
+    # must not be matched as whole tokens in text, nor dropped when decoding with skip_special_tokens).
+    backend = Tokenizer(models.WordPiece(trained.get_vocab(with_added_tokens=False), unk_token="[UNK]",
+                                         max_input_chars_per_word=100))
+    backend.normalizer, backend.pre_tokenizer = normalizer, pre_tokenizer
+    backend.add_special_tokens(SPECIAL_TOKENS)
     cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

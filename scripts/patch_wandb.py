@@ -30,7 +30,6 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 from qa.storage import atomic_write  # noqa: E402
 
 DEFAULT_PROJECT = "albert-nq"

@@ -18,52 +18,27 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from qa.metrics import compute_exact, compute_f1  # noqa: E402
-from qa.runlog import eval_steps, read_metrics  # noqa: E402
-from qa.squad_io import read_squad  # noqa: E402
-from qa.storage import atomic_write  # noqa: E402
+from qa import run_dir as run_dir_files
+from qa.metrics import null_threshold_curve
+from qa.run_dir import eval_steps, read_metrics
+from qa.squad_io import read_squad
+from qa.storage import atomic_write
 
 
 def newest_eval_step(run_dir):
     """The largest step with eval_results, null_odds and nbest files, or None."""
     steps = [step for step in eval_steps(run_dir)
-             if all(os.path.exists(os.path.join(run_dir, f"{kind}_{step}.json")) for kind in ("null_odds", "nbest_predictions"))]
+             if all(os.path.exists(run_dir_files.eval_file(run_dir, kind, step)) for kind in ("null_odds", "nbest_predictions"))]
     return max(steps) if steps else None
 
 
-def threshold_curve(gold, best_non_null, null_score_diff):
-    """(thresholds, f1, exact) in percent: the score of answering "" when null_score_diff > threshold.
-
-    Computed with cumulative sums over questions sorted by their null score difference, so the
-    whole curve costs one sort. The first point is "everything null"."""
-    qids = sorted((q for q in gold if q in null_score_diff), key=lambda q: null_score_diff[q])
-    if not qids:
-        return [], [], []
-    total = len(qids)
-    # Start with every question answered "" (threshold below every diff), then flip them to their answer one by one.
-    f1_sum = exact_sum = float(sum(1 for q in qids if gold[q] == [""]))
-    thresholds, f1s, exacts = [null_score_diff[qids[0]] - 1.0], [100.0 * f1_sum / total], [100.0 * exact_sum / total]
-    for qid in qids:
-        null_score = 1.0 if gold[qid] == [""] else 0.0
-        answer = best_non_null.get(qid, "")
-        f1_sum += max(compute_f1(g, answer) for g in gold[qid]) - null_score
-        exact_sum += max(compute_exact(g, answer) for g in gold[qid]) - null_score
-        thresholds.append(null_score_diff[qid])
-        f1s.append(100.0 * f1_sum / total)
-        exacts.append(100.0 * exact_sum / total)
-    return thresholds, f1s, exacts
-
-
 def load_threshold_inputs(run_dir, step, predict_file):
-    with open(os.path.join(run_dir, f"null_odds_{step}.json"), encoding="utf-8") as f:
+    with open(run_dir_files.eval_file(run_dir, "null_odds", step), encoding="utf-8") as f:
         null_score_diff = json.load(f)
-    with open(os.path.join(run_dir, f"nbest_predictions_{step}.json"), encoding="utf-8") as f:
+    with open(run_dir_files.eval_file(run_dir, "nbest_predictions", step), encoding="utf-8") as f:
         nbest = json.load(f)
     best_non_null = {qid: next((c["text"] for c in cands if c["text"]), "") for qid, cands in nbest.items()}
-    gold = {ex.qas_id: ex.answer_texts for ex in read_squad(predict_file)}
-    return gold, best_non_null, null_score_diff
+    return read_squad(predict_file), best_non_null, null_score_diff
 
 
 def draw(run_dir, records, curve, eval_results, out_png, step=None):
@@ -160,13 +135,11 @@ def make_report(run_dir, predict_file=None):
         raise SystemExit(f"{run_dir}: no metrics.jsonl and no eval_results_*.json: has this run started?")
     eval_results, curve = None, ([], [], [])
     if step is not None:
-        with open(os.path.join(run_dir, f"eval_results_{step}.json"), encoding="utf-8") as f:
-            eval_results = json.load(f)
-        if predict_file is None and os.path.exists(os.path.join(run_dir, "args.json")):
-            with open(os.path.join(run_dir, "args.json"), encoding="utf-8") as f:
-                predict_file = json.load(f).get("predict_file")
+        eval_results = run_dir_files.read_eval_results(run_dir, step)
+        if predict_file is None:
+            predict_file = (run_dir_files.read_args(run_dir) or {}).get("predict_file")
         if predict_file and os.path.exists(predict_file):
-            curve = threshold_curve(*load_threshold_inputs(run_dir, step, predict_file))
+            curve = null_threshold_curve(*load_threshold_inputs(run_dir, step, predict_file))
         else:
             print(f"predict file {predict_file!r} not found: the threshold curve is left out (pass --predict-file)")
     png = os.path.join(run_dir, "report.png")

@@ -4,17 +4,15 @@
     python scripts/status.py outputs/nq-albert-xlarge-v2 --json     # the same facts as one JSON object
     make status [OUTPUT_DIR=outputs/nq-albert-xlarge-v2]
 
-Reads only what run_squad.py writes into OUTPUT_DIR: metrics.jsonl (one JSON object per line,
-each with "step" and "time" and some of "train/loss", "eval/exact", "eval/f1", ...), args.json,
-checkpoint-N/trainer_state.json with its COMPLETE marker, best_checkpoint.json,
-training_summary.json (written when training ends), the total number of steps from train.log's
-"training: ..., N steps, ..." line (the newest start or resume), and the "[detach]" lines that
-scripts/detach.sh writes into console.log (`make train DETACH=1`: has the session ended, with
-which exit status). The step of a
-checkpoint is read from its trainer_state.json, never from the folder name. The ETA comes from
-the rate (steps per second) over the latest uninterrupted stretch of metrics.jsonl (a resume
+Reads only what run_squad.py writes into OUTPUT_DIR, through qa/run_dir.py (the one reader of a
+run folder): metrics.jsonl, args.json, checkpoints (complete when every file matches its COMPLETE
+marker; the step from trainer_state.json, never from the folder name), best_checkpoint.json,
+training_plan.json (the total steps, written at every start or resume), training_summary.json
+(written when training ends), and the "[detach]" lines that scripts/detach.sh writes into
+console.log (`make train DETACH=1`: has the session ended, with which exit status). The ETA comes
+from the rate (steps per second) over the latest uninterrupted stretch of metrics.jsonl (a resume
 restarts the clock), at most the last RATE_WINDOW lines. Safe to run while training writes: a
-half-written last line is skipped. Standard library only.
+half-written last line is skipped. No torch needed.
 """
 
 import argparse
@@ -27,19 +25,15 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from qa.runlog import read_metrics  # noqa: E402
+from qa import run_dir
+from qa.run_dir import DETACHED_LOG, read_json, read_metrics
 
 RATE_WINDOW = 200  # metrics lines used for the rate: recent enough to follow a change of speed
 RESTART_GAP_S = 600  # a pause this long between two metrics lines means the run was restarted
 GPU_QUERY = "index,name,memory.used,memory.total,utilization.gpu"
-# qa/trainer.py logs "training: 1200 features, 1 process(es) x 8 x 1 accumulation = 8 per step, 150 steps, precision ..."
-TRAINING_LINE = re.compile(r"\btraining: .*?, (\d+) steps, precision\b")
 # scripts/detach.sh writes "[detach] 2026-11-26 17:52:38 start in tmux session 'qa-train': CMD" and
 # "[detach] 2026-11-26 18:40:01 exit status 0" into the console log.
 DETACH_LINE = re.compile(r"^\[detach\] (\S+ \S+) (?:start in (\w+) session '([^']*)'|exit status (\d+))")
-DETACHED_LOG = "console.log"  # the LOG that `make train DETACH=1` gives scripts/detach.sh
 
 
 def _last_with(records, *keys):
@@ -64,43 +58,6 @@ def steps_per_second(records):
     if last_step <= first_step or last_time <= first_time:
         return None
     return (last_step - first_step) / (last_time - first_time)
-
-
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
-def checkpoints(output_dir):
-    """[(global_step, path, complete)] sorted by step; the step from trainer_state.json."""
-    found = []
-    for entry in sorted(os.listdir(output_dir)):
-        path = os.path.join(output_dir, entry)
-        if not (entry.startswith("checkpoint-") and os.path.isdir(path)):
-            continue
-        state = read_json(os.path.join(path, "trainer_state.json")) or {}
-        step = state.get("global_step")
-        complete = os.path.exists(os.path.join(path, "COMPLETE"))
-        found.append((step if isinstance(step, int) else None, path, complete, state))
-    found.sort(key=lambda item: (item[0] is not None, item[0] or 0))
-    return found
-
-
-def total_steps_from_log(path):
-    """The step count of the newest "training: ..., N steps" line of train.log, or None."""
-    total = None
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                match = TRAINING_LINE.search(line)
-                if match:
-                    total = int(match.group(1))
-    except OSError:
-        return None
-    return total
 
 
 def detached_session(path):
@@ -157,11 +114,9 @@ def query_gpus():
 def summarize(output_dir, now=None, gpus=None, gpu_note=None):
     """Every fact the status shows, as a dict. Raises FileNotFoundError when OUTPUT_DIR holds no run."""
     now = time.time() if now is None else now
-    markers = ("metrics.jsonl", "train.log", "args.json")
-    if not os.path.isdir(output_dir) or not (
-        any(os.path.exists(os.path.join(output_dir, m)) for m in markers)
-        or any(e.startswith("checkpoint-") for e in os.listdir(output_dir))
-    ):
+    markers = (run_dir.METRICS_FILE, run_dir.TRAIN_LOG, run_dir.ARGS_FILE)
+    ckpts = run_dir.checkpoint_folders(output_dir)
+    if not os.path.isdir(output_dir) or not (any(os.path.exists(os.path.join(output_dir, m)) for m in markers) or ckpts):
         raise FileNotFoundError(
             f"no run in {output_dir}: no metrics.jsonl, train.log, args.json or checkpoint-* there "
             "(start one with `make train`, or pass the OUTPUT_DIR of a run)"
@@ -169,25 +124,17 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
     read_stats = {}
     records = read_metrics(output_dir, read_stats)
     bad_lines = read_stats["unreadable"]
-    args = read_json(os.path.join(output_dir, "args.json")) or {}
-    ckpts = checkpoints(output_dir)
-    complete = [c for c in ckpts if c[2] and c[0] is not None]
+    args = run_dir.read_args(output_dir) or {}
+    complete = [(step, path) for step, path, problem in ckpts if problem is None and step is not None]
     newest = complete[-1] if complete else None
-    newest_state = newest[3] if newest else {}
+    newest_state = read_json(os.path.join(newest[1], run_dir.STATE_FILE)) or {} if newest else {}
 
     last_step_record = _last_with(records, "step")
     step = last_step_record["step"] if last_step_record else newest_state.get("global_step")
-    total = None
-    for source in [newest_state, *reversed(records), args]:
-        for key in ("max_steps", "total_steps", "train/total_steps"):
-            value = source.get(key)
-            if isinstance(value, (int, float)) and value > 0:
-                total = int(value)
-                break
-        if total is not None:
-            break
-    if total is None:
-        total = total_steps_from_log(os.path.join(output_dir, "train.log"))
+    # Written by the trainer at every start (a resume with other settings rewrites it); --max_steps before that.
+    total = (run_dir.read_plan(output_dir) or {}).get("total_steps")
+    if total is None and isinstance(args.get("max_steps"), int) and args["max_steps"] > 0:
+        total = args["max_steps"]
     epoch_record = _last_with(records, "epoch", "train/epoch")
     epoch = (epoch_record.get("epoch", epoch_record.get("train/epoch")) if epoch_record else None)
     epoch_estimated = False
@@ -201,7 +148,7 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
     eta_s = (total - step) / rate if rate and total is not None and step is not None and total > step else None
     last_time = _last_with(records, "time")
     disk = shutil.disk_usage(output_dir)
-    summary = read_json(os.path.join(output_dir, "training_summary.json"))
+    summary = run_dir.read_summary(output_dir)
     finished = None
     if isinstance(summary, dict) and isinstance(summary.get("global_step"), int) and (
             step is None or summary["global_step"] >= step):  # a later resume past it is not finished
@@ -221,8 +168,9 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
         "last_update_seconds_ago": now - last_time["time"] if last_time else None,
         "newest_complete_checkpoint": newest[1] if newest else None,
         "newest_complete_checkpoint_step": newest[0] if newest else None,
-        "incomplete_checkpoints": [c[1] for c in ckpts if not c[2]],
-        "best_checkpoint": read_json(os.path.join(output_dir, "best_checkpoint.json")),
+        "incomplete_checkpoints": [path for _, path, problem in ckpts if problem is not None],
+        "incomplete_reasons": {path: problem for _, path, problem in ckpts if problem is not None},
+        "best_checkpoint": read_json(os.path.join(output_dir, run_dir.BEST_FILE)),
         "finished": finished,
         "detached_session": detached_session(os.path.join(output_dir, DETACHED_LOG)),
         "unreadable_metrics_lines": bad_lines,
@@ -287,11 +235,14 @@ def format_status(s):
         lines.append(f"last update:  {_duration(max(0, s['last_update_seconds_ago']))} ago")
     ckpt = s["newest_complete_checkpoint"]
     lines.append(f"checkpoint:   {ckpt} (step {s['newest_complete_checkpoint_step']})" if ckpt else "checkpoint:   no complete checkpoint yet")
-    if s["incomplete_checkpoints"]:
-        lines.append(f"incomplete:   {', '.join(os.path.basename(p) for p in s['incomplete_checkpoints'])} (no COMPLETE marker)")
+    for path in s["incomplete_checkpoints"]:
+        lines.append(f"incomplete:   {os.path.basename(path)} ({s['incomplete_reasons'][path]}: not used)")
     best = s["best_checkpoint"]
-    if isinstance(best, dict):
-        lines.append("best:         " + ", ".join(f"{k} {v}" for k, v in best.items() if not isinstance(v, (dict, list))))
+    if isinstance(best, dict) and "checkpoint" in best:
+        value = best.get("value")
+        lines.append(f"best:         {best['checkpoint']} (step {best.get('step', '?')}), "
+                     f"{best.get('metric', 'metric')} {value:.2f}" if isinstance(value, (int, float)) else
+                     f"best:         {best['checkpoint']} (step {best.get('step', '?')})")
     if s["gpus"] is None:
         lines.append(f"gpu:          {s['gpu_note']}")
     else:

@@ -24,6 +24,7 @@ def _offline_env(monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.delenv("QA_VIA_MAKE", raising=False)  # set by the Makefile's recipes: messages then name make variables
 
 
 @pytest.fixture(scope="session")

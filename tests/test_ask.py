@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from conftest import shared_file
+from qa import run_dir, storage
 import ask
 
 DOC = " ".join(f"Sentence {i} says the Rhine flows through country number {i} on its way to the sea." for i in range(120))
@@ -88,6 +89,7 @@ def test_checkpoint_folder_uses_its_own_settings_and_the_threshold_tuned_at_its_
     (checkpoint / "trainer_state.json").write_text(json.dumps({
         "global_step": 7, "args": {"max_seq_length": 64, "doc_stride": 32, "max_query_length": 16,
                                    "null_score_diff_threshold": 0.5, "learning_rate": 3e-5}}))
+    storage.write_marker(str(checkpoint), run_dir.COMPLETE)  # complete, as qa.checkpoints writes them
     config = ask.load_qa_config(str(checkpoint))
     assert (config["max_seq_length"], config["doc_stride"], config["max_query_length"]) == (64, 32, 16)
     assert config["null_score_diff_threshold"] == 0.5 and "step 7 was not evaluated" in config["source"]

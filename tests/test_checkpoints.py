@@ -21,6 +21,7 @@ np = pytest.importorskip("numpy")
 
 import make_tiny_model  # noqa: E402
 from qa import checkpoints as ck  # noqa: E402
+from qa import preflight, retention, rng, run_dir  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -120,7 +121,7 @@ def test_folder_loads_with_auto_classes_and_holds_no_pickled_weights(tmp_path, t
     assert {"model.safetensors", "config.json", "tokenizer.json", "optimizer.pt", "scheduler.pt",
             "scaler.pt", "rng_state_0.pth", "trainer_state.json", "COMPLETE"} <= files
     assert not [f for f in files if f.endswith(".bin")]
-    assert ck.is_complete(path)
+    assert run_dir.is_complete(path)
     loaded = AutoModelForQuestionAnswering.from_pretrained(path)
     for a, b in zip(run[0].state_dict().values(), loaded.state_dict().values()):
         assert torch.equal(a, b)
@@ -149,26 +150,26 @@ def test_incomplete_folders_are_never_picked(tmp_path, tokenizer):
     with open(truncated / "model.safetensors", "r+b") as f:
         f.truncate(100)
 
-    assert ck.list_checkpoints(tmp_path) == [(1, good)]
-    assert ck.latest_checkpoint(tmp_path) == good
-    assert ck.resolve_checkpoint(None, tmp_path) == good
-    assert ck.resolve_checkpoint("auto", tmp_path) == good
+    assert run_dir.list_checkpoints(tmp_path) == [(1, good)]
+    assert run_dir.latest_checkpoint(tmp_path) == good
+    assert run_dir.resolve_checkpoint(None, tmp_path) == good
+    assert run_dir.resolve_checkpoint("auto", tmp_path) == good
     with pytest.raises(ck.CheckpointError, match=r"checkpoint-9 is incomplete \(no COMPLETE marker\).*"
                        r"use checkpoint-N instead \(complete ones: checkpoint-1\)"):
-        ck.resolve_checkpoint("checkpoint-9", tmp_path)
+        run_dir.resolve_checkpoint("checkpoint-9", tmp_path)
     with pytest.raises(ck.CheckpointError, match="checkpoint-11 is incomplete"):
-        ck.resolve_checkpoint(str(truncated), tmp_path)
+        run_dir.resolve_checkpoint(str(truncated), tmp_path)
     with pytest.raises(ck.CheckpointError, match="checkpoint-1500: no such checkpoint folder"):
-        ck.resolve_checkpoint("checkpoint-1500", tmp_path)
+        run_dir.resolve_checkpoint("checkpoint-1500", tmp_path)
     with pytest.raises(ck.CheckpointError, match="incomplete"):
         ck.restore_training_state(str(no_marker), None, None, None)
 
 
 def test_no_complete_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ck.CheckpointError, match=f"no complete checkpoint in {tmp_path}"):
-        ck.resolve_checkpoint("latest", tmp_path)
+        run_dir.resolve_checkpoint("latest", tmp_path)
     with pytest.raises(ck.CheckpointError, match="no best_checkpoint.json"):
-        ck.resolve_checkpoint("best", tmp_path)
+        run_dir.resolve_checkpoint("best", tmp_path)
 
 
 @pytest.mark.slow
@@ -196,51 +197,51 @@ def test_sigkill_mid_save_leaves_previous_checkpoint_as_latest(tmp_path, tokeniz
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert partial.is_dir() and not (tmp_path / "checkpoint-2").exists()
-    assert ck.latest_checkpoint(tmp_path) == first
-    assert ck.resolve_checkpoint("auto", tmp_path) == first
+    assert run_dir.latest_checkpoint(tmp_path) == first
+    assert run_dir.resolve_checkpoint("auto", tmp_path) == first
     with pytest.raises(ck.CheckpointError, match="incomplete"):
-        ck.resolve_checkpoint(str(partial), tmp_path)
+        run_dir.resolve_checkpoint(str(partial), tmp_path)
     # The dead writer's folder is cleaned up by the next rotation; live checkpoints stay.
-    assert ck.rotate_checkpoints(tmp_path, None) == [str(partial)]
-    assert not partial.exists() and ck.is_complete(first)
+    assert retention.rotate_checkpoints(tmp_path, None) == [str(partial)]
+    assert not partial.exists() and run_dir.is_complete(first)
 
 
 def test_rotation_keeps_the_best_even_when_oldest(tmp_path, tokenizer):
     run = make_run(tokenizer)
     paths = [save(tmp_path, run, tokenizer, step) for step in (10, 20, 30, 40)]
-    assert ck.record_best(tmp_path, paths[0], "f1", 90.0) is True
-    assert [ck.record_best(tmp_path, p, "f1", v) for p, v in zip(paths[1:], (50.0, 60.0, 70.0))] == [False] * 3
-    assert ck.best_checkpoint(tmp_path) == {"checkpoint": "checkpoint-10", "step": 10, "metric": "f1",
+    assert retention.record_best(tmp_path, paths[0], "f1", 90.0) is True
+    assert [retention.record_best(tmp_path, p, "f1", v) for p, v in zip(paths[1:], (50.0, 60.0, 70.0))] == [False] * 3
+    assert run_dir.best_checkpoint(tmp_path) == {"checkpoint": "checkpoint-10", "step": 10, "metric": "f1",
                                             "value": 90.0, "greater_is_better": True}
     stale = tmp_path / f".tmp-checkpoint-50-{dead_pid()}"
     stale.mkdir()
     live = tmp_path / f".tmp-checkpoint-60-{os.getppid()}"  # a live process's save in progress
     live.mkdir()
 
-    deleted = ck.rotate_checkpoints(tmp_path, 2)
+    deleted = retention.rotate_checkpoints(tmp_path, 2)
     assert sorted(deleted) == sorted([str(stale), paths[1], paths[2]])
-    assert [p for _, p in ck.list_checkpoints(tmp_path)] == [paths[0], paths[3]]
+    assert [p for _, p in run_dir.list_checkpoints(tmp_path)] == [paths[0], paths[3]]
     assert live.exists()
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".trash-")]
-    assert ck.resolve_checkpoint("best", tmp_path) == paths[0]
+    assert run_dir.resolve_checkpoint("best", tmp_path) == paths[0]
 
     # A limit of 1 still keeps the newest (to resume from) besides the best.
     newer = save(tmp_path, run, tokenizer, 50)
-    assert ck.rotate_checkpoints(tmp_path, 1) == [paths[3]]
-    assert [p for _, p in ck.list_checkpoints(tmp_path)] == [paths[0], newer]
-    assert ck.rotate_checkpoints(tmp_path, None) == [] and ck.rotate_checkpoints(tmp_path, 0) == []
+    assert retention.rotate_checkpoints(tmp_path, 1) == [paths[3]]
+    assert [p for _, p in run_dir.list_checkpoints(tmp_path)] == [paths[0], newer]
+    assert retention.rotate_checkpoints(tmp_path, None) == [] and retention.rotate_checkpoints(tmp_path, 0) == []
 
 
 def test_record_best_lower_is_better_nan_and_metric_change(tmp_path, tokenizer):
     run = make_run(tokenizer)
     a, b = save(tmp_path, run, tokenizer, 1), save(tmp_path, run, tokenizer, 2)
-    assert ck.record_best(tmp_path, a, "loss", 2.0, greater_is_better=False)
-    assert not ck.record_best(tmp_path, b, "loss", 3.0, greater_is_better=False)
-    assert not ck.record_best(tmp_path, b, "loss", float("nan"), greater_is_better=False)
-    assert ck.record_best(tmp_path, b, "loss", 1.5, greater_is_better=False)
-    assert ck.best_checkpoint(tmp_path)["checkpoint"] == "checkpoint-2"
-    assert ck.record_best(tmp_path, a, "exact", 10.0)  # another metric replaces the record
-    assert ck.best_checkpoint(tmp_path)["metric"] == "exact"
+    assert retention.record_best(tmp_path, a, "loss", 2.0, greater_is_better=False)
+    assert not retention.record_best(tmp_path, b, "loss", 3.0, greater_is_better=False)
+    assert not retention.record_best(tmp_path, b, "loss", float("nan"), greater_is_better=False)
+    assert retention.record_best(tmp_path, b, "loss", 1.5, greater_is_better=False)
+    assert run_dir.best_checkpoint(tmp_path)["checkpoint"] == "checkpoint-2"
+    assert retention.record_best(tmp_path, a, "exact", 10.0)  # another metric replaces the record
+    assert run_dir.best_checkpoint(tmp_path)["metric"] == "exact"
 
 
 def test_full_disk_stops_before_writing_and_keeps_previous(tmp_path, tokenizer, monkeypatch):
@@ -255,7 +256,7 @@ def test_full_disk_stops_before_writing_and_keeps_previous(tmp_path, tokenizer, 
     assert "free space or lower --save_total_limit" in message
     assert f"previous checkpoints are intact at {first}" in message
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-1"]
-    assert ck.is_complete(first)
+    assert run_dir.is_complete(first)
 
 
 def test_enospc_while_writing_removes_the_temporary_folder(tmp_path, tokenizer, monkeypatch):
@@ -274,7 +275,7 @@ def test_enospc_while_writing_removes_the_temporary_folder(tmp_path, tokenizer, 
     with pytest.raises(ck.DiskFullError, match="disk full while writing .*checkpoint-2.*not enough free disk"):
         save(tmp_path, run, tokenizer, 2)
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-1"]
-    assert ck.latest_checkpoint(tmp_path) == first
+    assert run_dir.latest_checkpoint(tmp_path) == first
 
 
 def test_disk_full_inside_safetensors_is_recognised(tmp_path, tokenizer, monkeypatch):
@@ -295,7 +296,7 @@ def test_disk_full_inside_safetensors_is_recognised(tmp_path, tokenizer, monkeyp
     monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full_save_file)
     with pytest.raises(ck.DiskFullError, match="previous checkpoints are intact at"):
         save(tmp_path, run, tokenizer, 2)
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint-1"] and ck.is_complete(first)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-1"] and run_dir.is_complete(first)
 
 
 def test_other_errors_while_writing_clean_up_and_propagate(tmp_path, tokenizer, monkeypatch):
@@ -310,14 +311,14 @@ def test_estimate_covers_adam_state_and_previous_checkpoint(tmp_path, tokenizer)
     run = make_run(tokenizer)
     model, optimizer = run[0], run[1]
     params = sum(p.numel() * 4 for p in model.parameters())
-    before = ck.estimate_checkpoint_bytes(model)
+    before = preflight.estimate_checkpoint_bytes(model)
     assert before >= 3 * params  # weights + AdamW's two moments, assumed before the first step
     train_step(*run, len(tokenizer))
-    assert ck.estimate_checkpoint_bytes(model, optimizer) >= 3 * params
+    assert preflight.estimate_checkpoint_bytes(model, optimizer) >= 3 * params
     path = save(tmp_path, run, tokenizer, 1)
     with open(os.path.join(path, "big.bin"), "wb") as f:
         f.truncate(5 * 10**9)  # sparse: a previous checkpoint far bigger than the estimate
-    assert ck.estimate_checkpoint_bytes(model, optimizer, tmp_path) >= 5 * 10**9
+    assert preflight.estimate_checkpoint_bytes(model, optimizer, tmp_path) >= 5 * 10**9
 
 
 class _Payload:
@@ -341,7 +342,7 @@ def test_malicious_pickle_is_refused(tmp_path, tokenizer, victim):
     complete = json.loads(pathlib.Path(path, "COMPLETE").read_text())
     complete["files"][victim] = os.path.getsize(target)
     pathlib.Path(path, "COMPLETE").write_text(json.dumps(complete))
-    assert ck.is_complete(path)
+    assert run_dir.is_complete(path)
 
     _, optimizer, scheduler, scaler = make_run(tokenizer)
     with pytest.raises(ck.CheckpointError, match=f"{victim}: refused .*weights_only=True"):
@@ -356,16 +357,16 @@ def test_step_comes_from_the_state_file_not_the_name(tmp_path, tokenizer):
     five, ten = save(tmp_path, run, tokenizer, 5), save(tmp_path, run, tokenizer, 10)
     os.rename(ten, tmp_path / "checkpoint-1")
     os.rename(five, tmp_path / "checkpoint-99")
-    assert ck.list_checkpoints(tmp_path) == [(5, str(tmp_path / "checkpoint-99")), (10, str(tmp_path / "checkpoint-1"))]
-    assert ck.latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")
-    assert ck.load_train_state(ck.resolve_checkpoint("checkpoint-1", tmp_path))["global_step"] == 10
+    assert run_dir.list_checkpoints(tmp_path) == [(5, str(tmp_path / "checkpoint-99")), (10, str(tmp_path / "checkpoint-1"))]
+    assert run_dir.latest_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")
+    assert run_dir.load_train_state(run_dir.resolve_checkpoint("checkpoint-1", tmp_path))["global_step"] == 10
 
 
 def test_saving_the_same_step_twice_replaces_it(tmp_path, tokenizer):
     run = make_run(tokenizer)
     first = save(tmp_path, run, tokenizer, 3, note="first")
     second = save(tmp_path, run, tokenizer, 3, note="second")
-    assert first == second and ck.load_train_state(second)["note"] == "second"
+    assert first == second and run_dir.load_train_state(second)["note"] == "second"
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-3"]
 
 
@@ -380,11 +381,11 @@ def test_bad_train_state_is_refused_before_writing(tmp_path, tokenizer):
 
 def test_rng_state_round_trip_is_weights_only_loadable(tmp_path):
     random.seed(5), np.random.seed(5), torch.manual_seed(5)
-    state = ck.capture_rng_state()
+    state = rng.capture_rng_state()
     expected = (random.random(), np.random.normal(), torch.rand(2))  # normal() sets numpy's cached gaussian
     torch.save(state, tmp_path / "rng.pth")
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
-    ck.restore_rng_state(torch.load(tmp_path / "rng.pth", weights_only=True))
+    rng.restore_rng_state(torch.load(tmp_path / "rng.pth", weights_only=True))
     assert random.random() == expected[0] and np.random.normal() == expected[1]
     assert torch.equal(torch.rand(2), expected[2])
 
@@ -433,9 +434,9 @@ def test_two_processes_save_each_rank_rng_and_share_disk_errors(tmp_path):
     for rank, (proc, text) in enumerate(zip(procs, outputs)):
         assert proc.returncode == 0 and f"rank {rank} ok" in text, text
     path = out / "checkpoint-7"
-    assert ck.is_complete(path) and {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(path))
+    assert run_dir.is_complete(path) and {"rng_state_0.pth", "rng_state_1.pth"} <= set(os.listdir(path))
     assert not torch.equal(torch.load(out / "draw_0.pt"), torch.load(out / "draw_1.pt"))
-    assert [p for _, p in ck.list_checkpoints(out)] == [str(path)]
+    assert [p for _, p in run_dir.list_checkpoints(out)] == [str(path)]
 
 
 def test_grad_scaler_state_round_trips_and_fp16_can_be_switched_on(tmp_path, tokenizer, caplog):
@@ -457,7 +458,7 @@ def test_clear_previous_run_removes_what_a_fresh_run_would_read_back(tmp_path, t
     """--overwrite_output_dir: the old run's checkpoints and records go; a live writer's folder and other files stay."""
     run = make_run(tokenizer)
     old = [save(tmp_path, run, tokenizer, step) for step in (500, 1000)]
-    ck.record_best(tmp_path, old[0], "f1", 80.0)
+    retention.record_best(tmp_path, old[0], "f1", 80.0)
     for name in ("metrics.jsonl", "training_summary.json", "wandb_run_id.txt", "predictions_1000.json", "command.txt"):
         (tmp_path / name).write_text("{}")
     (tmp_path / "runs").mkdir()
@@ -467,13 +468,13 @@ def test_clear_previous_run_removes_what_a_fresh_run_would_read_back(tmp_path, t
     live = tmp_path / f".tmp-checkpoint-1500-{os.getppid()}"
     live.mkdir()
 
-    removed = ck.clear_previous_run(tmp_path)
+    removed = retention.clear_previous_run(tmp_path)
     assert sorted(os.path.basename(p) for p in removed) == sorted(
         [stale.name, "best_checkpoint.json", "checkpoint-1000", "checkpoint-500", "metrics.jsonl", "runs",
          "training_summary.json", "wandb_run_id.txt"])
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, "command.txt", "predictions_1000.json"])
     # A new run starting at step 1 is now the only one resume, rotation and the best record see.
     first = save(tmp_path, run, tokenizer, 1)
-    assert ck.latest_checkpoint(tmp_path) == first and ck.best_checkpoint(tmp_path) is None
-    assert ck.record_best(tmp_path, first, "f1", 10.0) is True
-    assert ck.clear_previous_run(tmp_path / "missing") == []
+    assert run_dir.latest_checkpoint(tmp_path) == first and run_dir.best_checkpoint(tmp_path) is None
+    assert retention.record_best(tmp_path, first, "f1", 10.0) is True
+    assert retention.clear_previous_run(tmp_path / "missing") == []

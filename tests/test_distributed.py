@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, shared_file
 
 torch = pytest.importorskip("torch")
-from qa import checkpoints  # noqa: E402
+from qa import checkpoints, retention, run_dir  # noqa: E402
 
 TRAIN = ("squad", "squad2-dev-normans-rhine.json")
 PREDICT = ("squad", "squad2-dev-normans-complexity.json")
@@ -44,8 +44,8 @@ def test_torchrun_two_processes_with_evaluation_during_training(tiny_model_dir, 
     assert log.count("training done at step 22") == 1 and "2 process(es)" in log
     assert (out / "command.txt").read_text().count("launched by torchrun: WORLD_SIZE=2") == 1
     # Checkpoints at --save_steps, and at every evaluation that improved f1 (the first one always does).
-    saved = {s for s, _ in checkpoints.list_checkpoints(out)}
-    assert {5, 10, 20} <= saved <= {5, 10, 15, 20, 22} and checkpoints.best_checkpoint(out)["step"] in saved
+    saved = {s for s, _ in run_dir.list_checkpoints(out)}
+    assert {5, 10, 20} <= saved <= {5, 10, 15, 20, 22} and run_dir.best_checkpoint(out)["step"] in saved
     # The final weights load, and one process evaluating them alone predicts exactly what the two ranks did.
     from transformers import AutoModelForQuestionAnswering
 

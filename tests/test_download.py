@@ -106,23 +106,44 @@ def test_urls_follow_the_bucket_layout():
     ]
 
 
-def test_crc32c_known_values_and_backends_agree():
+def test_crc32c_known_values_and_continuation():
     # RFC 3720 (iSCSI) appendix B.4 test vectors, plus the classic "123456789" check value.
     vectors = {b"123456789": 0xE3069283, bytes(32): 0x8A9136AA, b"\xff" * 32: 0x62A8AB43,
                bytes(range(32)): 0x46DD794E}
     for data, expected in vectors.items():
-        assert download_nq.crc32c_pure(data) == expected
-        assert download_nq.crc32c_numpy(data) == expected
         assert download_nq.crc32c(data) == expected
-    data = random.Random(1).randbytes(300_007)  # enough for the numpy lane path, with a ragged tail
+    assert download_nq.crc32c_backend() == "google-crc32c (C)"  # the wheel pinned in requirements.txt
+    data = random.Random(1).randbytes(300_007)
     whole = reference_crc32c(data)
-    assert download_nq.crc32c_numpy(data) == whole
-    assert download_nq.crc32c_pure(data) == whole
-    # Continuing from an earlier value, split at arbitrary points, gives the same as all at once.
+    assert download_nq.crc32c(data) == whole
+    # Continuing from an earlier value, split at arbitrary points (and from a memoryview), gives the same as all at once.
     crc = 0
     for start, end in [(0, 5), (5, 70_000), (70_000, 70_001), (70_001, len(data))]:
-        crc = download_nq.crc32c(data[start:end], crc)
+        crc = download_nq.crc32c(memoryview(data)[start:end], crc)
     assert crc == whole
+    digests = download_nq.Digests(len(data), want_blob=False, want_crc32c=True)
+    for start in range(0, len(data), 65_536):  # network-sized reads
+        digests.update(data[start : start + 65_536])
+    assert digests.crc == whole and digests.problems({"crc32c": whole.to_bytes(4, "big")}, None) == []
+
+
+def test_without_google_crc32c_a_crc32c_check_says_what_to_install(tmp_path, dev_shards, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "google_crc32c", None)  # a bare python3: import google_crc32c fails
+    assert "google-crc32c missing" in download_nq.crc32c_backend()
+    path = nq_path("dev", 0)
+    with RangeServer(dev_shards) as server:  # GCS-style: crc32c and md5
+        rc = run_main("--split", "dev", "--shards", "0", "--out", tmp_path, "--base-url", f"{server.url}/v1.0")
+        assert [request.method for request in server.requests_for(path)] == ["GET"]  # no retry: retrying cannot help
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "the server sends a crc32c hash (x-goog-hash) and checking it needs google-crc32c: pip install google-crc32c" in err
+    assert not (tmp_path / "dev" / "nq-dev-00.jsonl.gz").exists()
+    # A server without a crc32c (md5 only, or nothing): the download needs no crc32c and is verified as usual.
+    md5 = base64.b64encode(hashlib.md5(dev_shards[path]).digest()).decode()
+    with RangeServer(dev_shards, goog_hash=False) as server:
+        server.hash_headers[path] = [f"md5={md5}"]
+        assert run_main("--split", "dev", "--shards", "0", "--out", tmp_path, "--base-url", f"{server.url}/v1.0") == 0
+    assert (tmp_path / "dev" / "nq-dev-00.jsonl.gz").read_bytes() == dev_shards[path]
 
 
 def test_git_blob_id():
@@ -287,7 +308,7 @@ def test_gives_up_after_retries(tmp_path, dev_shards, capsys):
 
 # --- SQuAD: verified by git blob id ------------------------------------------------------------
 def squad_files():
-    return {f"/dataset/{name}": ('{"version": "v2.0", "data": [], "name": "%s"}' % name).encode() * 50
+    return {f"/dataset/{name}": f'{{"version": "v2.0", "data": [], "name": "{name}"}}'.encode() * 50
             for name in ("train-v2.0.json", "dev-v2.0.json")}
 
 

@@ -3,6 +3,7 @@
 import collections
 import gzip
 import json
+import re
 
 import make_nq_sample
 import nq_to_squad
@@ -73,7 +74,9 @@ def test_yes_no_labels_agree_with_the_facts():
             continue
         question = record["question_text"]
         threshold = int(question.rsplit(" ", 2)[-2] if question.endswith((" km", " metres", " m")) else question.rsplit(" ", 1)[-1])
-        words = [t["token"] for t in record["document_tokens"] if not t["html_token"]]
+        long_answer = record["annotations"][0]["long_answer"]  # the facts block: distractors hold other numbers
+        words = [t["token"] for t in record["document_tokens"][long_answer["start_token"] : long_answer["end_token"]]
+                 if not t["html_token"]]
         numbers = [int(w) for w in words if w.isdigit()]
         if "founded before" in question:
             value = next(n for n in numbers if 1600 <= n <= 1999)
@@ -82,3 +85,51 @@ def test_yes_no_labels_agree_with_the_facts():
             unit = question.rsplit(" ", 1)[-1]
             value = next(int(w) for w, after in zip(words, words[1:]) if w.isdigit() and after == unit)
             assert label == ("YES" if value > threshold else "NO"), (question, value)
+
+
+def test_pages_have_distractor_candidates_and_nested_ones():
+    """Whole-document prediction needs a choice: 4-8 top-level candidates, one holding the facts."""
+    top_level_counts, nested_types = collections.Counter(), collections.Counter()
+    for split in ("train", "dev"):
+        for record in make_nq_sample.generate(200, seed=4, split=split):
+            tokens, candidates = record["document_tokens"], record["long_answer_candidates"]
+            top = nq_to_squad.list_candidates(record)
+            top_level_counts[len(top)] += 1
+            assert [c["start_token"] for c in candidates] == sorted(c["start_token"] for c in candidates)  # document order
+            for index, candidate in enumerate(candidates):
+                if not candidate["top_level"]:  # a row or an item, inside the top-level candidate before it
+                    parent = next(c for c in reversed(candidates[:index]) if c["top_level"])
+                    assert parent["start_token"] < candidate["start_token"] < candidate["end_token"] < parent["end_token"]
+                    nested_types[tokens[candidate["start_token"]]["token"]] += 1
+            golds = {a["long_answer"]["candidate_index"] for a in record["annotations"]} - {-1}
+            assert len(golds) <= 1 and all(candidates[g]["top_level"] for g in golds)
+            for gold in golds:  # the answers are in the gold candidate, and in no other top-level one
+                context = nq_to_squad.candidate_context(record, gold)
+                answers = {context.text[slice(*nq_to_squad.token_span_to_chars(context, s["start_token"], s["end_token"]))]
+                           for a in record["annotations"] for s in a["short_answers"]}
+                for index, _ in top:
+                    if index != gold:
+                        text = nq_to_squad.candidate_context(record, index).text
+                        assert not any(answer in text for answer in answers), (answers, text)
+    assert set(top_level_counts) == {4, 5, 6, 7, 8}
+    assert nested_types["<Tr>"] > 50 and nested_types["<Li>"] > 50
+
+
+def test_sample_contexts_are_the_facts_block_as_before(tmp_path):
+    """The demo learns from converted contexts: still one facts block each, never a distractor."""
+    path = tmp_path / "dev.jsonl.gz"
+    make_nq_sample.write_sample(str(path), make_nq_sample.generate(100, seed=0, split="dev"))
+    nq_to_squad.convert([str(path)], str(tmp_path / "dev.json"), nq_to_squad.Options(all_answers=True))
+    data = json.loads((tmp_path / "dev.json").read_text(encoding="utf-8"))
+    starts = ("The river ", "Mount ", "Club Coach", "Club Coaches")
+    for article in data["data"]:
+        context = article["paragraphs"][0]["context"]
+        name = article["title"].split(" (")[0].removeprefix("Mount ").removesuffix(" FC").removesuffix(" Lake")
+        assert context.startswith(starts) or context.startswith(name), context
+        assert not any(phrase in context for phrase in distractor_phrases), context
+    assert len(distractor_phrases) == 6
+
+
+# The words each distractor starts with ("Many visitors come to"), where there are at least three.
+distractor_phrases = [phrase for phrase in (" ".join(re.sub(r"<[^>]+>", " ", template).split("{")[0].split())
+                                            for template in make_nq_sample.DISTRACTORS) if phrase.count(" ") >= 2]

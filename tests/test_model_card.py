@@ -5,7 +5,7 @@ from qa.model_card import render_model_card, write_model_card
 ARGS = {
     "model_name_or_path": "albert-xlarge-v2", "model_type": "ALBERTxlv2", "train_file": "data/nq/nq_train.json",
     "predict_file": "data/nq/nq_dev.json", "version_2_with_negative": True, "learning_rate": 3e-5,
-    "num_train_epochs": 7.0, "max_seq_length": 384, "doc_stride": 128, "hub_token": "secret",
+    "num_train_epochs": 7.0, "max_seq_length": 384, "doc_stride": 128,
 }
 RESULTS = {"exact": 61.25, "f1": 64.5, "total": 800, "HasAns_f1": 70.125, "NoAns_exact": 58.0,
            "best_exact": 62.0, "best_exact_thresh": -1.5, "best_f1": 66.0, "best_f1_thresh": -1.25}
@@ -23,8 +23,28 @@ def test_card_contents(tmp_path):
     assert "Tuned null threshold: -1.25" in text and "checkpoint-1500" in text
     assert "At this threshold F1 is 66; at 0 (the threshold the evaluation ran with) it is 64.5." in text
     assert "## Evaluation on `data/nq/nq_dev.json` (official SQuAD 2.0 metrics)" in text
-    assert "secret" not in text  # only the listed hyperparameters are written
     assert 'AutoModelForQuestionAnswering.from_pretrained("THIS_FOLDER")' in text
+
+
+def test_card_table_holds_the_listed_hyperparameters_of_a_real_namespace_and_nothing_else():
+    # run_squad.py hands the card vars(args) whole: some 60 flags, among them local paths, the cache folder,
+    # the wandb project and the debug server. Only these 15 training settings may become rows.
+    from qa.args import parse_args
+
+    args = vars(parse_args(["--model_type", "ALBERTxlv2", "--model_name_or_path", "albert-xlarge-v2",
+                            "--output_dir", "/home/me/private-run", "--do_train", "--train_file", "data/nq/nq_train.json",
+                            "--learning_rate", "3e-5", "--cache_dir", "/home/me/hf-cache", "--wandb_project",
+                            "team-internal-proj", "--server_ip", "10.1.2.3", "--server_port", "5678", "--bf16"]))
+    args["world_size"] = 8  # added by run_squad.py
+    text = render_model_card(args)
+    table = text.split("## Hyperparameters\n\n| name | value |\n|---|---|\n")[1].split("\n\n")[0]
+    assert table.splitlines() == [
+        "| learning_rate | 3e-05 |", "| num_train_epochs | 3 |", "| max_steps | -1 |", "| per_gpu_train_batch_size | 8 |",
+        "| gradient_accumulation_steps | 1 |", "| world_size | 8 |", "| warmup_steps | 0 |", "| weight_decay | 0 |",
+        "| max_grad_norm | 1 |", "| max_seq_length | 384 |", "| doc_stride | 128 |", "| max_query_length | 64 |",
+        "| fp16 | False |", "| bf16 | True |", "| seed | 42 |"]
+    for private in ("/home/me/private-run", "/home/me/hf-cache", "team-internal-proj", "10.1.2.3", "5678"):
+        assert private not in text
 
 
 def test_qa_config_holds_the_tuned_threshold(tmp_path):

@@ -1,9 +1,14 @@
 """scripts/nq_to_squad.py: real NQ records, hand-built records with exact outputs, workers, S3, bad input."""
 
-import dataclasses
+import collections
 import gzip
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 import zlib
 
 import pytest
@@ -164,10 +169,9 @@ def test_real_simplified_records(tmp_path):
 def test_fast_reader_matches_json_loads_on_real_file(tmp_path, reader):
     path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
     expected = [json.loads(line) for line in gzip.open(path)]
-    for use_subprocess in (reader,):
-        lines = list(nq_to_squad.iter_lines(str(path), use_subprocess=use_subprocess))
-        assert [n for n, _ in lines] == list(range(1, 11))
-        assert [json.loads(line) for _, line in lines] == expected
+    lines = list(nq_to_squad.iter_lines(str(path)))
+    assert [n for n, _ in lines] == list(range(1, 11))
+    assert [json.loads(line) for _, line in lines] == expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,8 +306,8 @@ def shards(tmp_path_factory):
 def test_workers_output_identical(tmp_path, shards):
     out1, out2 = tmp_path / "w1.json", tmp_path / "w2.json"
     options = nq_to_squad.Options()
-    stats1 = nq_to_squad.convert(shards, str(out1), dataclasses.replace(options, gunzip="process"), workers=1)
-    stats2 = nq_to_squad.convert(shards, str(out2), dataclasses.replace(options, gunzip="inline"), workers=2)
+    stats1 = nq_to_squad.convert(shards, str(out1), options, workers=1)
+    stats2 = nq_to_squad.convert(shards, str(out2), options, workers=2)
     assert out1.read_bytes() == out2.read_bytes() and stats1 == stats2
     assert stats1["records_read"] == 120 and stats1["kept"] > 80
     qas(json.loads(out1.read_text()))
@@ -344,44 +348,40 @@ def _good_lines(n):
     return [json.dumps(r).encode() for r in make_nq_sample.generate(n, seed=5, split="train")]
 
 
-@pytest.mark.parametrize("gunzip", ["inline", "process"])
-def test_truncated_gzip_names_file_and_line(tmp_path, capsys, gunzip):
+def test_truncated_gzip_names_file_and_line(tmp_path, capsys, reader):
     lines = _good_lines(6)
     whole = gzip.compress(b"\n".join(lines) + b"\n")
     path = tmp_path / "nq-dev-00.jsonl.gz"
     path.write_bytes(whole[: len(whole) * 2 // 3])
-    code, data, counts = run(tmp_path, [path], "--gunzip", gunzip)
+    code, data, counts = run(tmp_path, [path])
     err = capsys.readouterr().err
     assert code == 1 and data is None and counts is None
     assert re.search(r"nq-dev-00\.jsonl\.gz:\d+: truncated", err) and "--skip-bad-records" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nq-dev-00.jsonl.gz"]  # nothing left behind
-    code, data, counts = run(tmp_path, [path], "--skip-bad-records", "--gunzip", gunzip)
+    code, data, counts = run(tmp_path, [path], "--skip-bad-records")
     line = int(re.search(r"jsonl\.gz:(\d+):", capsys.readouterr().err).group(1))
     assert code == 0 and counts["bad_records"] == 1 and counts["records_read"] == line - 1 < 6
     assert len(qas(data)) == counts["kept"]
 
 
-@pytest.fixture(params=["isal", "zlib", "process"])
+@pytest.fixture(params=["isal", "zlib"])
 def reader(request, monkeypatch):
-    """The three ways gzip is inflated: isal inline, stdlib zlib inline (no isal), a gzip -dc child."""
+    """The two ways gzip is inflated: isal (requirements.txt), and stdlib zlib (a bare python3)."""
     if request.param == "zlib":
         monkeypatch.setattr(nq_to_squad, "inflate_zlib", zlib)
-    elif request.param == "isal":
+    else:
         pytest.importorskip("isal")
         assert nq_to_squad.inflate_zlib is not zlib
-    elif not nq_to_squad._gunzip_command():
-        pytest.skip("no gzip or pigz on the PATH")
-    return request.param == "process"
+    return request.param
 
 
 def test_truncated_gzip_every_reader(tmp_path, reader):
-    use_subprocess = reader
     whole = gzip.compress(b"\n".join(_good_lines(4)) + b"\n")
     path = tmp_path / "t.jsonl.gz"
     path.write_bytes(whole[:-30])  # the data is cut inside the last record's compressed bytes or trailer
     got = []
     with pytest.raises(nq_to_squad.TruncatedInput):
-        for number, line in nq_to_squad.iter_lines(str(path), use_subprocess=use_subprocess):
+        for _, line in nq_to_squad.iter_lines(str(path)):
             got.append(json.loads(line))  # every yielded line is complete
     assert len(got) <= 4
 
@@ -447,11 +447,11 @@ def test_multi_member_gzip_and_plain_input(tmp_path, reader):
     lines = _good_lines(3)
     path = tmp_path / "multi.jsonl.gz"
     path.write_bytes(gzip.compress(lines[0] + b"\n") + gzip.compress(b"\n".join(lines[1:]) + b"\n"))
-    got = [json.loads(line) for _, line in nq_to_squad.iter_lines(str(path), use_subprocess=reader)]
+    got = [json.loads(line) for _, line in nq_to_squad.iter_lines(str(path))]
     assert got == [json.loads(line) for line in lines]
     plain = tmp_path / "plain.jsonl"
     plain.write_bytes(b"\n".join(lines))  # no final newline
-    assert [n for n, _ in nq_to_squad.iter_lines(str(plain), use_subprocess=reader)] == [1, 2, 3]
+    assert [n for n, _ in nq_to_squad.iter_lines(str(plain))] == [1, 2, 3]
 
 
 def test_every_real_paragraph_matches_an_independent_html_reading():
@@ -476,3 +476,265 @@ def test_every_real_paragraph_matches_an_independent_html_reading():
             assert nq_to_squad.build_text(words)[0] == expected
             checked += 1
     assert checked == 161
+
+
+# ---------------------------------------------------------------------------------------------
+# Simplified format: HTML tokens with attributes (`<Td_colspan="4">`) are HTML, not text
+# ---------------------------------------------------------------------------------------------
+def test_simplified_html_tokens_with_attributes_stay_out_of_contexts(tmp_path):
+    dev = shared_file("nq", "nq-dev-10.simplified.jsonl")
+    _, data, counts = run(tmp_path, [dev], "--annotation", "first")
+    context, qa = qas(data)[RONTGEN_ID]  # annotator 0: the laureates table, which has 7 colspan cells
+    assert counts["context_type <Table>"] == 1 and qa["is_impossible"]
+    assert "colspan" not in context and "<" not in context and "_colspan" not in json.dumps(data)
+    assert context.startswith("Year Laureate Country Rationale 1901 Wilhelm Conrad Röntgen Germany")
+    # Every candidate of every real record: the simplified text is exactly the full format's text
+    # tokens (the 117 attribute tokens, `<Th colspan="2">` in the full format, flagged html_token there).
+    full = {r["example_id"]: r for r in map(json.loads, gzip.open(shared_file("nq", "nq-dev-10.full.jsonl.gz")))}
+    checked = 0
+    for simplified in map(json.loads, open(dev, encoding="utf-8")):
+        tokens = full[simplified["example_id"]]["document_tokens"]
+        for index, candidate in nq_to_squad.list_candidates(simplified, top_level_only=False):
+            words = [t["token"] for t in tokens[candidate["start_token"] : candidate["end_token"]] if not t["html_token"]]
+            assert nq_to_squad.candidate_context(simplified, index).text == " ".join(words)
+            checked += 1
+    assert checked == 865
+
+
+# ---------------------------------------------------------------------------------------------
+# --all-answers: every annotator's distinct short answer inside the chosen long answer
+# ---------------------------------------------------------------------------------------------
+def test_all_answers_on_the_real_nobel_record(tmp_path):
+    full = shared_file("nq", "nq-dev-10.full.jsonl.gz")
+    _, data, counts = run(tmp_path, [full], "--all-answers")
+    found = qas(data)
+    # Annotators 1-2 gave "Wilhelm Conrad Röntgen, of Germany", 3-4 "Wilhelm Conrad Röntgen" (tokens 245-248):
+    # a prediction of the name alone now scores EM 1, as in the official dev set.
+    assert found[RONTGEN_ID][1]["answers"] == [{"text": "Wilhelm Conrad Röntgen, of Germany", "answer_start": 56},
+                                               {"text": "Wilhelm Conrad Röntgen", "answer_start": 56}]
+    assert found[DEADPOOL_ID][1]["answers"] == [{"text": "May 18, 2018", "answer_start": 63}]  # 5 times the same span
+    assert (counts["kept"], counts["answerable"], counts["multi_answer_questions"], counts["extra_answers"]) == (4, 2, 1, 1)
+    assert found["5225754983651766092"][1]["is_impossible"]  # Trade winds: 1 of 5 short answers, below the threshold
+    _, data, counts = run(tmp_path, [full])  # off by default: one answer per question
+    assert qas(data)[RONTGEN_ID][1]["answers"] == [{"text": "Wilhelm Conrad Röntgen, of Germany", "answer_start": 56}]
+    assert (counts["multi_answer_questions"], counts["extra_answers"]) == (0, 0)
+    _, data, counts = run(tmp_path, [shared_file("nq", "nq-dev-10.simplified.jsonl")], "--all-answers")
+    assert qas(data)[RONTGEN_ID][1]["answers"] == [{"text": "Wilhelm Conrad Röntgen , of Germany", "answer_start": 56},
+                                                   {"text": "Wilhelm Conrad Röntgen", "answer_start": 56}]
+    assert counts["extra_answers"] == 1
+
+
+@pytest.mark.parametrize("multi_span, expected", [
+    ("first", ["Ada Brönner", "Tom Hale", "Ada Brönner, of Veloria"]),
+    ("span", ["Ada Brönner", "Tom Hale", "Ada Brönner, of Veloria, and Tom Hale", "Ada Brönner, of Veloria"]),
+    ("skip", ["Ada Brönner", "Tom Hale", "Ada Brönner, of Veloria"]),
+])
+def test_all_answers_hand_built_five_annotators(tmp_path, multi_span, expected):
+    def ann(tokens, cands):
+        ada, tom = span(tokens, ["Ada", "Brönner"]), span(tokens, ["Tom", "Hale"])
+        ada_of = span(tokens, ["Ada", "Brönner", ",", "of", "Veloria"])
+        return [annotation(tokens, cands, 1, [ada]),
+                annotation(tokens, cands, 1, [ada]),  # the same answer again: kept once
+                annotation(tokens, cands, 1, [tom]),
+                annotation(tokens, cands, 1, [ada, tom]),  # two spans: as --multi-span says
+                annotation(tokens, cands, 1, [ada_of]),
+                annotation(tokens, cands, 2, [span(tokens, ["Zoë", "Müller"])]),  # another long answer: not in the context
+                annotation(tokens, cands, 1, yes_no="YES")]
+
+    path = write_jsonl_gz(tmp_path / "all.jsonl.gz", [record(21, PARAGRAPH, "who mapped the xarn", ann)])
+    _, data, counts = run(tmp_path, [path], "--all-answers", "--multi-span", multi_span)
+    (context, qa), = qas(data).values()
+    assert [a["text"] for a in qa["answers"]] == expected
+    assert all(a["answer_start"] == context.index(a["text"]) for a in qa["answers"])
+    assert (counts["multi_answer_questions"], counts["extra_answers"]) == (1, len(expected) - 1)
+    # A training file (one annotation per record) is the same with and without the flag.
+    train = write_jsonl_gz(tmp_path / "train.jsonl.gz", [record(22, PARAGRAPH, "who", lambda t, c: ann(t, c)[:1])])
+    assert run(tmp_path, [train], "--all-answers", name="a.json")[1] == run(tmp_path, [train], name="b.json")[1]
+
+
+def test_all_answers_keeps_long_only_and_yes_no_without_answers(tmp_path):
+    def long_only(tokens, cands):  # the majority says no short answer: one annotator's span does not make it answerable
+        return [annotation(tokens, cands, 1, [span(tokens, ["Tom", "Hale"])])] + [annotation(tokens, cands, 1)] * 4
+
+    def yes_no(tokens, cands):
+        return [annotation(tokens, cands, 1, yes_no="NO")] * 3 + [annotation(tokens, cands, 1, [span(tokens, ["Tom", "Hale"])])] * 2
+
+    path = write_jsonl_gz(tmp_path / "lo.jsonl.gz", [record(31, PARAGRAPH, "q", long_only), record(32, PARAGRAPH, "q", yes_no)])
+    _, data, counts = run(tmp_path, [path], "--all-answers", "--yes-no", "keep")
+    found = qas(data)
+    assert found["31"][1]["answers"] == [] and found["32"][1] == {"id": "32", "question": "q", "answers": [],
+                                                                  "is_impossible": True, "yes_no_answer": "NO"}
+    assert (counts["impossible"], counts["extra_answers"]) == (2, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# candidate_context / char_span_to_tokens: what whole-document prediction maps its spans with
+# ---------------------------------------------------------------------------------------------
+def _real_records():
+    """(format, record) of every real NQ record in ../shared/data/nq."""
+    records = [("full", json.loads(line)) for line in gzip.open(shared_file("nq", "nq-dev-10.full.jsonl.gz"))]
+    for name in ("nq-dev-10.simplified.jsonl", "nq-train-1.simplified.jsonl", "nq-train-himym.simplified.jsonl",
+                 "nq-train-wwe.simplified.jsonl"):
+        records += [("simplified", json.loads(line)) for line in open(shared_file("nq", name), encoding="utf-8")]
+    return records
+
+
+def test_every_real_gold_short_answer_maps_back_to_its_exact_tokens_and_bytes():
+    checked = collections.Counter()
+    for form, rec in _real_records():
+        for ann in rec["annotations"]:
+            for short in ann["short_answers"]:
+                context = nq_to_squad.candidate_context(rec, ann["long_answer"]["candidate_index"])
+                char_start, char_end = nq_to_squad.token_span_to_chars(context, short["start_token"], short["end_token"])
+                expected = {"start_token": short["start_token"], "end_token": short["end_token"],
+                            "start_byte": short["start_byte"] if form == "full" else -1,
+                            "end_byte": short["end_byte"] if form == "full" else -1}
+                assert nq_to_squad.char_span_to_tokens(context, char_start, char_end) == expected
+                # A prediction cut inside the first and last word still maps to the whole tokens.
+                first = context.token_spans[short["start_token"] - context.start_token]
+                last = context.token_spans[short["end_token"] - 1 - context.start_token]
+                if first[1] - first[0] > 1 and last[1] - last[0] > 1:
+                    assert nq_to_squad.char_span_to_tokens(context, char_start + 1, char_end - 1) == expected
+                checked[form] += 1
+    # dev: Trade winds 1, Nobel 4, Deadpool 5, Fortnite 1 (each annotator's); train-1 and himym 1 each.
+    assert checked == {"full": 11, "simplified": 13}
+
+
+def test_candidate_context_is_the_converted_context_on_real_records(tmp_path):
+    path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
+    _, data, _ = run(tmp_path, [path], "--annotation", "first-long")
+    converted = {qa_id: context for qa_id, (context, _) in qas(data).items()}
+    for line in gzip.open(path):
+        full, lazy = json.loads(line), nq_to_squad.parse_line(line)  # lazy: only the candidate's tokens parsed
+        gold = nq_to_squad.choose_annotation(full["annotations"], "first-long").long_answer
+        if gold is not None:
+            assert nq_to_squad.candidate_context(full, gold["candidate_index"]).text == converted[str(full["example_id"])]
+        for index, _ in nq_to_squad.list_candidates(full, top_level_only=False):
+            assert nq_to_squad.candidate_context(lazy, index) == nq_to_squad.candidate_context(full, index)
+        # A span given without byte offsets cannot be found in the raw tokens: they are all parsed, same text.
+        first = full["long_answer_candidates"][0]
+        tokens_only = {"start_token": first["start_token"], "end_token": first["end_token"]}
+        assert nq_to_squad.candidate_context(lazy, tokens_only) == nq_to_squad.candidate_context(full, 0)
+    assert len(converted) == 5
+
+
+def test_list_candidates_top_level_and_all():
+    records = _real_records()
+    full = [rec for form, rec in records if form == "full"]
+    assert sum(len(nq_to_squad.list_candidates(rec)) for rec in full) == 200
+    assert sum(len(nq_to_squad.list_candidates(rec, top_level_only=False)) for rec in full) == 865
+    nobel = next(rec for rec in full if str(rec["example_id"]) == RONTGEN_ID)
+    top = nq_to_squad.list_candidates(nobel)
+    assert all(candidate["top_level"] for _, candidate in top) and [index for index, _ in top][:3] == [0, 1, 2]
+    nested = [index for index, candidate in nq_to_squad.list_candidates(nobel, top_level_only=False) if not candidate["top_level"]]
+    assert nested and nq_to_squad.candidate_context(nobel, nested[0]).context_type == "<Tr>"  # a row of the laureates table
+
+
+def test_char_span_to_tokens_hand_built():
+    text, tokens, candidates = page(PARAGRAPH)
+    rec = {"example_id": 1, "document_html": text, "document_tokens": tokens, "long_answer_candidates": candidates}
+    context = nq_to_squad.candidate_context(rec, 1)
+    assert context.text == "The river Xarn is 412 km long. It was mapped in 1843 by Ada Brönner, of Veloria, and Tom Hale."
+    assert context.context_type == "<P>" and context.start_token == candidates[1]["start_token"]
+    ada = span(tokens, ["Ada", "Brönner"])
+    char_start = context.text.index("Ada")
+    assert nq_to_squad.token_span_to_chars(context, *ada) == (char_start, char_start + len("Ada Brönner"))
+    expected = {"start_token": ada[0], "end_token": ada[1], "start_byte": tokens[ada[0]]["start_byte"],
+                "end_byte": tokens[ada[1] - 1]["end_byte"]}
+    assert text.encode("utf-8")[expected["start_byte"] : expected["end_byte"]].decode("utf-8") == "Ada Brönner"
+    assert nq_to_squad.char_span_to_tokens(context, char_start, char_start + len("Ada Brönner")) == expected
+    assert nq_to_squad.char_span_to_tokens(context, char_start - 1, char_start + len("Ada Brön")) == expected  # leading space, cut word
+    with pytest.raises(ValueError, match="cover no token"):
+        nq_to_squad.char_span_to_tokens(context, char_start - 1, char_start)  # only the space before "Ada"
+    with pytest.raises(ValueError, match="cover no token"):
+        nq_to_squad.char_span_to_tokens(context, char_start, char_start)
+    assert context.token_spans[0] is None  # <P>: an HTML token has no characters
+    assert nq_to_squad.token_span_to_chars(context, 0, 1) is None  # outside the candidate
+    simplified = {"example_id": 1, "long_answer_candidates": [{"start_token": 2, "end_token": 6, "top_level": True}],
+                  "document_text": 'Jump <P> Ada <Td_colspan="2"> Brönner </P>'}
+    context = nq_to_squad.candidate_context(simplified, 0)
+    assert (context.text, context.token_spans, context.token_bytes) == ("Ada Brönner", ((0, 3), None, (4, 11), None), None)
+    assert nq_to_squad.char_span_to_tokens(context, 4, 11) == {"start_token": 4, "end_token": 5, "start_byte": -1, "end_byte": -1}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs that are not NQ data, and what a killed run leaves behind
+# ---------------------------------------------------------------------------------------------
+def test_directory_input_exits_2_naming_it(tmp_path, capsys):
+    folder = tmp_path / "raw" / "dev"
+    folder.mkdir(parents=True)
+    code, data, _ = run(tmp_path, [folder])
+    err = capsys.readouterr().err
+    assert code == 2 and data is None
+    assert err == f"nq_to_squad: error: {folder} is a directory, not an NQ file: give the files in it, e.g. '{folder}/*.jsonl.gz'\n"
+
+
+def test_empty_input_warns_and_fail_on_empty_exits_2(tmp_path, capsys):
+    empty = tmp_path / "nq-dev-00.jsonl.gz"
+    empty.write_bytes(gzip.compress(b""))
+    good = write_jsonl_gz(tmp_path / "nq-dev-01.jsonl.gz", [record(1, PARAGRAPH, "q", lambda t, c: [annotation(t, c, 1)])])
+    code, data, counts = run(tmp_path, [empty, good])
+    assert code == 0 and list(qas(data)) == ["1"] and counts["records_read"] == 1
+    assert f"warning: {empty} holds no NQ record (an empty file)" in capsys.readouterr().err
+    code, data, counts = run(tmp_path, [empty], name="only-empty.json")
+    assert code == 0 and data == {"version": "v2.0", "data": []}
+    capsys.readouterr()
+    code, data, counts = run(tmp_path, [good, empty], "--fail-on-empty", name="strict.json")
+    err = capsys.readouterr().err
+    assert code == 2 and data is None and counts is None
+    assert err == f"nq_to_squad: error: {empty} holds no NQ record (an empty file); nothing was written: download it again or leave it out\n"
+    assert not list(tmp_path.glob("strict.json*")) and not list(tmp_path.glob(".nq_to_squad-*"))
+
+
+def _dead_pid():
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_next_run_removes_what_a_killed_run_left(tmp_path, capsys):
+    # A converter killed while reading: its input is a FIFO no one writes to, so it blocks after
+    # creating its part folder and OUT.tmp-PID; SIGKILL leaves both, as a real kill would.
+    fifo = tmp_path / "stuck.jsonl"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.json"
+    script = os.path.join(os.path.dirname(nq_to_squad.__file__), "nq_to_squad.py")
+    killed = subprocess.Popen([sys.executable, script, str(fifo), "--output", str(out)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob("out.json.tmp-*")):
+        assert killed.poll() is None and time.monotonic() < deadline, "the converter never started writing"
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name != "stuck.jsonl")
+    assert leftovers == [f".nq_to_squad-{killed.pid}-" + leftovers[0].split("-", 2)[2], f"out.json.tmp-{killed.pid}"]
+    assert [p.name for p in (tmp_path / leftovers[0]).iterdir()] == ["part-00000.jsonl"]
+    # A dead run's stats file, and a live process's part folder (another converter at work) beside them.
+    (tmp_path / f"out.json.stats.json.tmp-{_dead_pid()}").write_text("{")
+    alive = tmp_path / f".nq_to_squad-{os.getppid()}-live"
+    alive.mkdir()
+
+    good = write_jsonl_gz(tmp_path / "good.jsonl.gz", [record(1, PARAGRAPH, "q", lambda t, c: [annotation(t, c, 1)])])
+    code, data, _ = run(tmp_path, [good])
+    assert code == 0 and list(qas(data)) == ["1"]
+    assert "left by an interrupted run" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["stuck.jsonl", "good.jsonl.gz", "out.json", "out.json.stats.json",
+                                                                 alive.name])
+
+
+@pytest.mark.parametrize("parser", ["orjson", "json"])
+def test_non_utf8_bytes_name_file_and_line(tmp_path, capsys, monkeypatch, parser):
+    if parser == "json":  # a bare python3 without orjson
+        monkeypatch.setattr(nq_to_squad, "_loads", json.loads)
+        monkeypatch.setattr(nq_to_squad, "JSONDecodeError", json.JSONDecodeError)
+    lines = _good_lines(3)
+    lines[1] = lines[1].replace(b'"question_text": "', b'"question_text": "caf\xe9 ', 1)  # latin-1, not UTF-8
+    path = tmp_path / "latin.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    code, data, _ = run(tmp_path, [path])
+    err = capsys.readouterr().err
+    byte = lines[1].index(b"\xe9")
+    assert code == 1 and data is None
+    assert f"latin.jsonl.gz:2: not valid UTF-8 at byte {byte} of the line (invalid continuation byte: b'\\xe9')" in err
+    code, data, counts = run(tmp_path, [path], "--skip-bad-records")
+    assert code == 0 and counts["bad_records"] == 1 and counts["records_read"] == 3

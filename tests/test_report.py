@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from qa.metrics import tune_null_threshold
+from qa.metrics import null_threshold_curve, tune_null_threshold
 from qa.squad_io import Answer, SquadExample, write_squad
 import report
 
@@ -19,8 +19,7 @@ NULL_DIFF = {"a": -3.0, "b": 0.5, "c": 1.0, "d": -0.5}
 
 
 def test_threshold_curve_by_hand():
-    gold = {ex.qas_id: ex.answer_texts for ex in EXAMPLES}
-    thresholds, f1s, exacts = report.threshold_curve(gold, BEST_NON_NULL, NULL_DIFF)
+    thresholds, f1s, exacts = null_threshold_curve(EXAMPLES, BEST_NON_NULL, NULL_DIFF)
     # Sorted by diff: a(-3, right), d(-0.5, wrong: should be null), b(0.5, wrong), c(1.0, wrong).
     assert thresholds == [-4.0, -3.0, -0.5, 0.5, 1.0]
     assert exacts == [50.0, 75.0, 50.0, 50.0, 25.0]

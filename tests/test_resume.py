@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, shared_file
 
 torch = pytest.importorskip("torch")
-from qa import checkpoints  # noqa: E402
+from qa import checkpoints, retention, run_dir  # noqa: E402
 
 TRAIN = ("squad", "squad2-dev-normans-rhine.json")
 PREDICT = ("squad", "squad2-dev-normans-complexity.json")
@@ -72,9 +72,9 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(dropout_model_dir
     killed = start(train_argv(dropout_model_dir, tmp_path / "b", cache, *common), QA_TEST_KILL_AT_MICRO_STEP="30")
     code, output = finish(killed)
     assert code == -signal.SIGKILL, output
-    assert [s for s, _ in checkpoints.list_checkpoints(tmp_path / "b")] == [4, 8, 12]
+    assert [s for s, _ in run_dir.list_checkpoints(tmp_path / "b")] == [4, 8, 12]
     assert not (tmp_path / "b" / "model.safetensors").exists()
-    state = checkpoints.load_train_state(tmp_path / "b" / "checkpoint-12")
+    state = run_dir.load_train_state(tmp_path / "b" / "checkpoint-12")
     assert (state["epoch"], state["step_in_epoch"]) == (1, 2)  # mid-epoch: 2 micro-batches of epoch 2 consumed
     resumed = start(train_argv(dropout_model_dir, tmp_path / "b", cache, *common, "--resume_from_checkpoint", "auto"))
     code, output = finish(resumed)
@@ -118,8 +118,8 @@ def test_sigterm_saves_a_checkpoint_then_resume_and_rotation_keeps_the_best(tiny
     assert code == 128 + signal.SIGTERM, output
     assert "resume with: make resume CKPT=checkpoint-" in output
     assert output.count("SIGTERM received: saving a checkpoint at the end of this optimizer step") == 1
-    latest = checkpoints.latest_checkpoint(out)
-    step = checkpoints.load_train_state(latest)["global_step"]
+    latest = run_dir.latest_checkpoint(out)
+    step = run_dir.load_train_state(latest)["global_step"]
     assert f"stopped by signal {int(signal.SIGTERM)} at step {step}" in output
     assert 25 <= step < 200  # saved where the signal arrived, not at a --save_steps multiple (1000)
     assert not (out / "model.safetensors").exists()
@@ -131,9 +131,9 @@ def test_sigterm_saves_a_checkpoint_then_resume_and_rotation_keeps_the_best(tiny
     assert f"resuming from {latest}: step {step}" in output
     assert json.loads((out / "training_summary.json").read_text())["global_step"] == 200
     # Rotation with --save_total_limit 1 keeps the newest and the best (every evaluation that improved saved one).
-    best = checkpoints.best_checkpoint(out)
+    best = run_dir.best_checkpoint(out)
     assert best is not None and (out / best["checkpoint"]).is_dir()
-    kept = [path for _, path in checkpoints.list_checkpoints(out)]
+    kept = [path for _, path in run_dir.list_checkpoints(out)]
     assert len(kept) == (1 if os.path.basename(kept[-1]) == best["checkpoint"] else 2)
     evaluated = sorted(int(p.stem.split("_")[-1]) for p in out.glob("eval_results_*.json"))
     assert evaluated == list(range(25, 201, 25))
@@ -156,7 +156,7 @@ def test_early_stopping_then_the_best_is_evaluated(tiny_model_dir, tmp_path):
         torch.set_num_threads(before)
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["early_stopped"] and summary["global_step"] == 6
-    assert checkpoints.best_checkpoint(out)["checkpoint"] == "checkpoint-2"
+    assert run_dir.best_checkpoint(out)["checkpoint"] == "checkpoint-2"
     log = (out / "train.log").read_text()
     assert "early stopping at step 6" in log and "best: checkpoint-2 (step 2)" in log
     assert log.index("evaluating checkpoint-2") > log.index("early stopping at step 6")
@@ -188,9 +188,9 @@ def test_disk_full_while_saving_stops_cleanly(tiny_model_dir, tmp_path, monkeypa
             run_squad.main(argv)
     finally:
         torch.set_num_threads(before)
-    assert [s for s, _ in checkpoints.list_checkpoints(out)] == [2]
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [2]
     assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]  # the half-written one is gone
     assert not (out / "model.safetensors").exists()
     log = (out / "train.log").read_text()
     assert "not enough disk space for a checkpoint, stopping" in log and "--resume_from_checkpoint auto" in log
-    assert checkpoints.resolve_checkpoint("auto", out) == str(out / "checkpoint-2")
+    assert run_dir.resolve_checkpoint("auto", out) == str(out / "checkpoint-2")

@@ -13,7 +13,7 @@ from conftest import shared_file
 
 torch = pytest.importorskip("torch")
 import run_squad  # noqa: E402
-from qa import checkpoints  # noqa: E402
+from qa import checkpoints, retention, run_dir  # noqa: E402
 
 TRAIN = ("squad", "squad2-dev-normans-rhine.json")
 PREDICT = ("squad", "squad2-dev-normans-complexity.json")
@@ -87,7 +87,7 @@ def test_guide_command_line_writes_every_output(guide_run):
     nbest = json.loads((out / f"nbest_predictions_{step}.json").read_text())
     assert set(nbest) == {e.qas_id for e in examples}
     # Checkpoints every 40 steps, complete, with their step inside; evaluations during training too.
-    saved = checkpoints.list_checkpoints(out)
+    saved = run_dir.list_checkpoints(out)
     assert [s for s, _ in saved][:2] == [40, 80]
     assert (out / "eval_results_40.json").is_file() and (out / "predictions_80.json").is_file()
     # The exact command line and all arguments are kept.
@@ -153,7 +153,7 @@ def test_final_folder_loads_and_predicts_alone(guide_run, tmp_path, one_thread):
 
 
 def test_make_eval_defaults_to_the_best_checkpoint(guide_run, one_thread):
-    best = checkpoints.best_checkpoint(guide_run)
+    best = run_dir.best_checkpoint(guide_run)
     (guide_run / f"eval_results_{best['step']}.json").unlink()
     code = run_squad.main(["--model_name_or_path", str(guide_run), "--output_dir", str(guide_run), "--do_eval",
                            "--predict_file", str(shared_file(*PREDICT)), "--max_eval_samples", "16",
@@ -165,7 +165,7 @@ def test_make_eval_defaults_to_the_best_checkpoint(guide_run, one_thread):
 
 
 def test_eval_all_checkpoints(guide_run, one_thread):
-    saved = checkpoints.list_checkpoints(guide_run)
+    saved = run_dir.list_checkpoints(guide_run)
     final_step = json.loads((guide_run / "training_summary.json").read_text())["global_step"]
     for step in [s for s, _ in saved] + [final_step]:
         (guide_run / f"eval_results_{step}.json").unlink(missing_ok=True)
@@ -191,8 +191,8 @@ def eval_alone_argv(model, output_dir, cache_dir, *extra):
 
 def test_eval_alone_evaluates_model_name_or_path_as_legacy(guide_run, one_thread):
     """Legacy --do_eval without --do_train evaluated --model_name_or_path, even with a best checkpoint recorded."""
-    best = checkpoints.best_checkpoint(guide_run)
-    step, path = next((s, p) for s, p in checkpoints.list_checkpoints(guide_run) if s != best["step"])
+    best = run_dir.best_checkpoint(guide_run)
+    step, path = next((s, p) for s, p in run_dir.list_checkpoints(guide_run) if s != best["step"])
     (guide_run / f"eval_results_{step}.json").unlink(missing_ok=True)
     best_results = (guide_run / f"eval_results_{best['step']}.json").read_bytes()
     log_before = (guide_run / "train.log").read_text()
@@ -220,7 +220,7 @@ def test_unfinished_checkpoint_as_model_is_refused(tiny_model_dir, tmp_path, cap
     partial.mkdir(parents=True)
     for name in os.listdir(tiny_model_dir):
         (partial / name).write_bytes((tiny_model_dir / name).read_bytes())
-    (partial / checkpoints.STATE_FILE).write_text(json.dumps({"global_step": 8}))
+    (partial / run_dir.STATE_FILE).write_text(json.dumps({"global_step": 8}))
     argv = ["--model_name_or_path", str(partial), "--output_dir", str(tmp_path / "other"), "--do_train",
             "--train_file", str(shared_file(*TRAIN))]
     assert run_squad.main(argv) == 2
@@ -248,7 +248,7 @@ def test_save_and_logging_steps_zero_mean_never_and_verbose_logging(tiny_model_d
         assert transformers.logging.get_verbosity() == transformers.logging.INFO
     finally:
         transformers.logging.set_verbosity_warning()
-    assert checkpoints.list_checkpoints(out) == []
+    assert run_dir.list_checkpoints(out) == []
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [4]
     assert json.loads((out / "training_summary.json").read_text())["global_step"] == 4
@@ -266,13 +266,13 @@ def test_overwrite_output_dir_starts_a_clean_run(tiny_model_dir, tmp_path, one_t
     out, cache = tmp_path / "run", tmp_path / "cache"
     assert run_squad.main(short_train_argv(tiny_model_dir, out, cache, "--max_steps", "6", "--save_steps", "3",
                                            "--logging_steps", "3")) == 0
-    assert [s for s, _ in checkpoints.list_checkpoints(out)] == [3, 6]
-    checkpoints.record_best(out, str(out / "checkpoint-6"), "f1", 99.0)
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [3, 6]
+    retention.record_best(out, str(out / "checkpoint-6"), "f1", 99.0)
     assert run_squad.main(short_train_argv(tiny_model_dir, out, cache, "--max_steps", "2", "--save_steps", "1",
                                            "--logging_steps", "1", "--save_total_limit", "1",
                                            "--overwrite_output_dir")) == 0
-    assert [s for s, _ in checkpoints.list_checkpoints(out)] == [2]
-    assert checkpoints.best_checkpoint(out) is None
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [2]
+    assert run_dir.best_checkpoint(out) is None
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert "--overwrite_output_dir: removed the previous run's" in (out / "train.log").read_text()
 
@@ -299,7 +299,7 @@ def test_argument_errors_say_what_to_do(tiny_model_dir, tmp_path, capsys):
     assert "--fp16 and --bf16 are exclusive" in err
     assert "missing.json: no such file" in err
     assert "--gradient_accumulation_steps must be at least 1" in err
-    assert run_squad.main(["--model_name_or_path", "x", "--output_dir", str(out), "--do_train", "--train_file",
+    assert run_squad.main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--do_train", "--train_file",
                            str(shared_file(*TRAIN)), "--resume_from_checkpoint", "checkpoint-7"]) == 2
     assert "checkpoint-7: no such checkpoint folder" in capsys.readouterr().err
 
@@ -353,7 +353,7 @@ def test_legacy_flags_keep_their_defaults_and_spellings():
 def test_legacy_model_flags_reach_transformers(tiny_model_dir, tmp_path, monkeypatch):
     """--config_name, --tokenizer_name, --cache_dir and --lang_id each change what is loaded or fed to the model."""
     from qa.args import parse_args
-    from qa.trainer import Runtime, model_inputs
+    from qa.runtime import ModelFeed, Runtime
 
     config_dir = tmp_path / "config"
     config_dir.mkdir()
@@ -392,8 +392,8 @@ def test_legacy_model_flags_reach_transformers(tiny_model_dir, tmp_path, monkeyp
 
     import numpy as np
 
-    inputs = model_inputs(XLMLike(), {"input_ids": np.ones((2, 5), dtype=np.int32), "token_type_ids": np.zeros((2, 5))},
-                          torch.device("cpu"), lang_id=args.lang_id)
+    inputs = ModelFeed(XLMLike(), Runtime(device=torch.device("cpu")), lang_id=args.lang_id)(
+        {"input_ids": np.ones((2, 5), dtype=np.int32), "token_type_ids": np.zeros((2, 5))})
     assert set(inputs) == {"input_ids", "langs"} and inputs["langs"].eq(3).all()
 
 
@@ -425,7 +425,7 @@ def test_threads_and_overwrite_cache_reach_the_feature_builder(tmp_path, monkeyp
     """--threads and --overwrite_cache go to the feature cache (on rank 0 only: the other ranks read what it built)."""
     from qa import features
     from qa.args import parse_args
-    from qa.trainer import Runtime
+    from qa.runtime import Runtime
 
     seen = []
     monkeypatch.setattr(features, "load_or_build_features",
@@ -433,12 +433,12 @@ def test_threads_and_overwrite_cache_reach_the_feature_builder(tmp_path, monkeyp
     args = parse_args(["--model_name_or_path", "m", "--output_dir", "o", "--threads", "5", "--overwrite_cache",
                        "--max_seq_length", "200", "--doc_stride", "50", "--max_query_length", "20"])
     log = type("Log", (), {"info": staticmethod(lambda message: None)})()
-    assert run_squad.load_features("d.json", [], None, args, True, Runtime(device=torch.device("cpu")), log) == "built"
+    assert run_squad.prepare_features("d.json", [], None, args, True, Runtime(device=torch.device("cpu")), log) == "built"
     params, kwargs = seen[0]
     assert (params.max_seq_length, params.doc_stride, params.max_query_length) == (200, 50, 20)
     assert kwargs["threads"] == 5 and kwargs["overwrite_cache"] is True
     # A rank other than 0 never rebuilds (its barriers are no-ops here: world_size 1).
-    run_squad.load_features("d.json", [], None, args, True, Runtime(device=torch.device("cpu"), rank=1), log)
+    run_squad.prepare_features("d.json", [], None, args, True, Runtime(device=torch.device("cpu"), rank=1), log)
     assert seen[1][1]["overwrite_cache"] is False
 
 

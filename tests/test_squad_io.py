@@ -106,10 +106,14 @@ def test_answer_texts_follow_the_official_gold_rule(tmp_path):
         {"id": "mixed", "question": "?", "answers": [{"text": "the", "answer_start": 15}, {"text": "mat", "answer_start": 19}]},
         {"id": "none", "question": "?", "answers": [], "is_impossible": True},
     ]
-    by_id = {ex.qas_id: ex for ex in read_squad(_write_json(tmp_path / "g.json", _nested(qas, context)))}
-    assert by_id["only-article"].answer_texts == [""] and by_id["only-article"].has_answer
-    assert by_id["mixed"].answer_texts == ["mat"]
-    assert by_id["none"].answer_texts == [""] and not by_id["none"].has_answer
+    from qa.metrics import gold_answers, scoring_golds
+
+    examples = read_squad(_write_json(tmp_path / "g.json", _nested(qas, context)))
+    by_id = {ex.qas_id: ex for ex in examples}
+    golds = {qid: scoring_golds(texts) for qid, texts in gold_answers(examples).items()}
+    assert golds["only-article"] == [""] and by_id["only-article"].has_answer
+    assert golds["mixed"] == ["mat"]
+    assert golds["none"] == [""] and not by_id["none"].has_answer
 
 
 # ---------------------------------------------------------------------------------------------

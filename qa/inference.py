@@ -1,0 +1,130 @@
+"""Running a QA model over feature windows: logits on every rank, and a scored evaluation of a run's model.
+
+    starts, ends = predict_logits(model, features, batch_size=64, runtime=runtime)       # [N, L] in feature order
+    metrics = evaluate_model(model, examples, features, args, runtime, log, step=900, output_dir=args.output_dir)
+
+Windows go through the model in length order (longest first), each batch padded only to its own
+longest window (rounded up to --pad_to_multiple_of), and the logits are put back in feature
+order: on SQuAD-like data, where windows average ~160 of 384 tokens, that computes a fraction of
+the padded tokens of feature order (benchmarks/bench_train.py measures it). Under torchrun each rank
+takes every world_size-th window of that order, so every rank gets the same mix of lengths.
+
+Used by training (evaluation during training), `run_squad.py --do_eval`, `scripts/ask.py` and the
+whole-document NQ prediction (`scripts/predict_nq.py`).
+"""
+
+import json
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from qa import run_dir
+from qa.runtime import ModelFeed
+
+# Logits of padding positions: far below any real score, and still finite in float16.
+PAD_LOGIT = -10000.0
+
+
+class EvaluationAbandoned(Exception):
+    """A stop signal arrived during an evaluation: it was given up so a checkpoint can be saved at once
+    (torchrun kills workers about 30 s after forwarding SIGTERM)."""
+
+
+def length_order(lengths):
+    """Window indices sorted by length, longest first (stable: equal lengths keep feature order)."""
+    return np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+
+
+def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False, lang_id=0, pad_to_multiple_of=1,
+                   should_stop=None):
+    """Start/end logits [N, L] (float32, L = the windows' max_seq_length) in feature order, on every rank.
+
+    Each rank computes its share of the length order. `should_stop()` is asked before every batch; when
+    it says so on any rank, every rank raises EvaluationAbandoned (after agreeing, so none waits forever)."""
+    length = features.input_ids.shape[1]
+    mine = length_order(features.lengths)[runtime.rank :: runtime.world_size]
+    starts = np.full((len(mine), length), PAD_LOGIT, dtype=np.float32)
+    ends = np.full((len(mine), length), PAD_LOGIT, dtype=np.float32)
+    feed = ModelFeed(model, runtime, lang_id)
+    was_training = model.training
+    model.eval()
+    abandoned = False
+    try:
+        with torch.no_grad():
+            for first in range(0, len(mine), batch_size):
+                if should_stop is not None and should_stop():
+                    abandoned = True
+                    break
+                indices = mine[first : first + batch_size]
+                batch = features.batch(indices, pad_to_max_length, pad_to_multiple_of)
+                batch.pop("start_positions", None), batch.pop("end_positions", None)
+                with runtime.autocast():
+                    out = model(**feed(batch))
+                width = out.start_logits.shape[1]
+                starts[first : first + len(indices), :width] = out.start_logits.float().cpu().numpy()
+                ends[first : first + len(indices), :width] = out.end_logits.float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    if runtime.distributed:
+        flag = torch.tensor([int(abandoned)], device=runtime.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        abandoned = bool(flag.item())
+    if abandoned:
+        raise EvaluationAbandoned("evaluation abandoned: a stop signal arrived")
+    all_starts = np.empty((len(features), length), dtype=np.float32)
+    all_ends = np.empty((len(features), length), dtype=np.float32)
+    if not runtime.distributed:
+        all_starts[mine], all_ends[mine] = starts, ends
+        return all_starts, all_ends
+    shares = [None] * runtime.world_size
+    dist.all_gather_object(shares, (mine, starts, ends))
+    for indices, share_starts, share_ends in shares:
+        all_starts[indices], all_ends[indices] = share_starts, share_ends
+    return all_starts, all_ends
+
+
+def evaluate_model(model, examples, features, args, runtime, log, step, output_dir, should_stop=None):
+    """Predict on every rank, post-process and score on rank 0; the metrics are returned on every rank.
+
+    `step`: the global step of the weights (an int), or a label for a model not trained here
+    ("pretrained"). Writes run_dir's evaluation files for `step` into output_dir: predictions,
+    nbest_predictions, null_odds, eval_results and (SQuAD 2.0) the predictions at the null threshold
+    that maximised F1, which eval_results records as tuned_null_score_diff_threshold."""
+    from qa.metrics import apply_null_threshold, evaluate_predictions
+    from qa.postprocess import postprocess_predictions, write_prediction_files
+
+    starts, ends = predict_logits(model, features, args.per_gpu_eval_batch_size, runtime, args.pad_to_max_length,
+                                  args.lang_id, args.pad_to_multiple_of, should_stop)
+    metrics = None
+    if runtime.is_main:
+        result = postprocess_predictions(examples, features, starts, ends, args.n_best_size, args.max_answer_length,
+                                         args.version_2_with_negative, args.null_score_diff_threshold)
+        write_prediction_files(result, output_dir, step)
+        null_diff = result.null_score_diff if args.version_2_with_negative else None
+        best_non_null = result.best_non_null if args.version_2_with_negative else None
+        metrics = dict(evaluate_predictions(examples, result.predictions, null_diff, best_non_null))
+        metrics["null_score_diff_threshold"] = args.null_score_diff_threshold
+        if args.version_2_with_negative and "best_f1_thresh" in metrics:
+            metrics["tuned_null_score_diff_threshold"] = metrics["best_f1_thresh"]
+            tuned = apply_null_threshold(result.best_non_null, result.null_score_diff, metrics["best_f1_thresh"])
+            write_json(run_dir.eval_file(output_dir, "best_thresh", step), tuned)
+        metrics["step"] = step
+        write_json(run_dir.eval_file(output_dir, "eval_results", step), metrics)
+        # A label instead of a step ("pretrained": a model not trained here) is logged at step 0.
+        log.log(step if isinstance(step, int) else 0, {f"eval/{k}": v for k, v in metrics.items() if k != "step"})
+        log.info(f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in metrics.items()))
+    if runtime.distributed:
+        box = [metrics]
+        dist.broadcast_object_list(box, src=0)
+        metrics = box[0]
+    return metrics
+
+
+def write_json(path, obj):
+    from qa.storage import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+

@@ -1,0 +1,253 @@
+"""The layout of a run folder (`--output_dir`): the one place that names its files and reads them back.
+
+    from qa import run_dir
+    run_dir.list_checkpoints("outputs/demo/run")      # [(global_step, path)] of complete checkpoints, oldest first
+    run_dir.latest_checkpoint(run) / run_dir.best_checkpoint(run) / run_dir.resolve_checkpoint("checkpoint-900", run)
+    run_dir.eval_steps(run), run_dir.read_eval_results(run, 900)
+    run_dir.read_summary(run), run_dir.read_plan(run)["total_steps"], run_dir.read_metrics(run)
+
+A run folder holds:
+
+    args.json, command.txt            the run's arguments, and every command line that wrote into it
+    training_plan.json                written when training starts: total steps, steps per epoch, windows, ...
+    train.log, metrics.jsonl, runs/   the human log, one JSON record per logged step, tensorboard events
+    console.log                       the whole output of a detached session (`make train DETACH=1`)
+    checkpoint-N/                     a resumable checkpoint (qa/checkpoints.py), complete when its COMPLETE
+                                      marker lists every file with its size and hash (qa/storage.py)
+    best_checkpoint.json              which checkpoint scored best ({"checkpoint", "step", "metric", "value"})
+    eval_results_{step}.json, predictions_{step}.json, nbest_predictions_{step}.json, null_odds_{step}.json,
+    predictions_{step}_best_thresh.json   one evaluation of the run's model at `step`
+    config.json, model.safetensors, tokenizer files, training_summary.json, qa_config.json, README.md
+                                      the final model (written when training ends)
+    eval/<data>-<step>/               evaluations run later (`make eval`): the same eval files, apart from
+                                      the training record
+
+Every reader here tolerates a run that is still being written: a missing file is None or [].
+"""
+
+import json
+import os
+import re
+
+from qa.storage import folder_problem
+
+# -- names ---------------------------------------------------------------------------------------
+CHECKPOINT_PREFIX = "checkpoint-"
+COMPLETE = "COMPLETE"                  # the marker written last into a checkpoint or feature cache folder
+STATE_FILE = "trainer_state.json"      # inside a checkpoint: step, epoch, position, best, args
+BEST_FILE = "best_checkpoint.json"
+SUMMARY_FILE = "training_summary.json"
+PLAN_FILE = "training_plan.json"
+ARGS_FILE = "args.json"
+COMMAND_FILE = "command.txt"
+TRAIN_LOG = "train.log"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "runs"
+WANDB_ID_FILE = "wandb_run_id.txt"
+DETACHED_LOG = "console.log"           # the LOG that `make train DETACH=1` gives scripts/detach.sh
+QA_CONFIG_FILE = "qa_config.json"      # beside the final model: inference settings and the tuned threshold
+MODEL_CONFIG = "config.json"
+EVAL_DIR = "eval"
+EVAL_KINDS = ("predictions", "nbest_predictions", "null_odds", "eval_results")
+EVAL_RESULTS_NAME = re.compile(r"eval_results_(\d+)\.json")
+# What a training run leaves that a later fresh run would read back as its own (--overwrite_output_dir
+# clears these): resume (newest checkpoint), rotation and evaluation (best), status/report (metrics,
+# plan), wandb (run id), tensorboard.
+RUN_STATE_FILES = (BEST_FILE, SUMMARY_FILE, PLAN_FILE, METRICS_FILE, WANDB_ID_FILE)
+RUN_STATE_DIRS = (TENSORBOARD_DIR,)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or unreadable; the message says which and what to do."""
+
+
+def eval_file(output_dir, kind, step):
+    """Path of one evaluation file: kind in EVAL_KINDS or "best_thresh" (predictions at the tuned threshold)."""
+    if kind == "best_thresh":
+        return os.path.join(output_dir, f"predictions_{step}_best_thresh.json")
+    if kind not in EVAL_KINDS:
+        raise ValueError(f"unknown evaluation file kind {kind!r}; one of {EVAL_KINDS + ('best_thresh',)}")
+    return os.path.join(output_dir, f"{kind}_{step}.json")
+
+
+def checkpoint_path(output_dir, step):
+    return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{step}")
+
+
+def read_json(path):
+    """The JSON content of `path`, or None when it is missing or unreadable (a run still being written)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def checkpoint_problem(path, check_hashes=False):
+    """None when `path` is a complete checkpoint, else why not (one short phrase)."""
+    return folder_problem(path, COMPLETE, check_hashes=check_hashes)
+
+
+def is_complete(path, check_hashes=False):
+    """True if `path` has a COMPLETE marker and every file it lists is there with its size (and hash)."""
+    return checkpoint_problem(path, check_hashes) is None
+
+
+def load_train_state(path):
+    """The dict the trainer saved (plus "checkpoint_info"), from `path/trainer_state.json`."""
+    state_path = os.path.join(path, STATE_FILE)
+    try:
+        with open(state_path, encoding="utf-8") as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{state_path}: missing; {path} is not a checkpoint written by this tool") from None
+    except ValueError as exc:
+        raise CheckpointError(f"{state_path}: not valid JSON ({exc}); use another checkpoint") from exc
+    step = state.get("global_step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{state_path}: global_step is {step!r}, expected an integer >= 0")
+    return state
+
+
+def checkpoint_folders(output_dir):
+    """[(global_step or None, path, problem or None)] of every checkpoint-* folder, complete or not, by step.
+
+    What `make status` lists; the step comes from trainer_state.json, never from the folder name."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if not name.startswith(CHECKPOINT_PREFIX) or not os.path.isdir(path):
+            continue
+        step = (read_json(os.path.join(path, STATE_FILE)) or {}).get("global_step")
+        found.append((step if isinstance(step, int) else None, path, checkpoint_problem(path)))
+    return sorted(found, key=lambda item: (item[0] is not None, item[0] or 0, item[1]))
+
+
+def list_checkpoints(output_dir):
+    """[(global_step, path)] of the complete checkpoints in `output_dir`, oldest step first."""
+    return [(step, path) for step, path, problem in checkpoint_folders(output_dir) if problem is None and step is not None]
+
+
+def latest_checkpoint(output_dir):
+    """Path of the complete checkpoint with the highest global step, or None."""
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def best_checkpoint(output_dir):
+    """The content of best_checkpoint.json ({"checkpoint", "step", "metric", "value", ...}) or None."""
+    path = os.path.join(output_dir, BEST_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc}); delete it to start tracking the best again") from exc
+
+
+def complete_names(output_dir):
+    names = [os.path.basename(p) for _, p in list_checkpoints(output_dir)]
+    return ", ".join(names) if names else "none"
+
+
+def resolve_checkpoint(spec, output_dir):
+    """The path of a complete checkpoint named by `spec`, or CheckpointError saying what to use.
+
+    spec: None, "auto" or "latest" -> the newest complete one in output_dir; "best" -> the one in
+    best_checkpoint.json; "checkpoint-1500" -> output_dir/checkpoint-1500; anything else is a path."""
+    if spec is None or str(spec) in ("auto", "latest"):
+        path = latest_checkpoint(output_dir)
+        if path is None:
+            raise CheckpointError(f"no complete checkpoint in {output_dir}; train first (make train) or name one with CKPT=PATH")
+        return path
+    spec = os.fspath(spec)
+    if spec == "best":
+        best = best_checkpoint(output_dir)
+        if best is None:
+            raise CheckpointError(f"no {BEST_FILE} in {output_dir}: no checkpoint was evaluated yet; use latest or "
+                                  f"checkpoint-N instead (complete ones: {complete_names(output_dir)})")
+        path = os.path.join(output_dir, best["checkpoint"])
+    elif os.sep not in spec and (os.path.isdir(os.path.join(output_dir, spec)) or not os.path.exists(spec)):
+        path = os.path.join(output_dir, spec)  # a bare name is looked up in output_dir first
+    else:
+        path = spec
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: no such checkpoint folder; complete ones in {output_dir}: {complete_names(output_dir)}")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"{path} is incomplete ({problem}): it was interrupted while saving or copied partly; "
+                              f"use checkpoint-N instead (complete ones: {complete_names(output_dir)})")
+    load_train_state(path)  # a clear error now rather than in the middle of restoring
+    return path
+
+
+# -- the final model, the summary, the plan -------------------------------------------------------
+def has_final_model(output_dir):
+    return os.path.isfile(os.path.join(output_dir, MODEL_CONFIG))
+
+
+def read_summary(output_dir):
+    """training_summary.json ({"global_step", "early_stopped", "best"}) or None (training not finished)."""
+    return read_json(os.path.join(output_dir, SUMMARY_FILE))
+
+
+def read_plan(output_dir):
+    """training_plan.json ({"total_steps", "steps_per_epoch", "num_features", ...}) or None."""
+    return read_json(os.path.join(output_dir, PLAN_FILE))
+
+
+def read_args(output_dir):
+    """The run's args.json (the arguments it was started with) or None."""
+    return read_json(os.path.join(output_dir, ARGS_FILE))
+
+
+# -- evaluations and metrics ------------------------------------------------------------------------
+def eval_steps(output_dir):
+    """Steps that have an eval_results_<step>.json in output_dir, ascending."""
+    if not os.path.isdir(output_dir):
+        return []
+    matches = (EVAL_RESULTS_NAME.fullmatch(name) for name in os.listdir(output_dir))
+    return sorted(int(m.group(1)) for m in matches if m)
+
+
+def read_eval_results(output_dir, step):
+    return read_json(eval_file(output_dir, "eval_results", step))
+
+
+def all_eval_results(output_dir):
+    """[(step, eval_results)] of every evaluation in the training record, by step."""
+    return [(step, results) for step in eval_steps(output_dir)
+            if (results := read_eval_results(output_dir, step)) is not None]
+
+
+def read_metrics(output_dir, stats=None):
+    """The records of metrics.jsonl, in order.
+
+    Unreadable lines (the one being written right now, a crash's unfinished last line) are skipped;
+    with a `stats` dict, their number is put in stats["unreadable"]."""
+    path = os.path.join(output_dir, METRICS_FILE)
+    records, unreadable = [], 0
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    unreadable += 1
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+                else:
+                    unreadable += 1
+    if stats is not None:
+        stats["unreadable"] = unreadable
+    return records
+
+
+def output_dir_has_content(path):
+    """Legacy's test (anything in it), except the log of a detached session that is starting this very run."""
+    return os.path.isdir(path) and bool(set(os.listdir(path)) - {DETACHED_LOG})

@@ -1,0 +1,601 @@
+"""Checkpoints that outlive the machine: complete checkpoints mirrored to S3 as they are written, and pulled back.
+
+The trainer (rank 0 only; `--sync_checkpoints s3://my-bucket/runs/nq-albert`):
+
+    sync = CheckpointSync("s3://my-bucket/runs/nq-albert", log=run_log.info)
+    sync.check_bucket()                                   # a typo in the bucket fails now, not at step 1500
+    sync.submit_files([os.path.join(out, "args.json")])
+    ...                                                   # every --save_steps:
+    path = save_checkpoint(out, ...); record_best(out, path, "f1", f1); rotate_checkpoints(out, limit)
+    sync.submit_checkpoint(path)                          # returns at once; a worker thread uploads
+    sync.mirror_deletions([os.path.basename(p) for _, p in run_dir.list_checkpoints(out)],
+                          (run_dir.best_checkpoint(out) or {}).get("checkpoint"))
+    sync.submit_files([os.path.join(out, "best_checkpoint.json"), os.path.join(out, "metrics.jsonl")])
+    ...                                                   # at the end (or on SIGTERM, after the last save):
+    sync.submit_files([os.path.join(out, name) for name in final_model_files])
+    failures = sync.close(timeout=600)                    # [] when everything reached S3
+
+A fresh machine:
+
+    latest_remote_checkpoint("s3://my-bucket/runs/nq-albert")          # "checkpoint-1500", or None
+    path = fetch_checkpoint("s3://my-bucket/runs/nq-albert", "outputs/nq-albert")   # newest complete one
+    path = fetch_checkpoint("s3://my-bucket/runs/nq-albert/checkpoint-900", "outputs/nq-albert")
+
+What lands in S3 (the same layout as the run folder):
+
+    s3://bucket/prefix/checkpoint-N/...       every file of the checkpoint, its COMPLETE marker uploaded last
+    s3://bucket/prefix/<file>                 args.json, best_checkpoint.json, metrics.jsonl, the final model,
+                                              training_summary.json, eval_results_*.json (submit_files)
+
+How it stays safe:
+- A remote checkpoint is complete when its COMPLETE object exists and every file it lists is there with
+  its size. COMPLETE goes up last and, when the same step is uploaded again, comes down first; a
+  deletion (rotation mirrored) removes COMPLETE before the rest. So an upload or deletion cut short
+  (spot instance reclaimed) leaves a prefix that nothing takes as a checkpoint.
+- One worker thread does everything in submission order, one object at a time (big files go up in
+  64 MiB parts, 4 at once: boto3's TransferConfig). Order is what makes "COMPLETE last" and "delete
+  after the newer checkpoint is up" hold without locks.
+- A failed request is retried with exponential backoff (5 attempts: waits of 2, 4, 8, 16 s, on top of
+  botocore's own retries), then reported through `log` and kept for `close()`'s report; never raised
+  into training. Errors that a retry cannot fix (no such bucket, access denied, a local file gone) are
+  not retried. A checkpoint with a file that failed does not get its COMPLETE marker.
+- Small files (under 16 MiB: metrics.jsonl, best_checkpoint.json) are read when submitted, so the copy
+  in S3 is what they held at that moment, not what the next evaluation wrote meanwhile.
+- A download goes to `.tmp-checkpoint-N-PID/` (COMPLETE last), is verified, then renamed: a folder
+  named checkpoint-N is complete or absent. The step is read from trainer_state.json, never the name.
+
+Credentials, region and endpoint come from the usual AWS settings (AWS_* variables, ~/.aws, an instance
+role; AWS_ENDPOINT_URL for MinIO and the tests' moto server), through `qa.storage.s3_client()`.
+"""
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+
+from qa import run_dir, storage
+from qa.checkpoints import verify_checkpoint
+from qa.run_dir import ARGS_FILE, BEST_FILE, CHECKPOINT_PREFIX, COMPLETE, METRICS_FILE, STATE_FILE, CheckpointError
+from qa.storage import is_s3, s3_client, split_s3
+
+# Run-level files a resume on a fresh machine needs beside the checkpoint: the run's own arguments
+# (a resume takes every setting from them), which checkpoint is best, and the logged curve.
+RESUME_FILES = (ARGS_FILE, BEST_FILE, METRICS_FILE)
+ATTEMPTS = 5                        # per request; botocore retries each one a few times on its own too
+BACKOFF_S = 2.0                     # first wait; doubled each time: 2 + 4 + 8 + 16 = 30 s before giving up
+SNAPSHOT_MAX_BYTES = 16 * 2**20     # read at submit time below this; metrics.jsonl of a 7-epoch run is ~1 MB
+MULTIPART_BYTES = 64 * 2**20        # an albert-xlarge model.safetensors (~236 MB) goes up in 4 parts
+MULTIPART_CONCURRENCY = 4
+DELETE_BATCH = 1000                 # S3's limit for one DeleteObjects call
+
+logger = logging.getLogger(__name__)
+
+
+class SyncError(RuntimeError):
+    """An S3 operation failed for good (after its retries); the message names the object and the cause."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pure helpers
+# ---------------------------------------------------------------------------------------------
+def split_prefix(s3_prefix):
+    """'s3://bucket/runs/nq/' -> ('bucket', 'runs/nq/'); the key prefix is '' or ends in '/'."""
+    if not is_s3(s3_prefix):
+        raise ValueError(f"{s3_prefix!r} is not an s3:// URI; give s3://bucket/prefix, "
+                         "e.g. s3://my-bucket/runs/nq-albert")
+    bucket, key = split_s3(s3_prefix)
+    key = key.strip("/")
+    return bucket, f"{key}/" if key else ""
+
+
+def marker_sizes(marker):
+    """{relative path: size} from a COMPLETE marker's content: {"files": {name: size}} (first format) or
+    {"files": {name: {"size": ..., "blake2b": ...}}}; None when it is not a marker."""
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict):
+        return None
+    return {name: (value.get("size") if isinstance(value, dict) else value) for name, value in files.items()}
+
+
+def remote_problem(objects, ckpt_key, marker):
+    """None when the remote checkpoint at `ckpt_key` ('runs/nq/checkpoint-9/') is complete, else why not.
+
+    objects: {key: size} listed under ckpt_key; marker: the parsed COMPLETE object, or None if absent."""
+    if ckpt_key + COMPLETE not in objects:
+        return "no COMPLETE marker (its upload was interrupted, or it is being uploaded now)"
+    sizes = marker_sizes(marker)
+    if sizes is None:
+        return "its COMPLETE marker is not valid"
+    for name, size in sorted(sizes.items()):
+        remote = objects.get(ckpt_key + name.replace(os.sep, "/"))
+        if remote is None:
+            return f"{name} is missing"
+        if remote != size:
+            return f"{name} has {remote} bytes in S3, {size} in its COMPLETE marker"
+    return None
+
+
+def local_key_path(root, relative_key):
+    """`root/relative_key` for an object inside a checkpoint prefix; refuses keys that climb out of root."""
+    parts = relative_key.split("/")
+    if not relative_key or relative_key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise CheckpointError(f"refusing to download the object {relative_key!r}: its key is not a plain relative path")
+    return os.path.join(root, *parts)
+
+
+def _human(n):
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _is_permanent(exc):
+    """True for errors a retry cannot fix: a local file gone or unreadable, or an S3 4xx (no such bucket,
+    access denied, bad credentials), except 408 (timeout) and 429 (slow down)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # boto3's S3UploadFailedError wraps the ClientError
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and not type(exc).__module__.startswith(("botocore", "urllib3")):
+            return True
+        response = getattr(exc, "response", None)  # botocore's ClientError carries the HTTP status
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+        if status is not None:
+            return 400 <= status < 500 and status not in (408, 429)
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def with_retries(what, operation, log, attempts=ATTEMPTS, backoff_s=BACKOFF_S, stop=None):
+    """operation() retried with exponential backoff; SyncError naming `what` when every attempt failed.
+
+    Local file errors (FileNotFoundError...) are raised as they are: the caller decides what they mean.
+    stop: a threading.Event that ends the waiting early (close() timed out)."""
+    delay = backoff_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return operation()
+        except Exception as exc:
+            if isinstance(exc, OSError) and _is_permanent(exc):
+                raise
+            if _is_permanent(exc):
+                raise SyncError(f"{what}: {_one_line(exc)} (not retried: a retry cannot fix this)") from exc
+            if attempt == attempts or (stop is not None and stop.is_set()):
+                raise SyncError(f"{what}: failed after {attempt} attempt(s): {_one_line(exc)}") from exc
+            log(f"sync: {what} failed (attempt {attempt} of {attempts}: {_one_line(exc)}); retrying in {delay:g} s")
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _one_line(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES,
+                          max_concurrency=MULTIPART_CONCURRENCY)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading what is in S3
+# ---------------------------------------------------------------------------------------------
+def _list_objects(client, bucket, key_prefix):
+    """{key: size} of every object under key_prefix."""
+    objects = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
+        for obj in page.get("Contents", []):
+            objects[obj["Key"]] = obj["Size"]
+    return objects
+
+
+def _checkpoint_names(client, bucket, key_prefix):
+    """Names of the checkpoint-* 'folders' directly under key_prefix, complete or not."""
+    names = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix, Delimiter="/"):
+        for common in page.get("CommonPrefixes", []):
+            name = common["Prefix"][len(key_prefix):].rstrip("/")
+            if name.startswith(CHECKPOINT_PREFIX):
+                names.append(name)
+    return sorted(names)
+
+
+def _read_json_object(client, bucket, key):
+    """The parsed JSON object at key, or None when it is missing or not JSON."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _inspect_remote(client, bucket, ckpt_key):
+    """(objects, marker, problem) of the remote checkpoint at ckpt_key."""
+    objects = _list_objects(client, bucket, ckpt_key)
+    marker = _read_json_object(client, bucket, ckpt_key + COMPLETE) if ckpt_key + COMPLETE in objects else None
+    return objects, marker, remote_problem(objects, ckpt_key, marker)
+
+
+def _remote_step(client, bucket, ckpt_key):
+    state = _read_json_object(client, bucket, ckpt_key + STATE_FILE)
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+
+
+def list_remote_checkpoints(s3_prefix, client=None):
+    """[(global_step, name)] of the complete checkpoints under s3_prefix, oldest step first.
+
+    Complete: COMPLETE exists and every file it lists is there with its size. The step is the uploaded
+    trainer_state.json's global_step, never parsed from the name."""
+    client = client or s3_client()
+    bucket, key_prefix = split_prefix(s3_prefix)
+    found = []
+    for name in _checkpoint_names(client, bucket, key_prefix):
+        ckpt_key = f"{key_prefix}{name}/"
+        _, _, problem = _inspect_remote(client, bucket, ckpt_key)
+        if problem is not None:
+            logger.info("s3://%s/%s is not a complete checkpoint: %s", bucket, ckpt_key, problem)
+            continue
+        step = _remote_step(client, bucket, ckpt_key)
+        if step is None:
+            logger.warning("ignoring s3://%s/%s: its %s has no integer global_step", bucket, ckpt_key, STATE_FILE)
+            continue
+        found.append((step, name))
+    return sorted(found)
+
+
+def latest_remote_checkpoint(s3_prefix, client=None):
+    """Name ("checkpoint-1500") of the complete checkpoint with the highest global step under s3_prefix, or None."""
+    found = list_remote_checkpoints(s3_prefix, client)
+    return found[-1][1] if found else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pulling a checkpoint back
+# ---------------------------------------------------------------------------------------------
+def _download(client, bucket, key, path, log, attempts, backoff_s, config):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with_retries(f"download s3://{bucket}/{key}", lambda: client.download_file(bucket, key, path, Config=config),
+                 log, attempts, backoff_s)
+    storage.fsync_path(path)  # before the folder is renamed: a crash must not leave checkpoint-N with empty files
+
+
+def _fetch_one(client, bucket, run_key, name, local_output_dir, log, attempts, backoff_s):
+    """Download the remote checkpoint `name` into local_output_dir/name atomically; return its path."""
+    ckpt_key = f"{run_key}{name}/"
+    uri = f"s3://{bucket}/{ckpt_key}"
+    objects, marker, problem = _inspect_remote(client, bucket, ckpt_key)
+    if not objects:
+        problem = "no such checkpoint in S3"
+    if problem is not None:
+        complete = ", ".join(n for _, n in list_remote_checkpoints(f"s3://{bucket}/{run_key}", client)) or "none"
+        raise CheckpointError(f"{uri}: {problem}; use a complete one (in S3: {complete})")
+    final = os.path.join(local_output_dir, name)
+    if os.path.isdir(final):
+        with contextlib.suppress(CheckpointError):
+            verify_checkpoint(final)
+            log(f"sync: {final} is already here and complete: not downloaded again")
+            return final
+    tmp = storage.tmp_sibling(final)  # .tmp-checkpoint-N-PID: reaped at the next start if this process dies
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    started, total = time.monotonic(), 0
+    config = _transfer_config()
+    try:
+        keys = sorted(k for k in objects if k != ckpt_key + COMPLETE) + [ckpt_key + COMPLETE]  # the marker last
+        for key in keys:
+            _download(client, bucket, key, local_key_path(tmp, key[len(ckpt_key):]), log, attempts, backoff_s, config)
+            total += objects[key]
+        try:
+            verify_checkpoint(tmp)  # every file's size and hash against the downloaded COMPLETE
+        except CheckpointError as exc:
+            raise CheckpointError(f"{uri} was downloaded but does not verify ({exc}): the copy in S3 is damaged; "
+                                  "use another checkpoint") from exc
+        if os.path.exists(final):  # an incomplete local copy: replaced only now that the new one verified
+            storage.remove_tree(final)
+        os.replace(tmp, final)
+        storage.fsync_path(local_output_dir, directory=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"sync: {uri} -> {final} ({len(keys)} files, {_human(total)}, {time.monotonic() - started:.0f} s)")
+    return final
+
+
+def fetch_checkpoint(s3_uri, local_output_dir, client=None, log=print, with_best=True,
+                     attempts=ATTEMPTS, backoff_s=BACKOFF_S):
+    """Download a checkpoint into local_output_dir/checkpoint-N and return that path.
+
+    s3_uri: s3://bucket/prefix/checkpoint-N, or s3://bucket/prefix (its newest complete checkpoint).
+    Also downloads the run's args.json, best_checkpoint.json and metrics.jsonl where S3 has them and
+    local_output_dir does not (local ones are never overwritten), and with with_best the checkpoint
+    best_checkpoint.json names when it is not here (without it the next evaluation would replace a
+    best it cannot compare with, and rotation mirrored to S3 would then delete the best there).
+    Raises CheckpointError when the checkpoint is incomplete in S3, absent, or does not verify after
+    download, SyncError when S3 keeps failing; either way local_output_dir/checkpoint-N is as it was."""
+    client = client or s3_client()
+    bucket, key = split_prefix(s3_uri)
+    parent, _, last = key.rstrip("/").rpartition("/")
+    if last.startswith(CHECKPOINT_PREFIX):
+        run_key, name = (f"{parent}/" if parent else ""), last
+    else:
+        run_key = key
+        name = latest_remote_checkpoint(f"s3://{bucket}/{run_key}", client)
+        if name is None:
+            raise CheckpointError(f"s3://{bucket}/{run_key}: no complete checkpoint there (none has its COMPLETE "
+                                  "marker and every file); check the URI, or train from the start")
+    os.makedirs(local_output_dir, exist_ok=True)
+    path = _fetch_one(client, bucket, run_key, name, local_output_dir, log, attempts, backoff_s)
+    run_objects = _list_objects(client, bucket, run_key)
+    config = _transfer_config()
+    for run_file in RESUME_FILES:
+        local = os.path.join(local_output_dir, run_file)
+        if run_key + run_file not in run_objects or os.path.exists(local):
+            continue
+        tmp = f"{local}.tmp-{os.getpid()}"
+        try:
+            _download(client, bucket, run_key + run_file, tmp, log, attempts, backoff_s, config)
+            os.replace(tmp, local)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        log(f"sync: s3://{bucket}/{run_key}{run_file} -> {local}")
+    if with_best:
+        _fetch_best(client, bucket, run_key, name, local_output_dir, log, attempts, backoff_s)
+    return path
+
+
+def _fetch_best(client, bucket, run_key, fetched_name, local_output_dir, log, attempts, backoff_s):
+    try:
+        best = run_dir.best_checkpoint(local_output_dir)
+    except CheckpointError as exc:
+        log(f"sync: best checkpoint not fetched: {exc}")
+        return
+    best_name = best.get("checkpoint") if isinstance(best, dict) else None
+    if not best_name or best_name == fetched_name or run_dir.is_complete(os.path.join(local_output_dir, best_name)):
+        return
+    try:
+        _fetch_one(client, bucket, run_key, best_name, local_output_dir, log, attempts, backoff_s)
+    except CheckpointError as exc:
+        log(f"sync: the best checkpoint {best_name} could not be fetched ({exc}); the next evaluation will "
+            f"replace the best record in {os.path.join(local_output_dir, BEST_FILE)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pushing: one worker thread, in submission order
+# ---------------------------------------------------------------------------------------------
+Task = collections.namedtuple("Task", "what run")
+
+
+class CheckpointSync:
+    """Uploads checkpoints and files to s3_prefix in a background thread; see the module docstring.
+
+    log: a callable taking one line (print, RunLogger.info). client: a boto3 S3 client (default
+    qa.storage.s3_client(), from the usual AWS settings). attempts/backoff_s: retries per request.
+    transfer_config: a boto3 TransferConfig (default: 64 MiB parts, 4 at once)."""
+
+    def __init__(self, s3_prefix, log=print, client=None, attempts=ATTEMPTS, backoff_s=BACKOFF_S,
+                 transfer_config=None):
+        self.bucket, self.key_prefix = split_prefix(s3_prefix)
+        self.uri = f"s3://{self.bucket}/{self.key_prefix}"
+        self.log = log
+        self.client = client or s3_client()
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.transfer_config = transfer_config or _transfer_config()
+        self.failures = []             # one line per thing that did not reach S3 (or was not deleted)
+        self._lock = threading.Condition()
+        self._queue = collections.deque()
+        self._running = None           # the Task being done now
+        self._closed = False
+        self._abandon = threading.Event()  # set when close() timed out: no new task starts
+        self._thread = threading.Thread(target=self._work, name="checkpoint-sync", daemon=True)
+        self._thread.start()
+
+    # -- what the trainer calls -------------------------------------------------------------------
+    def check_bucket(self):
+        """Raise SyncError now if the bucket cannot be reached (wrong name, region, credentials)."""
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key_prefix, MaxKeys=1)
+        except Exception as exc:
+            raise SyncError(f"--sync_checkpoints {self.uri}: cannot list the bucket ({_one_line(exc)}); check the "
+                            f"bucket name and the AWS credentials and region (try: aws s3 ls {self.uri})") from exc
+
+    def submit_checkpoint(self, path):
+        """Queue the upload of the complete checkpoint folder `path` to s3_prefix/<its name>/, COMPLETE last."""
+        path = os.fspath(path)
+        name = os.path.basename(os.path.normpath(path))
+        self._submit(Task(f"{name} -> {self.uri}{name}/", lambda: self._upload_checkpoint(path, name)))
+
+    def submit_files(self, paths, dest_subprefix=""):
+        """Queue the upload of files to s3_prefix/[dest_subprefix/]<basename>. Small files are read now (their
+        content at this moment is what goes up); a missing one is reported, the others still go."""
+        sub = str(dest_subprefix).strip("/")
+        if sub and any(part in ("", ".", "..") for part in sub.split("/")):
+            raise ValueError(f"dest_subprefix {dest_subprefix!r}: give a plain relative prefix such as 'final'")
+        key_root = f"{self.key_prefix}{sub}/" if sub else self.key_prefix
+        if isinstance(paths, (str, os.PathLike)):  # one path, not a string to iterate over
+            paths = [paths]
+        items = []
+        for path in map(os.fspath, paths):
+            key = key_root + os.path.basename(path)
+            try:
+                size = os.path.getsize(path)
+                if size < SNAPSHOT_MAX_BYTES:
+                    with open(path, "rb") as f:
+                        items.append((path, key, f.read()))
+                else:
+                    items.append((path, key, None))
+            except OSError as exc:
+                self._fail(f"{path} -> s3://{self.bucket}/{key}: not uploaded ({_one_line(exc)})")
+        if items:
+            names = ", ".join(os.path.basename(p) for p, _, _ in items)
+            self._submit(Task(f"{names} -> s3://{self.bucket}/{key_root}", lambda: self._upload_files(items)))
+
+    def mirror_deletions(self, kept_names, best_name=None):
+        """Queue the deletion of the checkpoint-* prefixes in S3 that are neither in kept_names (the local
+        checkpoints left after rotation: names or paths) nor best_name; each loses its COMPLETE first."""
+        kept = {os.path.basename(os.path.normpath(os.fspath(n))) for n in kept_names}
+        best = os.path.basename(os.path.normpath(os.fspath(best_name))) if best_name else None
+        if not kept:
+            # Rotation always keeps the newest checkpoint, so an empty list is a caller's mistake: mirroring
+            # it would delete every checkpoint in S3.
+            self._fail(f"rotation not mirrored to {self.uri}: kept_names is empty, which would delete every "
+                       "remote checkpoint; pass the names of the local checkpoints that remain")
+            return
+        self._submit(Task(f"rotation mirrored to {self.uri}", lambda: self._mirror(kept | ({best} - {None}))))
+
+    def wait(self, timeout=None):
+        """Block until everything submitted so far is done; False if `timeout` seconds passed first."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._queue and self._running is None, timeout)
+
+    def close(self, timeout=None):
+        """Wait up to `timeout` seconds for pending work, stop the worker and return the failures (one line
+        each; [] when everything reached S3). Work still pending at the timeout is abandoned and reported."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abandon.set()  # the running task stops after its current object; nothing new starts
+            with self._lock:
+                pending = ([self._running] if self._running else []) + list(self._queue)
+                self._queue.clear()
+            for task in pending:
+                self._fail(f"{task.what}: not finished when training ended (close timed out after {timeout:g} s)")
+        if self.failures:
+            self.log(f"sync: {len(self.failures)} thing(s) did not reach {self.uri}: " + "; ".join(self.failures))
+        else:
+            self.log(f"sync: everything is in {self.uri}")
+        return list(self.failures)
+
+    # -- the worker -----------------------------------------------------------------------------
+    def _submit(self, task):
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"CheckpointSync for {self.uri} is closed: submit before close()")
+            self._queue.append(task)
+            self._lock.notify_all()
+
+    def _fail(self, line):
+        with self._lock:
+            self.failures.append(line)
+        self.log(f"sync: FAILED {line}")
+
+    def _work(self):
+        while True:
+            with self._lock:
+                self._lock.wait_for(lambda: self._queue or self._closed)
+                if not self._queue or self._abandon.is_set():
+                    self._lock.notify_all()
+                    return
+                self._running = self._queue.popleft()
+            task = self._running
+            try:
+                task.run()
+            except Exception as exc:  # reported, never raised into training
+                if not self._abandon.is_set():  # else close() has reported it as not finished
+                    self._fail(f"{task.what}: {exc}")
+            finally:
+                with self._lock:
+                    self._running = None
+                    self._lock.notify_all()
+
+    def _retry(self, what, operation):
+        if self._abandon.is_set():  # close() timed out: the task stops before its next object (COMPLETE is last)
+            raise SyncError(f"{what}: not started, close() timed out")
+        return with_retries(what, operation, self.log, self.attempts, self.backoff_s, stop=self._abandon)
+
+    def _put_file(self, path, key):
+        self._retry(f"upload {path} -> s3://{self.bucket}/{key}",
+                    lambda: self.client.upload_file(path, self.bucket, key, Config=self.transfer_config))
+
+    def _put_bytes(self, data, key, source):
+        self._retry(f"upload {source} -> s3://{self.bucket}/{key}",
+                    lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data))
+
+    def _delete_keys(self, keys):
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start:start + DELETE_BATCH]
+
+            def delete(batch=batch):
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+                errors = response.get("Errors") or []
+                if errors:
+                    raise SyncError(f"{len(errors)} object(s) not deleted, e.g. {errors[0].get('Key')}: "
+                                    f"{errors[0].get('Message')}")
+
+            self._retry(f"delete {len(batch)} object(s) under {self.uri}", delete)
+
+    def _delete_marker(self, ckpt_key):
+        self._retry(f"delete s3://{self.bucket}/{ckpt_key}{COMPLETE}",
+                    lambda: self.client.delete_object(Bucket=self.bucket, Key=ckpt_key + COMPLETE))
+
+    def _upload_checkpoint(self, path, name):
+        if not os.path.isdir(path):
+            self.log(f"sync: {name} skipped: removed locally (rotated away) before its upload started")
+            return
+        if not run_dir.is_complete(path):
+            raise SyncError(f"{path} is not a complete checkpoint (no COMPLETE marker, or its files do not match it)")
+        ckpt_key = f"{self.key_prefix}{name}/"
+        started = time.monotonic()
+        remote = self._retry(f"list {self.uri}{name}/", lambda: _list_objects(self.client, self.bucket, ckpt_key))
+        if ckpt_key + COMPLETE in remote:  # uploaded before (same step saved twice): not complete while replaced
+            self._delete_marker(ckpt_key)
+        relative = []
+        for root, _, names in os.walk(path):
+            relative.extend(os.path.relpath(os.path.join(root, n), path) for n in names)
+        relative = sorted(r for r in relative if r != COMPLETE)
+        total = 0
+        for rel in relative:
+            local = os.path.join(path, rel)
+            try:
+                total += os.path.getsize(local)
+                self._put_file(local, ckpt_key + rel.replace(os.sep, "/"))
+            except FileNotFoundError:
+                if not os.path.isdir(path):
+                    self.log(f"sync: {name} abandoned: removed locally (rotated away) while it was uploading; "
+                             "its partial copy has no COMPLETE marker")
+                    return
+                raise
+        uploaded = {ckpt_key + rel.replace(os.sep, "/") for rel in relative}
+        stale = sorted(set(remote) - uploaded - {ckpt_key + COMPLETE})
+        if stale:  # files of an earlier upload of this step that the new one does not have
+            self._delete_keys(stale)
+        self._put_file(os.path.join(path, COMPLETE), ckpt_key + COMPLETE)
+        self.log(f"sync: {name} -> {self.uri}{name}/ ({len(relative) + 1} files, {_human(total)}, "
+                 f"{time.monotonic() - started:.0f} s)")
+
+    def _upload_files(self, items):
+        for path, key, data in items:
+            try:
+                if data is not None:
+                    self._put_bytes(data, key, path)
+                else:
+                    self._put_file(path, key)
+            except Exception as exc:  # the other files are independent of this one: they still go
+                self._fail(f"{path} -> s3://{self.bucket}/{key}: {exc}")
+        self.log(f"sync: {len(items)} file(s) -> {self.uri}")
+
+    def _mirror(self, keep):
+        names = self._retry(f"list {self.uri}", lambda: _checkpoint_names(self.client, self.bucket, self.key_prefix))
+        for name in names:
+            if name in keep:
+                continue
+            ckpt_key = f"{self.key_prefix}{name}/"
+            self._delete_marker(ckpt_key)  # first: a deletion cut short leaves no complete-looking checkpoint
+            rest = self._retry(f"list {self.uri}{name}/", lambda k=ckpt_key: _list_objects(self.client, self.bucket, k))
+            self._delete_keys(sorted(rest))
+            self.log(f"sync: deleted {self.uri}{name}/ (rotated away locally)")

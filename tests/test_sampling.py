@@ -1,0 +1,235 @@
+"""qa.sampling: the training data order is a pure function, covers every window once, splits evenly across
+processes, groups by length on real SQuAD windows, and keeps the pre-grouping order exactly in legacy mode."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from conftest import shared_file
+from qa import sampling as S
+
+torch = pytest.importorskip("torch")
+
+
+def old_order(num_items, batch_size, epoch, seed, rank, world_size):
+    """The order qa.trainer produced before qa.sampling, written out from torch.randperm."""
+    order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed + epoch)).numpy()
+    per_rank = math.ceil(num_items / world_size)
+    padded = np.concatenate([order, order[: per_rank * world_size - num_items]])[rank::world_size]
+    return [padded[i : i + batch_size] for i in range(0, len(padded), batch_size)]
+
+
+@pytest.fixture(scope="module")
+def real_lengths(tiny_model_dir):
+    """Window lengths of the real SQuAD 2.0 dev subset (Normans, Rhine) at 384/128 and 256/128."""
+    from transformers import AutoTokenizer
+
+    from qa.features import FeatureParams, build_features
+    from qa.squad_io import read_squad
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    examples = read_squad(shared_file("squad", "squad2-dev-normans-rhine.json"))
+    return {length: np.asarray(build_features(examples, tokenizer, FeatureParams(length, 128, 64), training=True).lengths)
+            for length in (384, 256)}
+
+
+def synthetic_lengths(n, seed=0):
+    return np.random.default_rng(seed).integers(20, 385, size=n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Legacy mode
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("num_items,batch_size,world_size", [(42, 2, 1), (42, 4, 1), (1000, 8, 1), (43, 3, 2),
+                                                             (1001, 8, 4), (7, 8, 3), (2, 1, 3)])
+@pytest.mark.parametrize("epoch,seed", [(0, 42), (3, 7)])
+def test_legacy_mode_gives_exactly_the_old_order(num_items, batch_size, world_size, epoch, seed):
+    lengths = synthetic_lengths(num_items)
+    for rank in range(world_size):
+        got = S.epoch_batches(lengths, batch_size, epoch, seed, rank, world_size, group_by_length=False)
+        want = old_order(num_items, batch_size, epoch, seed, rank, world_size)
+        assert len(got) == len(want)
+        for got_batch, want_batch in zip(got, want):
+            assert got_batch.tolist() == want_batch.tolist()
+
+
+def test_legacy_mode_ignores_lengths_and_still_shares_fairly_with_fewer_windows_than_processes():
+    a = S.epoch_batches(np.full(10, 5), 4, 1, 3, group_by_length=False)
+    b = S.epoch_batches(synthetic_lengths(10), 4, 1, 3, group_by_length=False)
+    assert [x.tolist() for x in a] == [x.tolist() for x in b]
+    # 2 windows, 5 processes: the old padding (order + order[:3]) came up one short, so rank 4 got
+    # nothing and DDP would hang; every rank gets one window now.
+    shares = [S.epoch_batches(np.ones(2), 1, 0, 0, rank, 5, group_by_length=False) for rank in range(5)]
+    assert [len(s) for s in shares] == [1] * 5
+    assert {int(s[0][0]) for s in shares} == {0, 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# Both modes: determinism, coverage, equal shares, counts
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_a_pure_function_of_its_arguments(group_by_length):
+    lengths = synthetic_lengths(500)
+    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    first = S.epoch_batches(lengths, 8, 2, 42, 1, 3, group_by_length)
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)  # global RNGs elsewhere do not matter
+    second = S.epoch_batches(lengths, 8, 2, 42, 1, 3, group_by_length)
+    assert [b.tolist() for b in first] == [b.tolist() for b in second]
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    after_reseed = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    S.epoch_batches(lengths, 8, 2, 42, 1, 3, group_by_length)
+    assert torch.equal(torch.get_rng_state(), after_reseed[0])  # no global RNG advanced
+    assert np.random.get_state()[1].tolist() == after_reseed[1][1].tolist()
+    assert random.getstate() == after_reseed[2]
+    torch.set_rng_state(states[0]), np.random.set_state(states[1]), random.setstate(states[2])
+
+
+@pytest.mark.parametrize("num_items,batch_size", [(1, 8), (8, 8), (42, 2), (43, 4), (1000, 8), (1003, 16), (5, 1)])
+def test_grouped_every_window_exactly_once_per_epoch(num_items, batch_size):
+    lengths = synthetic_lengths(num_items)
+    for epoch in range(3):
+        batches = S.epoch_batches(lengths, batch_size, epoch, 42)
+        flat = np.concatenate(batches)
+        assert sorted(flat.tolist()) == list(range(num_items))
+        assert len(batches) == S.num_micro_batches(num_items, batch_size)
+        # all batches full but the last
+        assert [len(b) for b in batches[:-1]] == [batch_size] * (len(batches) - 1)
+        assert len(batches[-1]) == num_items - (len(batches) - 1) * batch_size
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+@pytest.mark.parametrize("num_items,batch_size,world_size", [(1000, 8, 2), (1001, 8, 4), (43, 3, 3), (999, 8, 8),
+                                                             (5, 4, 4)])
+def test_ranks_are_disjoint_equal_and_pad_like_distributed_sampler(num_items, batch_size, world_size, group_by_length):
+    lengths = synthetic_lengths(num_items)
+    shares = [S.epoch_batches(lengths, batch_size, 1, 42, rank, world_size, group_by_length) for rank in range(world_size)]
+    per_rank = math.ceil(num_items / world_size)
+    # the same number of micro-batches everywhere, and at each position batches of the same size
+    assert {len(s) for s in shares} == {S.num_micro_batches(num_items, batch_size, world_size)}
+    for position in range(len(shares[0])):
+        assert len({len(s[position]) for s in shares}) == 1
+    assert all(sum(len(b) for b in s) == per_rank for s in shares)
+    flat = np.concatenate([np.concatenate(s) for s in shares])
+    assert sorted(set(flat.tolist())) == list(range(num_items))
+    # the windows used twice are the first ones of the epoch's permutation, as DistributedSampler reuses
+    counts = np.bincount(flat, minlength=num_items)
+    permutation = torch.randperm(num_items, generator=torch.Generator().manual_seed(42 + 1)).numpy()
+    reused = per_rank * world_size - num_items
+    assert sorted(np.flatnonzero(counts == 2).tolist()) == sorted(permutation[:reused].tolist())
+    assert counts.max() <= 2
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_batch_count_matches_steps_per_epoch(group_by_length):
+    lengths = synthetic_lengths(1001)
+    for batch_size, grad_accum, world_size in [(8, 1, 1), (8, 3, 1), (4, 2, 3), (2, 5, 8)]:
+        batches = S.epoch_batches(lengths, batch_size, 0, 1, 0, world_size, group_by_length)
+        assert len(batches) == S.num_micro_batches(1001, batch_size, world_size)
+        assert S.steps_per_epoch(1001, batch_size, grad_accum, world_size) == math.ceil(len(batches) / grad_accum)
+    # 1001 windows, batches of 8 on 1 process: 126 micro-batches, 63 steps at accumulation 2
+    assert S.num_micro_batches(1001, 8) == 126 and S.steps_per_epoch(1001, 8, 2) == 63
+    assert S.total_steps(1001, 8, 2, num_train_epochs=2.5) == 158  # ceil(63 * 2.5)
+    assert S.total_steps(1001, 8, 2, num_train_epochs=2, max_steps=10) == 10
+    assert S.total_steps(3, 8, 1, num_train_epochs=0.1) == 1
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_epochs_and_seeds_give_different_orders(group_by_length):
+    lengths = synthetic_lengths(400)
+
+    def compositions(epoch, seed):
+        return [frozenset(b.tolist()) for b in S.epoch_batches(lengths, 4, epoch, seed, group_by_length=group_by_length)]
+
+    base = compositions(0, 42)
+    for other in (compositions(1, 42), compositions(0, 43)):
+        assert other != base
+        # not just a reordering: most batches hold a different set of windows
+        assert len(set(other) & set(base)) < len(base) / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouped mode: what grouping buys, on real windows
+# ---------------------------------------------------------------------------------------------
+def mean_spread(lengths, batches):
+    return float(np.mean([lengths[b].max() - lengths[b].min() for b in batches]))
+
+
+@pytest.mark.parametrize("max_seq_length", [384, 256])
+def test_grouped_batches_hold_similar_lengths_on_real_squad_windows(real_lengths, max_seq_length):
+    lengths = real_lengths[max_seq_length]
+    assert len(lengths) > 600 and len(np.unique(lengths)) > 100  # real, varied lengths
+    for epoch in range(3):
+        grouped = S.epoch_batches(lengths, 8, epoch, 42)
+        random_batches = S.epoch_batches(lengths, 8, epoch, 42, group_by_length=False)
+        # (measured with this tokenizer: 0.09x at 384, 0.06x at 256)
+        assert mean_spread(lengths, grouped) < 0.15 * mean_spread(lengths, random_batches)
+        # padding each batch to its longest window: 21-32% of the tokens at random, 1.5-3.5% grouped
+        random_padding = S.padding_fraction(lengths, random_batches)
+        assert random_padding > 0.2
+        assert S.padding_fraction(lengths, grouped) < 0.2 * random_padding
+
+
+def test_longest_batches_come_first_one_per_rank():
+    lengths = synthetic_lengths(1000)
+    for epoch in range(3):
+        assert lengths[S.epoch_batches(lengths, 8, epoch, 42)[0]].max() == lengths.max()
+        shares = [S.epoch_batches(lengths, 8, epoch, 42, rank, 4) for rank in range(4)]
+        widths = sorted((int(lengths[b].max()) for s in shares for b in s if len(b) == 8), reverse=True)
+        assert sorted(int(lengths[s[0]].max()) for s in shares) == sorted(widths[:4])
+
+
+def test_batch_order_is_shuffled_not_sorted():
+    lengths = synthetic_lengths(2000)
+    widths = [int(lengths[b].max()) for b in S.epoch_batches(lengths, 8, 0, 42)[1:]]
+    # sorted mega-batches read in order would fall monotonically within each of them; shuffled,
+    # consecutive batches go up about as often as down
+    ups = sum(b > a for a, b in zip(widths, widths[1:]))
+    assert 0.35 < ups / (len(widths) - 1) < 0.65
+
+
+def test_small_data_still_changes_batch_membership_between_epochs():
+    # 42 windows in batches of 2 (the resume test): one mega-batch would sort the whole epoch and pair
+    # the same windows every epoch; at least 4 mega-batches keep the pairs changing.
+    lengths = np.arange(100, 142)
+    pairs = [{frozenset(b.tolist()) for b in S.epoch_batches(lengths, 2, epoch, 7)} for epoch in range(2)]
+    assert len(pairs[0] & pairs[1]) < 0.5 * len(pairs[0])
+    spread = mean_spread(lengths, S.epoch_batches(lengths, 2, 0, 7))
+    assert spread < 0.3 * mean_spread(lengths, S.epoch_batches(lengths, 2, 0, 7, group_by_length=False))
+
+
+def test_mega_batch_size_trades_padding_for_randomness():
+    lengths = synthetic_lengths(20000)
+    fractions = [S.padding_fraction(lengths, S.epoch_batches(lengths, 8, 0, 42, mega_batch_size=m)) for m in (1, 10, 50)]
+    random_fraction = S.padding_fraction(lengths, S.epoch_batches(lengths, 8, 0, 42, group_by_length=False))
+    assert abs(fractions[0] - random_fraction) < 0.03  # a mega-batch of one batch groups nothing
+    assert fractions[0] > fractions[1] > fractions[2]
+    assert fractions[2] < 0.03
+
+
+def test_padding_fraction_counts_pad_tokens():
+    lengths = np.array([2, 4, 4, 1])
+    batches = [np.array([0, 1]), np.array([2, 3])]
+    assert S.padding_fraction(lengths, batches) == pytest.approx(1 - 11 / 16)
+    assert S.padding_fraction(lengths, batches, pad_to=8) == pytest.approx(1 - 11 / 32)
+    assert S.padding_fraction(lengths, []) == 0.0
+
+
+def test_empty_data_gives_no_batches():
+    assert S.epoch_batches(np.zeros(0, dtype=np.int32), 8, 0, 1) == []
+    assert S.epoch_batches(np.zeros(0, dtype=np.int32), 8, 0, 1, group_by_length=False) == []
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: S.epoch_batches(np.ones(10), 8, 0, 1, rank=2, world_size=2), "rank 2 is not below world_size 2"),
+    (lambda: S.epoch_batches(np.ones(10), 0, 0, 1), "batch_size must be an integer >= 1, got 0"),
+    (lambda: S.epoch_batches(np.ones(10), 8, -1, 1), "epoch must be an integer >= 0, got -1"),
+    (lambda: S.epoch_batches(np.ones((2, 5)), 8, 0, 1), "1-D array), got an array of shape (2, 5)"),
+    (lambda: S.epoch_batches(np.ones(10), 8, 0, 1.5), "seed must be an integer, got 1.5"),
+    (lambda: S.epoch_batches(np.ones(10), 8, 0, 1, mega_batch_size=0), "mega_batch_size must be an integer >= 1"),
+])
+def test_bad_arguments_say_what_is_wrong(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert message in str(info.value)
