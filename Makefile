@@ -173,6 +173,18 @@ TRAIN_ARGS = --model_type $(MODEL_TYPE) --model_name_or_path $(MODEL) --do_train
   --save_total_limit $(SAVE_TOTAL_LIMIT) --report_to $(REPORT_TO) $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) \
   $(if $(SYNC),--sync_checkpoints $(SYNC)) $(PRECISION_FLAG) $(EXTRA)
 
+# `make resume EPOCHS=9` / `make eval MAX_SEQ_LENGTH=256`: only variables typed on the command line (or set in
+# the environment) become flags; every other setting comes from the run's own args.json, not these defaults.
+given = $(if $(filter command line environment,$(origin $(1))),$(2) $($(1)))
+RECORD_OVERRIDES = $(call given,MODEL,--model_name_or_path) $(call given,TRAIN_FILE,--train_file) \
+  $(call given,PREDICT_FILE,--predict_file) $(call given,LR,--learning_rate) $(call given,EPOCHS,--num_train_epochs) \
+  $(call given,MAX_SEQ_LENGTH,--max_seq_length) $(call given,DOC_STRIDE,--doc_stride) $(call given,BATCH,--per_gpu_train_batch_size) \
+  $(call given,EVAL_BATCH,--per_gpu_eval_batch_size) $(call given,GRAD_ACCUM,--gradient_accumulation_steps) \
+  $(call given,THREADS,--threads) $(call given,SAVE_STEPS,--save_steps) $(call given,LOGGING_STEPS,--logging_steps) \
+  $(call given,SAVE_TOTAL_LIMIT,--save_total_limit) $(call given,REPORT_TO,--report_to) \
+  $(call given,WANDB_PROJECT,--wandb_project) $(call given,SYNC,--sync_checkpoints) \
+  $(if $(filter command line environment,$(origin PRECISION)),$(PRECISION_FLAG)) $(EXTRA)
+
 # run_squad.py's error messages then name these variables (TRAIN_FILE, EPOCHS, CKPT) instead of its flags.
 train resume eval demo: export QA_VIA_MAKE = 1
 
@@ -185,15 +197,37 @@ train: $(STAMP)
 .PHONY: resume
 ## resume: continue exactly from CKPT=checkpoint-1500 (or a path; default: the newest complete checkpoint of OUTPUT_DIR)
 resume: $(STAMP)
-	$(DETACHED) $(LAUNCH) run_squad.py $(TRAIN_ARGS) --resume_from_checkpoint $(or $(CKPT),auto)
+	$(DETACHED) $(LAUNCH) run_squad.py --output_dir $(OUTPUT_DIR) --do_train --resume_from_checkpoint $(or $(CKPT),auto) \
+	  $(RECORD_OVERRIDES)
 
 .PHONY: eval
-## eval: evaluate CKPT (checkpoint-N, a path, best; default: the best, else the final model) of OUTPUT_DIR on PREDICT_FILE
+## eval: evaluate CKPT (checkpoint-N, a path, best, final; default: the best, else the final model) of OUTPUT_DIR on PREDICT_FILE (default: the run's) into OUTPUT_DIR/eval/<data>-<step>/
 eval: $(STAMP)
 	$(LAUNCH) run_squad.py --model_name_or_path $(OUTPUT_DIR) --output_dir $(OUTPUT_DIR) --do_eval \
-	  --predict_file $(PREDICT_FILE) --per_gpu_eval_batch_size $(EVAL_BATCH) --max_seq_length $(MAX_SEQ_LENGTH) \
-	  --doc_stride $(DOC_STRIDE) --threads $(THREADS) --version_2_with_negative --report_to $(REPORT_TO) \
-	  $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) $(if $(CKPT),--eval_checkpoint $(CKPT)) $(PRECISION_FLAG) $(EXTRA)
+	  $(if $(CKPT),--eval_checkpoint $(CKPT)) --version_2_with_negative \
+	  $(call given,PREDICT_FILE,--predict_file) --per_gpu_eval_batch_size $(EVAL_BATCH) \
+	  $(call given,MAX_SEQ_LENGTH,--max_seq_length) $(call given,DOC_STRIDE,--doc_stride) --threads $(THREADS) \
+	  --report_to $(REPORT_TO) $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) $(PRECISION_FLAG) $(EXTRA)
+
+# Whole-document NQ (make eval-nq): the model must find the long answer among a page's candidates, scored by
+# the official NQ metrics. The dev shards are where `make data` puts them (download_nq.py --out $(DATA_DIR)/nq/raw).
+NQ_DEV_GLOB ?= $(DATA_DIR)/nq/raw/dev/nq-dev-*.jsonl.gz
+# top: the top-level long-answer candidates (about 25 a page); all: also the table rows and list items nested in them
+NQ_CANDIDATES ?= top
+# Windows per forward pass (384 tokens each)
+NQ_BATCH ?= 64
+# Only the first N dev records (0 = all 7,830)
+NQ_MAX_EXAMPLES ?= 0
+ifeq ($(filter $(NQ_CANDIDATES),top all),)
+$(error NQ_CANDIDATES must be top or all, got '$(NQ_CANDIDATES)')
+endif
+
+.PHONY: eval-nq
+## eval-nq: whole-document NQ predictions + official NQ metrics of CKPT (checkpoint-N, best, a path; default the final model) of OUTPUT_DIR on NQ_DEV_GLOB, into OUTPUT_DIR/eval/nq-<step>/
+eval-nq: $(STAMP)
+	$(LAUNCH) scripts/predict_nq.py --model_dir $(OUTPUT_DIR) $(if $(CKPT),--checkpoint $(CKPT)) --input '$(NQ_DEV_GLOB)' \
+	  --candidates $(NQ_CANDIDATES) --batch_size $(NQ_BATCH) --max_examples $(NQ_MAX_EXAMPLES) --threads $(THREADS) \
+	  --eval $(PRECISION_FLAG)
 
 # The demo: a tiny ALBERT (2 layers, hidden 64, ~120k parameters) with a WordPiece tokenizer trained on
 # the sample, learning rate high enough for a model from scratch; about 20 s of training on one core
@@ -214,7 +248,9 @@ demo: demo-data
 	  --per_gpu_train_batch_size 16 --per_gpu_eval_batch_size 64 --save_steps 200 --logging_steps 100 \
 	  --save_total_limit 2 --threads 1 --report_to tensorboard
 	$(PY) scripts/report.py $(DEMO_OUT)/run
-	$(PY) scripts/demo_summary.py $(DEMO_OUT)/run $(DEMO_DIR)/dev.json
+	# Whole documents (300 pages x 4-8 candidates, about 2 s): the model must find the paragraph it was given above.
+	OMP_NUM_THREADS=1 $(PY) scripts/predict_nq.py --model_dir $(DEMO_OUT)/run --input $(DEMO_DIR)/raw/nq-dev-sample.jsonl.gz --eval
+	$(PY) scripts/demo_summary.py $(DEMO_OUT)/run $(DEMO_DIR)/dev.json --nq-results $(DEMO_OUT)/run/eval/nq-*/nq_eval_results_*.json
 
 # ---------------------------------------------------------------------------------------------
 # Tests and benchmarks

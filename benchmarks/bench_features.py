@@ -184,7 +184,6 @@ def main(argv=None):
         worker(json.loads(args.worker))
         return 0
     import make_tiny_model
-
     from qa.features import CHUNK_EXAMPLES
     from qa.storage import atomic_write
 

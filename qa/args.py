@@ -118,7 +118,9 @@ def build_parser():
     )
     # Model and data (legacy).
     p.add_argument("--model_type", default=None, help="Informative only (e.g. albert, ALBERTxlv2): the architecture is read from the model's config.")
-    p.add_argument("--model_name_or_path", required=True, help="Hub name or local folder of the model; a checkpoint-N folder of ours resumes training from it.")
+    p.add_argument("--model_name_or_path", default=None,
+                   help="Hub name or local folder of the model; a checkpoint-N folder of ours resumes training from it. "
+                        "Required, except to resume (--resume_from_checkpoint) or evaluate a run that recorded its args.json.")
     p.add_argument("--output_dir", required=True, help="Where checkpoints, predictions, logs and the final model go.")
     p.add_argument("--data_dir", default=None, help="Folder that --train_file/--predict_file are relative to (legacy: SQuAD's default names when those are not given).")
     p.add_argument("--train_file", default=None, help="SQuAD-format JSON to train on.")
@@ -201,21 +203,110 @@ def build_parser():
     p.add_argument("--sync_checkpoints", default=None, metavar="S3_URI",
                    help="Mirror every complete checkpoint (and the final model) to s3://bucket/prefix as it is written, "
                         "in the background; a resume on a fresh machine pulls the newest complete one from there.")
+    p.add_argument("--allow_changed_order", action="store_true",
+                   help="Resume even when a setting that fixes the data order (batch size, accumulation, seed, "
+                        "--max_train_samples, --group_by_length, --train_file, number of processes) differs from the "
+                        "run's record: training continues, but not exactly as the interrupted run would have.")
     p.add_argument("--torch_compile", action="store_true",
                    help="Compile the model with torch.compile (CUDA; minutes of compilation first, then faster steps).")
     return p
 
 
+# A resume takes every setting from the run's record except these: what this invocation is (resume, which
+# process of the launcher), the folder it reads the record from, and remote debugging.
+NOT_FROM_RECORD = ("resume_from_checkpoint", "do_train", "output_dir", "local_rank", "server_ip", "server_port",
+                   "allow_changed_order")
+# Settings that decide which micro-batches come at which step (qa/sampling.py): changing one on resume
+# means the saved position in the epoch points at other windows.
+ORDER_SETTINGS = ("per_gpu_train_batch_size", "gradient_accumulation_steps", "seed", "max_train_samples",
+                  "group_by_length", "train_file")
+# What evaluation alone takes from the run's record unless given: the windows the model was trained on
+# (a model trained on 128-token windows scores lower on 384-token ones) and the data it was evaluated on.
+EVAL_RECORD_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "do_lower_case", "version_2_with_negative",
+                        "predict_file")
+
+
+def given_settings(argv=None):
+    """The names (dests) of the settings given explicitly in argv: argv parsed again with no defaults at all,
+    so what is in the result was typed (`--seed 42` counts even though 42 is the default)."""
+    import sys
+
+    parser = build_parser()
+    for action in parser._actions:
+        action.default, action.required = argparse.SUPPRESS, False
+    given, _ = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    return set(vars(given))
+
+
+def takes_record(args):
+    """True when args.json of --output_dir stands in for the flags: a resume, or evaluation alone of a run."""
+    resuming = args.do_train and args.resume_from_checkpoint is not None
+    return (resuming or (args.do_eval and not args.do_train)) and run_dir.read_args(args.output_dir) is not None
+
+
+def apply_record(args, given, record, names):
+    """Set each setting of `names` that was not given to its value in `record` (settings the record lacks keep
+    their defaults); returns [(name, recorded, given)] for the given ones that differ from the record."""
+    changed = []
+    for name in names:
+        if name not in record or not hasattr(args, name):
+            continue
+        if name not in given:
+            setattr(args, name, record[name])
+        elif getattr(args, name) != record[name]:
+            changed.append((name, record[name], getattr(args, name)))
+    return changed
+
+
+def continue_run_settings(args, given, world_size):
+    """--resume_from_checkpoint: the same run, continued. Every setting not given comes from the checkpoint's
+    trainer_state.json "args" (then the run's args.json for what it lacks); returns the warning line naming
+    each given setting that differs, or None. Raises ArgumentError when one of ORDER_SETTINGS (or the number
+    of processes) changes without --allow_changed_order, CheckpointError when the checkpoint is not usable."""
+    checkpoint = run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    state = run_dir.load_train_state(checkpoint)
+    record = {**(run_dir.read_args(args.output_dir) or {}), **state.get("args", {})}
+    changed = apply_record(args, given, record, [name for name in vars(args) if name not in NOT_FROM_RECORD])
+    shown = [f"{flag_name('--' + name)} {recorded} -> {now}" for name, recorded, now in changed]
+    breaking = [line for line, (name, _, _) in zip(shown, changed) if name in ORDER_SETTINGS]
+    saved_world = state.get("checkpoint_info", {}).get("world_size")
+    if saved_world is not None and saved_world != world_size:
+        breaking.append(f"number of processes {saved_world} -> {world_size}")
+    if breaking and not args.allow_changed_order:
+        extra = "EXTRA=--allow_changed_order" if os.environ.get("QA_VIA_MAKE") == "1" else "--allow_changed_order"
+        raise ArgumentError(f"error: resuming {checkpoint} would change {', '.join(breaking)}: the saved position in the "
+                            f"epoch would then point at other windows. Leave these out to continue exactly, or add "
+                            f"{extra} to continue anyway")
+    if not shown:
+        return None
+    return f"warning: resuming with settings that differ from the run's record: {', '.join(shown)}"
+
+
+def eval_run_settings(args, given):
+    """Evaluation alone of a run folder: the windows (and data) it trained with, from its args.json, unless
+    given; returns a note naming each given setting that differs from the record, or None."""
+    changed = apply_record(args, given, run_dir.read_args(args.output_dir), EVAL_RECORD_SETTINGS)
+    if args.model_name_or_path is None:
+        args.model_name_or_path = args.output_dir  # `make eval`: the run's own best or final model
+    if not changed:
+        return None
+    return ("note: evaluating with " + ", ".join(f"{flag_name('--' + n)} {now}" for n, _, now in changed) + " (the run "
+            "trained with " + ", ".join(f"{recorded}" for _, recorded, _ in changed) + ")")
+
+
 def parse_args(argv=None):
     """Parse run_squad.py's flags (sys.argv[1:] when argv is None); a bad flag or value exits 2 with one line."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.model_name_or_path is None and not takes_record(args):
+        parser.error("the following arguments are required: --model_name_or_path")
     args.train_file = resolve_data_file(args.data_dir, args.train_file, args.version_2_with_negative, "train", args.do_train)
     args.predict_file = resolve_data_file(
         args.data_dir, args.predict_file, args.version_2_with_negative, "predict", args.do_eval or args.evaluate_during_training
     )
     # A quoted "~/models/x" reaches us unexpanded, and transformers does not expand it (a hub id never starts with ~).
     for name in ("model_name_or_path", "tokenizer_name", "config_name"):
-        if getattr(args, name).startswith("~"):
+        if (getattr(args, name) or "").startswith("~"):
             setattr(args, name, os.path.expanduser(getattr(args, name)))
     return args
 
@@ -328,10 +419,12 @@ def validate_args(args, cuda_available):
         if used and path and not os.path.isfile(path):
             errors.append(f"{f(flag)} {path}: no such file (run `make data`, or check {f('--data_dir')})")
     # The model, tokenizer and config must be loadable: a mistyped folder fails here, before anything is written.
+    # A resume loads all three from its checkpoint (the base model may be a hub id this machine never downloaded).
+    resuming = args.do_train and args.resume_from_checkpoint is not None
     for flag, name, files_allowed in (("--model_name_or_path", args.model_name_or_path, False),
                                       ("--tokenizer_name", args.tokenizer_name, True),
                                       ("--config_name", args.config_name, True)):
-        problem = name and model_source_problem(flag, name, args.cache_dir, files_allowed)
+        problem = name and not resuming and model_source_problem(flag, name, args.cache_dir, files_allowed)
         if problem:
             errors.append(problem)
     positive = ("per_gpu_train_batch_size", "per_gpu_eval_batch_size", "gradient_accumulation_steps", "max_seq_length",

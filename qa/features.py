@@ -40,9 +40,7 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -50,7 +48,7 @@ import numpy as np
 from qa import storage
 
 # Bump whenever the meaning or layout of the cached arrays changes: old caches then stop matching.
-CODE_VERSION = "features-1"
+CODE_VERSION = "features-2"  # 2: COMPLETE lists every file's size and blake2b
 # Examples per chunk: a chunk's arrays (about 5 KB per 384-token window, 1-3 windows an example
 # on SQuAD) are what the build holds in memory, so 2,000 examples stay around 10-30 MB.
 CHUNK_EXAMPLES = 2000
@@ -442,48 +440,62 @@ def default_cache_dir(data_file):
     return os.path.join(os.path.dirname(os.path.abspath(data_file)), ".features_cache")
 
 
-def load_features(folder):
-    """Memory-map a complete cache folder; raises FileNotFoundError when it is not complete."""
-    with open(os.path.join(folder, COMPLETE), encoding="utf-8") as f:
-        meta = json.load(f)
+class DamagedCacheError(ValueError):
+    """A cache folder whose files do not match its COMPLETE marker, or whose arrays are out of bounds."""
+
+
+def open_cached_features(folder, check_hashes=True):
+    """Memory-map a complete cache folder, verified first: every array file against the size and blake2b of
+    its COMPLETE marker (about 1 s per GB), then shapes and label bounds. Raises FileNotFoundError when there
+    is no complete cache, DamagedCacheError (naming the file) when it cannot be trusted."""
+    problem = storage.folder_problem(folder, COMPLETE, check_hashes=check_hashes)
+    meta = storage.read_marker(folder, COMPLETE)
+    if meta is None:
+        raise FileNotFoundError(f"{folder}: {problem}")
+    if problem is not None:
+        raise DamagedCacheError(f"{folder}: {problem}")
     arrays = {}
     for name, spec in meta["arrays"].items():
         shape = tuple(spec["shape"])
         path = os.path.join(folder, f"{name}.bin")
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(spec["dtype"]).itemsize
+        if os.path.getsize(path) != expected:
+            raise DamagedCacheError(f"{path}: {os.path.getsize(path)} bytes, the shape {shape} needs {expected}")
         if shape[0] == 0:  # np.memmap cannot map an empty file
             arrays[name] = np.zeros(shape, dtype=spec["dtype"])
         else:
             arrays[name] = np.memmap(path, dtype=spec["dtype"], mode="r", shape=shape)
     features = Features(**arrays)
+    _check_bounds(features, folder)
     features.cache_folder = folder
     return features
 
 
-def _remove_abandoned(cache_dir, final_name):
-    """Delete temp folders of this key left by builds whose process is gone (killed, crashed)."""
-    prefix = final_name + ".tmp-"
-    for name in os.listdir(cache_dir):
-        if not name.startswith(prefix):
-            continue
-        pid = name[len(prefix):].split("-", 1)[0]
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
-        except (ValueError, PermissionError):
-            continue
+def _check_bounds(features, folder):
+    """Labels and lengths inside their windows: what a same-size garbage file would break silently."""
+    width = features.input_ids.shape[1]
+    checks = [("lengths", features.lengths, 0, width)]
+    if features.start_positions is not None:
+        checks += [("start_positions", features.start_positions, 0, width - 1),
+                   ("end_positions", features.end_positions, 0, width - 1)]
+    for name, values, low, high in checks:
+        if len(values) and (int(values.min()) < low or int(values.max()) > high):
+            raise DamagedCacheError(f"{os.path.join(folder, name + '.bin')}: values outside [{low}, {high}]")
 
 
 def _write_cache(final, examples, tokenizer, params, training, threads, chunk_examples, log):
-    """Build chunk by chunk into a temp folder beside `final`, mark it COMPLETE, rename it."""
+    """Build chunk by chunk into a temp folder beside `final` (storage.atomic_folder: COMPLETE with every
+    file's hash written last, then renamed)."""
     cache_dir, final_name = os.path.split(final)
-    _remove_abandoned(cache_dir, final_name)
-    tmp = tempfile.mkdtemp(prefix=f"{final_name}.tmp-{os.getpid()}-", dir=cache_dir)
+    storage.reap_abandoned(cache_dir)  # temp folders of builds whose process is gone (killed, crashed)
     started = time.time()
     sleep = float(os.environ.get(SLEEP_ENV, "0") or 0)
     names = [n for n in ARRAY_SPECS if training or n not in LABEL_ARRAYS]
-    rows = 0
-    try:
+    meta = {"code_version": CODE_VERSION, "examples": len(examples), "params": dataclasses.asdict(params),
+            "training": bool(training)}
+    with storage.atomic_folder(final, COMPLETE, extra=lambda: meta, replace=False,
+                               tmp=f"{final}.tmp-{os.getpid()}") as tmp:
+        rows = 0
         files = {name: open(os.path.join(tmp, f"{name}.bin"), "wb") for name in names}
         try:
             for chunk in _chunks(examples, tokenizer, params, training, threads, chunk_examples):
@@ -496,36 +508,12 @@ def _write_cache(final, examples, tokenizer, params, training, threads, chunk_ex
                 del chunk
                 if sleep:
                     time.sleep(sleep)
-            for handle in files.values():
-                handle.flush()
-                os.fsync(handle.fileno())
         finally:
             for handle in files.values():
                 handle.close()
-        meta = {
-            "code_version": CODE_VERSION,
-            "examples": len(examples),
-            "features": rows,
-            "params": dataclasses.asdict(params),
-            "training": bool(training),
-            "seconds": round(time.time() - started, 3),
-            "arrays": {
-                name: {"dtype": np.dtype(ARRAY_SPECS[name][0]).str, "shape": [rows, *ARRAY_SPECS[name][1](params.max_seq_length)]}
-                for name in names
-            },
-        }
-        with storage.atomic_write(os.path.join(tmp, COMPLETE), "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not os.path.exists(os.path.join(final, COMPLETE)):
-                raise
-            log(f"features: another process finished {final} first; using it")
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        meta.update(features=rows, seconds=round(time.time() - started, 3), arrays={
+            name: {"dtype": np.dtype(ARRAY_SPECS[name][0]).str, "shape": [rows, *ARRAY_SPECS[name][1](params.max_seq_length)]}
+            for name in names})
     return meta
 
 
@@ -538,24 +526,23 @@ def load_or_build_features(data_file, examples, tokenizer, params, training, cac
     cache_dir = cache_dir or default_cache_dir(data_file)
     os.makedirs(cache_dir, exist_ok=True)
     final = os.path.join(cache_dir, f"features-{cache_key(data_file, tokenizer, params, training, examples)}")
-    complete = os.path.join(final, COMPLETE)
-    if os.path.exists(complete) and not overwrite_cache:
-        with open(complete, encoding="utf-8") as f:
-            meta = json.load(f)
-        if meta["examples"] == len(examples):
-            log(f"features: using cache {final} ({meta['features']} features of {meta['examples']} examples)")
-            return load_features(final)
-        log(f"features: cache {final} has {meta['examples']} examples, not {len(examples)}: rebuilding")
+    meta = storage.read_marker(final, COMPLETE)
+    if meta is not None and not overwrite_cache:
+        if meta.get("examples") == len(examples):
+            try:
+                features = open_cached_features(final)
+                log(f"features: using cache {final} ({meta['features']} features of {meta['examples']} examples)")
+                return features
+            except DamagedCacheError as exc:
+                log(f"features: the cache cannot be trusted ({exc}): rebuilding it")
+        else:
+            log(f"features: cache {final} has {meta.get('examples')} examples, not {len(examples)}: rebuilding")
     if os.path.exists(final):
-        # Moved aside under a temp name first (a crash before rmtree leaves a temp folder that the
-        # next build removes), so the final name never holds a half-deleted folder.
-        doomed = f"{final}.tmp-{os.getpid()}-old{time.time_ns()}"
-        os.rename(final, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        storage.remove_tree(final)  # renamed out of sight first: the final name never holds a half-deleted folder
     log(f"features: building {len(examples)} examples of {data_file} into {final}")
     meta = _write_cache(final, examples, tokenizer, params, training, threads, chunk_examples, log)
     log(f"features: built {meta['features']} features in {meta['seconds']} s")
-    return load_features(final)
+    return open_cached_features(final, check_hashes=False)  # just written and hashed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,8 +12,17 @@ import math
 import os
 
 from qa import storage
-from qa.run_dir import (BEST_FILE, CHECKPOINT_PREFIX, RUN_STATE_DIRS, RUN_STATE_FILES, CheckpointError,
-                        best_checkpoint, is_complete, list_checkpoints, load_train_state)
+from qa.run_dir import (
+    BEST_FILE,
+    CHECKPOINT_PREFIX,
+    RUN_STATE_DIRS,
+    RUN_STATE_FILES,
+    CheckpointError,
+    best_checkpoint,
+    is_complete,
+    list_checkpoints,
+    load_train_state,
+)
 
 logger = logging.getLogger(__name__)
 

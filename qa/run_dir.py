@@ -4,6 +4,7 @@
     run_dir.list_checkpoints("outputs/demo/run")      # [(global_step, path)] of complete checkpoints, oldest first
     run_dir.latest_checkpoint(run) / run_dir.best_checkpoint(run) / run_dir.resolve_checkpoint("checkpoint-900", run)
     run_dir.eval_steps(run), run_dir.read_eval_results(run, 900)
+    run_dir.eval_dir(run, "data/squad/dev-v2.0.json", 900)   # run/eval/dev-v2.0-900: a later evaluation's folder
     run_dir.read_summary(run), run_dir.read_plan(run)["total_steps"], run_dir.read_metrics(run)
 
 A run folder holds:
@@ -68,6 +69,15 @@ def eval_file(output_dir, kind, step):
     if kind not in EVAL_KINDS:
         raise ValueError(f"unknown evaluation file kind {kind!r}; one of {EVAL_KINDS + ('best_thresh',)}")
     return os.path.join(output_dir, f"{kind}_{step}.json")
+
+
+def eval_dir(output_dir, data_file, step):
+    """The folder of an evaluation run after training (`make eval`), apart from the training record:
+    output_dir/eval/<data file name without .json/.gz>-<step>, e.g. eval/dev-v2.0-1500 or eval/nq_dev-final."""
+    stem = os.path.basename(os.fspath(data_file))
+    for suffix in (".gz", ".json", ".jsonl"):
+        stem = stem.removesuffix(suffix)
+    return os.path.join(output_dir, EVAL_DIR, f"{stem}-{step}")
 
 
 def checkpoint_path(output_dir, step):

@@ -1,6 +1,5 @@
 """Shared fixtures: where the real records are, and a tiny tokenizer/model built here."""
 
-import os
 import pathlib
 
 import pytest

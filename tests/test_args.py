@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, shared_file
 
+from conftest import ROOT, shared_file
 from qa import args as qa_args
 from qa.args import ArgumentError, flag_name, looks_local, model_source_problem, parse_args, validate_args
 

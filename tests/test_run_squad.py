@@ -13,7 +13,7 @@ from conftest import shared_file
 
 torch = pytest.importorskip("torch")
 import run_squad  # noqa: E402
-from qa import checkpoints, retention, run_dir  # noqa: E402
+from qa import retention, run_dir  # noqa: E402
 
 TRAIN = ("squad", "squad2-dev-normans-rhine.json")
 PREDICT = ("squad", "squad2-dev-normans-complexity.json")

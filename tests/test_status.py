@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 import status
 from bash_scripts import SCRIPTS
 from qa import run_dir, storage
