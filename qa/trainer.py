@@ -99,13 +99,17 @@ def total_steps(num_items, args, world_size=1):
                                 args.num_train_epochs, args.max_steps, world_size)
 
 
-def next_group(train_features, state, args, runtime):
+def next_group(train_features, state, args, runtime, epoch_plan):
     """(micro-batches of the next optimizer step, micro-batches in the current epoch), from `state`'s position.
 
-    A group is --gradient_accumulation_steps micro-batches (the epoch's last group may be shorter)."""
-    batches = sampling.epoch_batches(train_features.lengths, args.per_gpu_train_batch_size, state.epoch, args.seed,
-                                     runtime.rank, runtime.world_size, args.group_by_length)
-    first = state.step_in_epoch
+    A group is --gradient_accumulation_steps micro-batches (the epoch's last group may be shorter). The epoch's
+    batches are computed once per epoch into `epoch_plan` ({epoch: batches}; 0.2 s for a million windows)."""
+    if state.epoch not in epoch_plan:
+        epoch_plan.clear()
+        epoch_plan[state.epoch] = sampling.epoch_batches(train_features.lengths, args.per_gpu_train_batch_size,
+                                                         state.epoch, args.seed, runtime.rank, runtime.world_size,
+                                                         args.group_by_length)
+    batches, first = epoch_plan[state.epoch], state.step_in_epoch
     return batches[first : first + args.gradient_accumulation_steps], len(batches)
 
 
@@ -235,8 +239,9 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
             retention.record_best(args.output_dir, resume_from, args.metric_for_best_model, metrics[args.metric_for_best_model])
         model.train()
     try:
+        epoch_plan = {}
         while state.stop_reason is None:
-            group, epoch_length = next_group(train_features, state, args, runtime)
+            group, epoch_length = next_group(train_features, state, args, runtime, epoch_plan)
             # forward and backward over the step's micro-batches (DDP syncs gradients on the last one only)
             for i, indices in enumerate(group):
                 inputs = feed(train_features.batch(indices, args.pad_to_max_length, args.pad_to_multiple_of))
