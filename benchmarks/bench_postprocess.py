@@ -24,9 +24,10 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests")]
 
+from test_postprocess import legacy_inputs, legacy_postprocess, random_case  # noqa: E402
+
 from qa.postprocess import postprocess_predictions  # noqa: E402
 from qa.storage import atomic_write  # noqa: E402
-from test_postprocess import legacy_inputs, legacy_postprocess, random_case  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -32,12 +32,10 @@ Same arguments, same bytes (gzip mtime 0).
 import argparse
 import gzip
 import json
-import os
 import random
 import re
 import string
 import sys
-
 
 from qa.storage import atomic_write  # noqa: E402
 

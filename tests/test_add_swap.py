@@ -6,6 +6,7 @@ import subprocess
 import uuid
 
 import pytest
+
 from bash_scripts import SCRIPTS, bash
 
 

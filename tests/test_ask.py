@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+import ask
 from conftest import shared_file
 from qa import run_dir, storage
-import ask
 
 DOC = " ".join(f"Sentence {i} says the Rhine flows through country number {i} on its way to the sea." for i in range(120))
 

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+
 from bash_scripts import ROOT, SCRIPTS, bash
 
 

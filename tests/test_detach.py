@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import pytest
+
 from bash_scripts import ROOT, SCRIPTS, bash
 from conftest import shared_file
 

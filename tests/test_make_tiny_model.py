@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 
-import make_tiny_model
 import pytest
+
+import make_tiny_model
 from conftest import ROOT, shared_file
 
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, shared_file
 
+from conftest import ROOT, shared_file
 from qa import metrics
 from qa.squad_io import read_squad
 

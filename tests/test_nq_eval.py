@@ -10,11 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, shared_file
-from servers import moto_server, s3  # noqa: F401, F811  (fixtures)
 
+from conftest import ROOT, shared_file
 from qa import nq_eval
 from qa.nq_eval import NQEvalError, Span
+from servers import moto_server, s3  # noqa: F401, F811  (fixtures)
 
 NULL = (-1, -1, -1, -1)
 BIG_NEGATIVE_ID = -7660771254611710392  # a real dev id: 64-bit, below -2**53

@@ -506,9 +506,8 @@ def test_chunking_over_many_windows_gives_the_same_answers(monkeypatch):
 
 def test_logits_on_the_labelled_tokens_give_back_the_real_answers():
     pytest.importorskip("transformers")
-    from conftest import shared_file
-
     import make_tiny_model
+    from conftest import shared_file
     from qa.features import FeatureParams, build_features
     from qa.squad_io import read_squad
 

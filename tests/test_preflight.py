@@ -4,9 +4,9 @@ import json
 import shutil
 
 import pytest
+
 import status
 from conftest import shared_file
-
 from qa import preflight as pf
 
 

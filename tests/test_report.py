@@ -6,7 +6,6 @@ import sys
 
 from qa.metrics import null_threshold_curve, tune_null_threshold
 from qa.squad_io import Answer, SquadExample, write_squad
-import report
 
 EXAMPLES = [
     SquadExample("a", "t", "who?", "Ada wrote it in 1843.", (Answer("Ada", 0),), False),

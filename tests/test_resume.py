@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, shared_file
 
 torch = pytest.importorskip("torch")
-from qa import checkpoints, retention, run_dir  # noqa: E402
+from qa import checkpoints, run_dir  # noqa: E402
 
 TRAIN = ("squad", "squad2-dev-normans-rhine.json")
 PREDICT = ("squad", "squad2-dev-normans-complexity.json")

@@ -4,8 +4,8 @@ import gzip
 import json
 
 import pytest
-from conftest import shared_file
 
+from conftest import shared_file
 from qa.squad_io import Answer, SquadExample, SquadFormatError, read_squad, to_squad_json, write_squad
 
 RHINE = ("squad", "squad2-dev-normans-rhine.json")

@@ -11,11 +11,11 @@ import shutil
 import threading
 import uuid
 
-import make_tiny_model
 import pytest
-import servers
 from botocore.exceptions import ConnectionClosedError
 
+import make_tiny_model
+import servers
 from qa import run_dir, storage, sync
 from qa.checkpoints import save_checkpoint, verify_checkpoint
 from qa.retention import record_best, rotate_checkpoints
