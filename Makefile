@@ -227,7 +227,7 @@ endif
 eval-nq: $(STAMP)
 	$(LAUNCH) scripts/predict_nq.py --model_dir $(OUTPUT_DIR) $(if $(CKPT),--checkpoint $(CKPT)) --input '$(NQ_DEV_GLOB)' \
 	  --candidates $(NQ_CANDIDATES) --batch_size $(NQ_BATCH) --max_examples $(NQ_MAX_EXAMPLES) --threads $(THREADS) \
-	  --eval $(PRECISION_FLAG)
+	  --workers $(WORKERS) --eval $(PRECISION_FLAG)
 
 # The demo: a tiny ALBERT (2 layers, hidden 64, ~120k parameters) with a WordPiece tokenizer trained on
 # the sample, learning rate high enough for a model from scratch; about 20 s of training on one core
@@ -261,8 +261,14 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
-## bench: throughput and memory benchmarks; tables printed, JSON in benchmarks/results/
-bench: $(STAMP)
+# The benchmark-only packages (a real pretrained encoder for bench_train.py), installed once on first `make bench`.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(VENV)/bin/pip install -r requirements-bench.txt
+	touch $@
+
+## bench: throughput and memory benchmarks; tables printed, JSON in benchmarks/results/ (GPU: bash benchmarks/gpu_check.sh)
+bench: $(STAMP) $(BENCH_STAMP)
 	mkdir -p benchmarks/results
 	for bench in benchmarks/bench_*.py; do echo "== $$bench"; $(PY) $$bench --out benchmarks/results; done
 

@@ -13,14 +13,22 @@ Every GPU of the machine (or of several machines) through torchrun:
 
     torchrun --nproc_per_node 8 run_squad.py ... (same flags) --save_total_limit 3 --report_to tensorboard wandb
 
-Continue exactly where a run stopped (crash, SIGTERM, Ctrl-C), or evaluate a checkpoint:
+Continue exactly where a run stopped (crash, SIGTERM, Ctrl-C), or evaluate a checkpoint. A resume takes every
+setting from the run's record (args.json, the checkpoint's trainer_state.json); flags given override, each named
+in a warning, and one that changes the data order (batch size, accumulation, seed, ...) needs --allow_changed_order:
 
-    python run_squad.py ... (same flags) --resume_from_checkpoint auto          # newest complete checkpoint
+    python run_squad.py --output_dir outputs/nq-albert --do_train --resume_from_checkpoint auto   # newest complete one
+    python run_squad.py ... (same flags) --resume_from_checkpoint auto          # the same, flags equal to the record
     python run_squad.py ... --model_name_or_path outputs/nq-albert/checkpoint-1500   # the guide's way, same effect
     python run_squad.py --model_name_or_path outputs/nq-albert --output_dir outputs/nq-albert --do_eval \
         --predict_file data/nq/nq_dev.json --version_2_with_negative --eval_checkpoint best
     python run_squad.py --model_name_or_path outputs/nq-albert/checkpoint-1500 --output_dir outputs/nq-albert \
         --do_eval --predict_file data/nq/nq_dev.json --version_2_with_negative   # legacy: that model, step 1500
+    python run_squad.py --output_dir outputs/nq-albert --do_eval --eval_checkpoint final   # the run's windows and data
+
+Evaluation alone writes into its own folder, outputs/nq-albert/eval/<data file stem>-<step>/ (predictions, nbest,
+null odds, eval_results, train.log, metrics.jsonl, args.json), never over the training record; evaluation during
+(and right after) training writes into the run folder.
 
 --save_steps 0 / --logging_steps 0 turn periodic checkpoints / logging off, as in legacy.
 
@@ -35,7 +43,16 @@ import sys
 import time
 
 from qa import checkpoints, run_dir
-from qa.args import ArgumentError, parse_args, unused_flag_notes, validate_args
+from qa.args import (
+    ArgumentError,
+    continue_run_settings,
+    eval_run_settings,
+    given_settings,
+    parse_args,
+    takes_record,
+    unused_flag_notes,
+    validate_args,
+)
 from qa.model_card import write_model_card, write_qa_config
 from qa.squad_io import SquadFormatError
 from qa.storage import atomic_write
@@ -79,6 +96,22 @@ def load_tokenizer(args, model_path):
     kwargs = {"do_lower_case": True} if args.do_lower_case else {}
     return AutoTokenizer.from_pretrained(args.tokenizer_name or model_path, use_fast=True,
                                          cache_dir=args.cache_dir or None, **kwargs)
+
+
+def load_checkpoint_tokenizer(args, checkpoint):
+    """The tokenizer a checkpoint saved (--tokenizer_name names where the run first got it, maybe a hub id)."""
+    from transformers import AutoTokenizer
+
+    kwargs = {"do_lower_case": True} if args.do_lower_case else {}
+    return AutoTokenizer.from_pretrained(checkpoint, use_fast=True, **kwargs)
+
+
+def open_log(args, folder, runtime, resume_step=None):
+    """The RunLogger of `folder`: the run folder when training, an evaluation's own folder when evaluating alone."""
+    from qa.runlog import RunLogger
+
+    return RunLogger(folder, report_to=args.report_to, wandb_project=args.wandb_project,
+                     config=dict(vars(args), world_size=runtime.world_size), rank=runtime.rank, resume_step=resume_step)
 
 
 def load_model(path, args, runtime):
@@ -207,6 +240,13 @@ def eval_targets(args, train_result):
             targets = [t for t in targets if t[2] != final[2]] + [final]
         return targets
     spec = args.eval_checkpoint
+    if spec == "final" or (spec is not None and same_folder(spec, args.output_dir)):
+        # The final model is the run folder itself: it has no COMPLETE marker, and needs none.
+        final = final_model_target(args.output_dir)
+        if final is None:
+            raise checkpoints.CheckpointError(f"{args.output_dir}: no final model (config.json) yet: training has not "
+                                              "finished; evaluate best, latest or checkpoint-N instead")
+        return [final]
     if spec is None and train_result is None and not same_folder(args.model_name_or_path, args.output_dir):
         model = args.model_name_or_path
         ours = os.path.isdir(model) and run_dir.is_complete(model)
@@ -263,7 +303,8 @@ def run_training(args, runtime, log, resume_from, sync=None):
     from qa import trainer
     from qa.runtime import barrier, set_seed
 
-    tokenizer = load_tokenizer(args, args.model_name_or_path)
+    # A resume reads the tokenizer saved in its checkpoint: nothing is fetched from a hub to continue a run.
+    tokenizer = load_tokenizer(args, args.model_name_or_path) if resume_from is None else load_checkpoint_tokenizer(args, resume_from)
     train_examples = load_examples(args.train_file, args.max_train_samples, args.skip_bad_examples, log)
     train_features = prepare_features(args.train_file, train_examples, tokenizer, args, True, runtime, log)
     eval_set = None
@@ -283,24 +324,42 @@ def run_training(args, runtime, log, resume_from, sync=None):
     return result
 
 
-def run_evaluation(args, runtime, log, train_result):
-    """Evaluate each target with its own tokenizer (saved in every checkpoint and final folder)."""
+def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
+    """Evaluate each target with its own tokenizer (saved in every checkpoint and final folder).
+
+    Right after training (train_result given) the files go into the run folder, through the run's `log`.
+    Evaluation alone (log None) gives each target its own folder, run_dir.eval_dir(...): its files, its
+    log, metrics and args.json, so the training record is never written over."""
     from qa.inference import evaluate_model
 
+    say = log.info if log is not None else (lambda message: print(message, file=sys.stderr))
     examples = load_examples(args.predict_file, args.max_eval_samples, args.skip_bad_examples, log)
     results = {}
     targets = eval_targets(args, train_result)
     if not targets:
-        log.info(f"--eval_all_checkpoints: no complete checkpoint in {args.output_dir}, nothing evaluated")
+        say(f"--eval_all_checkpoints: no complete checkpoint in {args.output_dir}, nothing evaluated")
     for label, folder, step in targets:
-        log.info(f"evaluating {label} ({folder})")
-        if run_dir.is_complete(folder):
-            checkpoints.verify_checkpoint(folder)  # a damaged checkpoint is named, never evaluated
-        tokenizer = load_tokenizer(args, folder)
-        features = prepare_features(args.predict_file, examples, tokenizer, args, False, runtime, log)
-        model = load_model(folder, args, runtime)
-        results[label] = evaluate_model(model, examples, features, args, runtime, log, step, args.output_dir)
-        if runtime.is_main and same_folder(folder, args.output_dir):
+        out, target_log = args.output_dir, log
+        if log is None:
+            out = run_dir.eval_dir(args.output_dir, args.predict_file, step)
+            if runtime.is_main:
+                os.makedirs(out, exist_ok=True)
+                save_run_config(args, out, argv)
+            target_log = open_log(args, out, runtime)
+            for note in notes:
+                target_log.info(note)
+        try:
+            target_log.info(f"evaluating {label} ({folder})" + ("" if out == args.output_dir else f" into {out}"))
+            if run_dir.is_complete(folder):
+                checkpoints.verify_checkpoint(folder)  # a damaged checkpoint is named, never evaluated
+            tokenizer = load_tokenizer(args, folder)
+            features = prepare_features(args.predict_file, examples, tokenizer, args, False, runtime, target_log)
+            model = load_model(folder, args, runtime)
+            results[label] = evaluate_model(model, examples, features, args, runtime, target_log, step, out)
+        finally:
+            if target_log is not log:
+                target_log.close()
+        if runtime.is_main and train_result is not None and same_folder(folder, args.output_dir):
             write_final_model_notes(args, runtime, results[label])  # the card gets its scores and tuned threshold
     return results
 
@@ -309,7 +368,15 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
+    notes = []
     try:
+        # The run's record stands in for the flags not given: a resume continues the same run, an evaluation
+        # uses the windows the run trained with.
+        if takes_record(args) and args.do_train and not needs_fetch(args):
+            notes.append(continue_run_settings(args, given_settings(argv), int(os.environ.get("WORLD_SIZE", "1"))))
+        elif takes_record(args) and not args.do_train:
+            notes.append(eval_run_settings(args, given_settings(argv)))
+        notes = [note for note in notes if note]
         validate_args(args, cuda_available=torch.cuda.is_available())
         if args.pad_to_multiple_of is None:  # tensor cores want multiples of 8; the CPU gains nothing from padding
             args.pad_to_multiple_of = 8 if torch.cuda.is_available() and not args.no_cuda else 1
@@ -322,7 +389,6 @@ def main(argv=None):
         print(f"run_squad.py: {exc}".replace("\n", "\nrun_squad.py: "), file=sys.stderr)
         return 2
     from qa import retention, storage
-    from qa.runlog import RunLogger
     from qa.runtime import barrier, init_runtime
 
     if args.server_ip:
@@ -338,7 +404,7 @@ def main(argv=None):
             print(f"run_squad.py: {exc}", file=sys.stderr)
             return 2
     removed, reaped = [], []
-    if runtime.is_main:
+    if runtime.is_main and args.do_train:  # evaluation alone writes only into its own folder (run_evaluation)
         if args.do_train and args.resume_from_checkpoint is None and args.overwrite_output_dir:
             removed = retention.clear_previous_run(args.output_dir)  # a fresh run must not read the old one back
         # Checkpoints half-written by killed processes: each as big as a checkpoint, nothing reads them.
@@ -352,12 +418,14 @@ def main(argv=None):
     else:
         transformers.logging.set_verbosity_warning()
         transformers.utils.logging.disable_progress_bar()  # "Loading weights"/"Writing model shards" bars at every checkpoint
-    config = dict(vars(args), world_size=runtime.world_size)
-    log = RunLogger(args.output_dir, report_to=args.report_to, wandb_project=args.wandb_project, config=config,
-                    rank=runtime.rank,
-                    resume_step=run_dir.load_train_state(resume_from)["global_step"] if resume_from else None)
-    for note in unused_flag_notes(args):
-        log.info(note)
+    log = None
+    if args.do_train:
+        log = open_log(args, args.output_dir, runtime,
+                       resume_step=run_dir.load_train_state(resume_from)["global_step"] if resume_from else None)
+        for note in notes + unused_flag_notes(args):
+            log.info(note)
+    else:
+        notes += unused_flag_notes(args)
     sync = None
     if removed:
         log.info(f"--overwrite_output_dir: removed the previous run's {', '.join(os.path.basename(p) for p in removed)}")
@@ -369,16 +437,21 @@ def main(argv=None):
         if train_result is not None and train_result.stopped_by_signal:
             return 128 + train_result.stopped_by_signal
         if args.do_eval:
-            run_evaluation(args, runtime, log, train_result)
+            run_evaluation(args, runtime, log, train_result, argv, notes)
+    except checkpoints.CheckpointError as exc:  # e.g. a damaged checkpoint named for evaluation
+        print(f"run_squad.py: {exc}", file=sys.stderr)
+        return 2
     except SquadFormatError as exc:
-        log.info(f"bad data: {exc}")
+        if log is not None:
+            log.info(f"bad data: {exc}")
         print(f"run_squad.py: {exc}\nrun_squad.py: fix the file, or pass --skip_bad_examples to skip and count "
               "such questions", file=sys.stderr)
         return 2
     finally:
         if sync is not None:
             finish_sync(sync, args, log)
-        log.close()
+        if log is not None:
+            log.close()
         if runtime.distributed:
             torch.distributed.destroy_process_group()
     return 0

@@ -59,9 +59,11 @@ def test_torchrun_two_processes_with_evaluation_during_training(tiny_model_dir, 
                                "--do_eval", *common]) == 0
     finally:
         torch.set_num_threads(before)
-    alone = json.loads((tmp_path / "alone" / "predictions_pretrained.json").read_text())
+    # Evaluation alone writes into its own folder (run_dir.eval_dir), never over a training record.
+    alone_dir = run_dir.eval_dir(str(tmp_path / "alone"), str(shared_file(*PREDICT)), "pretrained")
+    alone = json.loads((tmp_path / alone_dir / "predictions_pretrained.json").read_text())
     assert alone == json.loads((out / "predictions_22.json").read_text())
-    odds_alone = json.loads((tmp_path / "alone" / "null_odds_pretrained.json").read_text())
+    odds_alone = json.loads((tmp_path / alone_dir / "null_odds_pretrained.json").read_text())
     odds_ranks = json.loads((out / "null_odds_22.json").read_text())
     assert odds_alone.keys() == odds_ranks.keys()
     assert all(abs(odds_alone[q] - odds_ranks[q]) < 1e-4 for q in odds_alone)

@@ -47,9 +47,10 @@ def test_train_resume_eval_status_report_ask(tiny_model_dir, tmp_path):
     # make eval CKPT=...: the predictions and metrics of that checkpoint.
     make("eval", *common, f"CKPT={first}")
     step = first.split("-")[1]
+    evaluated = out / "eval" / f"squad2-dev-normans-complexity-{step}"  # evaluation alone: its own folder
     for name in (f"predictions_{step}.json", f"nbest_predictions_{step}.json", f"null_odds_{step}.json"):
-        assert (out / name).exists(), name
-    results = json.loads((out / f"eval_results_{step}.json").read_text())
+        assert (evaluated / name).exists(), name
+    results = json.loads((evaluated / f"eval_results_{step}.json").read_text())
     assert results["total"] == 48 and "best_f1_thresh" in results
 
     status = make("status", f"OUTPUT_DIR={out}")

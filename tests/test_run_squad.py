@@ -148,39 +148,39 @@ def test_final_folder_loads_and_predicts_alone(guide_run, tmp_path, one_thread):
                            "--max_seq_length", "128", "--doc_stride", "64", "--version_2_with_negative",
                            "--features_cache_dir", str(tmp_path / "cache"), "--report_to", "none"])
     assert code == 0
-    (alone,) = eval_dir.glob("predictions_pretrained.json")
+    (alone,) = eval_dir.glob("eval/*-pretrained/predictions_pretrained.json")  # evaluation alone: its own folder
     assert json.loads(alone.read_text()) == json.loads((guide_run / f"predictions_{step}.json").read_text())
 
 
 def test_make_eval_defaults_to_the_best_checkpoint(guide_run, one_thread):
     best = run_dir.best_checkpoint(guide_run)
-    (guide_run / f"eval_results_{best['step']}.json").unlink()
     code = run_squad.main(["--model_name_or_path", str(guide_run), "--output_dir", str(guide_run), "--do_eval",
                            "--predict_file", str(shared_file(*PREDICT)), "--max_eval_samples", "16",
                            "--max_seq_length", "128", "--doc_stride", "64", "--version_2_with_negative",
                            "--features_cache_dir", str(guide_run.parent / "cache"), "--report_to", "none"])
     assert code == 0
-    results = json.loads((guide_run / f"eval_results_{best['step']}.json").read_text())
+    results = json.loads(pathlib.Path(run_dir.eval_dir(guide_run, shared_file(*PREDICT), best["step"]),
+                                      f"eval_results_{best['step']}.json").read_text())
     assert results[best["metric"]] == pytest.approx(best["value"])
 
 
 def test_eval_all_checkpoints(guide_run, one_thread):
     saved = run_dir.list_checkpoints(guide_run)
     final_step = json.loads((guide_run / "training_summary.json").read_text())["global_step"]
-    for step in [s for s, _ in saved] + [final_step]:
-        (guide_run / f"eval_results_{step}.json").unlink(missing_ok=True)
-    log_before = (guide_run / "train.log").read_text()
     code = run_squad.main(["--model_name_or_path", str(guide_run), "--output_dir", str(guide_run), "--do_eval",
                            "--eval_all_checkpoints", "--predict_file", str(shared_file(*PREDICT)),
                            "--max_eval_samples", "16", "--max_seq_length", "128", "--doc_stride", "64",
                            "--version_2_with_negative", "--features_cache_dir", str(guide_run.parent / "cache"),
                            "--report_to", "none"])
     assert code == 0 and len(saved) >= 2
+    def folder(step):  # evaluation alone: each in its own folder
+        return pathlib.Path(run_dir.eval_dir(guide_run, shared_file(*PREDICT), step))
+
     for step, _ in saved:
-        assert json.loads((guide_run / f"eval_results_{step}.json").read_text())["step"] == step
+        assert json.loads((folder(step) / f"eval_results_{step}.json").read_text())["step"] == step
     # The final model too, as legacy did (it globbed every folder holding weights, output_dir included).
-    assert json.loads((guide_run / f"eval_results_{final_step}.json").read_text())["step"] == final_step
-    assert f"evaluating final model ({guide_run})" in (guide_run / "train.log").read_text()[len(log_before):]
+    assert json.loads((folder(final_step) / f"eval_results_{final_step}.json").read_text())["step"] == final_step
+    assert f"evaluating final model ({guide_run})" in (folder(final_step) / "train.log").read_text()
 
 
 def eval_alone_argv(model, output_dir, cache_dir, *extra):
@@ -193,12 +193,11 @@ def test_eval_alone_evaluates_model_name_or_path_as_legacy(guide_run, one_thread
     """Legacy --do_eval without --do_train evaluated --model_name_or_path, even with a best checkpoint recorded."""
     best = run_dir.best_checkpoint(guide_run)
     step, path = next((s, p) for s, p in run_dir.list_checkpoints(guide_run) if s != best["step"])
-    (guide_run / f"eval_results_{step}.json").unlink(missing_ok=True)
     best_results = (guide_run / f"eval_results_{best['step']}.json").read_bytes()
-    log_before = (guide_run / "train.log").read_text()
     assert run_squad.main(eval_alone_argv(path, guide_run, guide_run.parent / "cache")) == 0
-    assert json.loads((guide_run / f"eval_results_{step}.json").read_text())["step"] == step
-    new_log = (guide_run / "train.log").read_text()[len(log_before):]
+    folder = pathlib.Path(run_dir.eval_dir(guide_run, shared_file(*PREDICT), step))  # evaluation alone: its own folder
+    assert json.loads((folder / f"eval_results_{step}.json").read_text())["step"] == step
+    new_log = (folder / "train.log").read_text()
     assert f"evaluating {path} ({path})" in new_log and best["checkpoint"] not in new_log
     assert (guide_run / f"eval_results_{best['step']}.json").read_bytes() == best_results
 
