@@ -212,7 +212,7 @@ eval: $(STAMP)
 # Whole-document NQ (make eval-nq): the model must find the long answer among a page's candidates, scored by
 # the official NQ metrics. The dev shards are where `make data` puts them (download_nq.py --out $(DATA_DIR)/nq/raw).
 NQ_DEV_GLOB ?= $(DATA_DIR)/nq/raw/dev/nq-dev-*.jsonl.gz
-# top: the top-level long-answer candidates (about 25 a page); all: also the table rows and list items nested in them
+# top: the top-level long-answer candidates (20 a page on real dev records); all: also the table rows and list items in them (86)
 NQ_CANDIDATES ?= top
 # Windows per forward pass (384 tokens each)
 NQ_BATCH ?= 64

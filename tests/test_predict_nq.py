@@ -1,0 +1,336 @@
+"""scripts/predict_nq.py: whole NQ documents -> official NQ predictions (and scores), on the real dev records.
+
+A tiny random ALBERT answers, so the answers are arbitrary; what is asserted is that they are valid
+official predictions of these very documents: every example, spans of the record's own candidates and
+tokens, byte offsets that agree with document_tokens, the scores the selection rule says."""
+
+import gzip
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import demo_summary
+import predict_nq
+from conftest import ROOT, shared_file
+from qa import run_dir, storage
+from qa.nq_eval import read_gold, read_predictions
+from qa.postprocess import PostprocessResult
+
+WINDOWS = {"max_seq_length": 128, "doc_stride": 64, "max_query_length": 32}  # small windows: fast on 2 cores
+
+
+@pytest.fixture(scope="module")
+def full_path():
+    return shared_file("nq", "nq-dev-10.full.jsonl.gz")
+
+
+@pytest.fixture(scope="module")
+def simplified_path():
+    return shared_file("nq", "nq-dev-10.simplified.jsonl")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory):
+    """A final model folder with its qa_config.json, as run_squad.py leaves one (window sizes read from it)."""
+    folder = tmp_path_factory.mktemp("model") / "run"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "qa_config.json").write_text(json.dumps({**WINDOWS, "max_answer_length": 30, "n_best_size": 20,
+                                                       "version_2_with_negative": True, "null_score_diff_threshold": 0.0}))
+    (folder / "training_summary.json").write_text(json.dumps({"global_step": 12, "early_stopped": False}))
+    return folder
+
+
+def read_records(path):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run(args, capsys):
+    code = predict_nq.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def check_predictions(predictions_path, input_path, records, top_level_only):
+    """The official reader accepts the file against the gold; every span belongs to its record."""
+    predictions = read_predictions(str(predictions_path), read_gold(str(input_path)))  # ids, offsets, scores
+    assert len(predictions) == len(records)
+    entries = {p["example_id"]: p for p in json.loads(predictions_path.read_text())["predictions"]}
+    for record in records:
+        entry = entries[record["example_id"]]
+        long_answer, shorts = entry["long_answer"], entry["short_answers"]
+        candidates = [c for c in record["long_answer_candidates"] if c["top_level"] or not top_level_only]
+        full = "document_tokens" in record
+        keys = ("start_token", "end_token", "start_byte", "end_byte") if full else ("start_token", "end_token")
+        assert any(all(long_answer[k] == c[k] for k in keys) for c in candidates), record["example_id"]
+        assert entry["yes_no_answer"] == "NONE" and len(shorts) == 1
+        short = shorts[0]
+        assert long_answer["start_token"] <= short["start_token"] < short["end_token"] <= long_answer["end_token"]
+        assert entry["short_answers_score"] == entry["long_answer_score"]
+        if full:
+            tokens = record["document_tokens"]
+            first, last = tokens[short["start_token"]], tokens[short["end_token"] - 1]
+            assert not first["html_token"] and not last["html_token"]  # a short answer starts and ends on text
+            assert (short["start_byte"], short["end_byte"]) == (first["start_byte"], last["end_byte"])
+            assert long_answer["start_byte"] == tokens[long_answer["start_token"]]["start_byte"]
+            assert long_answer["end_byte"] == tokens[long_answer["end_token"] - 1]["end_byte"]
+            html = record["document_html"].encode("utf-8")
+            assert html[short["start_byte"] : short["end_byte"]].strip()
+        else:
+            words = record["document_text"].split(" ")
+            assert short["start_byte"] == short["end_byte"] == long_answer["start_byte"] == -1
+            assert not words[short["start_token"]].startswith("<") and not words[short["end_token"] - 1].startswith("<")
+    return entries
+
+
+def summary_counts(stdout):
+    match = re.search(r"(\d+) documents, (\d+) candidates, (\d+) windows", stdout)
+    return tuple(map(int, match.groups()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The selection rule, on hand-made post-processing results
+# ---------------------------------------------------------------------------------------------
+def nbest(*spans):
+    """n-best entries: (text, start_char, end_char) for spans, None for the null entry."""
+    return [{"text": "", "probability": 0.1, "start_logit": 0.0, "end_logit": 0.0, "start_char": -1, "end_char": -1}
+            if span is None else
+            {"text": span[0], "probability": 0.1, "start_logit": 1.0, "end_logit": 1.0, "start_char": span[1], "end_char": span[2]}
+            for span in spans]
+
+
+def test_the_candidate_whose_span_beats_null_by_the_most_wins():
+    result = PostprocessResult(
+        predictions={},
+        nbest={"7:0": nbest(None, ("Ada", 3, 6)), "7:2": nbest(("Tom", 0, 3), None, ("Tom read", 0, 8)),
+               "7:5": nbest(None), "7:6": nbest(("it", 9, 11), None)},
+        # null_score_diff = null - best span: margins 2.0, 5.0, (no span), 5.0
+        null_score_diff={"7:0": -2.0, "7:2": -5.0, "7:5": -9.0, "7:6": -5.0},
+        best_non_null={"7:0": "Ada", "7:2": "Tom", "7:5": "", "7:6": "it"},
+    )
+    # 7:5 has the largest -null_score_diff but no span; 7:6 ties with 7:2 and comes later.
+    assert predict_nq.best_candidate(["7:0", "7:2", "7:5", "7:6"], result) == ("7:2", 5.0, 0, 3)
+    assert predict_nq.best_candidate(["7:0", "7:5"], result) == ("7:0", 2.0, 3, 6)
+    assert predict_nq.best_candidate(["7:5"], result) is None
+    # No candidate beats null: the least bad one is still chosen, with its negative margin.
+    losing = PostprocessResult({}, {"1:0": nbest(None, ("a", 0, 1)), "1:1": nbest(None, ("b", 2, 3))},
+                               {"1:0": 4.5, "1:1": 0.25}, {"1:0": "a", "1:1": "b"})
+    assert predict_nq.best_candidate(["1:0", "1:1"], losing) == ("1:1", -0.25, 2, 3)
+
+
+def test_prediction_entry_maps_the_span_to_the_candidates_tokens():
+    record = {"example_id": 7, "question_text": "who read it",
+              "document_text": "<H1> Books </H1> <P> Ada wrote it </P> <P> Tom read it , twice </P> <Table> </Table>",
+              "long_answer_candidates": [{"start_token": 3, "end_token": 8, "top_level": True},
+                                         {"start_token": 8, "end_token": 15, "top_level": True},
+                                         {"start_token": 15, "end_token": 17, "top_level": True}]}
+    doc = predict_nq.document_from_record(record, True, "test:1")
+    # The empty table holds no text: it cannot hold a span, so it is not a candidate.
+    assert [(index, context.text) for index, _, context in doc.candidates] == [(0, "Ada wrote it"), (1, "Tom read it , twice")]
+    entry = predict_nq.prediction_entry(doc, ("7:1", 3.5, 4, 11))  # "read it"
+    assert entry == {"example_id": 7, "long_answer": {"start_token": 8, "end_token": 15, "start_byte": -1, "end_byte": -1},
+                     "long_answer_score": 3.5,
+                     "short_answers": [{"start_token": 10, "end_token": 12, "start_byte": -1, "end_byte": -1}],
+                     "short_answers_score": 3.5, "yes_no_answer": "NONE"}
+    empty = predict_nq.prediction_entry(predict_nq.document_from_record({**record, "long_answer_candidates": []}, True, "t"), None)
+    assert empty["long_answer"] == predict_nq.NULL_SPAN and empty["short_answers"] == []
+    assert empty["long_answer_score"] == empty["short_answers_score"] == predict_nq.NO_ANSWER_SCORE
+
+
+# ---------------------------------------------------------------------------------------------
+# The real dev records
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def full_run(model_dir, full_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "nq_predictions.json"
+    code = predict_nq.main(["--model_dir", str(model_dir), "--input", str(full_path), "--output", str(out)])
+    assert code == 0
+    return out
+
+
+def test_full_format_gives_valid_official_predictions_and_scores(full_run, full_path):
+    records = read_records(full_path)
+    entries = check_predictions(full_run, full_path, records, top_level_only=True)
+    assert all(e["long_answer"]["start_token"] >= 0 for e in entries.values())  # every record has candidates
+    # Full format with annotations: scored by default, beside the predictions, named by the model's step.
+    results = json.loads((full_run.parent / "nq_eval_results_12.json").read_text())
+    assert results["step"] == 12 and results["examples"] == 10 and results["candidates"] == "top"
+    for key in ("long-best-threshold-f1", "short-best-threshold-f1", "long-recall-at-precision>=0.5"):
+        assert 0 <= results[key] <= 1
+
+
+def test_deterministic(full_run, model_dir, full_path, tmp_path, capsys):
+    again = tmp_path / "again.json"
+    code, out, _ = run(["--model_dir", model_dir, "--input", full_path, "--output", again, "--no-eval"], capsys)
+    assert code == 0 and "not scored (--no-eval)" in out
+    assert again.read_bytes() == full_run.read_bytes()
+    assert not list(tmp_path.glob("nq_eval_results_*"))
+    # Other chunk boundaries batch other windows together (other padded widths, float sums in another
+    # order): the same answers, the scores equal to float32 rounding; reader processes change nothing.
+    chunked = tmp_path / "chunked.json"
+    code, _, _ = run(["--model_dir", model_dir, "--input", full_path, "--output", chunked, "--no-eval",
+                      "--records_per_chunk", "3", "--workers", "2", "--threads", "2"], capsys)
+    assert code == 0
+    for a, b in zip(json.loads(full_run.read_text())["predictions"], json.loads(chunked.read_text())["predictions"]):
+        assert (a["example_id"], a["long_answer"], a["short_answers"]) == (b["example_id"], b["long_answer"], b["short_answers"])
+        assert a["long_answer_score"] == pytest.approx(b["long_answer_score"], abs=1e-4)
+
+
+def test_max_examples_and_all_candidates(model_dir, full_path, tmp_path, capsys):
+    records = read_records(full_path)[:3]
+    top, all_ = tmp_path / "top" / "p.json", tmp_path / "all" / "p.json"
+    code, out_top, _ = run(["--model_dir", model_dir, "--input", full_path, "--output", top, "--max_examples", 3], capsys)
+    assert code == 0
+    code, out_all, _ = run(["--model_dir", model_dir, "--input", full_path, "--output", all_, "--max_examples", 3,
+                            "--candidates", "all"], capsys)
+    assert code == 0
+    docs_top, candidates_top, windows_top = summary_counts(out_top)
+    docs_all, candidates_all, windows_all = summary_counts(out_all)
+    expected_top = sum(c["top_level"] for r in records for c in r["long_answer_candidates"])
+    assert docs_top == docs_all == 3 and candidates_top == expected_top
+    assert candidates_all > candidates_top and windows_all > windows_top
+    ids = [p["example_id"] for p in json.loads(top.read_text())["predictions"]]
+    assert ids == [r["example_id"] for r in records]  # the first 3, in file order
+    # The predictions of 3 records are scored against those 3 gold examples only.
+    for path, top_level_only in ((top, True), (all_, False)):
+        gold = {i: g for i, g in read_gold(str(full_path)).items() if i in ids}
+        read_predictions(str(path), gold)
+        results = json.loads((path.parent / "nq_eval_results_12.json").read_text())
+        assert results["examples"] == 3
+    entries = json.loads(all_.read_text())["predictions"]
+    for record, entry in zip(records, entries):
+        spans = [(c["start_token"], c["end_token"]) for c in record["long_answer_candidates"]]
+        assert (entry["long_answer"]["start_token"], entry["long_answer"]["end_token"]) in spans
+
+
+def test_simplified_format(model_dir, simplified_path, tmp_path, capsys):
+    records = read_records(simplified_path)
+    out = tmp_path / "p.json"
+    code, stdout, _ = run(["--model_dir", model_dir, "--input", simplified_path, "--output", out], capsys)
+    assert code == 0 and "not scored" in stdout and not list(tmp_path.glob("nq_eval_results_*"))
+    check_predictions(out, simplified_path, records, top_level_only=True)
+    code, stdout, _ = run(["--model_dir", model_dir, "--input", simplified_path, "--output", out, "--eval"], capsys)
+    assert code == 0 and re.search(r"NQ long answer F1 [\d.]+ .*short answer F1 [\d.]+", stdout)
+    assert json.loads((tmp_path / "nq_eval_results_12.json").read_text())["examples"] == 10
+
+
+def test_record_without_candidates_gets_a_null_long_answer(model_dir, simplified_path, tmp_path, capsys):
+    first = read_records(simplified_path)[0]
+    bare = {**first, "example_id": 1, "long_answer_candidates": []}
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(json.dumps(first) + "\n" + json.dumps(bare) + "\n")
+    out = tmp_path / "p.json"
+    code, _, _ = run(["--model_dir", model_dir, "--input", path, "--output", out, "--eval"], capsys)
+    assert code == 0
+    predictions = read_predictions(str(out), read_gold(str(path)))
+    assert predictions[1].long_answer.is_null() and predictions[1].long_answer_score == predict_nq.NO_ANSWER_SCORE
+    assert not predictions[first["example_id"]].long_answer.is_null()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints, and bad input
+# ---------------------------------------------------------------------------------------------
+def make_checkpoint(model_dir, run, step):
+    checkpoint = run / f"checkpoint-{step}"
+    shutil.copytree(model_dir, checkpoint, ignore=shutil.ignore_patterns("qa_config.json", "training_summary.json"))
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "args": {
+        **WINDOWS, "n_best_size": 20, "max_answer_length": 30, "learning_rate": 3e-5}}))
+    storage.write_marker(str(checkpoint), run_dir.COMPLETE)  # complete, as qa.checkpoints writes them
+    return checkpoint
+
+
+def test_checkpoint_folder(model_dir, full_path, tmp_path, capsys):
+    folder = tmp_path / "run"
+    checkpoint = make_checkpoint(model_dir, folder, 7)
+    code, _, err = run(["--model_dir", checkpoint, "--input", full_path, "--max_examples", 2], capsys)
+    assert code == 0, err
+    # Its window sizes come from its trainer_state.json; the output goes to the run's eval/ folder, by step.
+    assert "windows of 128 tokens, stride 64, question 32" in err and str(checkpoint / "trainer_state.json") in err
+    predictions = folder / "eval" / "nq-7" / "nq_predictions.json"
+    assert json.loads((predictions.parent / "nq_eval_results_7.json").read_text())["step"] == 7
+    first = predictions.read_bytes()
+    # The same checkpoint named inside its run folder.
+    code, _, _ = run(["--model_dir", folder, "--checkpoint", "checkpoint-7", "--input", full_path, "--max_examples", 2], capsys)
+    assert code == 0 and predictions.read_bytes() == first
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-7", "eval"]  # nothing over the training record
+
+
+def test_damaged_or_missing_model_is_refused(model_dir, full_path, tmp_path, capsys):
+    folder = tmp_path / "run"
+    checkpoint = make_checkpoint(model_dir, folder, 3)
+    weights = checkpoint / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, one bit pattern changed: only the hash can tell
+    weights.write_bytes(bytes(data))
+    code, _, err = run(["--model_dir", checkpoint, "--input", full_path], capsys)
+    assert code == 2 and "cannot be trusted" in err and "model.safetensors" in err
+    assert not (folder / "eval").exists()
+    code, _, err = run(["--model_dir", folder, "--input", full_path], capsys)  # a run without a final model
+    assert code == 2 and "no model" in err and "--checkpoint" in err
+    code, _, err = run(["--model_dir", folder, "--checkpoint", "checkpoint-9", "--input", full_path], capsys)
+    assert code == 2 and "checkpoint-9" in err
+
+
+def test_bad_input_is_named(model_dir, full_path, simplified_path, tmp_path, capsys):
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(full_path.read_bytes()[: 300_000])
+    out = tmp_path / "p.json"
+    code, _, err = run(["--model_dir", model_dir, "--input", truncated, "--output", out], capsys)
+    assert code == 2 and str(truncated) in err and "truncated" in err and "Traceback" not in err
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(simplified_path.read_text().splitlines()[0] + "\n{not json\n")
+    code, _, err = run(["--model_dir", model_dir, "--input", broken, "--output", out], capsys)
+    assert code == 2 and f"{broken}:2: not valid JSON" in err
+    code, _, err = run(["--model_dir", model_dir, "--input", tmp_path / "nq-dev-*.jsonl.gz", "--output", out], capsys)
+    assert code == 2 and "no file matches" in err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as exc:
+        predict_nq.main(["--model_dir", str(model_dir), "--input", str(full_path), "--batch_size", "0"])
+    assert exc.value.code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# make eval-nq, and the demo's summary
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_make_eval_nq_writes_into_eval(model_dir, full_path, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run)
+    make_checkpoint(model_dir, run, 4)
+    common = ["make", "-C", str(ROOT), "--no-print-directory", "eval-nq", f"OUTPUT_DIR={run}", f"NQ_DEV_GLOB={full_path}",
+              "NGPUS=0", "THREADS=1", "WORKERS=1", "NQ_MAX_EXAMPLES=2"]
+    for extra, step in (([], 12), (["CKPT=checkpoint-4"], 4)):
+        done = subprocess.run(common + extra, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "NQ long answer F1" in done.stdout
+        folder = run / "eval" / f"nq-{step}"
+        assert len(json.loads((folder / "nq_predictions.json").read_text())["predictions"]) == 2
+        assert json.loads((folder / f"nq_eval_results_{step}.json").read_text())["step"] == step
+    assert not list(run.glob("nq_*"))  # the training record is left alone
+
+
+def test_demo_summary_prints_whole_document_scores_beside_the_oracle(tmp_path, capsys):
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": [{
+        "context": "Ada wrote it.", "qas": [
+            {"id": "1", "question": "who", "answers": [{"text": "Ada", "answer_start": 0}], "is_impossible": False},
+            {"id": "2", "question": "why", "answers": [], "is_impossible": True}]}]}]}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "eval_results_10.json").write_text(json.dumps({"exact": 80.0, "f1": 85.0}))
+    nq = tmp_path / "nq_eval_results_10.json"
+    nq.write_text(json.dumps({"long-best-threshold-f1": 0.625, "long-best-threshold-precision": 0.5,
+                              "long-best-threshold-recall": 0.8333, "short-best-threshold-f1": 0.25,
+                              "short-best-threshold-precision": 0.2, "short-best-threshold-recall": 1 / 3}))
+    assert demo_summary.main([str(run), str(dev), "--nq-results", str(nq)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"F1 \(SQuAD-style\)\s+85\.00", out)
+    assert re.search(r"NQ long answer F1\s+62\.50\s+\(P 50\.00, R 83\.33\)", out)
+    assert re.search(r"NQ short answer F1\s+25\.00\s+\(P 20\.00, R 33\.33\)", out)
+    nq.write_text(json.dumps({"f1": 1.0}))
+    with pytest.raises(SystemExit, match="not the output of the NQ evaluation"):
+        demo_summary.main([str(run), str(dev), "--nq-results", str(nq)])
