@@ -39,10 +39,11 @@ signal stopped training after saving a checkpoint (the log says how to resume); 
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 
-from qa import checkpoints, run_dir
+from qa import checkpoints, run_dir, storage
 from qa.args import (
     ArgumentError,
     continue_run_settings,
@@ -153,11 +154,33 @@ def prepare_features(path, examples, tokenizer, args, training, runtime, log):
     return features
 
 
-def resume_checkpoint(args):
-    """The checkpoint folder training continues from (verified: every file matches its hash), or None."""
+def resume_checkpoint(args, notes=None):
+    """The checkpoint folder training continues from (verified: every file matches its hash), or None.
+
+    `auto` takes the newest checkpoint that verifies: a damaged newer one is named in `notes` (with why, and
+    that the run will write that step again), never trained from. A checkpoint named explicitly must verify."""
     if args.resume_from_checkpoint is None:
         return None
-    return checkpoints.verify_checkpoint(run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir))
+    if str(args.resume_from_checkpoint) not in ("auto", "latest"):
+        return checkpoints.verify_checkpoint(run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir))
+    damaged = []
+    for _, path in reversed(run_dir.list_checkpoints(args.output_dir)):
+        try:
+            checkpoints.verify_checkpoint(path)
+        except checkpoints.CheckpointError as exc:
+            damaged.append(str(exc))
+            continue
+        for problem in damaged:
+            message = (f"warning: {problem}; resuming from {os.path.basename(path)} instead (the damaged folder is "
+                       "left as it is until the run reaches its step again and replaces it)")
+            print(f"run_squad.py: {message}", file=sys.stderr)
+            if notes is not None:
+                notes.append(message)
+        return path
+    if damaged:
+        raise checkpoints.CheckpointError("; ".join(damaged) + ": no checkpoint here can be trusted; restore one from a "
+                                          "copy (or --sync_checkpoints), or start afresh with --overwrite_output_dir")
+    return run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)  # raises: none there
 
 
 def needs_fetch(args):
@@ -264,17 +287,52 @@ def eval_targets(args, train_result):
     return [final]
 
 
-def save_final_model(model, tokenizer, args, result, runtime):
-    """The trained model at the root of --output_dir: loads with from_pretrained(output_dir)."""
+class FinalSaveError(RuntimeError):
+    """The final model could not be written; the message says what is kept and what to do."""
+
+
+def save_final_model(model, tokenizer, args, result, runtime, save_last_step=None):
+    """The trained model at the root of --output_dir: loads with from_pretrained(output_dir).
+
+    Written like a checkpoint: into .tmp-final-PID/ first, then each file renamed into place, config.json last
+    (what marks a folder as holding a model), so a failure leaves no stray config.json beside old weights. When
+    the write fails (a full disk), the temporary folder is removed and, if the last step has no complete
+    checkpoint yet, one is saved in the space that freed, so the run's weights are never lost."""
     if not runtime.is_main:
         return
-    model.save_pretrained(args.output_dir)
-    tokenizer.save_pretrained(args.output_dir)
+    tmp = storage.tmp_sibling(os.path.join(args.output_dir, "final"))
+    try:
+        os.makedirs(tmp, exist_ok=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        names = sorted(os.listdir(tmp), key=lambda name: name == run_dir.MODEL_CONFIG)  # config.json last
+        for name in names:
+            storage.fsync_path(os.path.join(tmp, name))
+        for name in names:
+            os.replace(os.path.join(tmp, name), os.path.join(args.output_dir, name))
+        os.rmdir(tmp)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = run_dir.checkpoint_path(args.output_dir, result.global_step)
+        if not run_dir.is_complete(kept) and save_last_step is not None:
+            try:
+                kept = save_last_step()  # a checkpoint of the last step, in the space the failed write freed
+            except (Exception, SystemExit) as inner:
+                raise FinalSaveError(f"the final model could not be written to {args.output_dir} ({_first_line(exc)}), "
+                                     f"nor a checkpoint of step {result.global_step} ({_first_line(inner)}): free disk "
+                                     "space and run the training again from its newest checkpoint (make resume)") from exc
+        raise FinalSaveError(f"the final model could not be written to {args.output_dir} ({_first_line(exc)}); step "
+                             f"{result.global_step}'s weights are kept in {kept}: free space, then evaluate it with "
+                             f"`make eval CKPT={os.path.basename(kept)}` or load it with from_pretrained") from exc
     summary = {"global_step": result.global_step, "early_stopped": result.early_stopped,
                "best": run_dir.best_checkpoint(args.output_dir)}
     with atomic_write(os.path.join(args.output_dir, run_dir.SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     write_final_model_notes(args, runtime)
+
+
+def _first_line(exc):
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def write_final_model_notes(args, runtime, eval_results=None):
@@ -318,7 +376,10 @@ def run_training(args, runtime, log, resume_from, sync=None):
     result = trainer.train(args, model, tokenizer, train_features, runtime, log, eval_set=eval_set, resume_from=resume_from,
                            sync=sync)
     if not result.stopped_by_signal:
-        save_final_model(model, tokenizer, args, result, runtime)
+        # One process: a checkpoint of the last step can be saved alone if the final save fails (under torchrun
+        # saving is a collective that the other ranks, past training, would not join).
+        save_final_model(model, tokenizer, args, result, runtime,
+                         save_last_step=None if runtime.distributed else result.save_last_step)
         log.info(f"training done at step {result.global_step}; final model in {args.output_dir}")
     barrier(runtime)
     return result
@@ -382,7 +443,7 @@ def main(argv=None):
             args.pad_to_multiple_of = 8 if torch.cuda.is_available() and not args.no_cuda else 1
         # A wrong or damaged checkpoint fails now, not after building features: resolved and verified once
         # (one in S3 is fetched after the process group is up, below).
-        resume_from = resume_checkpoint(args) if args.do_train and not needs_fetch(args) else None
+        resume_from = resume_checkpoint(args, notes) if args.do_train and not needs_fetch(args) else None
         if args.do_eval and not args.do_train:
             eval_targets(args, None)  # likewise for what evaluation alone would evaluate
     except (ArgumentError, checkpoints.CheckpointError) as exc:
@@ -441,6 +502,10 @@ def main(argv=None):
     except checkpoints.CheckpointError as exc:  # e.g. a damaged checkpoint named for evaluation
         print(f"run_squad.py: {exc}", file=sys.stderr)
         return 2
+    except FinalSaveError as exc:
+        log.info(f"error: {exc}")
+        print(f"run_squad.py: {exc}", file=sys.stderr)
+        return 1
     except SquadFormatError as exc:
         if log is not None:
             log.info(f"bad data: {exc}")

@@ -55,6 +55,7 @@ class TrainState:
     stop_reason: str = None  # None while running; "done", "signal", "early_stop"
     signum: int = 0  # the signal that stopped the run
     last_checkpoint: str = None
+    save_last_step: object = dataclasses.field(default=None, repr=False)  # () -> path: a checkpoint of this step
 
     SAVED = ("global_step", "epoch", "step_in_epoch", "best_value", "evals_since_best", "eval_pending")
 
@@ -294,6 +295,8 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     finally:
         stop.restore()
         bar.close()
+    # Used by run_squad.py when the final model cannot be written: the weights are then kept as a checkpoint.
+    state.save_last_step = lambda: save(args, raw_model, tokenizer, optimizer, scheduler, scaler, state, runtime, log)
     if state.stop_reason == "signal":
         log.info(f"stopped by signal {state.signum} at step {state.global_step}; checkpoint saved: {state.last_checkpoint}\n"
                  f"  resume with: make resume CKPT={os.path.basename(state.last_checkpoint)} "

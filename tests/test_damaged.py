@@ -83,20 +83,29 @@ def test_a_checkpoint_zeroed_in_place_is_refused_by_resume_eval_and_ask(tiny_mod
     assert run_dir.is_complete(str(out / "checkpoint-4"))  # sizes still match...
     with pytest.raises(run_dir.CheckpointError, match="model.safetensors does not match the hash"):
         checkpoints.verify_checkpoint(str(out / "checkpoint-4"))  # ...the hashes do not
+    # Named explicitly: refused, nothing written.
     code, output = finish(start(train_argv(tiny_model_dir, out, folder / "cache", "--max_steps", "6", "--save_steps", "2",
-                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "auto")))
+                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "checkpoint-4")))
     assert code == 2 and "checkpoint-4 cannot be trusted: model.safetensors does not match the hash" in output
     assert "Traceback" not in output
     assert weights.read_bytes() == b"\0" * size  # never overwritten silently
     code, output = finish(start(["--model_name_or_path", str(out / "checkpoint-4"), "--output_dir", str(out), "--do_eval",
                                  "--predict_file", str(shared_file("squad", "squad2-dev-normans-complexity.json")),
                                  "--version_2_with_negative", "--max_eval_samples", "4", "--report_to", "none"]))
-    assert code != 0 and "model.safetensors does not match the hash" in output
+    assert code == 2 and "model.safetensors does not match the hash" in output and "Traceback" not in output
     doc = tmp_path / "doc.txt"
     doc.write_text("The Rhine flows through Basel.", encoding="utf-8")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "ask.py"), str(out / "checkpoint-4"), "--question",
                            "where?", "--context-file", str(doc)], capture_output=True, text=True, env=env())
     assert done.returncode == 2 and "model.safetensors does not match the hash" in done.stderr
+    # auto: the newest checkpoint that verifies, saying which one was skipped and why.
+    code, output = finish(start(train_argv(tiny_model_dir, out, folder / "cache", "--max_steps", "6", "--save_steps", "2",
+                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "auto")))
+    assert code == 0, output
+    assert "checkpoint-4 cannot be trusted: model.safetensors does not match the hash" in output
+    assert "resuming from checkpoint-2 instead" in output and f"resuming from {out / 'checkpoint-2'}: step 2" in output
+    assert "resuming from checkpoint-2 instead" in (out / "train.log").read_text()
+    checkpoints.verify_checkpoint(str(out / "checkpoint-4"))  # written again by the resumed run, now whole
 
 
 def test_a_random_optimizer_file_is_refused_without_pytorch_advice(trained_run, tmp_path):
@@ -125,3 +134,38 @@ def test_leftover_temporary_checkpoints_of_dead_processes_are_removed_at_start(t
     assert code == 0, output  # no --save_total_limit, and still removed
     assert not stale.exists() and f"half-written by processes that were killed: {stale.name}" in output
     assert json.loads((out / "training_summary.json").read_text())["global_step"] == 6
+
+
+def test_a_full_disk_at_the_final_save_leaves_no_stray_config_and_keeps_the_weights(tiny_model_dir, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """--save_steps 0: before, a full disk at the final save lost the whole run and left a config.json."""
+    import errno
+
+    import transformers
+
+    import run_squad
+
+    real = transformers.PreTrainedModel.save_pretrained
+
+    def full_disk_for_the_final_model(self, folder, *args, **kwargs):
+        if os.path.basename(os.path.normpath(folder)).startswith(".tmp-final-"):
+            real(self, folder, *args, **kwargs)  # written halfway, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.path.join(folder, "model.safetensors"))
+        return real(self, folder, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", full_disk_for_the_final_model)
+    out = tmp_path / "run"
+    argv = train_argv(tiny_model_dir, out, tmp_path / "cache", "--max_steps", "3", "--save_steps", "0",
+                      "--per_gpu_train_batch_size", "2", "--threads", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run_squad.main(argv) == 1
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err
+    assert "the final model could not be written" in err and "checkpoint-3" in err and "Traceback" not in err
+    assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
+    assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [3]  # the weights of the last step, complete
+    checkpoints.verify_checkpoint(str(out / "checkpoint-3"))
