@@ -2,13 +2,18 @@
 """Draw a run from its own logs: report.png and report.html in the run folder.
 
     python scripts/report.py outputs/nq-albert-xlarge-v2
+    python scripts/report.py outputs/demo/run --predict-file data/demo/dev.json
     make report RUN=outputs/demo
 
 Panels: training loss and learning rate by step (metrics.jsonl); exact/F1 overall, HasAns and
-NoAns at each evaluation; F1 and exact against the null-score threshold for the newest
-evaluation (from its null_odds and n-best files and the gold answers of the predict file),
-with the tuned threshold marked. Needs matplotlib; reads nothing but the run folder and the
-predict file named in its args.json.
+NoAns at each evaluation, with the best checkpoint (best_checkpoint.json) starred at its step and
+named in the legend with its metric and value; F1 and exact against the null-score threshold for
+the newest evaluation (from its null_odds and n-best files and the gold answers of the predict
+file), with the tuned threshold marked. report.html holds the figure, one table row per
+evaluation of the training record (the best row marked), a second table for the evaluations run
+later into RUN/eval/<data>-<step>/ (`make eval`) when there are any, and every number of the
+newest evaluation. Needs matplotlib; reads nothing but the run folder (through qa/run_dir.py) and
+the predict file named in its args.json.
 """
 
 import argparse
@@ -20,9 +25,24 @@ import sys
 
 from qa import run_dir as run_dir_files
 from qa.metrics import null_threshold_curve
-from qa.run_dir import eval_steps, read_metrics
+from qa.run_dir import CheckpointError, all_eval_results, best_checkpoint, eval_steps, read_metrics
 from qa.squad_io import read_squad
 from qa.storage import atomic_write
+
+# The columns of the evaluation tables, in the order a reader compares runs: overall, then by kind of
+# question, then the score at the tuned null threshold and that threshold.
+TABLE_COLUMNS = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh")
+BEST_MARK = "\u2605"  # the star drawn at the best checkpoint, also in its table row
+
+
+class ReportError(Exception):
+    """The run folder cannot be reported on; the message says why and what to do."""
+
+
+def run_label(run_dir):
+    """The run folder as a reader finds it: relative to here when it is below, else absolute."""
+    relative = os.path.relpath(run_dir)
+    return os.path.abspath(run_dir) if relative.startswith("..") else relative
 
 
 def newest_eval_step(run_dir):
@@ -41,7 +61,47 @@ def load_threshold_inputs(run_dir, step, predict_file):
     return read_squad(predict_file), best_non_null, null_score_diff
 
 
-def draw(run_dir, records, curve, eval_results, out_png, step=None):
+def later_eval_results(run_dir):
+    """[(data file stem, step, eval_results)] of the evaluations run after training, in RUN/eval/<stem>-<step>/,
+    by stem then step. The stem is the folder name less its "-<step>" (run_dir.eval_dir names it so)."""
+    root = os.path.join(run_dir, run_dir_files.EVAL_DIR)
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in sorted(os.listdir(root)):
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder):
+            continue
+        for step, results in all_eval_results(folder):
+            found.append((name.removesuffix(f"-{step}"), step, results))
+    return sorted(found, key=lambda item: (item[0], item[1]))
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def best_marker(best):
+    """(step, value, legend label) for the best checkpoint's star, or None when none is recorded or it is
+    unreadable (no step or no numeric value)."""
+    if not best or not is_number(best.get("step")) or not is_number(best.get("value")):
+        return None
+    label = f"best: {best.get('checkpoint', 'step ' + str(best['step']))} ({best.get('metric', 'metric')} {best['value']:.2f})"
+    return best["step"], float(best["value"]), label
+
+
+def eval_records(records, eval_results):
+    """The evaluation points of the panel as metrics.jsonl records ("step", "eval/<metric>"). metrics.jsonl
+    first (it is what training logged); a run whose metrics.jsonl is gone still has its eval_results files."""
+    logged = [r for r in records if "eval/f1" in r]
+    if logged:
+        return logged
+    return [{"step": step, **{f"eval/{k}": v for k, v in results.items() if is_number(v)}}
+            for step, results in eval_results if is_number(step)]
+
+
+def figure(run_dir, records, curve, eval_results, step=None, evals=None, marker=None):
+    """The report's matplotlib figure (three panels); `marker` is best_marker()'s answer. The caller closes it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,7 +127,7 @@ def draw(run_dir, records, curve, eval_results, out_png, step=None):
     ax.set_title("Training")
 
     ax = axes[1]
-    evals = [r for r in records if "eval/f1" in r]
+    evals = [r for r in records if "eval/f1" in r] if evals is None else evals
     for key, style in (("f1", "-"), ("exact", "--")):
         for part, color in (("", "black"), ("HasAns_", "tab:green"), ("NoAns_", "tab:red")):
             name = f"eval/{part}{key}"
@@ -75,12 +135,19 @@ def draw(run_dir, records, curve, eval_results, out_png, step=None):
             if points:
                 ax.plot([r["step"] for r in points], [r[name] for r in points], style, marker="o", color=color,
                         label=f"{part or 'all '}{key}".replace("_", " "))
+    if marker is not None:
+        best_step, best_value, label = marker
+        # Drawn over the curves (zorder) and big enough (markersize 16 against the points' 6) to find at a glance.
+        ax.plot([best_step], [best_value], linestyle="none", marker="*", markersize=16, color="gold",
+                markeredgecolor="black", zorder=5, label=label)
+        ax.axvline(best_step, color="gold", linewidth=1, zorder=1)
     if not evals:
         ax.text(0.5, 0.5, "no evaluation logged", ha="center", transform=ax.transAxes)
     ax.set_xlabel("step")
     ax.set_ylabel("score (%)")
     ax.set_title("Evaluation")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
 
     ax = axes[2]
     thresholds, f1s, exacts = curve
@@ -98,27 +165,72 @@ def draw(run_dir, records, curve, eval_results, out_png, step=None):
     else:
         ax.text(0.5, 0.5, "no evaluation files", ha="center", transform=ax.transAxes)
     ax.set_title("F1 against the null threshold" + (f" (evaluation at step {step})" if step is not None else ""))
-    fig.suptitle(os.path.relpath(run_dir) if not os.path.relpath(run_dir).startswith("..") else os.path.abspath(run_dir))
+    fig.suptitle(run_label(run_dir))
     fig.tight_layout()
+    return fig
+
+
+def draw(run_dir, records, curve, eval_results, out_png, step=None, evals=None, marker=None):
+    import matplotlib.pyplot as plt
+
+    fig = figure(run_dir, records, curve, eval_results, step, evals, marker)
     tmp = out_png + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     os.replace(tmp, out_png)
 
 
-def write_html(run_dir, png_path, eval_results, step):
+def format_cell(value):
+    """One table cell's text, escaped: scores and thresholds to 4 decimals, a missing value as a dash."""
+    if value is None:
+        return "\u2013"
+    if isinstance(value, float):
+        return html.escape(f"{value:.4f}")
+    return html.escape(str(value))
+
+
+def eval_table(rows, best_step=None, with_data=False):
+    """An HTML table of evaluations: rows are (data stem or None, step, eval_results). With a `best_step`
+    (the training record's table) a first "best" column stars that step's row, which also gets class "best"."""
+    marks = best_step is not None
+    head = (["best"] if marks else []) + (["data"] if with_data else []) + ["step", *TABLE_COLUMNS]
+    out = ["<table border='1' cellpadding='4'><thead><tr>", "".join(f"<th>{html.escape(h)}</th>" for h in head),
+           "</tr></thead><tbody>"]
+    for stem, step, results in rows:
+        is_best = marks and step == best_step
+        cells = ([BEST_MARK if is_best else ""] if marks else []) + ([format_cell(stem)] if with_data else [])
+        cells += [format_cell(step)] + [format_cell((results or {}).get(column)) for column in TABLE_COLUMNS]
+        out.append("<tr class='best' style='font-weight:bold;background:#fff3b0'>" if is_best else "<tr>")
+        out.append("".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def write_html(run_dir, png_path, eval_results, step, all_results=(), later=(), best=None):
     with open(png_path, "rb") as f:
         image = base64.b64encode(f.read()).decode("ascii")
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" if isinstance(v, float) else
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-        for k, v in (eval_results or {}).items()
-    )
-    title = html.escape(os.path.basename(os.path.abspath(run_dir)))
+    rows = "".join(f"<tr><td>{format_cell(k)}</td><td>{format_cell(v)}</td></tr>" for k, v in (eval_results or {}).items())
+    title = html.escape(run_label(run_dir))
+    marker = best_marker(best)
+    best_line = ""
+    if marker is not None:
+        best_line = (f"<p>{BEST_MARK} best checkpoint: {html.escape(str(best.get('checkpoint')))} at step "
+                     f"{html.escape(str(best['step']))}, {html.escape(str(best.get('metric')))} "
+                     f"{html.escape(f'{marker[1]:.4f}')}</p>")
+    sections = [f"<h2>Every evaluation during training ({len(all_results)})</h2>", best_line]
+    sections.append(eval_table([(None, s, r) for s, r in all_results], marker[0] if marker else None)
+                    if all_results else "<p>no eval_results in the run folder</p>")
+    if later:
+        sections.append(f"<h2>Evaluations run later ({html.escape(run_dir_files.EVAL_DIR)}/, {len(later)})</h2>")
+        sections.append(eval_table(later, with_data=True))
+    if step is not None:
+        sections.append(f"<h2>Evaluation at step {html.escape(str(step))}</h2><table border='1' cellpadding='4'>{rows}</table>")
     page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Report: {title}</title></head><body>"
         f"<h1>{title}</h1><img alt='training report' src='data:image/png;base64,{image}' style='max-width:100%'>"
-        f"<h2>Evaluation at step {step}</h2><table border='1' cellpadding='4'>{rows}</table></body></html>"
+        + "".join(sections) + "</body></html>"
     )
     path = os.path.join(run_dir, "report.html")
     with atomic_write(path, "w", encoding="utf-8") as f:
@@ -128,11 +240,16 @@ def write_html(run_dir, png_path, eval_results, step):
 
 def make_report(run_dir, predict_file=None):
     if not os.path.isdir(run_dir):
-        raise SystemExit(f"{run_dir}: no such run folder (give RUN=outputs/<run>)")
+        raise ReportError(f"{run_dir}: no such run folder (give RUN=outputs/<run>)")
     records = read_metrics(run_dir)
     step = newest_eval_step(run_dir)
-    if not records and step is None:
-        raise SystemExit(f"{run_dir}: no metrics.jsonl and no eval_results_*.json: has this run started?")
+    all_results = all_eval_results(run_dir)
+    if not records and not all_results:
+        raise ReportError(f"{run_dir}: no metrics.jsonl and no eval_results_*.json: has this run started?")
+    try:
+        best = best_checkpoint(run_dir)
+    except CheckpointError as exc:
+        raise ReportError(str(exc)) from None
     eval_results, curve = None, ([], [], [])
     if step is not None:
         eval_results = run_dir_files.read_eval_results(run_dir, step)
@@ -143,8 +260,8 @@ def make_report(run_dir, predict_file=None):
         else:
             print(f"predict file {predict_file!r} not found: the threshold curve is left out (pass --predict-file)")
     png = os.path.join(run_dir, "report.png")
-    draw(run_dir, records, curve, eval_results, png, step)
-    page = write_html(run_dir, png, eval_results, step)
+    draw(run_dir, records, curve, eval_results, png, step, eval_records(records, all_results), best_marker(best))
+    page = write_html(run_dir, png, eval_results, step, all_results, later_eval_results(run_dir), best)
     return png, page
 
 
@@ -153,7 +270,11 @@ def main(argv=None):
     parser.add_argument("run_dir", help="the run's output folder (run_squad.py --output_dir)")
     parser.add_argument("--predict-file", help="gold data for the threshold curve (default: from the run's args.json)")
     args = parser.parse_args(argv)
-    png, page = make_report(args.run_dir, args.predict_file)
+    try:
+        png, page = make_report(args.run_dir, args.predict_file)
+    except ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {png}\nwrote {page}")
     return 0
 

@@ -1,9 +1,17 @@
-"""make report: the threshold curve agrees with the metrics' tuning, and the PNG/HTML are written."""
+"""make report: the threshold curve agrees with the metrics' tuning, the PNG/HTML are written, every evaluation
+is in the HTML table with the best checkpoint marked (there and in the figure), later evaluations in their own table."""
 
+import html
+import html.parser
 import json
+import pathlib
 import subprocess
 import sys
 
+import pytest
+
+import report
+from qa import run_dir
 from qa.metrics import null_threshold_curve, tune_null_threshold
 from qa.squad_io import Answer, SquadExample, write_squad
 
@@ -49,8 +57,195 @@ def test_report_files(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     page = (run / "report.html").read_text()
     assert "data:image/png;base64," in page and "best_f1_thresh" in page and "Evaluation at step 39" in page
+    assert page.count("<tr class='best'") == 0  # no best_checkpoint.json in this run: nothing is claimed best
 
 
 def test_report_without_a_run(tmp_path):
     done = subprocess.run([sys.executable, "scripts/report.py", str(tmp_path)], capture_output=True, text=True)
     assert done.returncode != 0 and "has this run started" in done.stderr
+
+
+# -- the evaluation tables and the best checkpoint (issue 11) ------------------------------------------------
+class _Tables(html.parser.HTMLParser):
+    """Every <table> of a page as rows of (tr attributes, [cell texts]), and the <title>."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.title, self._cell, self._in_title = [], "", None, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append((dict(attrs), []))
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "title":
+            self._in_title = True
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1][1].append(self._cell.strip())
+            self._cell = None
+        elif tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        if self._in_title:
+            self.title += data
+
+
+def _parse(page):
+    parser = _Tables()
+    parser.feed(page)
+    return parser
+
+
+# Two evaluations with every column different, the best (by f1) the EARLIER one, so the newest is not taken for it.
+RESULTS = {
+    20: {"exact": 55.0, "f1": 60.125, "HasAns_f1": 50.5, "NoAns_f1": 70.25, "best_f1": 62.0, "best_f1_thresh": -1.5,
+         "total": 4},
+    39: {"exact": 35.0, "f1": 40.0, "HasAns_f1": 30.0, "NoAns_f1": 50.0, "best_f1": 45.75, "best_f1_thresh": 0.25,
+         "total": 4},
+}
+BEST = {"checkpoint": "checkpoint-20", "step": 20, "metric": "f1", "value": 60.125, "greater_is_better": True}
+COLUMNS = ["step", "exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh"]
+
+
+def _write_evaluated_run(run, best=BEST):
+    run.mkdir(parents=True)
+    lines = [{"step": s, "time": s, "train/loss": 3.0 / s, "train/learning_rate": 1e-4} for s in range(1, 40)]
+    lines += [{"step": s, "time": s, **{f"eval/{k}": v for k, v in r.items()}} for s, r in RESULTS.items()]
+    (run / run_dir.METRICS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for step, results in RESULTS.items():
+        pathlib.Path(run_dir.eval_file(str(run), "eval_results", step)).write_text(json.dumps({**results, "step": step}))
+    if best is not None:
+        (run / run_dir.BEST_FILE).write_text(json.dumps(best))
+    return run
+
+
+def _report(run):
+    done = subprocess.run([sys.executable, "scripts/report.py", str(run)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return (run / "report.html").read_text(encoding="utf-8")
+
+
+def test_html_lists_every_evaluation_and_marks_the_best(tmp_path):
+    run = _write_evaluated_run(tmp_path / "run-<b>&co")
+    page = _report(run)
+    parsed = _parse(page)
+    # The run folder names the page, escaped: no raw tag from a folder name reaches the HTML.
+    assert str(run.resolve()) in parsed.title and str(run.resolve()) in html.unescape(page.split("<h1>")[1])
+    assert "run-<b>" not in page and "run-&lt;b&gt;&amp;co" in page
+    table = parsed.tables[0]
+    header, rows = table[0][1], table[1:]
+    assert header == ["best", *COLUMNS]
+    assert len(rows) == len(RESULTS)
+    for (attrs, cells), (step, results) in zip(rows, sorted(RESULTS.items())):
+        assert int(cells[1]) == step
+        assert [float(c) for c in cells[2:]] == pytest.approx([results[c] for c in COLUMNS[1:]], abs=1e-4)
+        is_best = step == BEST["step"]
+        assert (attrs.get("class") == "best") == is_best and (cells[0] == report.BEST_MARK) == is_best
+    assert "checkpoint-20 at step 20, f1 60.1250" in page
+    # No later-evaluations table without RUN/eval (nor the newest evaluation's detail: this run has no null_odds).
+    assert len(parsed.tables) == 1 and "Evaluations run later" not in page
+
+
+def test_html_without_a_recorded_best_marks_no_row(tmp_path):
+    run = _write_evaluated_run(tmp_path / "run", best=None)
+    rows = _parse(_report(run)).tables[0]
+    assert rows[0][1] == COLUMNS and len(rows) == 1 + len(RESULTS)
+    assert not any(attrs.get("class") == "best" for attrs, _ in rows)
+
+
+def test_later_evaluations_table(tmp_path):
+    run = _write_evaluated_run(tmp_path / "run")
+    # A folder with no eval_results (whole-document NQ writes nq_eval_results_*) is no reason for the table.
+    nq_folder = run / run_dir.EVAL_DIR / "nq-39"
+    nq_folder.mkdir(parents=True)
+    (nq_folder / "nq_eval_results_39.json").write_text("{}")
+    assert "Evaluations run later" not in _report(run)
+
+    later = {("dev-v2.0", 20): {"exact": 61.0, "f1": 66.5, "HasAns_f1": 58.0, "NoAns_f1": 75.0, "best_f1": 67.0,
+                                "best_f1_thresh": -0.75},
+             ("my&<dev>", 39): {"exact": 11.0, "f1": 12.0, "HasAns_f1": 13.0, "NoAns_f1": 14.0, "best_f1": 15.0,
+                                "best_f1_thresh": 1.25}}
+    for (data_file, step), results in later.items():
+        folder = pathlib.Path(run_dir.eval_dir(str(run), f"data/{data_file}.json", step))
+        folder.mkdir(parents=True)
+        pathlib.Path(run_dir.eval_file(str(folder), "eval_results", step)).write_text(json.dumps(results))
+    page = _report(run)
+    assert "Evaluations run later" in page and "my&amp;&lt;dev&gt;" in page and "<dev>" not in page
+    parsed = _parse(page)
+    assert len(parsed.tables) == 2
+    table = parsed.tables[1]
+    assert table[0][1] == ["data", *COLUMNS]
+    got = {(cells[0], int(cells[1])): [float(c) for c in cells[2:]] for _, cells in table[1:]}
+    assert got == {key: pytest.approx([r[c] for c in COLUMNS[1:]]) for key, r in later.items()}
+    # The training record's table is unchanged by them.
+    assert len(parsed.tables[0]) == 1 + len(RESULTS)
+
+
+def test_best_checkpoint_is_starred_in_the_evaluation_panel(tmp_path):
+    import matplotlib.pyplot as plt
+
+    run = _write_evaluated_run(tmp_path / "run")
+    records = run_dir.read_metrics(str(run))
+    marker = report.best_marker(run_dir.best_checkpoint(str(run)))
+    assert marker == (20, 60.125, "best: checkpoint-20 (f1 60.12)")
+    fig = report.figure(str(run), records, ([], [], []), None, marker=marker)
+    try:
+        panel = fig.axes[1]
+        assert panel.get_title() == "Evaluation"
+        stars = [line for line in panel.get_lines() if line.get_marker() == "*"]
+        assert len(stars) == 1 and list(stars[0].get_xydata()[0]) == [20, 60.125]
+        labels = panel.get_legend_handles_labels()[1]
+        assert "best: checkpoint-20 (f1 60.12)" in labels and "all f1" in labels
+    finally:
+        plt.close(fig)
+    fig = report.figure(str(run), records, ([], [], []), None, marker=report.best_marker(None))
+    try:
+        assert not [line for line in fig.axes[1].get_lines() if line.get_marker() == "*"]
+    finally:
+        plt.close(fig)
+    # A best without a numeric value (hand-edited, or a future format) draws no star rather than failing.
+    assert report.best_marker({"checkpoint": "checkpoint-20", "step": 20, "metric": "f1", "value": "n/a"}) is None
+
+
+def test_report_from_eval_results_alone(tmp_path):
+    """metrics.jsonl lost (copied run): the panel and the table still come from the eval_results files."""
+    run = _write_evaluated_run(tmp_path / "run")
+    (run / run_dir.METRICS_FILE).unlink()
+    evals = report.eval_records([], run_dir.all_eval_results(str(run)))
+    assert [(r["step"], r["eval/f1"]) for r in evals] == [(20, 60.125), (39, 40.0)]
+    page = _report(run)
+    assert len(_parse(page).tables[0]) == 1 + len(RESULTS)
+    png = (run / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unreadable_best_file_is_named(tmp_path):
+    run = _write_evaluated_run(tmp_path / "run")
+    (run / run_dir.BEST_FILE).write_text("{not json")
+    done = subprocess.run([sys.executable, "scripts/report.py", str(run)], capture_output=True, text=True)
+    assert done.returncode == 2 and run_dir.BEST_FILE in done.stderr and "delete it" in done.stderr
+    assert not (run / "report.html").exists()
+
+
+def test_make_report_draws_the_recorded_best(tmp_path, monkeypatch):
+    """End to end in-process: the figure make_report saves has the star at best_checkpoint.json's step and value."""
+    run = _write_evaluated_run(tmp_path / "run")
+    drawn = figure = report.figure
+
+    def recording_figure(*args, **kwargs):
+        nonlocal drawn
+        drawn = figure(*args, **kwargs)
+        return drawn
+
+    monkeypatch.setattr(report, "figure", recording_figure)
+    png, page = report.make_report(str(run))
+    assert drawn is not figure and pathlib.Path(png).read_bytes()[:4] == b"\x89PNG"
+    stars = [line.get_xydata().tolist() for line in drawn.axes[1].get_lines() if line.get_marker() == "*"]
+    assert stars == [[[20.0, 60.125]]]
