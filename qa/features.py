@@ -55,11 +55,6 @@ CHUNK_EXAMPLES = 2000
 # Test hook: seconds to sleep after each chunk is written, so a test can kill a build half-way.
 SLEEP_ENV = "QA_FEATURES_TEST_SLEEP_AFTER_CHUNK"
 COMPLETE = "COMPLETE"
-# Tokenizer files whose bytes go into the cache key when the tokenizer was loaded from a folder.
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
-)
 
 # name -> (dtype, per-feature shape as a function of max_seq_length); the order is the file layout.
 ARRAY_SPECS = {
@@ -395,16 +390,11 @@ def file_sha256(path):
 
 
 def tokenizer_sha256(tokenizer):
-    """sha256 of the tokenizer's files (when loaded from a folder) and of its Rust definition."""
+    """sha256 of what the windows depend on: the Rust tokenizer's full definition (vocabulary, normalizer,
+    pre-tokenizer, pair template) and the pad/CLS ids. Not the files' bytes: the copy a checkpoint saves has
+    another tokenizer_config.json (metadata only), and a resume must not rebuild the cache (~20 minutes for
+    the guide's NQ subset) for it."""
     digest = hashlib.sha256()
-    folder = getattr(tokenizer, "name_or_path", "") or ""
-    if os.path.isdir(folder):
-        for name in TOKENIZER_FILES:
-            path = os.path.join(folder, name)
-            if os.path.isfile(path):
-                digest.update(name.encode() + b"\0")
-                with open(path, "rb") as f:
-                    digest.update(hashlib.sha256(f.read()).digest())
     digest.update(_backend(tokenizer).to_str().encode())
     digest.update(repr((tokenizer.pad_token_id, getattr(tokenizer, "cls_token_id", None))).encode())
     return digest.hexdigest()

@@ -469,3 +469,14 @@ def test_cli_prints_one_json_line(tiny_model_dir, rhine, tmp_path):
         {"id": "x1", "question": "q", "answers": [{"text": "zz", "answer_start": 0}]}]}]}]}))
     with pytest.raises(SystemExit, match=r"bad\.json: .*question id 'x1': answer 0 'zz' is not at answer_start 0"):
         F.main([str(bad), "--tokenizer", str(tiny_model_dir), "--cache_dir", str(tmp_path)])
+
+
+def test_a_tokenizer_saved_into_a_checkpoint_keeps_the_cache_key(tokenizer, rhine, tmp_path):
+    """A resume loads the tokenizer its checkpoint saved (other metadata in tokenizer_config.json): the features
+    are the same, so the cache (~20 minutes to build on the guide's NQ subset) must be found again."""
+    from transformers import AutoTokenizer
+
+    path, _ = rhine
+    tokenizer.save_pretrained(str(tmp_path / "checkpoint-9"))
+    saved = AutoTokenizer.from_pretrained(str(tmp_path / "checkpoint-9"))
+    assert F.cache_key(path, saved, SMALL, True) == F.cache_key(path, tokenizer, SMALL, True)
