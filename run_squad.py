@@ -50,6 +50,7 @@ from qa.args import (
     eval_run_settings,
     given_settings,
     parse_args,
+    resumes_from_s3,
     takes_record,
     unused_flag_notes,
     validate_args,
@@ -117,24 +118,43 @@ def open_log(args, folder, runtime, resume_step=None):
 
 def load_model(path, args, runtime):
     """AutoModelForQuestionAnswering from `path` (a hub name, the output folder, or a checkpoint)."""
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     config_source = args.config_name if args.config_name and path == args.model_name_or_path else path
-    config = AutoConfig.from_pretrained(config_source, cache_dir=args.cache_dir or None)
-    model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, cache_dir=args.cache_dir or None)
+    try:
+        config = AutoConfig.from_pretrained(config_source, cache_dir=args.cache_dir or None)
+        model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, cache_dir=args.cache_dir or None)
+    except (SafetensorError, OSError, ValueError) as exc:
+        # validate_args reads the weights' headers of a local folder up front; this names what it could not see
+        # (a damaged file in the hub cache, a config.json that is not JSON) in one line instead of a traceback.
+        weights = sorted(n for n in os.listdir(path) if n.endswith(".safetensors")) if os.path.isdir(path) else []
+        where = os.path.join(path, weights[0]) if isinstance(exc, SafetensorError) and len(weights) == 1 else path
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise checkpoints.CheckpointError(f"{where}: the model cannot be loaded ({reason}): copy or download it "
+                                          "again, or give another --model_name_or_path") from exc
     return model.to(runtime.device)
 
 
-def load_examples(path, max_samples, skip_bad=False, log=None):
-    """Questions of a SQuAD-format file; with skip_bad, malformed ones are skipped and counted in the log."""
+def load_examples(path, max_samples, skip_bad=False, log=None, purpose="evaluate"):
+    """Questions of a SQuAD-format file; with skip_bad, malformed ones are skipped and counted in the log.
+
+    Raises SquadFormatError when none is left ("no questions to {purpose} in FILE"): a file without questions
+    would otherwise fail deep inside training or evaluation."""
     from qa.squad_io import read_squad
 
     stats = {}
     examples = read_squad(path, skip_bad=skip_bad, stats=stats)
+    counts = (f"{stats.get('missing_field', 0)} missing a field, {stats.get('bad_answer', 0)} with an answer "
+              "that does not match its context")
+    if not examples and stats.get("skipped"):
+        raise SquadFormatError(f"no questions to {purpose} in {path}: all {stats['skipped']} were skipped as bad "
+                               f"({counts}); fix the file (without --skip_bad_examples the error names the first one)")
+    if not examples:
+        raise SquadFormatError(f"no questions to {purpose} in {path}: it holds none (a {stats.get('format')} file "
+                               "with no question in it); give the file with the data, or convert it again")
     if stats.get("skipped") and log is not None:
-        log.info(f"{path}: skipped {stats['skipped']} bad question(s) (--skip_bad_examples): "
-                 f"{stats.get('missing_field', 0)} missing a field, {stats.get('bad_answer', 0)} with an answer "
-                 f"that does not match its context")
+        log.info(f"{path}: skipped {stats['skipped']} bad question(s) (--skip_bad_examples): {counts}")
     return examples[:max_samples] if max_samples else examples
 
 
@@ -183,9 +203,24 @@ def resume_checkpoint(args, notes=None):
     return run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)  # raises: none there
 
 
+def fetch_record(args):
+    """args.json from S3 into --output_dir (nothing else is written); an error without it needs the model named."""
+    from qa.sync import fetch_run_record
+
+    source = args.resume_from_checkpoint if str(args.resume_from_checkpoint).startswith("s3://") else args.sync_checkpoints
+    try:
+        found = fetch_run_record(source, args.output_dir)
+    except Exception as exc:  # boto's errors (no bucket, no credentials, no network) end in one line
+        raise ArgumentError(f"error: reading the run's record from {source}: {exc}") from exc
+    if found is None and args.model_name_or_path is None:
+        raise ArgumentError(f"error: no {run_dir.ARGS_FILE} in {args.output_dir} nor in {source}: give the run's "
+                            "settings (--model_name_or_path, --train_file, ...) to resume it")
+
+
 def needs_fetch(args):
-    """True when the checkpoint to resume from is in S3: named there, or `auto` with --sync_checkpoints and
-    no complete checkpoint here (a fresh machine)."""
+    """True when this process cannot name the checkpoint to resume from by itself: one in S3 (named there, or
+    `auto` with --sync_checkpoints and no complete checkpoint here: a fresh machine). agree_on_checkpoint
+    decides it, with the other ranks, once the process group is up."""
     spec = args.resume_from_checkpoint
     if spec is None or not args.do_train:
         return False
@@ -194,21 +229,96 @@ def needs_fetch(args):
     return spec in ("auto", "latest") and bool(args.sync_checkpoints) and run_dir.latest_checkpoint(args.output_dir) is None
 
 
-def fetch_from_s3(args, runtime, say):
-    """Download (and verify) the checkpoint to resume from into --output_dir, once per node (each node's
-    local rank 0: nodes need not share a filesystem); afterwards --resume_from_checkpoint names the local copy."""
-    from qa.runtime import barrier
-    from qa.sync import fetch_checkpoint
+def gather_from_ranks(runtime, value):
+    """[value of rank 0, value of rank 1, ...]; [value] for one process."""
+    values = [value] * runtime.world_size
+    if runtime.distributed:
+        import torch.distributed as dist
 
-    source = args.resume_from_checkpoint if str(args.resume_from_checkpoint).startswith("s3://") else args.sync_checkpoints
-    if runtime.local_rank == 0:
-        say(f"fetching the checkpoint to resume from {source} into {args.output_dir}")
-        path = fetch_checkpoint(source, args.output_dir, log=say)
-        say(f"fetched {path} (verified)")
-    barrier(runtime)
-    name = os.path.basename(source.rstrip("/")) if source is args.resume_from_checkpoint else "auto"
+        dist.all_gather_object(values, value)
+    return values
+
+
+def stop_if_any_rank_failed(runtime, problem):
+    """A collective: CheckpointError on every rank when any rank has a problem (a string; None when it did
+    well), so that one that failed does not leave the others waiting at the next collective for 2 hours."""
+    failed = [f"rank {rank}: {text}" if runtime.distributed else text
+              for rank, text in enumerate(gather_from_ranks(runtime, problem)) if text]
+    if failed:
+        raise checkpoints.CheckpointError("; ".join(failed))
+
+
+def agree_on_checkpoint(args, runtime, resume_from, say):
+    """The verified local checkpoint every rank continues from, decided once for all ranks (after init_runtime).
+
+    resume_from: what this process resolved by itself before (None where needs_fetch). Nodes need not share a
+    filesystem, and uploads run in the background (a kill cuts them), so the nodes' newest checkpoints can
+    differ: node 0 may have checkpoint-16 here while S3 has checkpoint-12 and node 1 nothing. Global rank 0
+    picks one name: the one every rank resolved by itself when they all agree (one machine, a shared
+    filesystem), else the newest complete one in S3 (or the one --resume_from_checkpoint names there). Each
+    node's local rank 0 fetches it unless its copy here verifies; then every rank resolves that name here.
+    Raises CheckpointError (on every rank) when any rank cannot."""
+    from qa.sync import SyncError, fetch_checkpoint, latest_remote_checkpoint
+
+    spec = str(args.resume_from_checkpoint)
+    named_in_s3 = spec.startswith("s3://") and os.path.basename(spec.rstrip("/")).startswith(run_dir.CHECKPOINT_PREFIX)
+    remote_run = args.sync_checkpoints  # the run's prefix in S3: where the checkpoint comes from
+    if spec.startswith("s3://"):
+        remote_run = os.path.dirname(spec.rstrip("/")) if named_in_s3 else spec
+    if not (spec.startswith("s3://") or spec in ("auto", "latest")) or (resume_from and not runtime.distributed):
+        return resume_from  # a checkpoint named here, or one process that found its own: nothing to agree on
+    tag = f"rank {runtime.rank}: " if runtime.distributed else ""
+    newest_here = gather_from_ranks(runtime, os.path.basename(resume_from) if resume_from else None)
+    decision, problem = [None], None
+    if runtime.is_main:
+        try:
+            if named_in_s3:
+                decision[0] = os.path.basename(spec.rstrip("/"))
+            elif spec in ("auto", "latest") and newest_here[0] is not None and len(set(newest_here)) == 1:
+                decision[0] = newest_here[0]  # every rank sees the same newest checkpoint: as with one process
+            elif not remote_run:
+                problem = (f"the ranks' newest checkpoints differ ({', '.join(map(str, newest_here))}, by rank): "
+                           "nodes without a shared filesystem need --sync_checkpoints s3://... to resume together")
+            else:
+                decision[0] = latest_remote_checkpoint(remote_run)
+                if decision[0] is None:
+                    problem = f"no complete checkpoint in {remote_run}; check the URI, or train from the start"
+                else:
+                    say(f"{tag}resuming from {decision[0]}, the newest complete checkpoint in {remote_run} (the newest "
+                        f"in each rank's folder: {', '.join(map(str, newest_here))})")
+        except SyncError as exc:
+            problem = str(exc)
+    stop_if_any_rank_failed(runtime, problem)
+    if runtime.distributed:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(decision, src=0)
+    name = decision[0]
+    local, uri = os.path.join(args.output_dir, name), f"{remote_run.rstrip('/')}/{name}"
+    verified_here = resume_from if resume_from and os.path.basename(resume_from) == name else None  # not hashed again
+    # Rank 0's node first, then the other nodes at once: where nodes share a folder, the others find rank 0's
+    # copy there, verified, and download nothing.
+    for fetching in (runtime.is_main, runtime.local_rank == 0 and not runtime.is_main):
+        problem = None
+        if fetching and not verified_here:
+            try:
+                checkpoints.verify_checkpoint(local)
+                say(f"{tag}{local} is here and verifies: not fetched")
+            except checkpoints.CheckpointError:
+                try:
+                    say(f"{tag}fetching the checkpoint to resume from {uri} into {args.output_dir}")
+                    say(f"{tag}fetched {fetch_checkpoint(uri, args.output_dir, log=say)} (verified)")
+                except (checkpoints.CheckpointError, SyncError, OSError) as exc:
+                    problem = str(exc)
+        stop_if_any_rank_failed(runtime, problem)
     args.resume_from_checkpoint = name
-    return resume_checkpoint(args)
+    problem = None
+    try:
+        resume_from = verified_here or resume_checkpoint(args)
+    except checkpoints.CheckpointError as exc:
+        problem = str(exc)
+    stop_if_any_rank_failed(runtime, problem)
+    return resume_from
 
 
 def start_sync(args, log):
@@ -342,16 +452,19 @@ def write_final_model_notes(args, runtime, eval_results=None):
     write_qa_config(args.output_dir, vars(args), eval_results)
 
 
-def run_preflight(args, model, train_features, log):
+def run_preflight(args, model, train_features, log, world_size=1, first_step=0):
     """Warn (with numbers) when disk or RAM look short for this run; stop when it cannot work."""
-    from qa.preflight import PreflightError, features_bytes, preflight
+    from qa.preflight import PreflightError, features_bytes, planned_checkpoints, preflight
+    from qa.trainer import total_steps
 
+    planned = planned_checkpoints(total_steps(len(train_features), args, world_size), args.save_steps,
+                                  args.logging_steps, args.evaluate_during_training, first_step)
     try:
         preflight(args.output_dir, model_num_params=sum(p.numel() for p in model.parameters()),
                   save_total_limit=args.save_total_limit,
                   expected_features_bytes=features_bytes(len(train_features), args.max_seq_length),
                   need_cuda=args.fp16 and not args.no_cuda, log=lambda message: log.info(f"preflight: {message}"),
-                  model_name=args.model_name_or_path)
+                  model_name=args.model_name_or_path, checkpoints_planned=planned)
     except PreflightError as exc:
         raise SystemExit(f"preflight: {exc}") from exc
 
@@ -363,7 +476,7 @@ def run_training(args, runtime, log, resume_from, sync=None):
 
     # A resume reads the tokenizer saved in its checkpoint: nothing is fetched from a hub to continue a run.
     tokenizer = load_tokenizer(args, args.model_name_or_path) if resume_from is None else load_checkpoint_tokenizer(args, resume_from)
-    train_examples = load_examples(args.train_file, args.max_train_samples, args.skip_bad_examples, log)
+    train_examples = load_examples(args.train_file, args.max_train_samples, args.skip_bad_examples, log, "train on")
     train_features = prepare_features(args.train_file, train_examples, tokenizer, args, True, runtime, log)
     eval_set = None
     if args.evaluate_during_training:
@@ -372,7 +485,8 @@ def run_training(args, runtime, log, resume_from, sync=None):
     set_seed(args.seed)  # before loading: a new QA head is initialised from it
     model = load_model(resume_from or args.model_name_or_path, args, runtime)
     if runtime.is_main:
-        run_preflight(args, model, train_features, log)
+        run_preflight(args, model, train_features, log, runtime.world_size,
+                      run_dir.load_train_state(resume_from)["global_step"] if resume_from else 0)
     result = trainer.train(args, model, tokenizer, train_features, runtime, log, eval_set=eval_set, resume_from=resume_from,
                            sync=sync)
     if not result.stopped_by_signal:
@@ -433,7 +547,9 @@ def main(argv=None):
     try:
         # The run's record stands in for the flags not given: a resume continues the same run, an evaluation
         # uses the windows the run trained with.
-        if takes_record(args) and args.do_train and not needs_fetch(args):
+        if resumes_from_s3(args) and run_dir.read_args(args.output_dir) is None:
+            fetch_record(args)  # a fresh machine: the run's settings come from its args.json in S3
+        if takes_record(args) and args.do_train:
             notes.append(continue_run_settings(args, given_settings(argv), int(os.environ.get("WORLD_SIZE", "1"))))
         elif takes_record(args) and not args.do_train:
             notes.append(eval_run_settings(args, given_settings(argv)))
@@ -456,12 +572,10 @@ def main(argv=None):
         start_remote_debugger(args.server_ip, args.server_port)
     runtime = init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank)
     barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
-    if needs_fetch(args):  # before anything is written here: the run's records come back with the checkpoint
-        from qa.sync import SyncError
-
-        try:
-            resume_from = fetch_from_s3(args, runtime, lambda message: print(message, file=sys.stderr))
-        except (checkpoints.CheckpointError, SyncError) as exc:
+    if args.do_train and args.resume_from_checkpoint is not None:  # before anything is written here: the
+        try:  # run's records come back with a fetched checkpoint
+            resume_from = agree_on_checkpoint(args, runtime, resume_from, lambda message: print(message, file=sys.stderr))
+        except checkpoints.CheckpointError as exc:
             print(f"run_squad.py: {exc}", file=sys.stderr)
             return 2
     removed, reaped = [], []
@@ -509,8 +623,12 @@ def main(argv=None):
     except SquadFormatError as exc:
         if log is not None:
             log.info(f"bad data: {exc}")
-        print(f"run_squad.py: {exc}\nrun_squad.py: fix the file, or pass --skip_bad_examples to skip and count "
-              "such questions", file=sys.stderr)
+        # The message says what to do; a skippable one (one question's missing field or bad answer) offers
+        # --skip_bad_examples itself. Anything else only fixing the file cures: never suggest the flag for it.
+        print(f"run_squad.py: {exc}", file=sys.stderr)
+        if args.skip_bad_examples and not exc.skippable:
+            print("run_squad.py: (--skip_bad_examples skips only questions with a missing field or a bad answer, "
+                  "not this)", file=sys.stderr)
         return 2
     finally:
         if sync is not None:

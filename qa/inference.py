@@ -38,7 +38,8 @@ def length_order(lengths):
 
 def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False, lang_id=0, pad_to_multiple_of=1,
                    should_stop=None):
-    """Start/end logits [N, L] (float32, L = the windows' max_seq_length) in feature order, on every rank.
+    """Start/end logits [N, L] (float32, L = the windows' max_seq_length) in feature order, on rank 0
+    ((None, None) on the others: only rank 0 post-processes, so only it receives every share).
 
     Each rank computes its share of the length order. `should_stop()` is asked before every batch; when
     it says so on any rank, every rank raises EvaluationAbandoned (after agreeing, so none waits forever)."""
@@ -72,13 +73,15 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
         abandoned = bool(flag.item())
     if abandoned:
         raise EvaluationAbandoned("evaluation abandoned: a stop signal arrived")
-    all_starts = np.empty((len(features), length), dtype=np.float32)
-    all_ends = np.empty((len(features), length), dtype=np.float32)
+    all_starts = np.empty((len(features), length), dtype=np.float32) if runtime.is_main else None
+    all_ends = np.empty((len(features), length), dtype=np.float32) if runtime.is_main else None
     if not runtime.distributed:
         all_starts[mine], all_ends[mine] = starts, ends
         return all_starts, all_ends
-    shares = [None] * runtime.world_size
-    dist.all_gather_object(shares, (mine, starts, ends))
+    shares = [None] * runtime.world_size if runtime.is_main else None
+    dist.gather_object((mine, starts, ends), shares, dst=0)
+    if not runtime.is_main:
+        return None, None
     for indices, share_starts, share_ends in shares:
         all_starts[indices], all_ends[indices] = share_starts, share_ends
     return all_starts, all_ends

@@ -140,11 +140,10 @@ def postprocess_predictions(
 def write_prediction_files(result, output_dir, step):
     """Write predictions_{step}.json, nbest_predictions_{step}.json and null_odds_{step}.json
     atomically into output_dir; returns {"predictions": path, "nbest": path, "null_odds": path}."""
-    paths = {
-        "predictions": os.path.join(output_dir, f"predictions_{step}.json"),
-        "nbest": os.path.join(output_dir, f"nbest_predictions_{step}.json"),
-        "null_odds": os.path.join(output_dir, f"null_odds_{step}.json"),
-    }
+    from qa.run_dir import eval_file
+
+    paths = {"predictions": eval_file(output_dir, "predictions", step), "nbest": eval_file(output_dir, "nbest_predictions", step),
+             "null_odds": eval_file(output_dir, "null_odds", step)}
     contents = {"predictions": result.predictions, "nbest": result.nbest, "null_odds": result.null_score_diff}
     for key, path in paths.items():
         # orjson: the n-best file of the NQ dev set (about 7,800 questions x 20 entries) in well under a second.

@@ -1,22 +1,28 @@
 """Checks before a long run: will the checkpoints fit on disk, the features in RAM, is there a GPU?
 
-    from qa.preflight import preflight, features_bytes
+    from qa.preflight import preflight, features_bytes, planned_checkpoints
     warnings = preflight(args.output_dir, model_num_params=model.num_parameters(),
                          save_total_limit=args.save_total_limit,
                          expected_features_bytes=features_bytes(num_features, args.max_seq_length),
                          need_cuda=args.fp16 and not args.no_cuda, log=logger.warning,
-                         model_name=args.model_name_or_path)
+                         model_name=args.model_name_or_path,
+                         checkpoints_planned=planned_checkpoints(total_steps, args.save_steps, args.logging_steps,
+                                                                 args.evaluate_during_training))
+    planned_checkpoints(1000, save_steps=0)                   # 0: --save_steps 0 writes none
+    planned_checkpoints(1000, 300, 100, True)                 # 10: steps 100, 200, ..., 1000 may each be a new best
 
 Problems that only make the run risky come back as warnings with the numbers in them (and are
 passed to `log`); only what cannot work raises PreflightError (its message passed to `log` first):
-CUDA asked for and absent, or not even one checkpoint fits on the disk. The sizes are estimates, on purpose on the safe side:
+CUDA asked for and absent, or not even one checkpoint fits on the disk (not even the final model, when the
+run writes no checkpoint). The sizes are estimates, on purpose on the safe side:
 
 - a checkpoint holds the fp32 weights (4 bytes per parameter) and AdamW's two moments (8 bytes
   per parameter), so about 12 bytes per parameter: ~0.7 GB for albert-xlarge-v2 (59M parameters,
   shared across layers), ~4.1 GB for bert-large (335M);
 - rotation writes the new checkpoint before deleting the oldest and never deletes the best, so
   save_total_limit + 1 checkpoints can be on disk at once (3 with a limit of 1: the newest and an
-  older best are both kept), plus the final model's weights;
+  older best are both kept), plus the final model's weights; never more than the run writes
+  (planned_checkpoints: none with --save_steps 0 and no evaluation during training);
 - the training features are the arrays of qa/features.py (14 bytes per token: int32 ids, int8
   token types, two int32 offsets, a bool max-context flag; 20 bytes per window of int32 scalars),
   memory-mapped from the cache: when they do not fit in RAM, batches are read from disk (slower,
@@ -25,6 +31,7 @@ CUDA asked for and absent, or not even one checkpoint fits on the disk. The size
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 
@@ -96,6 +103,31 @@ def features_bytes(num_features, max_seq_length, training=True):
     return num_features * per_feature
 
 
+def _multiples(interval, first_step, last_step):
+    """Steps first_step + 1 .. last_step that are multiples of `interval` (0: none, as qa.trainer.every)."""
+    return last_step // interval - first_step // interval if interval > 0 else 0
+
+
+def planned_checkpoints(total_steps, save_steps, logging_steps=0, evaluate_during_training=False, first_step=0):
+    """The most checkpoints a run of steps first_step + 1 .. total_steps writes, by qa.trainer.train's rule.
+
+    - one at every step that is a multiple of save_steps (--save_steps 0: none; the last step of the run is
+      not saved unless it is one: the final model is written instead);
+    - with --evaluate_during_training, one at each evaluation that sets a new best (so the best is on disk);
+      evaluations run at the multiples of logging_steps and of save_steps, and any of them can be a new
+      best, so every one of them is counted: an upper bound, as the preflight's sizes are. An early stop
+      happens at an evaluation step, so its checkpoint is among those.
+    Not counted: the one a SIGTERM/SIGINT saves (one per interruption, not planned; its save checks the
+    disk itself). first_step: where a resumed run starts (its earlier checkpoints are on disk already)."""
+    if total_steps <= first_step:
+        return 0
+    saves = _multiples(save_steps, first_step, total_steps)
+    if not evaluate_during_training or logging_steps <= 0:
+        return saves
+    both = math.lcm(save_steps, logging_steps) if save_steps > 0 else 0
+    return saves + _multiples(logging_steps, first_step, total_steps) - _multiples(both, first_step, total_steps)
+
+
 def _gb(n):
     """Decimal units, GB from 0.1 GB up (the sizes these checks are about), smaller ones in MB/kB."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
@@ -130,8 +162,25 @@ def cuda_available():
     return torch.cuda.is_available()
 
 
+def warn_if_rotation_does_not_fit(warn, free, per_checkpoint, final_model, what, save_total_limit, checkpoints_planned):
+    """With --save_total_limit: the checkpoints on disk at once (never more than the run writes) + the final model."""
+    # The new one is written before the oldest is removed; a limit of 1 still keeps the newest
+    # and the best (qa.checkpoints.rotate_checkpoints).
+    on_disk = max(save_total_limit, 2) + 1
+    why = f"--save_total_limit {save_total_limit}" + (" keeps the newest and the best" if save_total_limit == 1 else "")
+    why += " + the one being written"
+    if checkpoints_planned is not None and checkpoints_planned < on_disk:
+        on_disk, why = checkpoints_planned, f"all the run writes, within --save_total_limit {save_total_limit}"
+    needed = on_disk * per_checkpoint + final_model
+    if free < needed:
+        warn(
+            f"free disk {_gb(free)} < ~{_gb(needed)} needed for {on_disk} checkpoint{'s' if on_disk > 1 else ''} of "
+            f"{what} ({why}) and the final model; lower --save_total_limit or free space"
+        )
+
+
 def preflight(output_dir, model_num_params=None, save_total_limit=None, expected_features_bytes=0,
-              need_cuda=False, log=None, *, model_bytes=None, model_name="the model"):
+              need_cuda=False, log=None, *, model_bytes=None, model_name="the model", checkpoints_planned=None):
     """Return a list of warning strings (also passed to `log`); raise PreflightError when the run cannot work.
 
     output_dir: where checkpoints go (need not exist yet).
@@ -141,6 +190,9 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
     expected_features_bytes: memory the training features will take (see features_bytes()).
     need_cuda: the run asked for a GPU (e.g. --fp16 without --no_cuda).
     log: a callable such as logger.warning, or a logging.Logger; None: not logged.
+    checkpoints_planned: how many checkpoints the run will write (planned_checkpoints()); None: not known,
+        then as many as --save_total_limit allows (no limit: a warning that every one is kept). 0 (e.g.
+        --save_steps 0): only the final model's weights must fit.
     """
     if model_num_params is None and model_bytes is None:
         raise ValueError("preflight needs model_num_params or model_bytes")
@@ -171,34 +223,43 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
         )
 
     # Disk: checkpoints, then the final model.
+    if checkpoints_planned is not None and checkpoints_planned < 0:
+        raise ValueError(f"checkpoints_planned must be 0 or more, got {checkpoints_planned}")
     per_checkpoint = checkpoint_bytes(model_num_params)
     final_model = model_num_params * BYTES_PER_PARAM_WEIGHTS
     free = disk_free_bytes(output_dir)
     what = f"~{_gb(per_checkpoint)} ({model_name}, {model_num_params / 1e6:.3g}M parameters + Adam state)"
-    if free < per_checkpoint:
-        fail(
-            f"free disk {_gb(free)} at {output_dir} < one checkpoint of {what}: "
-            "free space or choose another --output_dir"
-        )
-    if save_total_limit is not None and save_total_limit > 0:
-        # The new one is written before the oldest is removed; a limit of 1 still keeps the newest
-        # and the best (qa.checkpoints.rotate_checkpoints).
-        kept = max(save_total_limit, 2)
-        on_disk = kept + 1
-        needed = on_disk * per_checkpoint + final_model
-        if free < needed:
-            why = f"--save_total_limit {save_total_limit}" + (" keeps the newest and the best" if save_total_limit == 1 else "")
-            warn(
-                f"free disk {_gb(free)} < ~{_gb(needed)} needed for {on_disk} checkpoints of {what} "
-                f"({why} + the one being written) and the final model; "
-                "lower --save_total_limit or free space"
+    if checkpoints_planned == 0:
+        # No checkpoint is planned (--save_steps 0, no evaluation during training): the run only needs room
+        # for its result, the fp32 weights (a third of a checkpoint).
+        if free < final_model:
+            fail(
+                f"free disk {_gb(free)} at {output_dir} < the final model's ~{_gb(final_model)} ({model_name}, "
+                f"{model_num_params / 1e6:.3g}M parameters): free space or choose another --output_dir"
             )
     else:
-        fits = int((free - final_model) // per_checkpoint)
-        warn(
-            f"no --save_total_limit: every checkpoint is kept, {what} each; free disk {_gb(free)} holds "
-            f"about {fits}; set --save_total_limit (e.g. 3) so old ones are rotated out"
-        )
+        if free < per_checkpoint:
+            fail(
+                f"free disk {_gb(free)} at {output_dir} < one checkpoint of {what}: "
+                "free space or choose another --output_dir"
+            )
+        if save_total_limit is not None and save_total_limit > 0:
+            warn_if_rotation_does_not_fit(warn, free, per_checkpoint, final_model, what, save_total_limit,
+                                          checkpoints_planned)
+        else:
+            fits = int((free - final_model) // per_checkpoint)
+            if checkpoints_planned is None:
+                warn(
+                    f"no --save_total_limit: every checkpoint is kept, {what} each; free disk {_gb(free)} holds "
+                    f"about {fits}; set --save_total_limit (e.g. 3) so old ones are rotated out"
+                )
+            elif fits < checkpoints_planned:
+                needed = checkpoints_planned * per_checkpoint + final_model
+                warn(
+                    f"no --save_total_limit: all {checkpoints_planned} checkpoints this run writes are kept, "
+                    f"{what} each: ~{_gb(needed)} with the final model, but free disk {_gb(free)} holds about "
+                    f"{fits}; set --save_total_limit (e.g. 3) so old ones are rotated out, or free space"
+                )
 
     # RAM: the features are memory-mapped; training reads a random batch of them at every step.
     if expected_features_bytes:

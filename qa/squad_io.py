@@ -18,8 +18,9 @@ The format is detected from the content (gzip too, and s3:// paths, through qa.s
 Validation happens while reading. A question with a missing field, a malformed answer, or an
 `answer_start` that does not point at its answer text raises SquadFormatError naming the file,
 the place in it and the question id; with `skip_bad=True` such questions are skipped and
-counted in `stats`. A duplicate id always raises (which copy is right cannot be guessed), and
-so does a malformed file structure (no "data", a paragraph without "context").
+counted in `stats` (the error's `skippable` attribute is True for exactly these, so that a caller
+offers skip_bad only where it helps). A duplicate id always raises (which copy is right cannot be
+guessed), and so does a malformed file structure (no "data", a paragraph without "context").
 
 Each question becomes one `SquadExample`. Equal contexts are one shared string object, so a
 paragraph with many questions is stored (and tokenised by qa.features) once.
@@ -58,7 +59,15 @@ class SquadExample:
 
 
 class SquadFormatError(ValueError):
-    """Bad input data; the message names the file and the example."""
+    """Bad input data; the message names the file and the example.
+
+    skippable: True when the problem is one question's (a missing field, a bad answer: SKIP_KINDS), so that
+    reading with skip_bad=True (run_squad.py --skip_bad_examples) gets past it; False for the file's own
+    problems (not UTF-8, not JSON, no 'data', a duplicate id, empty), which only fixing the file cures."""
+
+    def __init__(self, message, skippable=False):
+        super().__init__(message)
+        self.skippable = skippable
 
 
 class _BadExample(Exception):
@@ -71,6 +80,7 @@ class _BadExample(Exception):
 
 SKIP_KINDS = ("missing_field", "bad_answer")
 _WHITESPACE = re.compile(rb"\s*")
+# Only for SKIP_KINDS: skipping cures nothing else (a duplicate id, invalid JSON, not UTF-8).
 FIX_HINT = "fix the data, or read it with skip_bad=True (run_squad.py --skip_bad_examples) to skip and count such questions"
 
 
@@ -180,7 +190,9 @@ def _detect(path, data):
     # big "first line", and every copy of it would add the file's size to the peak memory.
     start = _WHITESPACE.match(data).end()
     if start == len(data):
-        raise SquadFormatError(f"{path}: the file is empty")
+        shown = "0 bytes" if not data else f"{len(data)} bytes of whitespace"
+        raise SquadFormatError(f"{path}: the file is empty ({shown}): no questions in it; write it again (was it "
+                               "cut short?) or give another file")
     end = data.find(b"\n", start)
     end = len(data) if end < 0 else end
     try:
@@ -262,7 +274,7 @@ def read_squad(path, skip_bad=False, stats=None, check_answers=True, questions_o
             example = make_example(qa, context, title, check_answers=check_answers, questions_only=questions_only)
         except _BadExample as exc:
             if not skip_bad:
-                raise SquadFormatError(f"{path}: {place}: {exc}; {FIX_HINT}") from None
+                raise SquadFormatError(f"{path}: {place}: {exc}; {FIX_HINT}", skippable=True) from None
             counts[exc.kind] += 1
             counts["skipped"] += 1
             continue

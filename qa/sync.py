@@ -263,6 +263,29 @@ def latest_remote_checkpoint(s3_prefix, client=None):
 # ---------------------------------------------------------------------------------------------
 # Pulling a checkpoint back
 # ---------------------------------------------------------------------------------------------
+def run_prefix(s3_uri):
+    """The run's prefix of a checkpoint URI (s3://b/run/checkpoint-9 -> s3://b/run/), or the prefix itself."""
+    trimmed = str(s3_uri).rstrip("/")
+    name = trimmed.rsplit("/", 1)[-1]
+    return (trimmed.rsplit("/", 1)[0] if name.startswith(CHECKPOINT_PREFIX) else trimmed) + "/"
+
+
+def fetch_run_record(s3_uri, local_output_dir, client=None):
+    """Download the run's args.json from S3 into local_output_dir when it is missing here (a fresh machine), so a
+    resume can take its settings from the record before anything else. Returns the local path or None."""
+    local = os.path.join(local_output_dir, ARGS_FILE)
+    if os.path.exists(local):
+        return local
+    client = client or s3_client()
+    bucket, key_prefix = split_prefix(run_prefix(s3_uri))
+    record = _read_json_object(client, bucket, key_prefix + ARGS_FILE)
+    if not isinstance(record, dict):
+        return None
+    with storage.atomic_write(local, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+    return local
+
+
 def _download(client, bucket, key, path, log, attempts, backoff_s, config):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with_retries(f"download s3://{bucket}/{key}", lambda: client.download_file(bucket, key, path, Config=config),

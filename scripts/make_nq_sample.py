@@ -20,7 +20,7 @@ CPU in minutes. Mix of the records (by design, before conversion):
     answerable, two short answers        6 %   (multi-span: "first mapped by A and B")
     long answer only (unanswerable)     20 %   (asks a fact the paragraph does not give)
     yes/no                              10 %   ("is the river x longer than 300 km")
-    no long answer (skipped)            12 %
+    no long answer (skipped)            12 %   (the page lacks the facts block: nobody finds an answer)
 
 so about 66 % of the kept examples are answerable. Train records carry one annotation like the
 real train set; dev records carry five (with disagreeing annotators, as in the real dev set),
@@ -244,8 +244,14 @@ def make_record(rng, split):
         page.token(word, False)
     page.raw(" ")
     page.emit("<H1>{title}</H1>", {"title": title})
-    blocks = [(template, False) for template in rng.sample(DISTRACTORS, rng.randint(*DISTRACTOR_COUNT))]
-    blocks.insert(rng.randint(0, len(blocks)), (topic["multi" if kind == "multi_span" else "block"], True))
+    low, high = DISTRACTOR_COUNT
+    extra = kind == "null"  # no facts block there: one more distractor keeps 4-8 top-level candidates
+    blocks = [(template, False) for template in rng.sample(DISTRACTORS, rng.randint(low + extra, high + extra))]
+    # A null page lacks the facts block: its question is answered nowhere on it (as when NQ's annotators find
+    # no answer), so a whole-document reader can be right to abstain there.
+    position = rng.randint(0, len(blocks))
+    if kind != "null":
+        blocks.insert(position, (topic["multi" if kind == "multi_span" else "block"], True))
     candidates, answer_candidate, spans = [], None, None
     for template, is_answer in blocks:
         page.raw("\n")
@@ -255,11 +261,17 @@ def make_record(rng, split):
             answer_candidate, spans = len(candidates), block_spans
         candidates += _candidates(page, start_token, start_byte)
     page.raw("\n</BODY></HTML>")
-    candidate = candidates[answer_candidate]
-    long_answer = {"candidate_index": answer_candidate, **{k: candidate[k] for k in ("end_byte", "end_token", "start_byte", "start_token")}}
+    long_answer = None
+    if answer_candidate is not None:
+        candidate = candidates[answer_candidate]
+        long_answer = {"candidate_index": answer_candidate,
+                       **{k: candidate[k] for k in ("end_byte", "end_token", "start_byte", "start_token")}}
 
     threshold = None
-    if kind in ("answerable", "null"):
+    if kind == "null":
+        question, _ = rng.choice(topic["questions"])
+        shorts = []
+    elif kind == "answerable":
         question, field = rng.choice(topic["questions"])
         shorts = [spans[field]]
     elif kind == "multi_span":
@@ -295,8 +307,8 @@ def make_record(rng, split):
 
 def _annotations(rng, split, kind, long_answer, shorts, yes_no):
     """One annotation for train; five for dev, where the majority (2 of 5) gives the intended gold."""
-    if kind == "null":
-        gold, others = _annotation(rng, None), [_annotation(rng, None)] * 3 + [_annotation(rng, long_answer)]
+    if kind == "null":  # the page does not hold the answer: nobody gives one
+        gold, others = _annotation(rng, None), [_annotation(rng, None)] * 4
     elif kind == "long_only":
         gold, others = _annotation(rng, long_answer), [_annotation(rng, long_answer)] * 2 + [_annotation(rng, None)] * 2
     elif kind == "yes_no":

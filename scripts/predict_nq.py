@@ -49,6 +49,7 @@ tokenise them.
 
 import argparse
 import dataclasses
+import itertools
 import os
 import queue
 import sys
@@ -219,8 +220,17 @@ def chunked_documents(lines, top_level_only, records_per_chunk, stats, workers=1
 
         # spawn: the parent may hold CUDA and torch threads, which a fork would copy half-initialised.
         pool = multiprocessing.get_context("spawn").Pool(workers)
+    def read_all():
+        if pool is None:
+            yield from map(read_document, jobs)
+            return
+        # One chunk of records at a time: Pool.imap alone reads ahead without limit (about 0.9 MB a real
+        # record held until consumed: gigabytes when the model is slower than the readers).
+        while batch := list(itertools.islice(jobs, records_per_chunk)):
+            yield from pool.imap(read_document, batch, chunksize=4)
+
     try:
-        documents = pool.imap(read_document, jobs, chunksize=4) if pool else map(read_document, jobs)
+        documents = read_all()
         seen, chunk = {}, []
         for document, scorable in documents:
             if document.example_id in seen:

@@ -98,9 +98,11 @@ def test_preflight_raises_when_it_cannot_work(machine, tmp_path):
 
 
 def _tiny_training_argv(model_dir, out, cache):
+    # A checkpoint at every step (4 steps): the run writes more than --save_total_limit 2 keeps, so the
+    # preflight counts the 3 rotation can hold at once whether or not it is told how many the run writes.
     return ["--model_name_or_path", str(model_dir), "--output_dir", str(out), "--do_train", "--train_file",
             str(shared_file("squad", "squad2-dev-normans-rhine.json")), "--max_train_samples", "8", "--num_train_epochs", "1",
-            "--max_seq_length", "128", "--per_gpu_train_batch_size", "4", "--save_steps", "1000",
+            "--max_seq_length", "128", "--per_gpu_train_batch_size", "4", "--save_steps", "1",
             "--save_total_limit", "2", "--report_to", "none", "--threads", "1", "--features_cache_dir", str(cache),
             "--version_2_with_negative"]
 
@@ -156,3 +158,123 @@ def test_preflight_real_machine_numbers(tmp_path):
     assert pf.disk_free_bytes(tmp_path / "not" / "yet") == shutil.disk_usage(tmp_path).free
     assert pf.ram_available_bytes() > 0
     assert pf.checkpoint_bytes(1_000_000) == 12_000_000
+
+
+def _checkpoints_by_the_loop(total_steps, save_steps, logging_steps, evaluate_during_training, first_step=0):
+    # qa.trainer.train saves at every(step, save_steps) or at a new best; a new best can come at any evaluation,
+    # and evaluations run at every(step, logging_steps) or every(step, save_steps) with --evaluate_during_training.
+    from qa.trainer import every
+
+    return sum(every(step, save_steps) or (evaluate_during_training and every(step, logging_steps))
+               for step in range(first_step + 1, total_steps + 1))
+
+
+def test_planned_checkpoints_counts_what_the_loop_saves():
+    assert pf.planned_checkpoints(1000, save_steps=0) == 0  # --save_steps 0: none (the final model is not one)
+    assert pf.planned_checkpoints(1000, 300) == 3  # 300, 600, 900; step 1000 is the final model
+    assert pf.planned_checkpoints(1000, 300, 100) == 3  # logging alone saves nothing
+    assert pf.planned_checkpoints(1000, 300, 100, True) == 10  # 100 .. 1000, any evaluation a new best; 300 is one too
+    assert pf.planned_checkpoints(1000, 250, 100, True) == 12  # 4 + 10 - 2 (500 and 1000 are both)
+    assert pf.planned_checkpoints(1000, 0, 100, True) == 10
+    assert pf.planned_checkpoints(1000, 300, 0, True) == 3  # evaluations at the save steps only
+    assert pf.planned_checkpoints(1000, 300, first_step=500) == 2  # a resume from 500: 600, 900
+    assert pf.planned_checkpoints(500, 300, first_step=500) == 0
+    for total in (1, 7, 60, 97):
+        for save_steps in (0, 1, 4, 6, 50):
+            for logging_steps in (0, 1, 3, 4, 9):
+                for evaluate in (False, True):
+                    for first in (0, 5):
+                        assert pf.planned_checkpoints(total, save_steps, logging_steps, evaluate, first) == \
+                            _checkpoints_by_the_loop(total, save_steps, logging_steps, evaluate, first), \
+                            (total, save_steps, logging_steps, evaluate, first)
+
+
+def test_preflight_no_limit_warns_only_when_the_planned_checkpoints_do_not_fit(machine, tmp_path):
+    machine["disk"] = 10e9  # 13 checkpoints of 0.70 GB + the final model (0.23 GB)
+    # --save_steps 0: no checkpoint is written, so nothing about keeping every one of them.
+    assert pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, None, 0, False, None, checkpoints_planned=0) == []
+    assert pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 0, 0, False, None, checkpoints_planned=13) == []
+    logged = []
+    warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, None, 0, False, logged.append, checkpoints_planned=20,
+                            model_name="albert-xlarge-v2")
+    assert logged == warnings and len(warnings) == 1
+    assert warnings[0].startswith("no --save_total_limit: all 20 checkpoints this run writes are kept, ~0.7 GB "
+                                  "(albert-xlarge-v2, 58.7M parameters + Adam state) each: ~14.3 GB with the final model, "
+                                  "but free disk 10.0 GB holds about 13;")
+    # Not known (the old call): every checkpoint is kept, however many that is.
+    unknown = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, None, 0, False, None)
+    assert len(unknown) == 1 and "every checkpoint is kept" in unknown[0] and "holds about 13" in unknown[0]
+    with pytest.raises(ValueError, match="checkpoints_planned must be 0 or more, got -1"):
+        pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, checkpoints_planned=-1)
+
+
+def test_preflight_without_planned_checkpoints_needs_only_the_final_model(machine, tmp_path):
+    final_model = 4 * ALBERT_XLARGE_PARAMS  # 0.23 GB of fp32 weights; a checkpoint is 0.70 GB
+    machine["disk"] = final_model + 1000
+    assert pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None, checkpoints_planned=0) == []
+    with pytest.raises(pf.PreflightError, match=r"< one checkpoint of ~0.7 GB"):
+        pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None, checkpoints_planned=1)
+    machine["disk"] = final_model - 1000
+    with pytest.raises(pf.PreflightError, match=r"free disk 0.2 GB at .* < the final model's ~0.2 GB \(the model, 58.7M"):
+        pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, None, 0, False, None, checkpoints_planned=0)
+
+
+def test_preflight_limit_counts_no_more_than_the_run_writes(machine, tmp_path):
+    per_checkpoint = pf.checkpoint_bytes(ALBERT_XLARGE_PARAMS)
+    final_model = 4 * ALBERT_XLARGE_PARAMS
+    machine["disk"] = 2 * per_checkpoint + final_model  # not the 4 of --save_total_limit 3, but the 2 the run writes
+    assert len(pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None)) == 1  # not known: 4 are counted
+    assert pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None, checkpoints_planned=2) == []
+    warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None, checkpoints_planned=3)
+    assert len(warnings) == 1 and "needed for 3 checkpoints of" in warnings[0]
+    assert "(all the run writes, within --save_total_limit 3) and the final model" in warnings[0]
+    warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 3, 0, False, None, checkpoints_planned=50)
+    assert len(warnings) == 1 and "needed for 4 checkpoints" in warnings[0] and "+ the one being written" in warnings[0]
+
+
+def test_run_squad_save_steps_0_plans_no_checkpoint(machine, tmp_path):
+    # The numbers run_squad.py has for a run with --save_steps 0 (the legacy flags, their defaults: logging every
+    # 500 steps, no evaluation during training): no checkpoint planned, and the preflight says nothing of keeping them.
+    from qa.args import parse_args
+    from qa.trainer import total_steps
+
+    argv = ["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--do_train", "--train_file", "t.json",
+            "--save_steps", "0", "--num_train_epochs", "3"]
+    args = parse_args(argv)
+    steps = total_steps(88_000, args, world_size=2)  # NQ-sized: 88,000 windows, 2 GPUs x 8 -> 5,500 steps an epoch
+    assert steps == 16_500
+    planned = pf.planned_checkpoints(steps, args.save_steps, args.logging_steps, args.evaluate_during_training)
+    assert planned == 0
+    machine["disk"] = 5e9
+    assert pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, args.save_total_limit, 0, False, None,
+                        checkpoints_planned=planned) == []
+    args = parse_args([*argv[:-4], "--save_steps", "1500", "--num_train_epochs", "3"])  # the guide's: 11 checkpoints
+    planned = pf.planned_checkpoints(total_steps(88_000, args, 2), args.save_steps, args.logging_steps,
+                                     args.evaluate_during_training)
+    assert planned == 11
+    warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, args.save_total_limit, 0, False, None,
+                            checkpoints_planned=planned)
+    assert len(warnings) == 1 and "all 11 checkpoints this run writes are kept" in warnings[0] and "about 6" in warnings[0]
+
+
+def test_run_squad_save_steps_0_says_nothing_about_kept_checkpoints(machine, tiny_model_dir, tmp_path):
+    """--save_steps 0 writes no periodic checkpoint: the preflight must not warn that every one is kept."""
+    import torch
+
+    import run_squad
+
+    machine["disk"] = 10e9
+    out = tmp_path / "run"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--do_train", "--train_file",
+            str(shared_file("squad", "squad2-dev-normans-rhine.json")), "--max_train_samples", "8",
+            "--max_seq_length", "128", "--per_gpu_train_batch_size", "4", "--save_steps", "0", "--report_to", "none",
+            "--threads", "1", "--features_cache_dir", str(tmp_path / "cache"), "--version_2_with_negative"]
+    try:
+        assert run_squad.main(argv) == 0
+    finally:
+        torch.set_num_threads(before)
+    log = (out / "train.log").read_text()
+    assert "training: 16 features" in log and not list(out.glob("checkpoint-*"))
+    assert "no --save_total_limit" not in log, log
