@@ -168,7 +168,7 @@ def prepare_features(path, examples, tokenizer, args, training, runtime, log):
         barrier(runtime)
     features = load_or_build_features(path, examples, tokenizer, params, training, cache_dir=args.features_cache_dir,
                                       threads=args.threads, overwrite_cache=args.overwrite_cache and runtime.is_main,
-                                      log=log.info)
+                                      log=log.info, check_hashes=runtime.local_rank == 0)  # once per node
     if runtime.is_main:
         barrier(runtime)
     return features
@@ -325,19 +325,27 @@ def start_sync(args, log):
     """--sync_checkpoints on rank 0: the bucket is checked now (a typo fails before training, not at step 1500)."""
     if not args.sync_checkpoints:
         return None
-    from qa.sync import CheckpointSync
+    from qa.sync import CheckpointSync, SyncError, check_bucket
 
+    try:
+        check_bucket(args.sync_checkpoints)
+    except SyncError as exc:  # one line and exit status 2, like any other bad argument
+        log.info(f"error: {exc}")
+        print(f"run_squad.py: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     sync = CheckpointSync(args.sync_checkpoints, log=log.info)
-    sync.check_bucket()
-    sync.submit_files([os.path.join(args.output_dir, run_dir.ARGS_FILE), os.path.join(args.output_dir, run_dir.COMMAND_FILE)])
+    records = (os.path.join(args.output_dir, name) for name in (run_dir.ARGS_FILE, run_dir.COMMAND_FILE, run_dir.WANDB_ID_FILE))
+    sync.submit_files([path for path in records if os.path.exists(path)])
     return sync
 
 
 def finish_sync(sync, args, log):
-    """Upload the run folder's own files (final model, summary, eval results, logs), then wait for every upload."""
+    """Upload the run folder's own files not already in S3 as they are now (summary, eval results, logs, the card
+    rewritten with its scores; not the final model's weights, submitted right after they were written), then wait
+    for every upload."""
     root_files = sorted(os.path.join(args.output_dir, name) for name in os.listdir(args.output_dir)
                         if os.path.isfile(os.path.join(args.output_dir, name)))
-    sync.submit_files(root_files)
+    sync.submit_files(root_files, only_changed=True, marker=run_dir.MODEL_CONFIG)
     failures = sync.close(timeout=3600)
     if failures:
         log.info(f"--sync_checkpoints: {len(failures)} upload(s) failed (training is unaffected): " + "; ".join(failures[:5]))
@@ -495,6 +503,8 @@ def run_training(args, runtime, log, resume_from, sync=None):
         save_final_model(model, tokenizer, args, result, runtime,
                          save_last_step=None if runtime.distributed else result.save_last_step)
         log.info(f"training done at step {result.global_step}; final model in {args.output_dir}")
+        if sync is not None:  # now, not after the evaluation: a spot reclaim during a long evaluation keeps it
+            sync.submit_final_model(args.output_dir)
     barrier(runtime)
     return result
 
@@ -549,8 +559,12 @@ def main(argv=None):
         # uses the windows the run trained with.
         if resumes_from_s3(args) and run_dir.read_args(args.output_dir) is None:
             fetch_record(args)  # a fresh machine: the run's settings come from its args.json in S3
+        resume_from = None
         if takes_record(args) and args.do_train:
-            notes.append(continue_run_settings(args, given_settings(argv), int(os.environ.get("WORLD_SIZE", "1"))))
+            # The checkpoint resolved and verified first: settings come from the one the run continues from.
+            resume_from = resume_checkpoint(args, notes) if not needs_fetch(args) else None
+            notes.append(continue_run_settings(args, given_settings(argv), int(os.environ.get("WORLD_SIZE", "1")),
+                                               checkpoint=resume_from))
         elif takes_record(args) and not args.do_train:
             notes.append(eval_run_settings(args, given_settings(argv)))
         notes = [note for note in notes if note]
@@ -559,7 +573,8 @@ def main(argv=None):
             args.pad_to_multiple_of = 8 if torch.cuda.is_available() and not args.no_cuda else 1
         # A wrong or damaged checkpoint fails now, not after building features: resolved and verified once
         # (one in S3 is fetched after the process group is up, below).
-        resume_from = resume_checkpoint(args, notes) if args.do_train and not needs_fetch(args) else None
+        if resume_from is None and args.do_train and not needs_fetch(args):
+            resume_from = resume_checkpoint(args, notes)
         if args.do_eval and not args.do_train:
             eval_targets(args, None)  # likewise for what evaluation alone would evaluate
     except (ArgumentError, checkpoints.CheckpointError) as exc:
@@ -573,9 +588,13 @@ def main(argv=None):
     runtime = init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank)
     barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
     if args.do_train and args.resume_from_checkpoint is not None:  # before anything is written here: the
-        try:  # run's records come back with a fetched checkpoint
+        fetched = resume_from is None  # run's records come back with a fetched checkpoint
+        try:
             resume_from = agree_on_checkpoint(args, runtime, resume_from, lambda message: print(message, file=sys.stderr))
-        except checkpoints.CheckpointError as exc:
+            if fetched:  # the fetched checkpoint's own settings, with the same refusal rules as a local resume
+                notes.append(continue_run_settings(args, given_settings(argv), runtime.world_size, checkpoint=resume_from))
+                notes = [note for note in notes if note]
+        except (checkpoints.CheckpointError, ArgumentError) as exc:
             print(f"run_squad.py: {exc}", file=sys.stderr)
             return 2
     removed, reaped = [], []
@@ -632,7 +651,11 @@ def main(argv=None):
         return 2
     finally:
         if sync is not None:
-            finish_sync(sync, args, log)
+            finish_sync(sync, args, log)  # rank 0 drains the uploads (a SIGTERM's checkpoint among them) ...
+        if runtime.distributed and sys.exc_info()[0] is None:
+            # ... while every other rank waits here: one that exits first makes torchrun terminate the rest, rank 0
+            # in the middle of its uploads. Not after an error: the other ranks may be inside another collective.
+            barrier(runtime)
         if log is not None:
             log.close()
         if runtime.distributed:

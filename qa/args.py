@@ -219,11 +219,14 @@ NOT_FROM_RECORD = ("resume_from_checkpoint", "do_train", "output_dir", "local_ra
 # Settings that decide which micro-batches come at which step (qa/sampling.py): changing one on resume
 # means the saved position in the epoch points at other windows.
 ORDER_SETTINGS = ("per_gpu_train_batch_size", "gradient_accumulation_steps", "seed", "max_train_samples",
-                  "group_by_length", "train_file")
+                  "group_by_length", "train_file",
+                  # ... and those that change the windows themselves, or which questions are kept
+                  "max_seq_length", "doc_stride", "max_query_length", "skip_bad_examples", "tokenizer_name",
+                  "do_lower_case")
 # What evaluation alone takes from the run's record unless given: the windows the model was trained on
 # (a model trained on 128-token windows scores lower on 384-token ones) and the data it was evaluated on.
 EVAL_RECORD_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "do_lower_case", "version_2_with_negative",
-                        "predict_file")
+                        "predict_file", "max_answer_length", "n_best_size", "null_score_diff_threshold")
 
 
 def given_settings(argv=None):
@@ -264,13 +267,23 @@ def apply_record(args, given, record, names):
     return changed
 
 
-def continue_run_settings(args, given, world_size):
+def guide_resume(args):
+    """The guide's way of resuming, --do_train --model_name_or_path RUN/checkpoint-N, is --resume_from_checkpoint
+    RUN/checkpoint-N: decided before the run's record is applied, so both ways take the same settings."""
+    if args.do_train and args.resume_from_checkpoint is None and args.model_name_or_path \
+            and is_our_checkpoint(args.model_name_or_path):
+        args.resume_from_checkpoint = args.model_name_or_path
+    return args
+
+
+def continue_run_settings(args, given, world_size, checkpoint=None):
     """--resume_from_checkpoint: the same run, continued. Every setting not given comes from the checkpoint's
     trainer_state.json "args" (then the run's args.json for what it lacks); returns the warning line naming
     each given setting that differs, or None. Raises ArgumentError when one of ORDER_SETTINGS (or the number
-    of processes) changes without --allow_changed_order, CheckpointError when the checkpoint is not usable."""
+    of processes) changes without --allow_changed_order, CheckpointError when the checkpoint is not usable.
+    `checkpoint`: the verified folder the run continues from (its settings, not a damaged newer one's)."""
     try:
-        checkpoint = run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        checkpoint = checkpoint or run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         state = run_dir.load_train_state(checkpoint)
     except run_dir.CheckpointError:
         if not resumes_from_s3(args):
@@ -311,6 +324,7 @@ def parse_args(argv=None):
     """Parse run_squad.py's flags (sys.argv[1:] when argv is None); a bad flag or value exits 2 with one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    guide_resume(args)
     if args.model_name_or_path is None and not takes_record(args) and not resumes_from_s3(args):
         parser.error("the following arguments are required: --model_name_or_path")
     args.train_file = resolve_data_file(args.data_dir, args.train_file, args.version_2_with_negative, "train", args.do_train)
@@ -498,13 +512,15 @@ def validate_args(args, cuda_available):
         errors.append("--early_stopping_patience needs --do_train --evaluate_during_training (it counts evaluations)")
     if bool(args.server_ip) != bool(args.server_port):
         errors.append("--server_ip and --server_port go together (remote debugging with debugpy)")
-    # Resuming, the guide's way: --model_name_or_path outputs/run/checkpoint-1500.
-    if args.do_train and args.resume_from_checkpoint is None and is_our_checkpoint(args.model_name_or_path):
-        args.resume_from_checkpoint = args.model_name_or_path
-    elif is_unfinished_checkpoint(args.model_name_or_path):
+    # Resuming, the guide's way (--model_name_or_path outputs/run/checkpoint-1500): see guide_resume.
+    guide_resume(args)
+    if args.resume_from_checkpoint is None and is_unfinished_checkpoint(args.model_name_or_path):
         errors.append(f"{f('--model_name_or_path')} {args.model_name_or_path} is a checkpoint that was never completed "
                       "(no valid COMPLETE marker: the run stopped while saving it): use an earlier checkpoint-N, or "
                       f"{resume_auto} for the newest complete one")
+    if args.metric_for_best_model.startswith("best_") and not args.version_2_with_negative:
+        errors.append(f"--metric_for_best_model {args.metric_for_best_model} exists only with --version_2_with_negative "
+                      "(it is the score at the tuned null threshold): choose f1 or exact")
     if args.sync_checkpoints is not None and not str(args.sync_checkpoints).startswith("s3://"):
         errors.append(f"{f('--sync_checkpoints')} {args.sync_checkpoints}: expected an s3://bucket/prefix URI")
     if args.pad_to_multiple_of is not None and args.pad_to_multiple_of < 1:

@@ -7,8 +7,9 @@ A checkpoint is a folder `OUTPUT_DIR/checkpoint-N/` that `AutoModelForQuestionAn
     tokenizer.json, tokenizer_config.json ...
     optimizer.pt, scheduler.pt, scaler.pt  state dicts, loaded with torch.load(weights_only=True)
     rng_state_{rank}.pth                 python/numpy/torch/CUDA generator states, one per rank (qa/rng.py)
-    trainer_state.json                   qa.trainer.TrainState (global_step, epoch, step_in_epoch,
-                                         best_value, evals_since_best), the run's args, checkpoint_info
+    trainer_state.json                   qa.trainer.TrainState.SAVED (global_step, epoch, step_in_epoch,
+                                         best_value, evals_since_best, eval_pending, best_metric),
+                                         the run's args, checkpoint_info
     COMPLETE                             written last: every file's size and blake2b hash
 
 How it is made safe:
@@ -235,13 +236,14 @@ def _load_torch(path):
         ) from exc
 
 
-def restore_training_state(path, optimizer, scheduler, scaler, rank=0):
+def restore_training_state(path, optimizer, scheduler, scaler, rank=0, verified=False):
     """Load optimizer, scheduler, scaler and this rank's RNG states from checkpoint `path`; return
     its train_state dict. Any of optimizer/scheduler/scaler may be None (then it is skipped).
 
     The model weights are not loaded here: use from_pretrained(path) before building the optimizer.
     Tensors are loaded on the CPU; optimizer.load_state_dict moves them to the parameters' device."""
-    verify_checkpoint(path)
+    if not verified:  # the caller hashed every file already (run_squad.py does, before loading the model)
+        verify_checkpoint(path)
     state = load_train_state(path)
     if optimizer is not None:
         optimizer.load_state_dict(_load_torch(os.path.join(path, OPTIMIZER_FILE)))

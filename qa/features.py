@@ -508,8 +508,11 @@ def _write_cache(final, examples, tokenizer, params, training, threads, chunk_ex
 
 
 def load_or_build_features(data_file, examples, tokenizer, params, training, cache_dir=None, threads=1,
-                           overwrite_cache=False, log=print, chunk_examples=CHUNK_EXAMPLES):
+                           overwrite_cache=False, log=print, chunk_examples=CHUNK_EXAMPLES, check_hashes=True):
     """Features of `examples` (read from `data_file`), from the cache when it matches, else built into it.
+
+    check_hashes: verify every array file against the blake2b of its marker (about a second per GB); under
+    torchrun rank 0 does, the others (reading the cache rank 0 just verified or built) check sizes and bounds.
 
     The cache folder is `cache_dir/features-<cache_key>/`; it is only read when its COMPLETE marker
     exists, and only written through a temp folder renamed at the end."""
@@ -520,7 +523,7 @@ def load_or_build_features(data_file, examples, tokenizer, params, training, cac
     if meta is not None and not overwrite_cache:
         if meta.get("examples") == len(examples):
             try:
-                features = open_cached_features(final)
+                features = open_cached_features(final, check_hashes=check_hashes)
                 log(f"features: using cache {final} ({meta['features']} features of {meta['examples']} examples)")
                 return features
             except DamagedCacheError as exc:

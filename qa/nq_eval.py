@@ -4,6 +4,7 @@
     python -m qa.nq_eval --gold_path 'data/nq/raw/dev/nq-dev-*.jsonl.gz' --predictions_path predictions.json \
         --pretty_print
     python -m qa.nq_eval --gold_path s3://my-bucket/nq/dev/ --predictions_path predictions.json --num_threads 5
+    python -m qa.nq_eval --gold_path data/nq/raw/dev/ --predictions_path predictions.json    # a folder: its *.jsonl.gz
     python -m qa.nq_eval --gold_path 'data/nq/raw/dev/nq-dev-*.jsonl.gz' --predictions_path predictions.json \
         --cache_gold_data --long_non_null_threshold 2 --short_non_null_threshold 2
 
@@ -76,9 +77,11 @@ the same way. On the 10 real dev records (7.4 MB inflated), records/s of parsing
 
 import argparse
 import concurrent.futures
+import glob
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import pickle
 import re
@@ -401,7 +404,9 @@ def parse_span(record, where, offsets_optional=False):
     return span
 
 
-def parse_annotation(record, where):
+def parse_annotation(record, where, offsets_optional=False):
+    """An Annotation; offsets_optional only for simplified records (token offsets only): in the full
+    format a span without its four offsets is damaged data, which the official reader refuses too."""
     if not isinstance(record, dict):
         raise NQEvalError(f"{where}: an annotation must be an object, got {record!r:.80}")
     for key in ("long_answer", "short_answers", "yes_no_answer"):
@@ -414,14 +419,17 @@ def parse_annotation(record, where):
     if not isinstance(yes_no, str):
         raise NQEvalError(f"{where}: yes_no_answer must be a string, got {yes_no!r:.40}")
     return Annotation(
-        parse_span(record["long_answer"], f"{where} long_answer", offsets_optional=True),
-        tuple(parse_span(s, f"{where} short_answers[{i}]", offsets_optional=True) for i, s in enumerate(short_answers)),
+        parse_span(record["long_answer"], f"{where} long_answer", offsets_optional),
+        tuple(parse_span(s, f"{where} short_answers[{i}]", offsets_optional) for i, s in enumerate(short_answers)),
         yes_no.lower(),
     )
 
 
 _EXAMPLE_ID_KEY = b'"example_id":'
 _ANNOTATIONS_KEY = b'"annotations":'
+# Keys only the full format has (the simplified one has document_text instead).
+FULL_FORMAT_KEYS = ("document_tokens", "document_html")
+_FULL_FORMAT_KEYS = tuple(f'"{key}":'.encode() for key in FULL_FORMAT_KEYS)
 _INTEGER_VALUE = re.compile(rb"[ \t\r\n]*(-?[0-9]+)[ \t\r\n]*[,}]")
 _WHITESPACE = re.compile(r"[ \t\r\n]*")
 _DECODER = json.JSONDecoder()
@@ -457,8 +465,23 @@ def _json_value_at(line, start):
         return value
 
 
+def _has_full_format_key(line):
+    """True / False when the line surely has / has not a full-format key, None when it cannot be sure.
+
+    document_html follows annotations, the first key, so on a full-format line it is found within the
+    first ~2 KB; a simplified line (no such key) is searched to its end, which memchr does at GB/s."""
+    for key in _FULL_FORMAT_KEYS:
+        at = line.find(key)
+        if at > 0 and line[at - 1] == 0x5C:  # inside a key that has an escaped quote: let json decide
+            return None
+        if at > 0:
+            return True
+    return False
+
+
 def extract_gold_fields(line):
-    """(example_id, raw annotations list) of one NQ jsonl line (bytes), parsing only those two values.
+    """(example_id, raw annotations list, is_full_format) of one NQ jsonl line (bytes), parsing only
+    those two values.
 
     Returns None when the fast way cannot be sure; the caller then parses the whole line."""
     stripped = line.rstrip()
@@ -472,15 +495,21 @@ def extract_gold_fields(line):
     match = _INTEGER_VALUE.match(line, id_end)
     if not match:
         return None  # a float, a string, a null: the full parse reports it
+    is_full = _has_full_format_key(line)
+    if is_full is None:
+        return None
     try:
         annotations = _json_value_at(line, annotations_end)
     except ValueError:
         return None
-    return int(match.group(1)), annotations
+    return int(match.group(1)), annotations, is_full
 
 
 def parse_gold_line(line, where):
-    """(example_id, tuple of Annotation) from one full-format or simplified NQ line."""
+    """(example_id, tuple of Annotation) from one full-format or simplified NQ line.
+
+    Offsets missing from a span are -1 only in a simplified record (it has no byte offsets); in a
+    full-format one (document_tokens / document_html) they are an error naming the span."""
     fields = extract_gold_fields(line)
     if fields is None:
         try:
@@ -489,14 +518,16 @@ def parse_gold_line(line, where):
             raise NQEvalError(f"{where}: not valid JSON ({exc}); is the file complete?") from None
         if not isinstance(record, dict) or "example_id" not in record or "annotations" not in record:
             raise NQEvalError(f"{where}: a Natural Questions record needs 'example_id' and 'annotations'")
-        fields = record["example_id"], record["annotations"]
-    example_id, annotations = fields
+        fields = record["example_id"], record["annotations"], any(key in record for key in FULL_FORMAT_KEYS)
+    example_id, annotations, is_full = fields
     if not _is_int(example_id):
         raise NQEvalError(f"{where}: example_id must be an integer, got {example_id!r:.40}")
     where = f"{where} (example_id {example_id})"
     if not isinstance(annotations, list):
         raise NQEvalError(f"{where}: annotations must be a list, got {annotations!r:.80}")
-    return example_id, tuple(parse_annotation(a, f"{where} annotation {i}") for i, a in enumerate(annotations))
+    return example_id, tuple(
+        parse_annotation(a, f"{where} annotation {i}", offsets_optional=not is_full) for i, a in enumerate(annotations)
+    )
 
 
 def iter_lines(stream, chunk_size=1 << 22):
@@ -531,16 +562,42 @@ def read_gold_file(path):
     return out
 
 
-def read_gold(paths, num_threads=NUM_THREADS):
-    """{example_id: (Annotation, ...)} from NQ files: paths, globs, s3:// URIs (full or simplified format).
+def expand_gold_paths(paths):
+    """The gold files of paths, globs, s3:// URIs and local folders (a folder: its *.jsonl.gz and *.jsonl
+    files, sorted, e.g. data/nq/raw/dev/ -> its 5 nq-dev-NN.jsonl.gz); raises NQEvalError / FileNotFoundError."""
+    patterns = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+    out = []
+    for pattern in map(str, patterns):
+        if is_s3(pattern) or not os.path.isdir(pattern):
+            out.extend(expand_inputs([pattern]))
+            continue
+        folder = glob.escape(pattern)
+        files = sorted(glob.glob(os.path.join(folder, "*.jsonl.gz")) + glob.glob(os.path.join(folder, "*.jsonl")))
+        if not files:
+            raise NQEvalError(
+                f"{pattern}: a folder without *.jsonl.gz or *.jsonl files; give the gold files or a glob such as "
+                f"'{os.path.join(pattern, 'nq-dev-*.jsonl.gz')}'"
+            )
+        out.extend(files)
+    return out
 
-    Shards are read by up to num_threads processes, as the official script does."""
-    paths = expand_inputs([paths] if isinstance(paths, (str, os.PathLike)) else paths)
+
+def read_gold(paths, num_threads=NUM_THREADS):
+    """{example_id: (Annotation, ...)} from NQ files: paths, globs, folders, s3:// URIs (full or simplified).
+
+    Shards are read by up to num_threads processes, as the official script does. They are spawned, not
+    forked: the caller may hold CUDA or torch's thread pools (scripts/predict_nq.py scores right after its
+    model ran), and a fork copies their locks half-held, so a child can hang. Spawning costs about 0.35 s
+    for 2 readers (2 busy cores, 2 small shards: 0.04 s serial), against minutes for a 1 GB dev shard. As
+    with any spawn pool, a calling script needs `if __name__ == "__main__":` (code piped to `python -`
+    cannot spawn: give num_threads=1 there)."""
+    paths = expand_gold_paths(paths)
     workers = max(1, min(num_threads, len(paths)))
     if workers == 1:
         per_file = [read_gold_file(path) for path in paths]
     else:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+        spawn = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
             per_file = list(pool.map(read_gold_file, paths))
     gold = {}
     seen_at = {}
@@ -574,7 +631,7 @@ def gold_cache_path(paths):
 
 def read_gold_cached(paths, num_threads=NUM_THREADS):
     """read_gold, through a pickle that is reused only for the very same files (path, size, mtime)."""
-    paths = expand_inputs([paths] if isinstance(paths, (str, os.PathLike)) else paths)
+    paths = expand_gold_paths(paths)
     cache = gold_cache_path(paths)
     if os.path.exists(cache):
         with open(cache, "rb") as f:
@@ -725,7 +782,10 @@ def build_parser():
         description="The official Natural Questions evaluation (nq_eval.py), same flags, same output.",
     )
     parser.add_argument(
-        "--gold_path", required=True, help="Gold NQ data: a path, a glob ('data/nq/raw/dev/nq-dev-*.jsonl.gz') or s3:// URI."
+        "--gold_path",
+        required=True,
+        help="Gold NQ data: a path, a glob ('data/nq/raw/dev/nq-dev-*.jsonl.gz'), a folder (its *.jsonl.gz and *.jsonl) "
+        "or s3:// URI.",
     )
     parser.add_argument("--predictions_path", required=True, help="Prediction JSON in the official format.")
     _add_bool_flag(parser, "cache_gold_data", "Keep the parsed gold beside the shards to speed up later evaluations.")

@@ -50,7 +50,6 @@ special and padding tokens), token_is_max_context bool [N, L], lengths int [N]. 
 
 import dataclasses
 import math
-import os
 
 import numpy as np
 import orjson

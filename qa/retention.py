@@ -16,10 +16,10 @@ from qa.run_dir import (
     BEST_FILE,
     CHECKPOINT_PREFIX,
     RUN_STATE_DIRS,
-    RUN_STATE_FILES,
     CheckpointError,
     best_checkpoint,
     is_complete,
+    is_previous_run_file,
     list_checkpoints,
     load_train_state,
 )
@@ -63,8 +63,9 @@ def clear_previous_run(output_dir):
     For a fresh training with --overwrite_output_dir: the earlier run's checkpoint-* folders (else
     resume picks its newest one and rotation keeps it while deleting the new run's), the best
     record (else the new run is compared with the old best), training_summary.json, metrics.jsonl,
-    tensorboard's runs/ and the wandb run id. Predictions, eval results and the final model are
-    overwritten as the new run writes them. Returns the removed paths."""
+    the plan, tensorboard's runs/, the wandb run id, its final model (else an evaluation before the new
+    one is saved would take it for this run's) and its evaluation files and eval/ folder (else the
+    report would show them as this run's). Files of other names are left alone. Returns the removed paths."""
     if not os.path.isdir(output_dir):
         return []
     removed = []
@@ -74,7 +75,7 @@ def clear_previous_run(output_dir):
         is_checkpoint = os.path.isdir(path) and (name.startswith(CHECKPOINT_PREFIX) or path in stale)
         if is_checkpoint or (name in RUN_STATE_DIRS and os.path.isdir(path)):
             storage.remove_tree(path)
-        elif name in RUN_STATE_FILES and os.path.isfile(path):
+        elif is_previous_run_file(name) and os.path.isfile(path):
             os.remove(path)
         else:
             continue

@@ -55,7 +55,20 @@ EVAL_RESULTS_NAME = re.compile(r"eval_results_(\d+)\.json")
 # clears these): resume (newest checkpoint), rotation and evaluation (best), status/report (metrics,
 # plan), wandb (run id), tensorboard.
 RUN_STATE_FILES = (BEST_FILE, SUMMARY_FILE, PLAN_FILE, METRICS_FILE, WANDB_ID_FILE)
-RUN_STATE_DIRS = (TENSORBOARD_DIR,)
+RUN_STATE_DIRS = (TENSORBOARD_DIR, EVAL_DIR)
+# The final model of an earlier run: evaluation would take it for the new run's until the new one is saved.
+FINAL_MODEL_FILES = (MODEL_CONFIG, "model.safetensors", "pytorch_model.bin", "generation_config.json", QA_CONFIG_FILE,
+                     "README.md", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
+# Every evaluation file of the training record: predictions_900.json, predictions_900_best_thresh.json, ...
+EVAL_FILE_NAME = re.compile(r"(predictions|nbest_predictions|null_odds|eval_results)_\w+?(_best_thresh)?\.json")
+REPORT_FILES = ("report.png", "report.html")
+
+
+def is_previous_run_file(name):
+    """A file of the run folder that belongs to the run that wrote it (cleared by --overwrite_output_dir)."""
+    return (name in RUN_STATE_FILES or name in FINAL_MODEL_FILES or name in REPORT_FILES
+            or EVAL_FILE_NAME.fullmatch(name) is not None)
 
 
 class CheckpointError(RuntimeError):

@@ -275,13 +275,20 @@ def atomic_folder(final, marker="COMPLETE", extra=None, replace=True, tmp=None):
     try:
         yield tmp
         write_marker(tmp, marker, extra() if callable(extra) else extra)
+        trash = None
         if os.path.exists(final):
             if not replace and folder_problem(final, marker) is None:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
-            remove_tree(final)  # e.g. the same step saved twice (SIGTERM right after --save_steps)
+            # The same step saved twice (SIGTERM right after --save_steps): the old folder is renamed aside, the
+            # new one put in its place, and only then the old one deleted, so a kill never leaves neither.
+            parent, name = os.path.split(os.path.normpath(final))
+            trash = os.path.join(parent, f"{TRASH_PREFIX}{name}-{os.getpid()}")
+            os.replace(final, trash)
         os.replace(tmp, final)
         fsync_path(os.path.dirname(os.path.abspath(final)), directory=True)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -2,17 +2,19 @@
 
 The trainer (rank 0 only; `--sync_checkpoints s3://my-bucket/runs/nq-albert`):
 
+    check_bucket("s3://my-bucket/runs/nq-albert")         # SyncError now for a mistyped bucket, not at step 1500
     sync = CheckpointSync("s3://my-bucket/runs/nq-albert", log=run_log.info)
-    sync.check_bucket()                                   # a typo in the bucket fails now, not at step 1500
     sync.submit_files([os.path.join(out, "args.json")])
     ...                                                   # every --save_steps:
-    path = save_checkpoint(out, ...); record_best(out, path, "f1", f1); rotate_checkpoints(out, limit)
+    path = save_checkpoint(out, ...); record_best(out, path, "f1", f1); deleted = rotate_checkpoints(out, limit)
     sync.submit_checkpoint(path)                          # returns at once; a worker thread uploads
-    sync.mirror_deletions([os.path.basename(p) for _, p in run_dir.list_checkpoints(out)],
-                          (run_dir.best_checkpoint(out) or {}).get("checkpoint"))
-    sync.submit_files([os.path.join(out, "best_checkpoint.json"), os.path.join(out, "metrics.jsonl")])
+    sync.mirror_rotation(deleted, (run_dir.best_checkpoint(out) or {}).get("checkpoint"))  # after that upload
+    sync.submit_files([os.path.join(out, "best_checkpoint.json"), os.path.join(out, "metrics.jsonl")],
+                      only_changed=True)
+    ...                                                   # right after the final model is written:
+    sync.submit_final_model(out)                          # weights and tokenizer, config.json last
     ...                                                   # at the end (or on SIGTERM, after the last save):
-    sync.submit_files([os.path.join(out, name) for name in final_model_files])
+    sync.submit_files(root_files, only_changed=True)      # summary, eval results, logs; not the weights again
     failures = sync.close(timeout=600)                    # [] when everything reached S3
 
 A fresh machine:
@@ -24,14 +26,20 @@ A fresh machine:
 What lands in S3 (the same layout as the run folder):
 
     s3://bucket/prefix/checkpoint-N/...       every file of the checkpoint, its COMPLETE marker uploaded last
-    s3://bucket/prefix/<file>                 args.json, best_checkpoint.json, metrics.jsonl, the final model,
-                                              training_summary.json, eval_results_*.json (submit_files)
+    s3://bucket/prefix/<file>                 args.json, best_checkpoint.json, metrics.jsonl, wandb_run_id.txt,
+                                              the final model (config.json last), training_summary.json,
+                                              eval_results_*.json (submit_files, submit_final_model)
 
 How it stays safe:
 - A remote checkpoint is complete when its COMPLETE object exists and every file it lists is there with
   its size. COMPLETE goes up last and, when the same step is uploaded again, comes down first; a
   deletion (rotation mirrored) removes COMPLETE before the rest. So an upload or deletion cut short
-  (spot instance reclaimed) leaves a prefix that nothing takes as a checkpoint.
+  (spot instance reclaimed) leaves a prefix that nothing takes as a checkpoint. The final model's
+  config.json likewise goes up last, and only when its weights and tokenizer files did.
+- Rotation is mirrored only for what `rotate_checkpoints` deleted here, and only once the checkpoint
+  uploaded just before the deletion is complete in S3: with --save_total_limit 1, a failed upload of
+  checkpoint-1100 keeps checkpoint-1000 in S3 (its deletion waits for the next upload that succeeds).
+  The best checkpoint and the newest complete one in S3 are never deleted.
 - One worker thread does everything in submission order, one object at a time (big files go up in
   64 MiB parts, 4 at once: boto3's TransferConfig). Order is what makes "COMPLETE last" and "delete
   after the newer checkpoint is up" hold without locks.
@@ -43,6 +51,11 @@ How it stays safe:
   in S3 is what they held at that moment, not what the next evaluation wrote meanwhile.
 - A download goes to `.tmp-checkpoint-N-PID/` (COMPLETE last), is verified, then renamed: a folder
   named checkpoint-N is complete or absent. The step is read from trainer_state.json, never the name.
+- Reading S3 (listing, COMPLETE markers, trainer_state.json) is retried like writing; what still fails
+  raises SyncError with one line naming the object and the cause (NoSuchBucket, AccessDenied, ...).
+
+Test hook: QA_TEST_SYNC_DELAY_S=S makes the worker sleep S seconds before each object it uploads (a slow
+uplink; tests/test_sync_resume.py drains a SIGTERM checkpoint under torchrun that way).
 
 Credentials, region and endpoint come from the usual AWS settings (AWS_* variables, ~/.aws, an instance
 role; AWS_ENDPOINT_URL for MinIO and the tests' moto server), through `qa.storage.s3_client()`.
@@ -59,12 +72,33 @@ import time
 
 from qa import run_dir, storage
 from qa.checkpoints import verify_checkpoint
-from qa.run_dir import ARGS_FILE, BEST_FILE, CHECKPOINT_PREFIX, COMPLETE, METRICS_FILE, STATE_FILE, CheckpointError
+from qa.run_dir import (
+    ARGS_FILE,
+    BEST_FILE,
+    CHECKPOINT_PREFIX,
+    COMMAND_FILE,
+    COMPLETE,
+    DETACHED_LOG,
+    EVAL_KINDS,
+    METRICS_FILE,
+    MODEL_CONFIG,
+    PLAN_FILE,
+    STATE_FILE,
+    SUMMARY_FILE,
+    TRAIN_LOG,
+    WANDB_ID_FILE,
+    CheckpointError,
+)
 from qa.storage import is_s3, s3_client, split_s3
 
 # Run-level files a resume on a fresh machine needs beside the checkpoint: the run's own arguments
-# (a resume takes every setting from them), which checkpoint is best, and the logged curve.
-RESUME_FILES = (ARGS_FILE, BEST_FILE, METRICS_FILE)
+# (a resume takes every setting from them), which checkpoint is best, the logged curve, and the wandb
+# run id (without it the resumed run starts a second wandb run instead of continuing the curve).
+RESUME_FILES = (ARGS_FILE, BEST_FILE, METRICS_FILE, WANDB_ID_FILE)
+# The run's record at the root of the run folder: beside the final model, but not part of it.
+RECORD_FILES = frozenset({ARGS_FILE, COMMAND_FILE, PLAN_FILE, TRAIN_LOG, METRICS_FILE, BEST_FILE, SUMMARY_FILE,
+                          WANDB_ID_FILE, DETACHED_LOG})
+DELAY_ENV = "QA_TEST_SYNC_DELAY_S"  # test hook: seconds slept before each uploaded object
 ATTEMPTS = 5                        # per request; botocore retries each one a few times on its own too
 BACKOFF_S = 2.0                     # first wait; doubled each time: 2 + 4 + 8 + 16 = 30 s before giving up
 SNAPSHOT_MAX_BYTES = 16 * 2**20     # read at submit time below this; metrics.jsonl of a 7-epoch run is ~1 MB
@@ -127,6 +161,29 @@ def local_key_path(root, relative_key):
     return os.path.join(root, *parts)
 
 
+def final_model_names(names):
+    """The final model's files among the names at the root of a run folder, in upload order: config.json last
+    (what makes a folder a model for from_pretrained), after the weights, tokenizer files, card and qa_config.json.
+
+    [] when there is no config.json. Not the model: the run's record (RECORD_FILES), evaluation files
+    (predictions_*.json, eval_results_*.json, ...), hidden files and atomic writes in progress (*.tmp-PID)."""
+    if MODEL_CONFIG not in names:
+        return []
+    evaluation = tuple(f"{kind}_" for kind in EVAL_KINDS)
+    model = [name for name in names if name not in RECORD_FILES and name != MODEL_CONFIG and not name.startswith(".")
+             and ".tmp-" not in name and not (name.startswith(evaluation) and name.endswith(".json"))]
+    return sorted(model) + [MODEL_CONFIG]
+
+
+def _signature(path):
+    """What tells a file rewritten since it was submitted: (inode, size, mtime in ns); None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _human(n):
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
@@ -139,6 +196,8 @@ def _is_permanent(exc):
         seen.add(id(exc))
         if isinstance(exc, OSError) and not type(exc).__module__.startswith(("botocore", "urllib3")):
             return True
+        if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "ParamValidationError"):
+            return True  # botocore's: no retry finds credentials that are not configured
         response = getattr(exc, "response", None)  # botocore's ClientError carries the HTTP status
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
         if status is not None:
@@ -219,34 +278,50 @@ def _read_json_object(client, bucket, key):
         return None
 
 
-def _inspect_remote(client, bucket, ckpt_key):
-    """(objects, marker, problem) of the remote checkpoint at ckpt_key."""
-    objects = _list_objects(client, bucket, ckpt_key)
-    marker = _read_json_object(client, bucket, ckpt_key + COMPLETE) if ckpt_key + COMPLETE in objects else None
+def reading_retry(log=None, attempts=ATTEMPTS, backoff_s=BACKOFF_S):
+    """retry(what, operation) for reading S3: with_retries with these settings (retries logged through `log`,
+    default this module's logger), so that a read that keeps failing raises SyncError with one line."""
+    log = log or (lambda line: logger.warning("%s", line))
+    return lambda what, operation: with_retries(what, operation, log, attempts, backoff_s)
+
+
+def _inspect_remote(client, bucket, ckpt_key, retry=None):
+    """(objects, marker, problem) of the remote checkpoint at ckpt_key; SyncError when S3 cannot be read."""
+    retry = retry or reading_retry()
+    uri = f"s3://{bucket}/{ckpt_key}"
+    objects = retry(f"list {uri}", lambda: _list_objects(client, bucket, ckpt_key))
+    marker = None
+    if ckpt_key + COMPLETE in objects:
+        marker = retry(f"read {uri}{COMPLETE}", lambda: _read_json_object(client, bucket, ckpt_key + COMPLETE))
     return objects, marker, remote_problem(objects, ckpt_key, marker)
 
 
-def _remote_step(client, bucket, ckpt_key):
-    state = _read_json_object(client, bucket, ckpt_key + STATE_FILE)
+def _remote_step(client, bucket, ckpt_key, retry=None):
+    retry = retry or reading_retry()
+    state = retry(f"read s3://{bucket}/{ckpt_key}{STATE_FILE}",
+                  lambda: _read_json_object(client, bucket, ckpt_key + STATE_FILE))
     step = state.get("global_step") if isinstance(state, dict) else None
     return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
 
 
-def list_remote_checkpoints(s3_prefix, client=None):
+def list_remote_checkpoints(s3_prefix, client=None, retry=None):
     """[(global_step, name)] of the complete checkpoints under s3_prefix, oldest step first.
 
     Complete: COMPLETE exists and every file it lists is there with its size. The step is the uploaded
-    trainer_state.json's global_step, never parsed from the name."""
+    trainer_state.json's global_step, never parsed from the name. retry: see reading_retry (the default
+    retries 5 times). Raises SyncError (one line: the object and the cause) when S3 cannot be read."""
     client = client or s3_client()
+    retry = retry or reading_retry()
     bucket, key_prefix = split_prefix(s3_prefix)
     found = []
-    for name in _checkpoint_names(client, bucket, key_prefix):
+    names = retry(f"list s3://{bucket}/{key_prefix}", lambda: _checkpoint_names(client, bucket, key_prefix))
+    for name in names:
         ckpt_key = f"{key_prefix}{name}/"
-        _, _, problem = _inspect_remote(client, bucket, ckpt_key)
+        _, _, problem = _inspect_remote(client, bucket, ckpt_key, retry)
         if problem is not None:
             logger.info("s3://%s/%s is not a complete checkpoint: %s", bucket, ckpt_key, problem)
             continue
-        step = _remote_step(client, bucket, ckpt_key)
+        step = _remote_step(client, bucket, ckpt_key, retry)
         if step is None:
             logger.warning("ignoring s3://%s/%s: its %s has no integer global_step", bucket, ckpt_key, STATE_FILE)
             continue
@@ -254,10 +329,24 @@ def list_remote_checkpoints(s3_prefix, client=None):
     return sorted(found)
 
 
-def latest_remote_checkpoint(s3_prefix, client=None):
-    """Name ("checkpoint-1500") of the complete checkpoint with the highest global step under s3_prefix, or None."""
-    found = list_remote_checkpoints(s3_prefix, client)
+def latest_remote_checkpoint(s3_prefix, client=None, retry=None):
+    """Name ("checkpoint-1500") of the complete checkpoint with the highest global step under s3_prefix, or None.
+
+    Raises SyncError when S3 cannot be read (no such bucket, access denied, no network after the retries)."""
+    found = list_remote_checkpoints(s3_prefix, client, retry)
     return found[-1][1] if found else None
+
+
+def check_bucket(s3_prefix, client=None):
+    """Raise SyncError (one line, saying what to check) now if the bucket of s3_prefix cannot be listed: a
+    mistyped bucket, a wrong region or missing credentials fail before training, not at step 1500."""
+    bucket, key_prefix = split_prefix(s3_prefix)
+    uri = f"s3://{bucket}/{key_prefix}"
+    try:
+        (client or s3_client()).list_objects_v2(Bucket=bucket, Prefix=key_prefix, MaxKeys=1)
+    except Exception as exc:
+        raise SyncError(f"--sync_checkpoints {uri}: cannot list the bucket ({_one_line(exc)}); check the "
+                        f"bucket name and the AWS credentials and region (try: aws s3 ls {uri})") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +367,8 @@ def fetch_run_record(s3_uri, local_output_dir, client=None):
         return local
     client = client or s3_client()
     bucket, key_prefix = split_prefix(run_prefix(s3_uri))
-    record = _read_json_object(client, bucket, key_prefix + ARGS_FILE)
+    record = reading_retry()(f"read s3://{bucket}/{key_prefix}{ARGS_FILE}",
+                             lambda: _read_json_object(client, bucket, key_prefix + ARGS_FILE))
     if not isinstance(record, dict):
         return None
     with storage.atomic_write(local, "w", encoding="utf-8") as f:
@@ -297,11 +387,12 @@ def _fetch_one(client, bucket, run_key, name, local_output_dir, log, attempts, b
     """Download the remote checkpoint `name` into local_output_dir/name atomically; return its path."""
     ckpt_key = f"{run_key}{name}/"
     uri = f"s3://{bucket}/{ckpt_key}"
-    objects, marker, problem = _inspect_remote(client, bucket, ckpt_key)
+    retry = reading_retry(log, attempts, backoff_s)
+    objects, marker, problem = _inspect_remote(client, bucket, ckpt_key, retry)
     if not objects:
         problem = "no such checkpoint in S3"
     if problem is not None:
-        complete = ", ".join(n for _, n in list_remote_checkpoints(f"s3://{bucket}/{run_key}", client)) or "none"
+        complete = ", ".join(n for _, n in list_remote_checkpoints(f"s3://{bucket}/{run_key}", client, retry)) or "none"
         raise CheckpointError(f"{uri}: {problem}; use a complete one (in S3: {complete})")
     final = os.path.join(local_output_dir, name)
     if os.path.isdir(final):
@@ -340,26 +431,27 @@ def fetch_checkpoint(s3_uri, local_output_dir, client=None, log=print, with_best
     """Download a checkpoint into local_output_dir/checkpoint-N and return that path.
 
     s3_uri: s3://bucket/prefix/checkpoint-N, or s3://bucket/prefix (its newest complete checkpoint).
-    Also downloads the run's args.json, best_checkpoint.json and metrics.jsonl where S3 has them and
+    Also downloads the run's args.json, best_checkpoint.json, metrics.jsonl and wandb_run_id.txt where S3 has them and
     local_output_dir does not (local ones are never overwritten), and with with_best the checkpoint
     best_checkpoint.json names when it is not here (without it the next evaluation would replace a
     best it cannot compare with, and rotation mirrored to S3 would then delete the best there).
     Raises CheckpointError when the checkpoint is incomplete in S3, absent, or does not verify after
     download, SyncError when S3 keeps failing; either way local_output_dir/checkpoint-N is as it was."""
     client = client or s3_client()
+    retry = reading_retry(log, attempts, backoff_s)
     bucket, key = split_prefix(s3_uri)
     parent, _, last = key.rstrip("/").rpartition("/")
     if last.startswith(CHECKPOINT_PREFIX):
         run_key, name = (f"{parent}/" if parent else ""), last
     else:
         run_key = key
-        name = latest_remote_checkpoint(f"s3://{bucket}/{run_key}", client)
+        name = latest_remote_checkpoint(f"s3://{bucket}/{run_key}", client, retry)
         if name is None:
             raise CheckpointError(f"s3://{bucket}/{run_key}: no complete checkpoint there (none has its COMPLETE "
                                   "marker and every file); check the URI, or train from the start")
     os.makedirs(local_output_dir, exist_ok=True)
     path = _fetch_one(client, bucket, run_key, name, local_output_dir, log, attempts, backoff_s)
-    run_objects = _list_objects(client, bucket, run_key)
+    run_objects = retry(f"list s3://{bucket}/{run_key}", lambda: _list_objects(client, bucket, run_key))
     config = _transfer_config()
     for run_file in RESUME_FILES:
         local = os.path.join(local_output_dir, run_file)
@@ -417,6 +509,9 @@ class CheckpointSync:
         self.backoff_s = backoff_s
         self.transfer_config = transfer_config or _transfer_config()
         self.failures = []             # one line per thing that did not reach S3 (or was not deleted)
+        self._submitted = {}           # path -> _signature(path) when it was last submitted (only_changed)
+        self._last_upload = None       # the ticket of the checkpoint submitted last: mirror_rotation waits on it
+        self._deferred = set()         # names rotation deleted here whose deletion in S3 waits for an upload
         self._lock = threading.Condition()
         self._queue = collections.deque()
         self._running = None           # the Task being done now
@@ -428,31 +523,38 @@ class CheckpointSync:
     # -- what the trainer calls -------------------------------------------------------------------
     def check_bucket(self):
         """Raise SyncError now if the bucket cannot be reached (wrong name, region, credentials)."""
-        try:
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key_prefix, MaxKeys=1)
-        except Exception as exc:
-            raise SyncError(f"--sync_checkpoints {self.uri}: cannot list the bucket ({_one_line(exc)}); check the "
-                            f"bucket name and the AWS credentials and region (try: aws s3 ls {self.uri})") from exc
+        check_bucket(self.uri, self.client)
 
     def submit_checkpoint(self, path):
         """Queue the upload of the complete checkpoint folder `path` to s3_prefix/<its name>/, COMPLETE last."""
         path = os.fspath(path)
         name = os.path.basename(os.path.normpath(path))
-        self._submit(Task(f"{name} -> {self.uri}{name}/", lambda: self._upload_checkpoint(path, name)))
+        ticket = {"name": name, "uploaded": False}  # set by the worker once COMPLETE is in S3
+        self._submit(Task(f"{name} -> {self.uri}{name}/", lambda: self._upload_checkpoint(path, name, ticket)))
+        self._last_upload = ticket
 
-    def submit_files(self, paths, dest_subprefix=""):
+    def submit_files(self, paths, dest_subprefix="", only_changed=False, marker=None):
         """Queue the upload of files to s3_prefix/[dest_subprefix/]<basename>. Small files are read now (their
-        content at this moment is what goes up); a missing one is reported, the others still go."""
+        content at this moment is what goes up); a missing one is reported, the others still go.
+
+        only_changed: skip a file submitted before and not rewritten since (same inode, size and mtime), e.g.
+        the final model's weights at the end of the run. marker: the basename of one of the files (config.json)
+        that goes up last, and only if every other file of this call reached S3."""
         sub = str(dest_subprefix).strip("/")
         if sub and any(part in ("", ".", "..") for part in sub.split("/")):
             raise ValueError(f"dest_subprefix {dest_subprefix!r}: give a plain relative prefix such as 'final'")
         key_root = f"{self.key_prefix}{sub}/" if sub else self.key_prefix
         if isinstance(paths, (str, os.PathLike)):  # one path, not a string to iterate over
             paths = [paths]
+        paths = sorted(map(os.fspath, paths), key=lambda path: marker is not None and os.path.basename(path) == marker)
         items = []
-        for path in map(os.fspath, paths):
+        for path in paths:
             key = key_root + os.path.basename(path)
+            signature = _signature(path)
+            if only_changed and signature is not None and self._submitted.get(os.path.abspath(path)) == signature:
+                continue
             try:
+                self._submitted[os.path.abspath(path)] = signature  # before reading: a rewrite meanwhile goes again
                 size = os.path.getsize(path)
                 if size < SNAPSHOT_MAX_BYTES:
                     with open(path, "rb") as f:
@@ -463,20 +565,36 @@ class CheckpointSync:
                 self._fail(f"{path} -> s3://{self.bucket}/{key}: not uploaded ({_one_line(exc)})")
         if items:
             names = ", ".join(os.path.basename(p) for p, _, _ in items)
-            self._submit(Task(f"{names} -> s3://{self.bucket}/{key_root}", lambda: self._upload_files(items)))
+            self._submit(Task(f"{names} -> s3://{self.bucket}/{key_root}", lambda: self._upload_files(items, marker)))
 
-    def mirror_deletions(self, kept_names, best_name=None):
-        """Queue the deletion of the checkpoint-* prefixes in S3 that are neither in kept_names (the local
-        checkpoints left after rotation: names or paths) nor best_name; each loses its COMPLETE first."""
-        kept = {os.path.basename(os.path.normpath(os.fspath(n))) for n in kept_names}
-        best = os.path.basename(os.path.normpath(os.fspath(best_name))) if best_name else None
-        if not kept:
-            # Rotation always keeps the newest checkpoint, so an empty list is a caller's mistake: mirroring
-            # it would delete every checkpoint in S3.
-            self._fail(f"rotation not mirrored to {self.uri}: kept_names is empty, which would delete every "
-                       "remote checkpoint; pass the names of the local checkpoints that remain")
+    def submit_final_model(self, output_dir):
+        """Queue the final model at the root of output_dir (final_model_names: weights, tokenizer, card, then
+        config.json, which goes up only when all of them did: a cut upload never looks like a model in S3).
+        Returns the paths queued ([] when output_dir holds no config.json)."""
+        names = final_model_names([n for n in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, n))])
+        paths = [os.path.join(output_dir, name) for name in names]
+        if paths:
+            self.submit_files(paths, marker=MODEL_CONFIG)
+        return paths
+
+    def mirror_rotation(self, deleted, best_name=None):
+        """Queue the deletion in S3 of the checkpoints rotation deleted here (`deleted`: what
+        qa.retention.rotate_checkpoints returned; its .tmp-/.trash- folders are ignored), each COMPLETE first.
+
+        It runs only once the checkpoint submitted just before this call is complete in S3; when that upload
+        failed or was skipped, the deletion waits for the next one that succeeds (so S3 always keeps a complete
+        checkpoint). best_name and the newest complete checkpoint in S3 are never deleted."""
+        names = {os.path.basename(os.path.normpath(os.fspath(p))) for p in deleted}
+        names = {name for name in names if name.startswith(CHECKPOINT_PREFIX)}
+        if not names:
             return
-        self._submit(Task(f"rotation mirrored to {self.uri}", lambda: self._mirror(kept | ({best} - {None}))))
+        ticket = self._last_upload
+        if ticket is None:
+            self._fail(f"rotation not mirrored to {self.uri} ({', '.join(sorted(names))} kept there): no checkpoint "
+                       "upload was submitted before it; call submit_checkpoint first")
+            return
+        best = os.path.basename(os.path.normpath(os.fspath(best_name))) if best_name else None
+        self._submit(Task(f"rotation mirrored to {self.uri}", lambda: self._rotate(names, best, ticket)))
 
     def wait(self, timeout=None):
         """Block until everything submitted so far is done; False if `timeout` seconds passed first."""
@@ -497,6 +615,9 @@ class CheckpointSync:
                 self._queue.clear()
             for task in pending:
                 self._fail(f"{task.what}: not finished when training ended (close timed out after {timeout:g} s)")
+        if self._deferred:
+            self._fail(f"rotation not mirrored: {', '.join(sorted(self._deferred))} kept in {self.uri}, as no later "
+                       "checkpoint reached S3 after rotation deleted them here (delete them with aws s3 rm --recursive)")
         if self.failures:
             self.log(f"sync: {len(self.failures)} thing(s) did not reach {self.uri}: " + "; ".join(self.failures))
         else:
@@ -540,11 +661,18 @@ class CheckpointSync:
             raise SyncError(f"{what}: not started, close() timed out")
         return with_retries(what, operation, self.log, self.attempts, self.backoff_s, stop=self._abandon)
 
+    def _slow_uplink(self):
+        delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+        if delay > 0:
+            self._abandon.wait(delay)
+
     def _put_file(self, path, key):
+        self._slow_uplink()
         self._retry(f"upload {path} -> s3://{self.bucket}/{key}",
                     lambda: self.client.upload_file(path, self.bucket, key, Config=self.transfer_config))
 
     def _put_bytes(self, data, key, source):
+        self._slow_uplink()
         self._retry(f"upload {source} -> s3://{self.bucket}/{key}",
                     lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data))
 
@@ -566,7 +694,7 @@ class CheckpointSync:
         self._retry(f"delete s3://{self.bucket}/{ckpt_key}{COMPLETE}",
                     lambda: self.client.delete_object(Bucket=self.bucket, Key=ckpt_key + COMPLETE))
 
-    def _upload_checkpoint(self, path, name):
+    def _upload_checkpoint(self, path, name, ticket=None):
         if not os.path.isdir(path):
             self.log(f"sync: {name} skipped: removed locally (rotated away) before its upload started")
             return
@@ -598,27 +726,48 @@ class CheckpointSync:
         if stale:  # files of an earlier upload of this step that the new one does not have
             self._delete_keys(stale)
         self._put_file(os.path.join(path, COMPLETE), ckpt_key + COMPLETE)
+        if ticket is not None:
+            ticket["uploaded"] = True
+        self._deferred.discard(name)  # uploaded again (the same step saved after a resume): not to be deleted
         self.log(f"sync: {name} -> {self.uri}{name}/ ({len(relative) + 1} files, {_human(total)}, "
                  f"{time.monotonic() - started:.0f} s)")
 
-    def _upload_files(self, items):
+    def _upload_files(self, items, marker=None):
+        failed = []
         for path, key, data in items:
+            if marker is not None and os.path.basename(path) == marker and failed:
+                self._fail(f"{path} -> s3://{self.bucket}/{key}: not uploaded, as {', '.join(failed)} did not reach "
+                           f"S3 (with {marker} the copy there would look like a complete model)")
+                continue
             try:
                 if data is not None:
                     self._put_bytes(data, key, path)
                 else:
                     self._put_file(path, key)
             except Exception as exc:  # the other files are independent of this one: they still go
+                failed.append(os.path.basename(path))
                 self._fail(f"{path} -> s3://{self.bucket}/{key}: {exc}")
-        self.log(f"sync: {len(items)} file(s) -> {self.uri}")
+        self.log(f"sync: {len(items) - len(failed)} file(s) -> {self.uri}")
 
-    def _mirror(self, keep):
-        names = self._retry(f"list {self.uri}", lambda: _checkpoint_names(self.client, self.bucket, self.key_prefix))
-        for name in names:
-            if name in keep:
+    def _rotate(self, names, best, ticket):
+        self._deferred.update(names)
+        if not ticket["uploaded"]:
+            self.log(f"sync: rotation not mirrored yet: {ticket['name']} is not complete in {self.uri}, so "
+                     f"{', '.join(sorted(self._deferred))} stay(s) there until a later checkpoint is")
+            return
+        complete = list_remote_checkpoints(self.uri, self.client, retry=self._retry)
+        protected = {best, complete[-1][1] if complete else None} - {None}
+        remote_names = set(self._retry(f"list {self.uri}",
+                                       lambda: _checkpoint_names(self.client, self.bucket, self.key_prefix)))
+        for name in sorted(self._deferred):
+            if name in protected:
+                self.log(f"sync: {self.uri}{name}/ kept: it is the best or the newest complete checkpoint there")
                 continue
-            ckpt_key = f"{self.key_prefix}{name}/"
-            self._delete_marker(ckpt_key)  # first: a deletion cut short leaves no complete-looking checkpoint
-            rest = self._retry(f"list {self.uri}{name}/", lambda k=ckpt_key: _list_objects(self.client, self.bucket, k))
-            self._delete_keys(sorted(rest))
-            self.log(f"sync: deleted {self.uri}{name}/ (rotated away locally)")
+            if name in remote_names:
+                ckpt_key = f"{self.key_prefix}{name}/"
+                self._delete_marker(ckpt_key)  # first: a deletion cut short leaves no complete-looking checkpoint
+                rest = self._retry(f"list {self.uri}{name}/",
+                                   lambda k=ckpt_key: _list_objects(self.client, self.bucket, k))
+                self._delete_keys(sorted(rest))
+                self.log(f"sync: deleted {self.uri}{name}/ (rotated away locally)")
+            self._deferred.discard(name)

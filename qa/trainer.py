@@ -19,7 +19,8 @@ with stop_reason "signal"; run_squad.py then exits with 128 + the signal number 
 interrupt that save; only SIGKILL does, and then the previous checkpoint is still complete.
 
 On CUDA: fused AdamW, pinned non-blocking copies (qa.runtime.ModelFeed), no host sync inside a
-step (the loss is read at logging steps only), batches padded to a multiple of --pad_to_multiple_of,
+step (the loss is read at logging steps only; under torchrun the stop signal is agreed every
+SIGNAL_CHECK_STEPS steps), batches padded to a multiple of --pad_to_multiple_of,
 and `--torch_compile` (the padding bounds its recompilations to max_seq_length / multiple shapes).
 
 Test hook: QA_TEST_KILL_AT_MICRO_STEP=N makes the process SIGKILL itself after its N-th micro-batch
@@ -40,6 +41,9 @@ from qa.runtime import ModelFeed, barrier
 
 # Test hook: the process SIGKILLs itself after this many micro-batches (a real, uncatchable kill).
 KILL_ENV = "QA_TEST_KILL_AT_MICRO_STEP"
+# Under torchrun, how often the ranks agree on a stop signal outside log/eval/save steps: 10 steps of
+# albert-xlarge are a few seconds, well inside the ~30 s torchrun waits after forwarding SIGTERM.
+SIGNAL_CHECK_STEPS = 10
 
 
 @dataclasses.dataclass
@@ -52,12 +56,13 @@ class TrainState:
     best_value: float = None  # of --metric_for_best_model
     evals_since_best: int = 0
     eval_pending: bool = False  # the evaluation of global_step was abandoned for a signal: it runs after resume
+    best_metric: str = None  # the --metric_for_best_model that best_value and evals_since_best count
     stop_reason: str = None  # None while running; "done", "signal", "early_stop"
     signum: int = 0  # the signal that stopped the run
     last_checkpoint: str = None
     save_last_step: object = dataclasses.field(default=None, repr=False)  # () -> path: a checkpoint of this step
 
-    SAVED = ("global_step", "epoch", "step_in_epoch", "best_value", "evals_since_best", "eval_pending")
+    SAVED = ("global_step", "epoch", "step_in_epoch", "best_value", "evals_since_best", "eval_pending", "best_metric")
 
     @classmethod
     def from_checkpoint(cls, saved):
@@ -73,8 +78,12 @@ class TrainState:
         if self.step_in_epoch >= epoch_length:
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
 
-    def record_eval(self, value):
-        """Count an evaluation of the metric; True when it is a new best (greater is better, NaN never)."""
+    def record_eval(self, metric, value):
+        """Count an evaluation of `metric`; True when it is a new best (greater is better, NaN never). A resume
+        with another --metric_for_best_model starts counting afresh (comparing exact with an f1 is meaningless)."""
+        if self.best_metric is not None and metric != self.best_metric:
+            self.best_value, self.evals_since_best = None, 0
+        self.best_metric = metric
         improved = value == value and (self.best_value is None or value > self.best_value)
         self.best_value = value if improved else self.best_value
         self.evals_since_best = 0 if improved else self.evals_since_best + 1
@@ -87,6 +96,15 @@ class TrainState:
     @property
     def early_stopped(self):
         return self.stop_reason == "early_stop"
+
+
+def decide_stop(state, args, t_total, signum=0):
+    """Why the run stops after the current step, or None: a signal, early stopping, the last step."""
+    if signum:
+        return "signal"
+    if args.early_stopping_patience and state.evals_since_best >= args.early_stopping_patience:
+        return "early_stop"
+    return "done" if state.global_step >= t_total else None
 
 
 def every(step, interval):
@@ -211,7 +229,8 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     state = TrainState()
     if resume_from:
         # optimizer, scheduler (so no learning rate is set by hand), scaler, and this rank's RNG states
-        saved = checkpoints.restore_training_state(resume_from, optimizer, scheduler, scaler, runtime.rank)
+        saved = checkpoints.restore_training_state(resume_from, optimizer, scheduler, scaler, runtime.rank,
+                                                   verified=True)  # run_squad.py verified it before loading the model
         state = TrainState.from_checkpoint(saved)
         warn_if_order_changes(saved, args, runtime, log)
         log.info(f"resuming from {resume_from}: step {state.global_step}, epoch {state.epoch}, "
@@ -236,9 +255,12 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     model.train()
     if state.eval_pending and eval_set is not None:  # the evaluation a signal interrupted before the checkpoint
         metrics = evaluate_during_training(raw_model, eval_set, args, runtime, log, state, stop)
-        if metrics is not None and state.record_eval(metrics[args.metric_for_best_model]) and runtime.is_main:
-            retention.record_best(args.output_dir, resume_from, args.metric_for_best_model, metrics[args.metric_for_best_model])
+        value = metrics[args.metric_for_best_model] if metrics is not None else None
+        if metrics is not None and state.record_eval(args.metric_for_best_model, value) and runtime.is_main:
+            retention.record_best(args.output_dir, resume_from, args.metric_for_best_model, value)
         model.train()
+    # A resumed run may have nothing left to do (early stopping due at its checkpoint, or the last step reached).
+    state.stop_reason = decide_stop(state, args, t_total)
     try:
         epoch_plan = {}
         while state.stop_reason is None:
@@ -279,15 +301,15 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                     every(step, args.logging_steps) or every(step, args.save_steps)):
                 metrics = evaluate_during_training(raw_model, eval_set, args, runtime, log, state, stop)
                 model.train()
-            improved = metrics is not None and state.record_eval(metrics[args.metric_for_best_model])
-            # decide whether to stop: a signal (seen by any rank), early stopping, the last step
-            signum = stop.agreed(runtime)
-            if signum:
-                state.stop_reason, state.signum = "signal", signum
-            elif args.early_stopping_patience and state.evals_since_best >= args.early_stopping_patience:
-                state.stop_reason = "early_stop"
-            elif step >= t_total:
-                state.stop_reason = "done"
+            improved = metrics is not None and state.record_eval(args.metric_for_best_model,
+                                                                  metrics[args.metric_for_best_model])
+            # decide whether to stop: a signal (seen by any rank), early stopping, the last step. Under torchrun,
+            # agreeing on the signal is an all_reduce and a host sync: every SIGNAL_CHECK_STEPS steps and at
+            # every log, evaluation and save step, not in every step.
+            decision_step = (not runtime.distributed or every(step, SIGNAL_CHECK_STEPS) or every(step, args.logging_steps)
+                             or every(step, args.save_steps) or metrics is not None or step >= t_total)
+            state.signum = stop.agreed(runtime) if decision_step else 0
+            state.stop_reason = decide_stop(state, args, t_total, state.signum)
             # checkpoint (also at a new best between save steps, so the best is always on disk)
             if every(step, args.save_steps) or improved or state.stop_reason in ("signal", "early_stop"):
                 state.last_checkpoint = save(args, raw_model, tokenizer, optimizer, scheduler, scaler, state, runtime, log,
@@ -363,17 +385,18 @@ def save(args, model, tokenizer, optimizer, scheduler, scaler, state, runtime, l
         if deleted:
             log.info(f"--save_total_limit {args.save_total_limit}: deleted {', '.join(map(os.path.basename, deleted))}")
         if sync is not None:
-            mirror_checkpoint(sync, args.output_dir, path)
+            mirror_checkpoint(sync, args.output_dir, path, deleted)
     barrier(runtime)
     return path
 
 
-def mirror_checkpoint(sync, output_dir, path):
-    """--sync_checkpoints: upload the new checkpoint in the background, mirror rotation (never the best),
-    then the run's records a fresh machine needs to resume."""
+def mirror_checkpoint(sync, output_dir, path, deleted=()):
+    """--sync_checkpoints: upload the new checkpoint in the background; delete in S3 only what rotation deleted
+    here (`deleted`, rotate_checkpoints' return value; never the best), once that upload is complete there;
+    then the run's records a fresh machine needs to resume (best, metrics, wandb run id), each when it changed."""
     sync.submit_checkpoint(path)
-    best = run_dir.best_checkpoint(output_dir)
-    sync.mirror_deletions([os.path.basename(p) for _, p in run_dir.list_checkpoints(output_dir)],
-                          best["checkpoint"] if best else None)
-    sync.submit_files([p for p in (os.path.join(output_dir, name) for name in (run_dir.BEST_FILE, run_dir.METRICS_FILE))
-                       if os.path.exists(p)])
+    if deleted:  # nothing otherwise: S3 may hold checkpoints this disk never had (a fresh machine, a resume)
+        best = run_dir.best_checkpoint(output_dir)
+        sync.mirror_rotation(deleted, best["checkpoint"] if best else None)
+    records = (os.path.join(output_dir, name) for name in (run_dir.BEST_FILE, run_dir.METRICS_FILE, run_dir.WANDB_ID_FILE))
+    sync.submit_files([p for p in records if os.path.exists(p)], only_changed=True)

@@ -461,6 +461,11 @@ def test_clear_previous_run_removes_what_a_fresh_run_would_read_back(tmp_path, t
     retention.record_best(tmp_path, old[0], "f1", 80.0)
     for name in ("metrics.jsonl", "training_summary.json", "wandb_run_id.txt", "predictions_1000.json", "command.txt"):
         (tmp_path / name).write_text("{}")
+    # The old final model and its evaluations: an evaluation before the new model is saved would take them for its own.
+    for name in ("config.json", "model.safetensors", "qa_config.json", "eval_results_1000.json",
+                 "predictions_1000_best_thresh.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "eval" / "dev-1000").mkdir(parents=True)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "events.out.tfevents.1").write_text("x")
     stale = tmp_path / f".tmp-checkpoint-1500-{dead_pid()}"
@@ -471,8 +476,10 @@ def test_clear_previous_run_removes_what_a_fresh_run_would_read_back(tmp_path, t
     removed = retention.clear_previous_run(tmp_path)
     assert sorted(os.path.basename(p) for p in removed) == sorted(
         [stale.name, "best_checkpoint.json", "checkpoint-1000", "checkpoint-500", "metrics.jsonl", "runs",
-         "training_summary.json", "wandb_run_id.txt"])
-    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "command.txt", "predictions_1000.json"])
+         "training_summary.json", "wandb_run_id.txt", "predictions_1000.json",  # the old run's evaluations go too
+         "config.json", "model.safetensors", "qa_config.json", "eval_results_1000.json",
+         "predictions_1000_best_thresh.json", "eval"])
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "command.txt", "notes.txt"])  # names we do not own stay
     # A new run starting at step 1 is now the only one resume, rotation and the best record see.
     first = save(tmp_path, run, tokenizer, 1)
     assert run_dir.latest_checkpoint(tmp_path) == first and run_dir.best_checkpoint(tmp_path) is None

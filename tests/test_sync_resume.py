@@ -27,7 +27,9 @@ def test_resume_on_an_empty_folder_from_s3_is_bit_identical(tiny_model_dir, tmp_
     assert code == 0, output
     # The same run mirrored to S3, SIGKILLed in epoch 2 (micro-batch 30: after checkpoint-12).
     killed = start(train_argv(tiny_model_dir, tmp_path / "b", cache, *common, "--sync_checkpoints", remote),
-                   QA_TEST_KILL_AT_MICRO_STEP="30")
+                   QA_TEST_KILL_AT_MICRO_STEP="30",
+                   # A pause in each save (0.3 s x 3): the background uploader gets the CPU on a loaded machine.
+                   QA_CHECKPOINT_TEST_SLEEP_AFTER_MODEL="0.3")
     code, output = finish(killed)
     assert code == -signal.SIGKILL, output
     # Uploads run in the background: what reached S3 before the kill is complete there, rotation mirrored.
