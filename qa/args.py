@@ -22,8 +22,8 @@ import os
 import re
 
 from qa import run_dir
+from qa.runlog import REPORT_CHOICES
 
-REPORT_CHOICES = ("tensorboard", "wandb", "none")
 # Metrics a checkpoint can be ranked by (every one of them: greater is better).
 BEST_METRIC_CHOICES = (
     "f1", "exact", "best_f1", "best_exact", "HasAns_f1", "HasAns_exact", "NoAns_f1", "NoAns_exact",
@@ -461,7 +461,7 @@ def validate_args(args, cuda_available):
     if model and not resuming and os.path.isdir(model) and not is_our_checkpoint(model):
         from safetensors import SafetensorError, safe_open
 
-        config_file = os.path.join(model, "config.json")  # may be absent: a run folder with checkpoints only
+        config_file = os.path.join(model, run_dir.MODEL_CONFIG)  # may be absent: a run folder with checkpoints only
         if os.path.isfile(config_file) and not isinstance(run_dir.read_json(config_file), dict):
             errors.append(f"{f('--model_name_or_path')} {model}: {config_file} is not a JSON object (damaged or cut "
                           "short): copy or download the model again")

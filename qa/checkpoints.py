@@ -66,6 +66,11 @@ class DiskFullError(CheckpointError):
     """Not enough free disk to write a checkpoint; previous checkpoints are intact."""
 
 
+def rng_file(rank):
+    """The file of a checkpoint that holds rank `rank`'s generator states."""
+    return f"rng_state_{rank}.pth"
+
+
 def verify_checkpoint(path):
     """Raise CheckpointError naming the damaged file unless every file of `path` matches its COMPLETE marker."""
     problem = checkpoint_problem(path, check_hashes=True)
@@ -145,7 +150,7 @@ def _write_files(folder, model, tokenizer, optimizer, scheduler, scaler, train_s
     _save_torch(scaler.state_dict() if scaler is not None else {}, os.path.join(folder, SCALER_FILE))
     rng_files = []
     for rank, state in enumerate(rng_states):
-        rng_files.append(f"rng_state_{rank}.pth")
+        rng_files.append(rng_file(rank))
         _save_torch(state, os.path.join(folder, rng_files[-1]))
     info = {"format": FORMAT_VERSION, "world_size": world_size, "rng_files": rng_files,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -255,7 +260,7 @@ def restore_training_state(path, optimizer, scheduler, scaler, rank=0, verified=
             scaler.load_state_dict(scaler_state)
         else:
             logger.warning("%s was saved without fp16 loss scaling: the grad scaler starts afresh", path)
-    rng_path = os.path.join(path, f"rng_state_{rank}.pth")
+    rng_path = os.path.join(path, rng_file(rank))
     if os.path.exists(rng_path):
         restore_rng_state(_load_torch(rng_path))
     else:

@@ -54,7 +54,7 @@ CODE_VERSION = "features-2"  # 2: COMPLETE lists every file's size and blake2b
 CHUNK_EXAMPLES = 2000
 # Test hook: seconds to sleep after each chunk is written, so a test can kill a build half-way.
 SLEEP_ENV = "QA_FEATURES_TEST_SLEEP_AFTER_CHUNK"
-COMPLETE = "COMPLETE"
+COMPLETE = storage.MARKER  # written last into a cache folder, with every array file's size and hash
 
 # name -> (dtype, per-feature shape as a function of max_seq_length); the order is the file layout.
 ARRAY_SPECS = {

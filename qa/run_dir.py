@@ -30,11 +30,11 @@ import json
 import os
 import re
 
-from qa.storage import folder_problem
+from qa.storage import MARKER, folder_problem
 
 # -- names ---------------------------------------------------------------------------------------
 CHECKPOINT_PREFIX = "checkpoint-"
-COMPLETE = "COMPLETE"                  # the marker written last into a checkpoint or feature cache folder
+COMPLETE = MARKER                      # the marker written last into a checkpoint folder (qa/storage.py)
 STATE_FILE = "trainer_state.json"      # inside a checkpoint: step, epoch, position, best, args
 BEST_FILE = "best_checkpoint.json"
 SUMMARY_FILE = "training_summary.json"
@@ -62,7 +62,8 @@ FINAL_MODEL_FILES = (MODEL_CONFIG, "model.safetensors", "pytorch_model.bin", "ge
                      "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
 # Every evaluation file of the training record: predictions_900.json, predictions_900_best_thresh.json, ...
 EVAL_FILE_NAME = re.compile(r"(predictions|nbest_predictions|null_odds|eval_results)_\w+?(_best_thresh)?\.json")
-REPORT_FILES = ("report.png", "report.html")
+REPORT_PNG, REPORT_HTML = "report.png", "report.html"  # make report
+REPORT_FILES = (REPORT_PNG, REPORT_HTML)
 
 
 def is_previous_run_file(name):

@@ -168,6 +168,7 @@ def open_input(uri):
 # albert-xlarge checkpoint adds about a second to its save and to its verification; the small block keeps
 # the feature cache build's peak memory at one chunk of arrays (tests/test_features.py).
 HASH_BLOCK = 1 << 16
+MARKER = "COMPLETE"       # written last into a folder that is complete (a checkpoint, a feature cache)
 TMP_PREFIX = ".tmp-"      # .tmp-<name>-<pid>: being written by process <pid>
 TRASH_PREFIX = ".trash-"  # .trash-<name>-<pid>: being deleted by process <pid>
 
@@ -262,7 +263,7 @@ def tmp_sibling(final):
 
 
 @contextlib.contextmanager
-def atomic_folder(final, marker="COMPLETE", extra=None, replace=True, tmp=None):
+def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None):
     """Yield a temporary folder beside `final` (`tmp`, default `tmp_sibling(final)`; its name must end in
     -PID); when the block succeeds, write the marker (every file's size and hash) last, and rename the
     folder to `final`. On an exception the temporary folder is removed (a kill leaves it for

@@ -18,9 +18,12 @@ exactly as scripts/nq_to_squad.py builds a training context (`nq_to_squad.candid
 windows of all candidates of a chunk of records go through the model together (in length order,
 qa.inference.predict_logits) and are post-processed as evaluation does (qa.postprocess). Then:
 
-- long answer: the candidate whose best span beats its own null (CLS) score by the most;
-  long_answer_score = that margin, best span score - null score (= -null_score_diff);
-- short answer: that best span, mapped from characters to NQ tokens and HTML bytes
+- long answer: the candidate with the window whose best span beats that same window's null (CLS)
+  score by the most, as the BERT-joint NQ baseline ranks them (its score is start + end logit minus
+  the window's CLS start + end logit); long_answer_score = that margin. Not the best span over all
+  of a candidate's windows minus the smallest null over them (qa.postprocess's per-question rule):
+  the more windows a candidate has, the lower its smallest null, so long tables and lists would win;
+- short answer: that window's best span, mapped from characters to NQ tokens and HTML bytes
   (`nq_to_squad.char_span_to_tokens`); short_answers_score = the same margin;
 - yes_no_answer is always "NONE": an extractive QA head (start/end logits) cannot say yes or no, so
   NQ's yes/no questions are scored as missed short answers.
@@ -33,11 +36,14 @@ training args in a checkpoint's trainer_state.json; scripts/ask.py's load_qa_con
 verified against its COMPLETE marker's hashes before it is loaded (exit 2 when damaged).
 
 Output: the official prediction format, written atomically, by default into
-`<run>/eval/nq-<step>/nq_predictions.json` (never over the training record); with --eval, or by default
-when the input is full-format with annotations, also the official metrics (qa.nq_eval) in
-`nq_eval_results_<step>.json` beside it. <step> is the checkpoint's global step, the final model's
-(training_summary.json), or "final". Under torchrun each rank computes its share of the windows;
-rank 0 writes.
+`<run>/eval/nq-<step>/nq_predictions.json` (never over the training record; `nq-<step>-all-candidates`,
+`nq-<step>-first-<N>` or both for a --candidates all or --max_examples N run, so those never overwrite the
+default run's files). <step> is the checkpoint's global step, the final model's (training_summary.json),
+or "final". The official metrics (qa.nq_eval) go to `nq_eval_results_<step>.json` beside it: by default
+when every record is full-format with at least 2 annotations (the official --long_non_null_threshold:
+a train record has 1 annotator, so its gold never has an answer and every F1 would be 0; a line says
+why it is not scored), with --eval always (a warning says when F1 cannot exceed 0). Under torchrun each
+rank computes its share of the windows; rank 0 writes.
 
 Speed (10 real dev records, top-level candidates, 384/128/64 windows, 2 busy CPU cores): all-MiniLM-L6
 (22M parameters, 30k word pieces) makes 278 windows (mean 213 tokens) and answers in 51 s, 5.5 windows/s.
@@ -62,9 +68,10 @@ import nq_to_squad
 from ask import load_qa_config
 from qa import run_dir
 from qa.checkpoints import verify_checkpoint
+from qa.nq_eval import LONG_NON_NULL_THRESHOLD, NQEvalError, expand_gold_paths
 from qa.run_dir import CheckpointError
 from qa.squad_io import SquadExample
-from qa.storage import atomic_write, expand_inputs
+from qa.storage import atomic_write
 
 # The score of a record without any candidate to answer from: far below any real margin (a difference of
 # two start+end logit sums), and finite, so the prediction file is plain JSON.
@@ -118,23 +125,49 @@ def candidate_qas_id(example_id, candidate_index):
     return f"{example_id}:{candidate_index}"
 
 
-def best_candidate(qas_ids, result):
-    """The candidate whose best span beats its null score by the most, from post-processing results.
+def window_qas_id(window):
+    """The id of one feature window as its own question (see per_window)."""
+    return str(window)
 
-    qas_ids: the candidates of one record in document order; result: a qa.postprocess.PostprocessResult
-    (or anything with its .nbest and .null_score_diff dicts). Returns (qas_id, margin, start_char,
-    end_char) with margin = best span score - null score = -null_score_diff, or None when no candidate
-    has a span. Ties go to the earlier candidate. The best span is the first n-best entry with text:
+
+def per_window(examples, features):
+    """(examples, features) with every window its own question, for qa.postprocess.
+
+    Post-processing a question merges its windows (best span over all of them, smallest null among
+    them); a candidate is ranked on its best single window instead (see best_candidate), so each window
+    becomes a question of its own, with its candidate's context: its n-best list and null_score_diff are
+    then that window's alone, under every other rule of postprocess (max context, answer length, trim)."""
+    import types
+
+    import numpy as np
+
+    window_examples = [dataclasses.replace(examples[example], qas_id=window_qas_id(window))
+                       for window, example in enumerate(np.asarray(features.example_index).tolist())]
+    window_features = types.SimpleNamespace(example_index=np.arange(len(window_examples)), cls_index=features.cls_index,
+                                            offsets=features.offsets, token_is_max_context=features.token_is_max_context,
+                                            lengths=features.lengths)
+    return window_examples, window_features
+
+
+def best_candidate(candidate_windows, result):
+    """The candidate with the window whose best span beats that window's null score by the most.
+
+    candidate_windows: [(candidate qas_id, [window qas_ids])] of one record, in document order; result:
+    qa.postprocess's PostprocessResult of per_window's questions (or anything with its .nbest and
+    .null_score_diff dicts). Returns (qas_id, margin, start_char, end_char), margin = the window's best
+    span score - its null score = -null_score_diff, or None when no window has a span. Ties go to the
+    earlier candidate, then the earlier window. The best span is the first n-best entry with text:
     postprocess lists spans best first (its n_best_size must be >= 2, or the null entry can take the
     only slot)."""
     best = None
-    for qas_id in qas_ids:
-        span = next((entry for entry in result.nbest[qas_id] if entry["text"]), None)
-        if span is None:
-            continue
-        margin = -result.null_score_diff[qas_id]
-        if best is None or margin > best[1]:
-            best = (qas_id, margin, span["start_char"], span["end_char"])
+    for qas_id, windows in candidate_windows:
+        for window in windows:
+            span = next((entry for entry in result.nbest[window] if entry["text"]), None)
+            if span is None:
+                continue
+            margin = -result.null_score_diff[window]
+            if best is None or margin > best[1]:
+                best = (qas_id, margin, span["start_char"], span["end_char"])
     return best
 
 
@@ -166,11 +199,14 @@ def candidate_examples(documents):
 # Reading records
 # ---------------------------------------------------------------------------------------------
 def iter_lines(input_pattern, max_examples=0):
-    """(line bytes, "file:line") of every record of the input files, in order; raises InputError."""
+    """(line bytes, "file:line") of every record of the input files (paths, globs, s3:// URIs, folders:
+    the files qa.nq_eval scores against), in order; raises InputError."""
     try:
-        uris = expand_inputs([input_pattern])
+        uris = expand_gold_paths(input_pattern)
     except FileNotFoundError as exc:
         raise InputError(f"{exc}; download the data first (make data) or fix --input") from None
+    except NQEvalError as exc:
+        raise InputError(str(exc)) from None
     count = 0
     for uri in uris:
         try:
@@ -196,16 +232,23 @@ def parse_record(line, where):
     return record
 
 
-def is_scorable(record):
-    """Full format with annotations: the official evaluation can score predictions of it by default."""
-    return "document_tokens" in record and bool(record.get("annotations"))
+def unscored_reason(record, long_non_null_threshold=LONG_NON_NULL_THRESHOLD):
+    """Why predictions of this record are not scored by default: "simplified" (no byte offsets; --eval
+    scores it on tokens), "few_annotations" (fewer annotators than the official threshold, as every train
+    record with its 1: its gold never has an answer, so F1 is 0 whatever is predicted), else None."""
+    if "document_tokens" not in record:
+        return "simplified"
+    annotations = record.get("annotations")
+    if not isinstance(annotations, list) or len(annotations) < long_non_null_threshold:
+        return "few_annotations"
+    return None
 
 
 def read_document(job):
-    """(Document, is_scorable) of one line; job = (line, where, top_level_only). A worker's task."""
+    """(Document, unscored_reason) of one line; job = (line, where, top_level_only). A worker's task."""
     line, where, top_level_only = job
     record = parse_record(line, where)
-    return document_from_record(record, top_level_only, where), is_scorable(record)
+    return document_from_record(record, top_level_only, where), unscored_reason(record)
 
 
 def chunked_documents(lines, top_level_only, records_per_chunk, stats, workers=1):
@@ -232,13 +275,14 @@ def chunked_documents(lines, top_level_only, records_per_chunk, stats, workers=1
     try:
         documents = read_all()
         seen, chunk = {}, []
-        for document, scorable in documents:
+        for document, reason in documents:
             if document.example_id in seen:
                 raise InputError(f"{document.where}: example_id {document.example_id} is also at "
                                  f"{seen[document.example_id]}; is a file given twice?")
             seen[document.example_id] = document.where
             stats["records"] += 1
-            stats["unscorable"] += not scorable
+            if reason is not None:
+                stats[reason] += 1
             chunk.append(document)
             if len(chunk) == records_per_chunk:
                 yield chunk
@@ -339,14 +383,18 @@ def predict_chunk(documents, model, tokenizer, params, config, runtime, args):
         if not runtime.is_main:
             return None, windows
         # Threshold 0.0 only sets `predictions`, unused here: the choice is made on the margins.
-        result = postprocess_predictions(examples, features, starts, ends, config["n_best_size"],
+        result = postprocess_predictions(*per_window(examples, features), starts, ends, config["n_best_size"],
                                          config["max_answer_length"], True, 0.0)
     if not runtime.is_main:
         return None, windows
+    windows_of = {}  # candidate qas_id -> its window qas_ids, in window order
+    if examples:
+        for window, example in enumerate(features.example_index.tolist()):
+            windows_of.setdefault(examples[example].qas_id, []).append(window_qas_id(window))
     predictions = []
     for doc in documents:
         qas_ids = [candidate_qas_id(doc.example_id, index) for index, _, _ in doc.candidates]
-        choice = best_candidate(qas_ids, result) if qas_ids else None
+        choice = best_candidate([(qas_id, windows_of[qas_id]) for qas_id in qas_ids], result) if qas_ids else None
         predictions.append(prediction_entry(doc, choice))
     return predictions, windows
 
@@ -397,8 +445,9 @@ def parse_args(argv=None):
     parser.add_argument("--records_per_chunk", type=int, default=RECORDS_PER_CHUNK,
                         help=f"Records whose windows are held in memory at once (default {RECORDS_PER_CHUNK}).")
     parser.add_argument("--eval", action=argparse.BooleanOptionalAction, default=None,
-                        help="Score with the official NQ metrics (default: when every record is full-format with "
-                             "annotations; --eval for simplified dev records).")
+                        help="Score with the official NQ metrics (default: when every record is full-format with at "
+                             f"least {LONG_NON_NULL_THRESHOLD} annotations, as the dev set's 5; --eval for simplified "
+                             "dev records).")
     parser.add_argument("--fp16", action="store_true", help="float16 autocast (CUDA).")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast.")
     parser.add_argument("--no_cuda", action="store_true", help="Run on the CPU even when a GPU is visible.")
@@ -440,6 +489,33 @@ def feature_params(config, args):
     return FeatureParams(**values)
 
 
+def default_output(run, step, candidates, max_examples):
+    """<run>/eval/nq-<step>[-all-candidates][-first-<N>]/nq_predictions.json: a run over other candidates or
+    a subset never writes over the default run's predictions and metrics."""
+    name = f"nq-{step}" + ("-all-candidates" if candidates == "all" else "") + (f"-first-{max_examples}" if max_examples else "")
+    return os.path.join(run, run_dir.EVAL_DIR, name, "nq_predictions.json")
+
+
+def scoring_decision(eval_flag, stats):
+    """(score?, message or None) for --eval / --no-eval / default, from chunked_documents' counts.
+
+    The message is the one line saying why the predictions are not scored, or a warning that they are
+    scored although their F1 cannot be above 0."""
+    few, simplified, records = stats["few_annotations"], stats["simplified"], stats["records"]
+    few_why = (f"{few} of {records} records have fewer than {LONG_NON_NULL_THRESHOLD} annotations (a train file: 1 "
+               f"annotator), and gold has an answer only when {LONG_NON_NULL_THRESHOLD} annotators give one, so every "
+               "F1 would be 0")
+    if eval_flag is False:
+        return False, "predict_nq: not scored (--no-eval)"
+    if eval_flag is None:
+        reasons = ([few_why] if few else []) + \
+                  ([f"{simplified} of {records} records are in the simplified format (no byte offsets)"] if simplified else [])
+        if reasons:
+            return False, f"predict_nq: not scored: {'; '.join(reasons)}; --eval to score anyway"
+        return True, None
+    return True, (f"predict_nq: warning: scoring as asked (--eval), but {few_why}" if few else None)
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -454,7 +530,7 @@ def main(argv=None):
     except ValueError as exc:
         print(f"predict_nq.py: {exc}", file=sys.stderr)
         return 2
-    output = args.output or os.path.join(run, run_dir.EVAL_DIR, f"nq-{step}", "nq_predictions.json")
+    output = args.output or default_output(run, step, args.candidates, args.max_examples)
 
     import torch
     import transformers
@@ -474,7 +550,7 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForQuestionAnswering.from_pretrained(model_path).to(runtime.device)
 
-    stats = {"records": 0, "unscorable": 0, "candidates": 0, "windows": 0}
+    stats = {"records": 0, "simplified": 0, "few_annotations": 0, "candidates": 0, "windows": 0}
     predictions, example_ids = [], []
     started = time.perf_counter()
     bar = tqdm(total=args.max_examples or None, unit="doc", desc="predict_nq", disable=not runtime.is_main,
@@ -510,13 +586,11 @@ def main(argv=None):
     if runtime.cuda:
         torch.cuda.empty_cache()
 
-    scored = args.eval if args.eval is not None else stats["unscorable"] == 0
+    scored, message = scoring_decision(args.eval, stats)
+    if message:
+        print(message, file=sys.stdout if not scored else sys.stderr)
     if not scored:
-        why = "--no-eval" if args.eval is False else "the input is not full-format with annotations; --eval to score it anyway"
-        print(f"predict_nq: not scored ({why})")
         return 0
-    from qa.nq_eval import NQEvalError
-
     try:
         metrics = evaluate_predictions(args.input, output, example_ids if args.max_examples else None)
     except NQEvalError as exc:

@@ -232,7 +232,7 @@ def write_html(run_dir, png_path, eval_results, step, all_results=(), later=(), 
         f"<h1>{title}</h1><img alt='training report' src='data:image/png;base64,{image}' style='max-width:100%'>"
         + "".join(sections) + "</body></html>"
     )
-    path = os.path.join(run_dir, "report.html")
+    path = os.path.join(run_dir, run_dir_files.REPORT_HTML)
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(page)
     return path
@@ -259,7 +259,7 @@ def make_report(run_dir, predict_file=None):
             curve = null_threshold_curve(*load_threshold_inputs(run_dir, step, predict_file))
         else:
             print(f"predict file {predict_file!r} not found: the threshold curve is left out (pass --predict-file)")
-    png = os.path.join(run_dir, "report.png")
+    png = os.path.join(run_dir, run_dir_files.REPORT_PNG)
     draw(run_dir, records, curve, eval_results, png, step, eval_records(records, all_results), best_marker(best))
     page = write_html(run_dir, png, eval_results, step, all_results, later_eval_results(run_dir), best)
     return png, page

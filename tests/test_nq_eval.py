@@ -377,13 +377,44 @@ def test_bad_gold_is_named(tmp_path):
 def test_fast_path_is_not_fooled_by_quoted_keys():
     record = full_record(42, [annotation(L1)], question='what is "example_id": 99 and "annotations": []')
     line = json.dumps(record, separators=(",", ":")).encode()
-    assert nq_eval.extract_gold_fields(line) == (42, record["annotations"])
+    assert nq_eval.extract_gold_fields(line) == (42, record["annotations"], True)
     # json.dumps' default ", " / ": " separators work as well.
-    assert nq_eval.extract_gold_fields(json.dumps(record).encode()) == (42, record["annotations"])
+    assert nq_eval.extract_gold_fields(json.dumps(record).encode()) == (42, record["annotations"], True)
     # A key whose own text ends in "example_id leaves a backslash before the match: full parse.
     tricky = json.dumps({**record, 'x"example_id': 7}, separators=(",", ":")).encode()
     assert nq_eval.extract_gold_fields(tricky) is None
     assert nq_eval.parse_gold_line(tricky, "t")[0] == 42
+    # A simplified record (no document_tokens / document_html key) whose key text merely ends in one.
+    simplified = {"annotations": [], 'x"document_html': 1, "document_text": "x", "example_id": 5}
+    assert nq_eval.extract_gold_fields(json.dumps(simplified).encode()) is None  # unsure: the full parse decides
+    assert nq_eval.parse_gold_line(json.dumps(simplified).encode(), "t") == (5, ())
+    assert nq_eval.extract_gold_fields(json.dumps({**simplified, "x": 0}, separators=(",", ":")).encode()) is None
+
+
+def _without(record, annotation_index, *keys):
+    """The record with offsets removed from one annotation's long answer."""
+    record = json.loads(json.dumps(record))
+    for key in keys:
+        del record["annotations"][annotation_index]["long_answer"][key]
+    return record
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_full_format_gold_needs_every_offset_simplified_does_not(tmp_path, fast_path):
+    damaged = _without(full_record(8, [annotation(L1)] * 2), 1, "start_byte")
+    # A key whose text ends in "example_id leaves a backslash before the match: the whole line is parsed.
+    extra = {} if fast_path else {'x"example_id': 7}
+    path = write_gold(tmp_path / "damaged.jsonl", [{**damaged, **extra}], compress=False)
+    assert (nq_eval.extract_gold_fields(path.read_bytes().splitlines()[0]) is None) is not fast_path
+    # The official reader raises (KeyError) here; a silent -1 would make the gold span byte-less.
+    with pytest.raises(NQEvalError, match=r"damaged.jsonl line 1 \(example_id 8\) annotation 1 long_answer: "
+                                          r"the span has no 'start_byte'"):
+        nq_eval.read_gold(str(path))
+    # A simplified record (no document_tokens / document_html) has no byte offsets: they are -1.
+    no_bytes = _without(damaged, 1, "end_byte")
+    simplified = {"annotations": no_bytes["annotations"], "document_text": "x", "example_id": 8, "question_text": "q", **extra}
+    gold = nq_eval.read_gold(str(write_gold(tmp_path / "simplified.jsonl", [simplified], compress=False)))
+    assert gold[8][1].long_answer == Span(-1, -1, L1[2], L1[3]) and gold[8][0].long_answer == Span(*L1)
 
 
 def test_simplified_gold_and_plain_jsonl(tmp_path):
@@ -424,6 +455,47 @@ def test_shards_read_in_parallel_equal_serial_and_duplicates_across_shards_fail(
     write_gold(tmp_path / "nq-dev-02.jsonl.gz", records[6:])
     with pytest.raises(NQEvalError, match="nq-dev-02.jsonl.gz line 1: example_id 7 is already at .*nq-dev-01"):
         nq_eval.read_gold(pattern, num_threads=2)
+
+
+def test_parallel_readers_are_spawned_not_forked(tmp_path, monkeypatch):
+    """A fork after CUDA / torch threads started can hang the child (scripts/predict_nq.py scores right
+    after its model ran): read_gold must start its readers with spawn."""
+    records = scenario_gold()
+    write_gold(tmp_path / "nq-dev-00.jsonl.gz", records[:4])
+    write_gold(tmp_path / "nq-dev-01.jsonl.gz", records[4:])
+    real_pool = nq_eval.concurrent.futures.ProcessPoolExecutor
+    start_methods = []
+
+    def recording_pool(*args, **kwargs):
+        start_methods.append(kwargs["mp_context"].get_start_method() if kwargs.get("mp_context") else None)
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(nq_eval.concurrent.futures, "ProcessPoolExecutor", recording_pool)
+    gold = nq_eval.read_gold(str(tmp_path / "nq-dev-*.jsonl.gz"), num_threads=2)
+    assert start_methods == ["spawn"]
+    assert gold == nq_eval.read_gold(str(tmp_path / "nq-dev-*.jsonl.gz"), num_threads=1)
+    assert start_methods == ["spawn"]  # one reader: no pool at all
+
+
+def test_a_folder_is_its_jsonl_gz_and_jsonl_files(tmp_path, scenario):
+    records = scenario_gold()
+    folder = tmp_path / "dev"
+    folder.mkdir()
+    write_gold(folder / "nq-dev-00.jsonl.gz", records[:3])
+    write_gold(folder / "nq-dev-01.jsonl", records[3:], compress=False)
+    (folder / "README.txt").write_text("not gold")
+    assert nq_eval.expand_gold_paths(str(folder)) == [str(folder / "nq-dev-00.jsonl.gz"), str(folder / "nq-dev-01.jsonl")]
+    assert nq_eval.read_gold(f"{folder}/", num_threads=2) == nq_eval.read_gold(str(scenario[0]))
+    result = _cli("--gold_path", f"{folder}/", "--predictions_path", str(scenario[1]))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == pytest.approx(SCENARIO_METRICS, abs=1e-12)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    result = _cli("--gold_path", str(empty), "--predictions_path", str(scenario[1]))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"{empty}: a folder without *.jsonl.gz or *.jsonl files" in result.stderr and "glob" in result.stderr
+    assert "download it again" not in result.stderr
 
 
 def test_gold_cache_is_reused_only_for_the_same_files(tmp_path, monkeypatch):
@@ -484,7 +556,7 @@ def test_real_lines_take_the_fast_path_and_equal_a_full_parse():
     with gzip.open(path, "rb") as f:
         for line in f:
             record = json.loads(line)
-            assert nq_eval.extract_gold_fields(line) == (record["example_id"], record["annotations"])
+            assert nq_eval.extract_gold_fields(line) == (record["example_id"], record["annotations"], True)
     gold = nq_eval.read_gold(str(path))
     assert list(gold)[:3] == [5225754983651766092, 6986236841860957647, -3290814144789249484]
     assert all(len(annotations) == 5 for annotations in gold.values())

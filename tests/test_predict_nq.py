@@ -1,8 +1,10 @@
 """scripts/predict_nq.py: whole NQ documents -> official NQ predictions (and scores), on the real dev records.
 
-A tiny random ALBERT answers, so the answers are arbitrary; what is asserted is that they are valid
-official predictions of these very documents: every example, spans of the record's own candidates and
-tokens, byte offsets that agree with document_tokens, the scores the selection rule says."""
+A tiny random ALBERT answers, so its answers are arbitrary; what is asserted of them is that they are
+valid official predictions of these very documents: every example, spans of the record's own candidates
+and tokens, byte offsets that agree with document_tokens, the scores the selection rule says. The choice
+itself (which candidate, which span, which score) is asserted exactly with planted logits
+(qa.inference.predict_logits replaced)."""
 
 import gzip
 import json
@@ -10,16 +12,21 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 import demo_summary
+import nq_to_squad
 import predict_nq
+import qa.inference
 from conftest import ROOT, shared_file
 from qa import run_dir, storage
-from qa.nq_eval import read_gold, read_predictions
-from qa.postprocess import PostprocessResult
+from qa.nq_eval import evaluate, read_gold, read_predictions
+from qa.postprocess import PostprocessResult, postprocess_predictions
 
 WINDOWS = {"max_seq_length": 128, "doc_stride": 64, "max_query_length": 32}  # small windows: fast on 2 cores
+RONTGEN_ID = -3290814144789249484  # "who got the first nobel prize in physics"; gold short answer: tokens 245-248
+NO_LONG_ANSWER_ID = 6986236841860957647  # no annotator gave a long answer
 
 
 @pytest.fixture(scope="module")
@@ -103,23 +110,26 @@ def nbest(*spans):
             for span in spans]
 
 
-def test_the_candidate_whose_span_beats_null_by_the_most_wins():
+def test_the_candidate_with_the_best_single_window_wins():
+    # Windows are questions of their own (predict_nq.per_window): null_score_diff = that window's null
+    # - its best span, so the window margins are 2.0 | 5.0, 6.0 | (no span) | 6.0 | -1.0, 0.5.
     result = PostprocessResult(
         predictions={},
-        nbest={"7:0": nbest(None, ("Ada", 3, 6)), "7:2": nbest(("Tom", 0, 3), None, ("Tom read", 0, 8)),
-               "7:5": nbest(None), "7:6": nbest(("it", 9, 11), None)},
-        # null_score_diff = null - best span: margins 2.0, 5.0, (no span), 5.0
-        null_score_diff={"7:0": -2.0, "7:2": -5.0, "7:5": -9.0, "7:6": -5.0},
-        best_non_null={"7:0": "Ada", "7:2": "Tom", "7:5": "", "7:6": "it"},
+        nbest={"0": nbest(None, ("Ada", 3, 6)), "1": nbest(("Tom", 0, 3), None), "2": nbest(("Tom read", 0, 8), None),
+               "3": nbest(None), "4": nbest(("it", 9, 11), None), "5": nbest(None, ("a", 0, 1)), "6": nbest(("b", 2, 3))},
+        null_score_diff={"0": -2.0, "1": -5.0, "2": -6.0, "3": -9.0, "4": -6.0, "5": 1.0, "6": -0.5},
+        best_non_null={},
     )
-    # 7:5 has the largest -null_score_diff but no span; 7:6 ties with 7:2 and comes later.
-    assert predict_nq.best_candidate(["7:0", "7:2", "7:5", "7:6"], result) == ("7:2", 5.0, 0, 3)
-    assert predict_nq.best_candidate(["7:0", "7:5"], result) == ("7:0", 2.0, 3, 6)
-    assert predict_nq.best_candidate(["7:5"], result) is None
-    # No candidate beats null: the least bad one is still chosen, with its negative margin.
-    losing = PostprocessResult({}, {"1:0": nbest(None, ("a", 0, 1)), "1:1": nbest(None, ("b", 2, 3))},
-                               {"1:0": 4.5, "1:1": 0.25}, {"1:0": "a", "1:1": "b"})
-    assert predict_nq.best_candidate(["1:0", "1:1"], losing) == ("1:1", -0.25, 2, 3)
+    windows = [("7:0", ["0"]), ("7:2", ["1", "2"]), ("7:5", ["3"]), ("7:6", ["4"])]
+    # 7:2's second window wins (its span, not the first window's); 7:5 has the largest -null_score_diff but
+    # no span; 7:6 ties with 7:2 and comes later.
+    assert predict_nq.best_candidate(windows, result) == ("7:2", 6.0, 0, 8)
+    assert predict_nq.best_candidate([("7:0", ["0"]), ("7:5", ["3"])], result) == ("7:0", 2.0, 3, 6)
+    assert predict_nq.best_candidate([("7:5", ["3"])], result) is None
+    # Within a candidate, equal margins go to the earlier window.
+    assert predict_nq.best_candidate([("7:9", ["4", "2"])], result) == ("7:9", 6.0, 9, 11)
+    # No window beats its null: the least bad one is still chosen, with its negative margin.
+    assert predict_nq.best_candidate([("1:0", ["5"]), ("1:1", ["6"])], result) == ("1:1", 0.5, 2, 3)
 
 
 def test_prediction_entry_maps_the_span_to_the_candidates_tokens():
@@ -150,6 +160,161 @@ def full_run(model_dir, full_path, tmp_path_factory):
     code = predict_nq.main(["--model_dir", str(model_dir), "--input", str(full_path), "--output", str(out)])
     assert code == 0
     return out
+
+
+def write_records(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode("utf-8")))
+    return path
+
+
+def planted_logits(targets, seen=None):
+    """A stand-in for qa.inference.predict_logits: every window's CLS logits are 1.0 (null score 2.0) and
+    all others -5.0 (any span -10.0), except what `targets(features)` plants: [(window, {position: (start
+    logit, end logit)})]; the CLS position may be planted too. `seen` (a list) gets (features, starts, ends)."""
+
+    def predict_logits(model, features, batch_size, runtime, **kwargs):
+        width = features.offsets.shape[1]
+        starts = np.full((len(features), width), -5.0, dtype=np.float32)
+        ends = starts.copy()
+        rows = np.arange(len(features))
+        starts[rows, features.cls_index] = ends[rows, features.cls_index] = 1.0
+        for window, positions in targets(features):
+            for position, (start_logit, end_logit) in positions.items():
+                starts[window, position], ends[window, position] = start_logit, end_logit
+        if seen is not None:
+            seen.append((features, starts, ends))
+        return starts, ends
+
+    return predict_logits
+
+
+def test_planted_logits_choose_candidate_span_and_score_end_to_end(model_dir, full_path, tmp_path, capsys, monkeypatch):
+    """The Röntgen record: its candidate 1 gets a span at the gold short answer's tokens, margin 8 - 2 = 6;
+    a decoy candidate with two windows gets span 6 over null 3 in one (margin 3) and null -8 under spans
+    of -10 in the other (margin -2). Its best span over the smallest null would be 6 - (-8) = 14 and win:
+    the per-window rule picks candidate 1. The second record favours null everywhere (margin -12)."""
+    records = {r["example_id"]: r for r in read_records(full_path)}
+    rontgen, no_long = records[RONTGEN_ID], records[NO_LONG_ANSWER_ID]
+    # A folder as --input: its *.jsonl.gz, as qa.nq_eval reads it.
+    folder = tmp_path / "dev"
+    path = write_records(folder / "nq-dev-00.jsonl.gz", [rontgen, no_long])
+    documents = [predict_nq.document_from_record(r, True, "t") for r in (rontgen, no_long)]
+    # features.example_index counts the candidates of the chunk's records in this order.
+    candidates = [(doc.example_id, index) for doc in documents for index, _, _ in doc.candidates]
+    target, context = candidates.index((RONTGEN_ID, 1)), documents[0].candidates[1][2]
+    assert documents[0].candidates[1][0] == 1
+    char_start, char_end = nq_to_squad.token_span_to_chars(context, 245, 248)
+    assert context.text[char_start:char_end] == "Wilhelm Conrad Röntgen"
+    planted = {}
+
+    def targets(features):
+        example_index = np.asarray(features.example_index)
+        offsets, max_context = np.asarray(features.offsets), np.asarray(features.token_is_max_context)
+        for window in np.flatnonzero(example_index == target):
+            starts = np.flatnonzero((offsets[window, :, 0] == char_start) & max_context[window])
+            ends = np.flatnonzero(offsets[window, :, 1] == char_end)
+            if len(starts) and len(ends):
+                break
+        else:
+            pytest.fail("no window holds the gold short answer with its maximum context")
+        assert 0 <= ends[0] - starts[0] < 30  # within max_answer_length
+        decoy = next(e for e in range(len(candidates)) if candidates[e][0] == RONTGEN_ID and e != target
+                     and (example_index == e).sum() >= 2)
+        first, second = np.flatnonzero(example_index == decoy)[:2]
+        token = np.flatnonzero((offsets[first, :, 0] >= 0) & max_context[first])[0]
+        planted["decoy"] = candidates[decoy][1]
+        return [(window, {starts[0]: (4.0, -5.0), ends[0]: (-5.0, 4.0)} if starts[0] != ends[0] else {starts[0]: (4.0, 4.0)}),
+                (first, {token: (3.0, 3.0), features.cls_index[first]: (1.5, 1.5)}),
+                (second, {features.cls_index[second]: (-4.0, -4.0)})]
+
+    seen = []
+    monkeypatch.setattr(qa.inference, "predict_logits", planted_logits(targets, seen))
+    out = tmp_path / "out" / "nq_predictions.json"
+    code, stdout, err = run(["--model_dir", model_dir, "--input", folder, "--output", out], capsys)
+    assert code == 0, err
+    assert planted["decoy"] != 1
+    # The planted logits do tell the two rules apart: merging each candidate's windows (best span over
+    # them all minus their smallest null), the decoy would win with 14 against 6.
+    (features, starts, ends), = seen
+    merged = postprocess_predictions(predict_nq.candidate_examples(documents), features, starts, ends, 20, 30)
+    assert -merged.null_score_diff[f"{RONTGEN_ID}:{planted['decoy']}"] == 14.0
+    assert -merged.null_score_diff[f"{RONTGEN_ID}:1"] == 6.0
+    first, second = json.loads(out.read_text())["predictions"]
+    gold_long = rontgen["long_answer_candidates"][1]
+    tokens = rontgen["document_tokens"]
+    assert first == {
+        "example_id": RONTGEN_ID,
+        "long_answer": {key: gold_long[key] for key in ("start_token", "end_token", "start_byte", "end_byte")},
+        "long_answer_score": 6.0,
+        # End exclusive: tokens 245, 246, 247 and the bytes of "Wilhelm Conrad Röntgen" (ö is 2 bytes).
+        "short_answers": [{"start_token": 245, "end_token": 248, "start_byte": 37907, "end_byte": 37930}],
+        "short_answers_score": 6.0,
+        "yes_no_answer": "NONE",
+    }
+    assert (tokens[245]["start_byte"], tokens[247]["end_byte"]) == (37907, 37930)
+    assert rontgen["document_html"].encode()[37907:37930].decode() == "Wilhelm Conrad Röntgen"
+    # Every window of the second record: null 2 over spans of -10. The first candidate's first span wins
+    # the tie: its first text token.
+    index, candidate, first_context = documents[1].candidates[0]
+    first_text = next(i for i, span in enumerate(first_context.token_spans) if span) + first_context.start_token
+    assert second["long_answer"] == {key: candidate[key] for key in ("start_token", "end_token", "start_byte", "end_byte")}
+    assert second["long_answer_score"] == second["short_answers_score"] == -12.0
+    assert [(s["start_token"], s["end_token"]) for s in second["short_answers"]] == [(first_text, first_text + 1)]
+    # Scored by default (5 annotators each), against the input folder: exactly qa.nq_eval.evaluate's numbers.
+    results = json.loads((out.parent / "nq_eval_results_12.json").read_text())
+    expected = evaluate(str(path), str(out))
+    assert results == {**expected, "step": 12, "candidates": "top", "examples": 2}
+    # Threshold 6.0: the Röntgen answers only, both right; the other record has no gold long or short answer.
+    assert (expected["long-best-threshold-f1"], expected["short-best-threshold-f1"], expected["long-best-threshold"]) == (1.0, 1.0, 6.0)
+    assert "NQ long answer F1 1.0000" in stdout
+
+
+def test_train_records_are_not_scored_by_default(model_dir, full_path, tmp_path, capsys, monkeypatch):
+    """A train record has 1 annotator: gold never has an answer (2 needed), so every F1 would be 0."""
+    records = read_records(full_path)[:2]
+    train = write_records(tmp_path / "nq-train-00.jsonl.gz", [{**r, "annotations": r["annotations"][:1]} for r in records])
+    monkeypatch.setattr(qa.inference, "predict_logits", planted_logits(lambda features: []))
+    out = tmp_path / "p.json"
+    code, stdout, err = run(["--model_dir", model_dir, "--input", train, "--output", out], capsys)
+    assert code == 0, err
+    assert out.exists() and not list(tmp_path.glob("nq_eval_results_*"))
+    not_scored = [line for line in stdout.splitlines() if "not scored" in line]
+    assert not_scored == ["predict_nq: not scored: 2 of 2 records have fewer than 2 annotations (a train file: 1 annotator), "
+                          "and gold has an answer only when 2 annotators give one, so every F1 would be 0; --eval to score "
+                          "anyway"]
+    # --eval scores them, saying why the numbers are 0.
+    code, stdout, err = run(["--model_dir", model_dir, "--input", train, "--output", out, "--eval"], capsys)
+    assert code == 0, err
+    assert "predict_nq: warning: scoring as asked (--eval), but 2 of 2 records have fewer than 2 annotations" in err
+    results = json.loads((tmp_path / "nq_eval_results_12.json").read_text())
+    assert results["long-best-threshold-f1"] == results["short-best-threshold-f1"] == 0.0
+
+
+def test_scoring_decision():
+    stats = {"records": 10, "simplified": 0, "few_annotations": 0}
+    assert predict_nq.scoring_decision(None, stats) == (True, None)
+    assert predict_nq.scoring_decision(True, stats) == (True, None)
+    assert predict_nq.scoring_decision(False, stats) == (False, "predict_nq: not scored (--no-eval)")
+    scored, message = predict_nq.scoring_decision(None, {**stats, "simplified": 10})
+    assert not scored and message == ("predict_nq: not scored: 10 of 10 records are in the simplified format (no byte "
+                                      "offsets); --eval to score anyway")
+    assert predict_nq.scoring_decision(True, {**stats, "simplified": 10}) == (True, None)
+    scored, message = predict_nq.scoring_decision(None, {**stats, "simplified": 1, "few_annotations": 3})
+    assert not scored and message.count("\n") == 0 and "3 of 10 records have fewer than 2" in message and "1 of 10" in message
+    assert predict_nq.unscored_reason({"document_tokens": [], "annotations": [{}] * 5}) is None
+    assert predict_nq.unscored_reason({"document_tokens": [], "annotations": [{}]}) == "few_annotations"
+    assert predict_nq.unscored_reason({"document_text": "x", "annotations": [{}] * 5}) == "simplified"
+
+
+def test_default_output_folder_names_the_mode_and_subset():
+    def name(candidates, max_examples):
+        return predict_nq.default_output("RUN", 40, candidates, max_examples)
+
+    assert name("top", 0) == "RUN/eval/nq-40/nq_predictions.json"
+    assert name("all", 0) == "RUN/eval/nq-40-all-candidates/nq_predictions.json"
+    assert name("top", 50) == "RUN/eval/nq-40-first-50/nq_predictions.json"
+    assert name("all", 50) == "RUN/eval/nq-40-all-candidates-first-50/nq_predictions.json"
 
 
 def test_full_format_gives_valid_official_predictions_and_scores(full_run, full_path):
@@ -248,9 +413,10 @@ def test_checkpoint_folder(model_dir, full_path, tmp_path, capsys):
     checkpoint = make_checkpoint(model_dir, folder, 7)
     code, _, err = run(["--model_dir", checkpoint, "--input", full_path, "--max_examples", 2], capsys)
     assert code == 0, err
-    # Its window sizes come from its trainer_state.json; the output goes to the run's eval/ folder, by step.
+    # Its window sizes come from its trainer_state.json; the output goes to the run's eval/ folder, by step
+    # and subset (the first 2 records: never over a whole-input run's files).
     assert "windows of 128 tokens, stride 64, question 32" in err and str(checkpoint / "trainer_state.json") in err
-    predictions = folder / "eval" / "nq-7" / "nq_predictions.json"
+    predictions = folder / "eval" / "nq-7-first-2" / "nq_predictions.json"
     assert json.loads((predictions.parent / "nq_eval_results_7.json").read_text())["step"] == 7
     first = predictions.read_bytes()
     # The same checkpoint named inside its run folder.
@@ -307,7 +473,7 @@ def test_make_eval_nq_writes_into_eval(model_dir, full_path, tmp_path):
         done = subprocess.run(common + extra, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "NQ long answer F1" in done.stdout
-        folder = run / "eval" / f"nq-{step}"
+        folder = run / "eval" / f"nq-{step}-first-2"
         assert len(json.loads((folder / "nq_predictions.json").read_text())["predictions"]) == 2
         assert json.loads((folder / f"nq_eval_results_{step}.json").read_text())["step"] == step
     assert not list(run.glob("nq_*"))  # the training record is left alone
