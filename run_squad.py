@@ -58,6 +58,7 @@ from qa.args import (
 from qa.model_card import write_model_card, write_qa_config
 from qa.squad_io import SquadFormatError
 from qa.storage import atomic_write
+from qa.sync import SyncError
 
 
 def save_run_config(args, output_dir, argv=None):
@@ -569,6 +570,10 @@ def main(argv=None):
             notes.append(eval_run_settings(args, given_settings(argv)))
         notes = [note for note in notes if note]
         validate_args(args, cuda_available=torch.cuda.is_available())
+        if args.do_train and args.sync_checkpoints and int(os.environ.get("RANK", "0")) == 0:
+            from qa.sync import check_bucket
+
+            check_bucket(args.sync_checkpoints)  # a mistyped bucket fails now, before anything is written here
         if args.pad_to_multiple_of is None:  # tensor cores want multiples of 8; the CPU gains nothing from padding
             args.pad_to_multiple_of = 8 if torch.cuda.is_available() and not args.no_cuda else 1
         # A wrong or damaged checkpoint fails now, not after building features: resolved and verified once
@@ -577,7 +582,7 @@ def main(argv=None):
             resume_from = resume_checkpoint(args, notes)
         if args.do_eval and not args.do_train:
             eval_targets(args, None)  # likewise for what evaluation alone would evaluate
-    except (ArgumentError, checkpoints.CheckpointError) as exc:
+    except (ArgumentError, checkpoints.CheckpointError, SyncError) as exc:
         print(f"run_squad.py: {exc}".replace("\n", "\nrun_squad.py: "), file=sys.stderr)
         return 2
     from qa import retention, storage

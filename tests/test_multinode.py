@@ -91,7 +91,11 @@ def test_two_nodes_without_a_shared_folder_resume_from_s3_at_the_same_step(dropo
     results = finish_nodes(launch_nodes(tmp_path, "b", free_port(), node_argv("b", "--sync_checkpoints", remote),
                                         QA_TEST_KILL_AT_MICRO_STEP=KILL_AT_MICRO_STEP,
                                         QA_CHECKPOINT_TEST_SLEEP_AFTER_MODEL="0.2"))
-    assert all(code != 0 and "Signal 9 (SIGKILL)" in output for code, output in results), results
+    # Node 0's worker dies by SIGKILL; node 1's launcher may report its own worker's SIGKILL or, when node 0's
+    # launcher (which hosts the c10d store) went first, the lost store: either way a failed run.
+    assert results[0][0] != 0 and "Signal 9 (SIGKILL)" in results[0][1], results[0]
+    assert results[1][0] != 0 and ("Signal 9 (SIGKILL)" in results[1][1] or "RendezvousConnectionError" in results[1][1]), \
+        results[1]
     local_steps = [step for step, _ in run_dir.list_checkpoints(machine[0] / "b")]
     assert local_steps == [4, 8, 12, 16, 20]
     assert not (machine[1] / "b").exists() or os.listdir(machine[1] / "b") == []  # node 1 wrote nothing

@@ -269,30 +269,175 @@ def test_rotation_is_mirrored_never_deleting_the_best(s3, bucket, model, tmp_pat
     recorder = Recorder()
     checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/p", log=lambda line: None, client=recorder.client, **FAST)
     checkpoint_sync.submit_files(run / "args.json")  # one path, not a list, is fine too
-    for step in (100, 200, 300, 400):
+    # checkpoint-50 is in S3 only (written by another machine): rotation here did not delete it, so it stays
+    for step in (100, 200, 300):
         path = save(run, model, step)
         if step == 100:
             record_best(str(run), path, "f1", 80.0)
         checkpoint_sync.submit_checkpoint(path)
-    assert checkpoint_sync.wait(60)  # all four are in S3 (test_rotated_away_before_upload: when they are not)
-    rotate_checkpoints(str(run), 2)  # keeps the best (100) and the newest (400)
-    kept = [os.path.basename(p) for _, p in run_dir.list_checkpoints(str(run))]
-    assert kept == ["checkpoint-100", "checkpoint-400"]
-    checkpoint_sync.mirror_deletions(kept, run_dir.best_checkpoint(str(run))["checkpoint"])
     assert checkpoint_sync.wait(60)
-    assert remote_checkpoint_names(s3, bucket, "p/") == ["checkpoint-100", "checkpoint-400"]
+    copy_remote(s3, bucket, "p/checkpoint-300/", "p/checkpoint-50/")
+    path = save(run, model, 400)
+    deleted = rotate_checkpoints(str(run), 2)  # keeps the best (100) and the newest (400)
+    assert sorted(map(os.path.basename, deleted)) == ["checkpoint-200", "checkpoint-300"]
+    checkpoint_sync.submit_checkpoint(path)
+    checkpoint_sync.mirror_rotation(deleted + [str(run / ".trash-checkpoint-7-123")], "checkpoint-100")
+    assert checkpoint_sync.wait(60)
+    assert remote_checkpoint_names(s3, bucket, "p/") == ["checkpoint-100", "checkpoint-400", "checkpoint-50"]
     assert "p/args.json" in remote(s3, bucket)  # only checkpoint-* prefixes are ever deleted
-    for name in ("checkpoint-200", "checkpoint-300"):  # each lost its marker before anything else
-        assert recorder.index("done", "DeleteObject", f"p/{name}/COMPLETE") < \
+    for name in ("checkpoint-200", "checkpoint-300"):  # each lost its marker before anything else, after 400 was up
+        assert recorder.index("done", "PutObject", "p/checkpoint-400/COMPLETE") < \
+            recorder.index("done", "DeleteObject", f"p/{name}/COMPLETE") < \
             recorder.index("start", "DeleteObjects", f"p/{name}/model.safetensors")
 
-    checkpoint_sync.mirror_deletions(["checkpoint-400"], "checkpoint-100")  # the best, though not kept, stays
-    checkpoint_sync.mirror_deletions([], None)  # refused: it would delete every remote checkpoint
+    mark = len(recorder.events)
+    checkpoint_sync.submit_checkpoint(path)
+    checkpoint_sync.mirror_rotation([run / "checkpoint-100"], "checkpoint-100")  # the best is never deleted
+    checkpoint_sync.mirror_rotation([], None)  # rotation deleted nothing: nothing is deleted, nothing queued
     failures = checkpoint_sync.close(timeout=60)
-    assert remote_checkpoint_names(s3, bucket, "p/") == ["checkpoint-100", "checkpoint-400"]
-    assert len(failures) == 1 and "kept_names is empty" in failures[0]
+    assert remote_checkpoint_names(s3, bucket, "p/") == ["checkpoint-100", "checkpoint-400", "checkpoint-50"]
+    assert not [e for e in recorder.events[mark:] if e[1] in ("DeleteObject", "DeleteObjects") and "checkpoint-400" not in e[2][0]]
+    assert len(failures) == 1 and "rotation not mirrored: checkpoint-100 kept in" in failures[0]
     assert remote(s3, bucket, "p/checkpoint-100/") == {
         f"p/checkpoint-100/{n}": data for n, data in local_files(run / "checkpoint-100").items()}
+
+
+def test_failed_upload_keeps_the_last_complete_remote_checkpoint(s3, bucket, model, tmp_path):
+    # --save_total_limit 1: checkpoint-1000 is in S3; checkpoint-1100's upload fails (its first file, 3 attempts).
+    run = tmp_path / "run"
+    recorder, lines = Recorder(), []
+    checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/p", log=lines.append, client=recorder.client, **FAST)
+    checkpoint_sync.submit_checkpoint(save(run, model, 1000))
+    assert checkpoint_sync.wait(60)
+    recorder.fail["PutObject"] = 3
+    path = save(run, model, 1100)
+    deleted = rotate_checkpoints(str(run), 1)
+    assert [os.path.basename(p) for p in deleted] == ["checkpoint-1000"]
+    checkpoint_sync.submit_checkpoint(path)
+    checkpoint_sync.mirror_rotation(deleted)
+    assert checkpoint_sync.wait(60)
+    assert sync.list_remote_checkpoints(f"s3://{bucket}/p", client=s3) == [(1000, "checkpoint-1000")]
+    assert not [e for e in recorder.events if e[1] in ("DeleteObject", "DeleteObjects")]
+    assert any("rotation not mirrored yet: checkpoint-1100 is not complete" in line for line in lines)
+
+    # the next checkpoint that reaches S3 carries the deletion that waited, and its own
+    path = save(run, model, 1200)
+    deleted = rotate_checkpoints(str(run), 1)
+    checkpoint_sync.submit_checkpoint(path)
+    checkpoint_sync.mirror_rotation(deleted)
+    failures = checkpoint_sync.close(timeout=60)
+    assert len(failures) == 1 and failures[0].startswith(f"checkpoint-1100 -> s3://{bucket}/p/checkpoint-1100/")
+    assert remote_checkpoint_names(s3, bucket, "p/") == ["checkpoint-1200"]
+    assert sync.list_remote_checkpoints(f"s3://{bucket}/p", client=s3) == [(1200, "checkpoint-1200")]
+
+    # a deletion with no upload before it is refused; the newest complete checkpoint in S3 is never deleted
+    checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/p", log=lines.append, **FAST)
+    checkpoint_sync.mirror_rotation(["checkpoint-1200"])
+    older = save(tmp_path / "older", model, 900)
+    checkpoint_sync.submit_checkpoint(older)
+    checkpoint_sync.mirror_rotation(["checkpoint-1200"])
+    failures = checkpoint_sync.close(timeout=60)
+    assert "no checkpoint upload was submitted before it" in failures[0]
+    assert "rotation not mirrored: checkpoint-1200 kept in" in failures[1] and len(failures) == 2
+    assert [name for _, name in sync.list_remote_checkpoints(f"s3://{bucket}/p", client=s3)] == \
+        ["checkpoint-900", "checkpoint-1200"]
+
+
+def test_mirror_checkpoint_deletes_only_what_rotation_deleted(s3, bucket, model, tmp_path):
+    from qa.trainer import mirror_checkpoint
+
+    # A fresh machine resuming run p: S3 holds checkpoint-1000 and checkpoint-2000, this disk neither.
+    source = tmp_path / "source"
+    upload_run(bucket, source, [save(source, model, 1000), save(source, model, 2000)], prefix="p")
+    run = tmp_path / "run"
+    (run / "wandb_run_id.txt").parent.mkdir()
+    (run / "wandb_run_id.txt").write_text("abc12345")
+    (run / "metrics.jsonl").write_text('{"step": 1100}\n')
+    recorder = Recorder()
+    checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/p", log=lambda line: None, client=recorder.client, **FAST)
+    mirror_checkpoint(checkpoint_sync, str(run), save(run, model, 1100), deleted=[])
+    mirror_checkpoint(checkpoint_sync, str(run), save(run, model, 1200), deleted=[])
+    assert checkpoint_sync.close(timeout=60) == []
+    assert remote_checkpoint_names(s3, bucket, "p/") == ["checkpoint-1000", "checkpoint-1100", "checkpoint-1200",
+                                                         "checkpoint-2000"]
+    assert not [e for e in recorder.events if e[1] in ("DeleteObject", "DeleteObjects")]
+    assert remote(s3, bucket, "p/wandb_run_id.txt") == {"p/wandb_run_id.txt": b"abc12345"}
+    # records unchanged since the first save are not uploaded again
+    assert recorder.uploaded().count("p/wandb_run_id.txt") == 1 and recorder.uploaded().count("p/metrics.jsonl") == 1
+
+
+def test_final_model_goes_up_config_last_and_only_after_its_weights(s3, bucket, model, tmp_path):
+    run = tmp_path / "run"
+    model.save_pretrained(run)
+    for name, text in (("tokenizer.json", "{}"), ("README.md", "card"), ("train.log", "log"), ("args.json", "{}"),
+                       ("eval_results_5.json", "{}"), ("predictions_5.json", "{}"), ("metrics.jsonl", "")):
+        (run / name).write_text(text)
+    assert sync.final_model_names(sorted(os.listdir(run))) == ["README.md", "model.safetensors", "tokenizer.json",
+                                                               "config.json"]
+    assert sync.final_model_names(["model.safetensors", "train.log"]) == []
+    recorder = Recorder()
+    checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/p", log=lambda line: None, client=recorder.client, **FAST)
+    queued = checkpoint_sync.submit_final_model(str(run))
+    assert [os.path.basename(p) for p in queued] == ["README.md", "model.safetensors", "tokenizer.json", "config.json"]
+    (run / "README.md").write_text("card with the scores")  # rewritten after the evaluation
+    root = sorted(str(run / n) for n in os.listdir(run))
+    checkpoint_sync.submit_files(root, only_changed=True, marker="config.json")  # what finish_sync does
+    assert checkpoint_sync.close(timeout=60) == []
+    uploaded = recorder.uploaded()
+    assert uploaded[:4] == ["p/README.md", "p/model.safetensors", "p/tokenizer.json", "p/config.json"]
+    assert uploaded.count("p/model.safetensors") == 1 and uploaded.count("p/config.json") == 1  # not again
+    assert sorted(uploaded[4:]) == ["p/README.md", "p/args.json", "p/eval_results_5.json", "p/metrics.jsonl",
+                                    "p/predictions_5.json", "p/train.log"]
+    assert remote(s3, bucket, "p/README.md") == {"p/README.md": b"card with the scores"}
+
+    # the weights fail: config.json stays local, so the copy in S3 never looks like a model
+    recorder = Recorder(fail={"PutObject": 3})  # README.md's 3 attempts
+    checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/q", log=lambda line: None, client=recorder.client, **FAST)
+    checkpoint_sync.submit_final_model(str(run))
+    failures = checkpoint_sync.close(timeout=60)
+    assert len(failures) == 2 and "README.md" in failures[0]
+    assert "config.json: not uploaded, as README.md did not reach S3" in failures[1]
+    assert sorted(remote(s3, bucket, "q/")) == ["q/model.safetensors", "q/tokenizer.json"]
+
+
+def test_reading_s3_fails_in_one_line_or_is_retried(s3, bucket, model, tmp_path):
+    with pytest.raises(sync.SyncError) as raised:
+        sync.latest_remote_checkpoint("s3://no-such-bucket-for-sync/p")
+    assert "\n" not in str(raised.value)
+    assert str(raised.value).startswith("list s3://no-such-bucket-for-sync/p/: NoSuchBucket: ")
+    assert "NoSuchBucket" in str(raised.value) and "not retried" in str(raised.value)
+    with pytest.raises(sync.SyncError, match=r"^list s3://no-such-bucket-for-sync/p/: .*NoSuchBucket"):
+        sync.fetch_checkpoint("s3://no-such-bucket-for-sync/p", str(tmp_path / "fresh"), log=lambda line: None, **FAST)
+    with pytest.raises(sync.SyncError, match=r"cannot list the bucket .*NoSuchBucket.*aws s3 ls"):
+        sync.check_bucket("s3://no-such-bucket-for-sync/p")
+
+    run = tmp_path / "run"
+    upload_run(bucket, run, [save(run, model, 10)])
+    recorder = Recorder(fail={"ListObjectsV2": 2, "GetObject": 1})  # a flaky network: retried, then answered
+    lines = []
+    assert sync.latest_remote_checkpoint(f"s3://{bucket}/runs/a", client=recorder.client,
+                                         retry=sync.reading_retry(lines.append, **FAST)) == "checkpoint-10"
+    assert len(lines) == 3 and all("retrying" in line and "ConnectionClosedError" in line for line in lines)
+    recorder = Recorder(fail={"ListObjectsV2": 5})
+    with pytest.raises(sync.SyncError, match=r"^list s3://.*/runs/a/: failed after 3 attempt\(s\): ConnectionClosedError"):
+        sync.list_remote_checkpoints(f"s3://{bucket}/runs/a", client=recorder.client,
+                                     retry=sync.reading_retry(lambda line: None, **FAST))
+
+
+def test_start_sync_with_a_mistyped_bucket_exits_2_in_one_line(s3, tmp_path, capsys):
+    import argparse
+
+    import run_squad
+
+    lines = []
+    log = argparse.Namespace(info=lines.append)
+    args = argparse.Namespace(sync_checkpoints="s3://no-such-bucket-for-sync/run", output_dir=str(tmp_path))
+    with pytest.raises(SystemExit) as exited:
+        run_squad.start_sync(args, log)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("run_squad.py: error: --sync_checkpoints s3://no-such-bucket-for-sync/")
+    assert "NoSuchBucket" in err and "aws s3 ls" in err and lines[0].startswith("error: --sync_checkpoints")
 
 
 def test_checkpoint_rotated_away_before_its_upload_is_skipped(s3, bucket, model, tmp_path):
@@ -365,8 +510,8 @@ def test_bad_prefix_is_refused():
 # ---------------------------------------------------------------------------------------------
 # Reading back
 # ---------------------------------------------------------------------------------------------
-def upload_run(bucket, run, paths, files=()):
-    checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/runs/a", log=lambda line: None, **FAST)
+def upload_run(bucket, run, paths, files=(), prefix="runs/a"):
+    checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/{prefix}", log=lambda line: None, **FAST)
     for path in paths:
         checkpoint_sync.submit_checkpoint(path)
     checkpoint_sync.submit_files([run / name for name in files])
@@ -406,7 +551,8 @@ def test_fetch_into_an_empty_folder_gives_the_same_complete_checkpoint(s3, bucke
     record_best(str(run), newest, "f1", 71.5)
     (run / "args.json").write_text('{"learning_rate": 3e-05, "save_steps": 10}')
     (run / "metrics.jsonl").write_text('{"step": 10}\n{"step": 20}\n')
-    upload_run(bucket, run, [older, newest], files=["args.json", "best_checkpoint.json", "metrics.jsonl"])
+    (run / "wandb_run_id.txt").write_text("k3x9q2ab")
+    upload_run(bucket, run, [older, newest], files=["args.json", "best_checkpoint.json", "metrics.jsonl", "wandb_run_id.txt"])
 
     fresh, lines = tmp_path / "fresh-machine" / "run", []
     path = sync.fetch_checkpoint(f"s3://{bucket}/runs/a", str(fresh), log=lines.append)
@@ -414,8 +560,9 @@ def test_fetch_into_an_empty_folder_gives_the_same_complete_checkpoint(s3, bucke
     verify_checkpoint(path)
     assert local_files(path) == local_files(newest)
     assert run_dir.resolve_checkpoint("auto", str(fresh)) == path
-    assert sorted(os.listdir(fresh)) == ["args.json", "best_checkpoint.json", "checkpoint-20", "metrics.jsonl"]
-    for name in ("args.json", "best_checkpoint.json", "metrics.jsonl"):
+    assert sorted(os.listdir(fresh)) == ["args.json", "best_checkpoint.json", "checkpoint-20", "metrics.jsonl",
+                                         "wandb_run_id.txt"]
+    for name in ("args.json", "best_checkpoint.json", "metrics.jsonl", "wandb_run_id.txt"):  # the same wandb run goes on
         assert (fresh / name).read_bytes() == (run / name).read_bytes()
     assert any(f"runs/a/checkpoint-20/ -> {path}" in line for line in lines)
 
