@@ -208,7 +208,8 @@ def build_parser():
                         "--max_train_samples, --group_by_length, --train_file, number of processes) differs from the "
                         "run's record: training continues, but not exactly as the interrupted run would have.")
     p.add_argument("--torch_compile", action="store_true",
-                   help="Compile the model with torch.compile (CUDA; minutes of compilation first, then faster steps).")
+                   help="Compile the model for training with torch.compile (CUDA; minutes of compilation first, then faster "
+                        "steps; evaluation runs the model as it is).")
     return p
 
 
