@@ -14,6 +14,8 @@ whole-document NQ prediction (`scripts/predict_nq.py`).
 """
 
 import json
+import os
+import time
 
 import numpy as np
 import torch
@@ -24,6 +26,8 @@ from qa.runtime import ModelFeed
 
 # Logits of padding positions: far below any real score, and still finite in float16.
 PAD_LOGIT = -10000.0
+# Test hook: seconds slept after each evaluation batch (tests/test_sigterm_eval.py: a SIGTERM during a long one).
+SLEEP_ENV = "QA_TEST_SLEEP_PER_EVAL_BATCH"
 
 
 class EvaluationAbandoned(Exception):
@@ -51,6 +55,7 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
     was_training = model.training
     model.eval()
     abandoned = False
+    sleep = float(os.environ.get(SLEEP_ENV, "0") or 0)
     try:
         with torch.no_grad():
             for first in range(0, len(mine), batch_size):
@@ -65,6 +70,8 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
                 width = out.start_logits.shape[1]
                 starts[first : first + len(indices), :width] = out.start_logits.float().cpu().numpy()
                 ends[first : first + len(indices), :width] = out.end_logits.float().cpu().numpy()
+                if sleep:
+                    time.sleep(sleep)
     finally:
         model.train(was_training)
     if runtime.distributed:
