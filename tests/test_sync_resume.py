@@ -99,7 +99,10 @@ def test_sigterm_under_torchrun_drains_the_checkpoint_to_s3_before_any_rank_exit
     finally:
         if launcher.poll() is None:
             launcher.kill()
-    assert launcher.returncode != 0 and output.count("exitcode  : 143") == 2, output
+    # Both ranks stop with 143; once past the barrier (uploads drained) the exit order is a race, and torchrun may
+    # SIGTERM the slower rank on its way out: what must hold is that the uploads finished before anyone exited.
+    assert launcher.returncode != 0 and "exitcode  : 143" in output, output
+    assert output.index("everything is in") < output.index("exitcode  :"), output
     (step, path), = run_dir.list_checkpoints(out)  # the checkpoint saved at the signal (--save_total_limit 1)
     assert f"stopped by signal {signal.SIGTERM} at step {step}" in output, output
     assert list_remote_checkpoints(remote, client=s3) == [(step, os.path.basename(path))], output
