@@ -183,7 +183,7 @@ RECORD_OVERRIDES = $(call given,MODEL,--model_name_or_path) $(call given,TRAIN_F
   $(call given,THREADS,--threads) $(call given,SAVE_STEPS,--save_steps) $(call given,LOGGING_STEPS,--logging_steps) \
   $(call given,SAVE_TOTAL_LIMIT,--save_total_limit) $(call given,REPORT_TO,--report_to) \
   $(call given,WANDB_PROJECT,--wandb_project) $(call given,SYNC,--sync_checkpoints) \
-  $(if $(filter command line environment,$(origin PRECISION)),$(PRECISION_FLAG)) $(EXTRA)
+  $(call given,PRECISION,--precision) $(EXTRA)
 
 # run_squad.py's error messages then name these variables (TRAIN_FILE, EPOCHS, CKPT) instead of its flags.
 train resume eval demo: export QA_VIA_MAKE = 1

@@ -44,7 +44,7 @@ MAKE_VARIABLES = {
     "--save_total_limit": "SAVE_TOTAL_LIMIT", "--threads": "THREADS",
     "--resume_from_checkpoint": "CKPT", "--eval_checkpoint": "CKPT",
     "--model_type": "MODEL_TYPE", "--report_to": "REPORT_TO", "--wandb_project": "WANDB_PROJECT",
-    "--sync_checkpoints": "SYNC",
+    "--sync_checkpoints": "SYNC", "--precision": "PRECISION",
 }
 # Values of HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE that huggingface_hub takes as "no network".
 OFFLINE_VALUES = ("1", "on", "yes", "true")
@@ -175,6 +175,9 @@ def build_parser():
     p.add_argument("--threads", type=int, default=1, help="Threads used to build features (the Rust tokenizer runs in parallel across chunks of questions).")
     # New: precision, checkpoints, model selection, logging, subsets.
     p.add_argument("--bf16", action="store_true", help="Mixed precision bfloat16 (CUDA or CPU autocast; no loss scaling needed).")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                   help="The same as --fp16 / --bf16 / neither, as one setting: what `make ... PRECISION=` passes, so a "
+                        "resume can also switch a recorded --fp16 off (PRECISION=fp32 on a machine without CUDA).")
     p.add_argument("--save_total_limit", type=int, default=None, help="Keep at most N checkpoints (the best is never deleted).")
     p.add_argument("--resume_from_checkpoint", nargs="?", const="auto", default=None,
                    help="Continue exactly from a checkpoint: a path, checkpoint-N in --output_dir, or auto (the newest complete one).")
@@ -239,7 +242,8 @@ def given_settings(argv=None):
     for action in parser._actions:
         action.default, action.required = argparse.SUPPRESS, False
     given, _ = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    return set(vars(given))
+    names = set(vars(given))
+    return names | {"fp16", "bf16"} if "precision" in names else names  # --precision sets both
 
 
 def resumes_from_s3(args):
@@ -266,6 +270,16 @@ def apply_record(args, given, record, names):
         elif getattr(args, name) != record[name]:
             changed.append((name, record[name], getattr(args, name)))
     return changed
+
+
+def apply_precision(args):
+    """--precision fp32|fp16|bf16 sets --fp16/--bf16 (both flags given with it is refused in validate_args)."""
+    if args.precision is not None:
+        if (args.fp16 and args.precision != "fp16") or (args.bf16 and args.precision != "bf16"):
+            raise SystemExit(f"run_squad.py: error: --precision {args.precision} contradicts "
+                             f"{'--fp16' if args.fp16 else '--bf16'}: give one of them")
+        args.fp16, args.bf16 = args.precision == "fp16", args.precision == "bf16"
+    return args
 
 
 def guide_resume(args):
@@ -325,6 +339,7 @@ def parse_args(argv=None):
     """Parse run_squad.py's flags (sys.argv[1:] when argv is None); a bad flag or value exits 2 with one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    apply_precision(args)
     guide_resume(args)
     if args.model_name_or_path is None and not takes_record(args) and not resumes_from_s3(args):
         parser.error("the following arguments are required: --model_name_or_path")

@@ -248,3 +248,20 @@ def test_a_quoted_tilde_path_is_expanded(tmp_path, monkeypatch):
     args = parse_args(eval_argv(tmp_path, "--model_name_or_path", "~/models/tiny"))
     assert args.model_name_or_path == str(tmp_path / "models" / "tiny")
     assert validate_args(args, cuda_available=False) is args
+
+
+def test_precision_given_overrides_both_recorded_flags():
+    """A run recorded with --fp16 resumed with PRECISION=fp32 (a machine without CUDA): --precision counts as
+    giving both --fp16 and --bf16, so the record cannot switch fp16 back on."""
+    from qa.args import apply_record, given_settings
+
+    argv = [*BASE, "--precision", "fp32"]
+    args = parse_args(argv)
+    assert (args.fp16, args.bf16) == (False, False)
+    given = given_settings(argv)
+    assert {"fp16", "bf16", "precision"} <= given
+    changed = apply_record(args, given, {"fp16": True, "bf16": False, "precision": None}, ["fp16", "bf16"])
+    assert (args.fp16, args.bf16) == (False, False) and changed == [("fp16", True, False)]
+    assert parse_args([*BASE, "--precision", "bf16"]).bf16 is True
+    with pytest.raises(SystemExit):
+        parse_args([*BASE, "--precision", "fp32", "--fp16"])
