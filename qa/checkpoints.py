@@ -77,6 +77,11 @@ def verify_checkpoint(path):
     if problem is not None:
         raise CheckpointError(f"{path} cannot be trusted: {problem}; use another checkpoint "
                               f"(or restore this one from a copy)")
+    marker = storage.read_marker(path, COMPLETE) or {"files": {}}
+    unhashed = sorted(name for name, entry in marker["files"].items() if not (isinstance(entry, dict) and "blake2b" in entry))
+    if unhashed:  # a marker of the first format (sizes only): checked as far as it goes, and said so
+        logger.warning("%s: %d file(s) checked by size only (written before hashes were recorded): %s", path,
+                       len(unhashed), ", ".join(unhashed[:3]))
     return path
 
 

@@ -169,3 +169,20 @@ def test_a_full_disk_at_the_final_save_leaves_no_stray_config_and_keeps_the_weig
     assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
     assert [s for s, _ in run_dir.list_checkpoints(out)] == [3]  # the weights of the last step, complete
     checkpoints.verify_checkpoint(str(out / "checkpoint-3"))
+
+
+def test_a_marker_of_the_first_format_is_checked_by_size_and_says_so(trained_run, tmp_path, caplog):
+    import logging
+
+    _, source = trained_run
+    ckpt = tmp_path / "checkpoint-2"
+    shutil.copytree(source / "checkpoint-2", ckpt)
+    marker = storage.read_marker(str(ckpt), run_dir.COMPLETE)
+    sizes = {name: entry["size"] for name, entry in marker["files"].items()}  # format 1: name -> size
+    (ckpt / run_dir.COMPLETE).write_text(json.dumps({"global_step": 2, "files": sizes}))
+    with caplog.at_level(logging.WARNING, logger="qa.checkpoints"):
+        checkpoints.verify_checkpoint(str(ckpt))
+    assert "checked by size only" in caplog.text
+    (ckpt / "optimizer.pt").write_bytes(b"x")  # a size that differs is still refused
+    with pytest.raises(run_dir.CheckpointError, match="optimizer.pt has 1 bytes"):
+        checkpoints.verify_checkpoint(str(ckpt))
