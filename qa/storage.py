@@ -164,8 +164,8 @@ def open_input(uri):
 # ---------------------------------------------------------------------------------------------
 # Folders that are complete or absent: checkpoints and feature caches
 # ---------------------------------------------------------------------------------------------
-# blake2b over 64 KiB blocks: about 1 GB/s on one core (as fast as 1 MiB blocks), so the 1.2 GB of an
-# albert-xlarge checkpoint adds about a second to its save and to its verification; the small block keeps
+# blake2b over 64 KiB blocks: about 1 GB/s on one core (as fast as 1 MiB blocks), so the ~0.7 GB of an
+# albert-xlarge checkpoint (weights + AdamW state) adds under a second to its save and to its verification; the small block keeps
 # the feature cache build's peak memory at one chunk of arrays (tests/test_features.py).
 HASH_BLOCK = 1 << 16
 MARKER = "COMPLETE"       # written last into a folder that is complete (a checkpoint, a feature cache)
