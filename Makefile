@@ -255,7 +255,7 @@ demo: demo-data
 # ---------------------------------------------------------------------------------------------
 # Tests and benchmarks
 # ---------------------------------------------------------------------------------------------
-.PHONY: test bench
+.PHONY: test bench bench-quality
 ## test: the test suite (what CI runs); installs what it needs first
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -267,10 +267,18 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(VENV)/bin/pip install -r requirements-bench.txt
 	touch $@
 
+# The speed benchmarks: every benchmarks/bench_*.py but the quality comparison (about 45 minutes on 2 CPU cores).
+SPEED_BENCHES := $(filter-out benchmarks/bench_grouping_quality.py,$(sort $(wildcard benchmarks/bench_*.py)))
+
 ## bench: throughput and memory benchmarks; tables printed, JSON in benchmarks/results/ (GPU: bash benchmarks/gpu_check.sh)
 bench: $(STAMP) $(BENCH_STAMP)
 	mkdir -p benchmarks/results
-	for bench in benchmarks/bench_*.py; do echo "== $$bench"; $(PY) $$bench --out benchmarks/results; done
+	for bench in $(SPEED_BENCHES); do echo "== $$bench"; $(PY) $$bench --out benchmarks/results; done
+
+## bench-quality: does --group_by_length cost quality? grouped vs random order, 3 seeds, real encoder (~45 min on CPU)
+bench-quality: $(STAMP) $(BENCH_STAMP)
+	mkdir -p benchmarks/results
+	$(PY) benchmarks/bench_grouping_quality.py --out benchmarks/results
 
 # ---------------------------------------------------------------------------------------------
 # Operations (a run on a cloud GPU box): attach, logs, status, clean-cache, swap, upload

@@ -590,7 +590,7 @@ def main(argv=None):
 
     if args.server_ip:
         start_remote_debugger(args.server_ip, args.server_port)
-    runtime = init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank)
+    runtime = init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank, args.deterministic)
     barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
     if args.do_train and args.resume_from_checkpoint is not None:  # before anything is written here: the
         fetched = resume_from is None  # run's records come back with a fetched checkpoint

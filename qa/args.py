@@ -52,6 +52,12 @@ OFFLINE_VALUES = ("1", "on", "yes", "true")
 HUB_CACHE_MARKERS = ("config.json", "tokenizer_config.json", "tokenizer.json")
 
 
+# Boolean settings a resume takes from the record that a user may want off on the next start; each has a
+# --no_<name> (--no_group_by_length is declared with its flag).
+OFF_SWITCHES = ("evaluate_during_training", "torch_compile", "deterministic", "pad_to_max_length", "verbose_logging",
+                "eval_all_checkpoints", "skip_bad_examples")
+
+
 class ArgumentError(ValueError):
     """A bad combination of flags; the message says what to do."""
 
@@ -213,13 +219,23 @@ def build_parser():
     p.add_argument("--torch_compile", action="store_true",
                    help="Compile the model for training with torch.compile (CUDA; minutes of compilation first, then faster "
                         "steps; evaluation runs the model as it is).")
+    p.add_argument("--deterministic", action="store_true",
+                   help="Deterministic kernels only (torch.use_deterministic_algorithms, a fixed cuBLAS workspace): on CUDA "
+                        "the same run then gives the same weights bit for bit, and so does a resumed one; some kernels are "
+                        "slower. A kernel with no deterministic version stops the run with torch's error naming it. The "
+                        "CPU path is deterministic without it.")
+    # A resume takes every setting from the run's record: these switch a recorded flag off again.
+    for name in OFF_SWITCHES:
+        p.add_argument(f"--no_{name}", dest=name, action="store_false",
+                       help=f"Turn a recorded --{name} off (on resume, or evaluating a run).")
     return p
 
 
 # A resume takes every setting from the run's record except these: what this invocation is (resume, which
-# process of the launcher), the folder it reads the record from, and remote debugging.
+# process of the launcher), the folder it reads the record from, remote debugging, and one-time actions of the
+# first start (rebuilding the feature cache: a resume would rebuild it every time; clearing the output folder).
 NOT_FROM_RECORD = ("resume_from_checkpoint", "do_train", "output_dir", "local_rank", "server_ip", "server_port",
-                   "allow_changed_order")
+                   "allow_changed_order", "overwrite_cache", "overwrite_output_dir")
 # Settings that decide which micro-batches come at which step (qa/sampling.py): changing one on resume
 # means the saved position in the epoch points at other windows.
 ORDER_SETTINGS = ("per_gpu_train_batch_size", "gradient_accumulation_steps", "seed", "max_train_samples",

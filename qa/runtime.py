@@ -1,6 +1,7 @@
 """Where and how this process computes: torchrun's environment, the device, precision, and batches on it.
 
     runtime = init_runtime(no_cuda=False, fp16=True, bf16=False)   # torchrun env or one process
+    runtime = init_runtime(deterministic=True)                      # --deterministic: same bits every run
     feed = ModelFeed(model, runtime)                                # inspects model.forward once
     outputs = model(**feed(features.batch(indices)))
 
@@ -47,10 +48,23 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
 
 
-def init_runtime(no_cuda=False, fp16=False, bf16=False, local_rank=-1):
+def use_deterministic_algorithms():
+    """--deterministic: only kernels that give the same bits every time (torch raises, naming the op, where one
+    has none), cuBLAS with a fixed workspace (its reductions are otherwise split by workspace size: CUDA's
+    reproducibility notes ask for CUBLAS_WORKSPACE_CONFIG=:4096:8 before the first cuBLAS call), and no cuDNN
+    autotuning (which may pick another algorithm in the next process). SDPA's flash and memory-efficient
+    backward kernels have deterministic modes that this switches on (torch's randomness notes)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+def init_runtime(no_cuda=False, fp16=False, bf16=False, local_rank=-1, deterministic=False):
     """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), join the process group, pick the device.
 
     Backend nccl on CUDA, gloo on CPU. One process without torchrun needs nothing set."""
+    if deterministic:
+        use_deterministic_algorithms()  # before the first CUDA call
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", local_rank if local_rank >= 0 else 0))

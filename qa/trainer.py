@@ -21,7 +21,11 @@ interrupt that save; only SIGKILL does, and then the previous checkpoint is stil
 On CUDA: fused AdamW, pinned non-blocking copies (qa.runtime.ModelFeed), no host sync inside a
 step (the loss is read at logging steps only; under torchrun the stop signal is agreed every
 SIGNAL_CHECK_STEPS steps), batches padded to a multiple of --pad_to_multiple_of,
-and `--torch_compile` (the padding bounds its recompilations to max_seq_length / multiple shapes).
+and `--torch_compile`. torch.compile compiles for the first batch's shape; the first batch of another
+length (or size: an epoch's short last batch) recompiles it once with that dimension dynamic, and later
+lengths reuse that graph (dynamo's automatic dynamic shapes), so a run compiles a few graphs however
+many lengths come: the log says how many at the end. --deterministic (qa.runtime) makes CUDA steps
+bit-reproducible, so a resumed run matches an uninterrupted one exactly there too.
 
 Test hook: QA_TEST_KILL_AT_MICRO_STEP=N makes the process SIGKILL itself after its N-th micro-batch
 (tests/test_resume.py kills a run mid-epoch and mid-accumulation that way).
@@ -262,12 +266,14 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     # A resumed run may have nothing left to do (early stopping due at its checkpoint, or the last step reached).
     state.stop_reason = decide_stop(state, args, t_total)
     try:
-        epoch_plan = {}
+        epoch_plan, shapes = {}, set()  # shapes: the batch shapes torch.compile saw, for the log
         while state.stop_reason is None:
             group, epoch_length = next_group(train_features, state, args, runtime, epoch_plan)
             # forward and backward over the step's micro-batches (DDP syncs gradients on the last one only)
             for i, indices in enumerate(group):
                 inputs = feed(train_features.batch(indices, args.pad_to_max_length, args.pad_to_multiple_of))
+                if args.torch_compile:
+                    shapes.add(tuple(inputs["input_ids"].shape))
                 no_sync = runtime.distributed and i + 1 < len(group)
                 with model.no_sync() if no_sync else contextlib.nullcontext():
                     with runtime.autocast():
@@ -317,6 +323,9 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     finally:
         stop.restore()
         bar.close()
+    if args.torch_compile:
+        log.info(f"torch.compile: {compiled_graphs()} graph(s) compiled for {len(shapes)} batch shape(s) in this "
+                 f"process (a new batch length or size recompiles once, with that dimension dynamic)")
     # Used by run_squad.py when the final model cannot be written: the weights are then kept as a checkpoint.
     state.save_last_step = lambda: save(args, raw_model, tokenizer, optimizer, scheduler, scaler, state, runtime, log)
     if state.stop_reason == "signal":
@@ -329,6 +338,13 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                  f"{state.best_value} in {args.early_stopping_patience} evaluations; best: "
                  f"{best['checkpoint'] if best else 'unknown'} (step {best['step'] if best else '?'})")
     return state
+
+
+def compiled_graphs():
+    """How many graphs torch.compile has compiled in this process (dynamo's own count; graph breaks count too)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def evaluate_during_training(model, eval_set, args, runtime, log, state, stop):

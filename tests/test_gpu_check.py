@@ -199,31 +199,67 @@ def test_final_checks_compare_weights_and_f1_with_the_uninterrupted_run(tmp_path
     weights = {"encoder.weight": torch.linspace(-1, 1, 12).reshape(3, 4), "qa_outputs.bias": torch.tensor([0.5, -0.5])}
     reference = write_run(tmp_path / "reference", weights, 28.73)
     same = write_run(tmp_path / "same", {k: v.clone() for k, v in weights.items()}, 28.73)
-    checks = checks_by_name(gpu_check.final_checks("bf16", str(reference), str(same), gpu_check.RESUME_TOLERANCE["cpu"]))
+    checks = checks_by_name(gpu_check.final_checks("bf16", str(reference), str(same), gpu_check.RESUME_TOLERANCE["exact"]))
     assert checks["weights"].ok and checks["weights"].detail.endswith("bit-identical")
     assert checks["eval"].ok and "f1 28.73 on 51 questions after step 40" in checks["eval"].detail
     moved = dict(weights, **{"qa_outputs.bias": torch.tensor([0.5, -0.4])})
     off = write_run(tmp_path / "off", moved, 30.0)
-    cpu = checks_by_name(gpu_check.final_checks("bf16", str(reference), str(off), gpu_check.RESUME_TOLERANCE["cpu"]))
+    cpu = checks_by_name(gpu_check.final_checks("bf16", str(reference), str(off), gpu_check.RESUME_TOLERANCE["exact"]))
     assert not cpu["weights"].ok and "> 0" in cpu["weights"].detail and not cpu["eval"].ok
-    cuda = checks_by_name(gpu_check.final_checks("fp16", str(reference), str(off), gpu_check.RESUME_TOLERANCE["cuda"]))
+    cuda = checks_by_name(gpu_check.final_checks("fp16", str(reference), str(off), gpu_check.RESUME_TOLERANCE["compiled"]))
     assert not cuda["weights"].ok  # 0.1 is a wrong resume, not last-bit noise (bound 0.05)
     assert cuda["eval"].ok  # 1.27 F1 points within CUDA's 5
     missing = write_run(tmp_path / "no-eval", weights, 28.73, step=20)
     assert not checks_by_name(gpu_check.final_checks("bf16", str(reference), str(missing),
-                                                     gpu_check.RESUME_TOLERANCE["cpu"]))["eval"].ok
+                                                     gpu_check.RESUME_TOLERANCE["exact"]))["eval"].ok
 
 
 def test_e2e_plan_uses_the_new_flags_only_when_run_squad_lists_them():
-    both = {"--fp16", "--bf16", "--torch_compile", "--pad_to_multiple_of"}
-    plan, note = gpu_check.e2e_plan("cuda", both)
-    assert plan == [("bf16", ["--pad_to_multiple_of", "8"]),
-                    ("fp16", ["--pad_to_multiple_of", "8", "--torch_compile", "--pad_to_max_length"])]
-    assert "--torch_compile: yes (used by the fp16 runs)" in note
+    every = {"--fp16", "--bf16", "--torch_compile", "--pad_to_multiple_of", "--deterministic"}
+    plan, note = gpu_check.e2e_plan("cuda", every)
+    # bf16 eager and deterministic: bit for bit; fp16 compiled with the default padding (no --pad_to_max_length).
+    assert plan == [("bf16", ["--pad_to_multiple_of", "8", "--deterministic"], "exact"),
+                    ("fp16", ["--pad_to_multiple_of", "8", "--torch_compile"], "compiled")]
+    assert "--torch_compile: yes (used by the fp16 runs)" in note and "bit-identical resume required" in note
     plan, note = gpu_check.e2e_plan("cuda", {"--fp16", "--bf16"})
-    assert plan == [("bf16", []), ("fp16", [])] and "--torch_compile: no" in note
-    plan, note = gpu_check.e2e_plan("cpu", both)  # no fp16 and no compilation on the CPU
-    assert plan == [("bf16", ["--pad_to_multiple_of", "8"])] and "not used: CPU" in note
+    assert plan == [("bf16", [], "compiled"), ("fp16", [], "compiled")] and "--torch_compile: no" in note
+    plan, note = gpu_check.e2e_plan("cpu", every)  # no fp16 and no compilation on the CPU, bit-exact anyway
+    assert plan == [("bf16", ["--pad_to_multiple_of", "8"], "exact")] and "not used: CPU" in note
+
+
+def test_compile_check_reads_every_process_count_from_the_logs():
+    line = "2026-12-02 06:00:00 torch.compile: {} graph(s) compiled for {} batch shape(s) in this process (...)\n"
+    good = {"uninterrupted": (line.format(2, 9), 1), "stopped+resumed": (line.format(2, 5) + "resuming from x\n"
+                                                                          + line.format(3, 6), 2)}
+    check = gpu_check.compile_check("fp16", good)
+    assert check.ok and check.name == "compile"
+    assert check.detail == ("uninterrupted: 2 graph(s) for 9 batch shape(s), stopped+resumed: 2 graph(s) for 5 batch "
+                            "shape(s), stopped+resumed: 3 graph(s) for 6 batch shape(s) (at most 4 expected)")
+    # One graph per length: the recompilations are not bounded.
+    assert not gpu_check.compile_check("fp16", {"uninterrupted": (line.format(9, 9), 1)}).ok
+    # The resumed process did not log its count (it crashed, or compiled nothing): not a pass.
+    missing = gpu_check.compile_check("fp16", {"stopped+resumed": (line.format(2, 5), 2)})
+    assert not missing.ok and "1 'torch.compile: N graph(s)' lines" in missing.detail
+
+
+def test_the_timed_step_clips_as_the_trainer_does():
+    """train_step unscales and clips to the trainer's default norm before the optimizer step."""
+    model = torch.nn.Linear(4, 1)
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            return type("Out", (), {"loss": (self.inner(x) * 1000).sum()})()
+
+    seen = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    optimizer.step = lambda: seen.append(torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item())
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    gpu_check.train_step(Wrapped(), optimizer, scaler, {"x": torch.ones(8, 4)}, "cpu", None)
+    assert seen == [pytest.approx(gpu_check.MAX_GRAD_NORM)]  # 1000x the loss, clipped to 1.0
 
 
 def test_run_squad_help_is_read_for_its_flags():
