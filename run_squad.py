@@ -586,7 +586,7 @@ def main(argv=None):
         print(f"run_squad.py: {exc}".replace("\n", "\nrun_squad.py: "), file=sys.stderr)
         return 2
     from qa import retention, storage
-    from qa.runtime import barrier, init_runtime
+    from qa.runtime import barrier, init_runtime, use_deterministic_algorithms
 
     if args.server_ip:
         start_remote_debugger(args.server_ip, args.server_port)
@@ -599,6 +599,8 @@ def main(argv=None):
             if fetched:  # the fetched checkpoint's own settings, with the same refusal rules as a local resume
                 notes.append(continue_run_settings(args, given_settings(argv), runtime.world_size, checkpoint=resume_from))
                 notes = [note for note in notes if note]
+                if args.deterministic:  # recorded in the fetched checkpoint: before the first step, as init_runtime would
+                    use_deterministic_algorithms()
         except (checkpoints.CheckpointError, ArgumentError) as exc:
             print(f"run_squad.py: {exc}", file=sys.stderr)
             return 2

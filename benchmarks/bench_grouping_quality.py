@@ -108,6 +108,8 @@ def parse_args(argv=None):
     p.add_argument("--logging-steps", type=int, default=10, help="a train/loss record (the mean of these steps) every N steps")
     p.add_argument("--eval-questions", type=int, default=0,
                    help="evaluation questions drawn from Computational_complexity_theory (0: all 418)")
+    p.add_argument("--length-group-batches", type=int, default=None,
+                   help="the grouped runs' --length_group_batches (default: run_squad.py's, qa.sampling.MEGA_BATCH_SIZE)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args(argv)
@@ -116,6 +118,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.steps < 0:
         p.error(f"--steps must be 0 (--epochs whole epochs) or more, got {args.steps}")
+    if args.length_group_batches is not None and args.length_group_batches < 1:
+        p.error(f"--length-group-batches must be at least 1, got {args.length_group_batches}")
     if args.eval_questions < 0:
         p.error(f"--eval-questions must be 0 (all) or more, got {args.eval_questions}")
     if args.learning_rate <= 0:
@@ -140,6 +144,7 @@ def run_args(output_dir, model_dir, steps, setting, seed, args, pad_to_multiple_
     run.logging_steps = args.logging_steps
     run.learning_rate = args.learning_rate
     run.warmup_steps = round(steps * args.warmup_fraction)
+    run.length_group_batches = args.length_group_batches
     run.max_seq_length, run.doc_stride = MAX_SEQ_LENGTH, bench_train.DOC_STRIDE
     run.version_2_with_negative = True  # the evaluation article has 1 unanswerable question in 2: score them
     return run
@@ -224,7 +229,8 @@ def score(model, examples, features, loss_features, run, runtime):
     result = postprocess_predictions(examples, features, starts, ends, run.n_best_size, run.max_answer_length,
                                      True, run.null_score_diff_threshold)
     metrics = dict(evaluate_predictions(examples, result.predictions, result.null_score_diff, result.best_non_null))
-    _, forced = get_raw_scores([e for e in examples if not e.is_impossible], result.best_non_null)
+    # answerable as qa.metrics counts HasAns: a question with a gold answer text
+    _, forced = get_raw_scores([e for e in examples if e.answers], result.best_non_null)
     metrics["forced_HasAns_f1"] = 100.0 * sum(forced.values()) / len(forced) if forced else float("nan")
     metrics["heldout_loss"] = heldout_loss(model, loss_features, runtime)
     return metrics
@@ -284,6 +290,7 @@ def main(argv=None):
     import numpy as np
     import torch
 
+    from qa import sampling
     from qa.features import FeatureParams, build_features
     from qa.sampling import num_micro_batches
     from qa.storage import atomic_write
@@ -319,6 +326,7 @@ def main(argv=None):
             "learning_rate": args.learning_rate, "warmup_fraction": args.warmup_fraction, "epochs": args.epochs,
             "steps": steps, "epoch_steps": epoch_steps, "logging_steps": args.logging_steps,
             "pad_to_multiple_of": pad_to_multiple_of, "seeds_requested": args.seeds,
+            "length_group_batches": args.length_group_batches or sampling.MEGA_BATCH_SIZE,
             "runs": {str(seed): pair for seed, pair in runs.items()}, **summarise(runs),
             "seconds": round(time.perf_counter() - started, 1),
         }
@@ -333,6 +341,7 @@ def print_table(report):
     print(f"\nall-MiniLM-L6-v2, {report['device']} x{report['threads']} threads, {report['max_seq_length']}/"
           f"{report['doc_stride']}, batch {report['batch_size']}, lr {report['learning_rate']} "
           f"({report['warmup_fraction']:.0%} warm-up), {report['steps']} steps ({report['epoch_steps']} an epoch), "
+          f"grouped with --length_group_batches {report['length_group_batches']}, "
           f"seeds {', '.join(map(str, report['seeds']))}; train {data['train_questions']} questions "
           f"({data['train_windows']} windows), eval {data['eval_questions']} questions of {', '.join(data['eval_articles'])}; "
           f"load average {report['load_average']['before']} -> {report['load_average']['after']}")

@@ -206,9 +206,12 @@ def build_parser():
                         "order each epoch, a pure function of seed and epoch).")
     p.add_argument("--no_group_by_length", dest="group_by_length", action="store_false",
                    help="The legacy order: windows in random order, batches of any lengths.")
+    p.add_argument("--length_group_batches", type=int, default=None,
+                   help="With --group_by_length: how many batches' windows are sorted by length together (default: "
+                        "qa/sampling.py's MEGA_BATCH_SIZE, 50). Fewer: batches less alike, more padding; 1: random batches.")
     p.add_argument("--pad_to_multiple_of", type=int, default=None,
-                   help="Round each batch's length up to a multiple of N (default: 8 on CUDA, for tensor cores and "
-                        "to bound --torch_compile's recompilations; 1 on the CPU).")
+                   help="Round each batch's length up to a multiple of N (default: 8 on CUDA, for tensor cores; 1 on "
+                        "the CPU).")
     p.add_argument("--sync_checkpoints", default=None, metavar="S3_URI",
                    help="Mirror every complete checkpoint (and the final model) to s3://bucket/prefix as it is written, "
                         "in the background; a resume on a fresh machine pulls the newest complete one from there.")
@@ -225,9 +228,10 @@ def build_parser():
                         "slower. A kernel with no deterministic version stops the run with torch's error naming it. The "
                         "CPU path is deterministic without it.")
     # A resume takes every setting from the run's record: these switch a recorded flag off again.
-    for name in OFF_SWITCHES:
-        p.add_argument(f"--no_{name}", dest=name, action="store_false",
-                       help=f"Turn a recorded --{name} off (on resume, or evaluating a run).")
+    for name in OFF_SWITCHES:  # default SUPPRESS: the flag's own default stands, and --help shows none here
+        order = " (it changes the windows: with --allow_changed_order)" if name in ORDER_SETTINGS else ""
+        p.add_argument(f"--no_{name}", dest=name, action="store_false", default=argparse.SUPPRESS,
+                       help=f"Turn a recorded --{name} off when resuming{order}.")
     return p
 
 
@@ -239,7 +243,7 @@ NOT_FROM_RECORD = ("resume_from_checkpoint", "do_train", "output_dir", "local_ra
 # Settings that decide which micro-batches come at which step (qa/sampling.py): changing one on resume
 # means the saved position in the epoch points at other windows.
 ORDER_SETTINGS = ("per_gpu_train_batch_size", "gradient_accumulation_steps", "seed", "max_train_samples",
-                  "group_by_length", "train_file",
+                  "group_by_length", "length_group_batches", "train_file",
                   # ... and those that change the windows themselves, or which questions are kept
                   "max_seq_length", "doc_stride", "max_query_length", "skip_bad_examples", "tokenizer_name",
                   "do_lower_case")
@@ -322,7 +326,13 @@ def continue_run_settings(args, given, world_size, checkpoint=None):
         # A fresh machine: the checkpoint comes from S3 later; the record (args.json, fetched first) stands in
         # now, and the trainer compares the checkpoint's own settings when it restores it.
         checkpoint, state = args.resume_from_checkpoint, {}
-    record = {**(run_dir.read_args(args.output_dir) or {}), **state.get("args", {})}
+    # The newest start's args.json says what the run does now (a setting given at an earlier resume, a switch
+    # turned off there, even if no checkpoint was saved after it); the checkpoint's own settings win for those
+    # that fix the data order, since its saved position is a position in that order.
+    saved = state.get("args", {})
+    record = {**(run_dir.read_args(args.output_dir) or {}),
+              **{name: value for name, value in saved.items() if name in ORDER_SETTINGS}}
+    record = {**saved, **record}  # what args.json lacks (a record of an older version), from the checkpoint
     changed = apply_record(args, given, record, [name for name in vars(args) if name not in NOT_FROM_RECORD])
     shown = [f"{flag_name('--' + name)} {recorded} -> {now}" for name, recorded, now in changed]
     breaking = [line for line, (name, _, _) in zip(shown, changed) if name in ORDER_SETTINGS]
@@ -525,6 +535,9 @@ def validate_args(args, cuda_available):
                 "doc_stride", "max_query_length", "n_best_size", "max_answer_length", "threads")
     errors += [f"{f('--' + name)} must be at least 1 (got {getattr(args, name)})"
                for name in positive if getattr(args, name) < 1]
+    if args.length_group_batches is not None and args.length_group_batches < 1:
+        errors.append(f"--length_group_batches must be at least 1 (got {args.length_group_batches}); 1 makes random "
+                      f"batches, --no_group_by_length the legacy order")
     # Legacy: 0 turns periodic logging / saving off.
     errors += [f"{f('--' + name)} cannot be negative (got {getattr(args, name)}); 0 turns it off"
                for name in ("logging_steps", "save_steps") if getattr(args, name) < 0]

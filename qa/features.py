@@ -114,8 +114,7 @@ class Features:
 
     def batch(self, indices, pad_to_max_length=False, pad_to_multiple_of=1):
         """Model inputs for the windows at `indices`, trimmed to the longest one (rounded up to a multiple
-        of `pad_to_multiple_of`: tensor cores want multiples of 8, and torch.compile then sees at most
-        max_seq_length / multiple distinct shapes) unless pad_to_max_length."""
+        of `pad_to_multiple_of`: tensor cores want multiples of 8) unless pad_to_max_length."""
         indices = np.asarray(indices, dtype=np.int64)
         lengths = np.asarray(self.lengths[indices])
         width = max_length = self.input_ids.shape[1]

@@ -126,13 +126,15 @@ def total_steps(num_items, batch_size, grad_accum, num_train_epochs, max_steps=0
 
 
 def epoch_batches(lengths, batch_size, epoch, seed, rank=0, world_size=1, group_by_length=True,
-                  mega_batch_size=MEGA_BATCH_SIZE):
+                  mega_batch_size=None):
     """This rank's micro-batches for `epoch`: a list of int64 index arrays into the windows.
 
     `lengths` holds the real tokens of each window (Features.lengths); only its size matters when
-    group_by_length is False. Every rank gets num_micro_batches(len(lengths), batch_size, world_size)
+    group_by_length is False. `mega_batch_size` (run_squad.py --length_group_batches): None for
+    MEGA_BATCH_SIZE. Every rank gets num_micro_batches(len(lengths), batch_size, world_size)
     batches; see the module docstring for the order."""
     lengths = np.asarray(lengths)
+    mega_batch_size = MEGA_BATCH_SIZE if mega_batch_size is None else mega_batch_size
     _check(lengths, batch_size, epoch, rank, world_size, mega_batch_size)
     num_items = len(lengths)
     if not group_by_length:

@@ -131,7 +131,7 @@ def next_group(train_features, state, args, runtime, epoch_plan):
         epoch_plan.clear()
         epoch_plan[state.epoch] = sampling.epoch_batches(train_features.lengths, args.per_gpu_train_batch_size,
                                                          state.epoch, args.seed, runtime.rank, runtime.world_size,
-                                                         args.group_by_length)
+                                                         args.group_by_length, args.length_group_batches)
     batches, first = epoch_plan[state.epoch], state.step_in_epoch
     return batches[first : first + args.gradient_accumulation_steps], len(batches)
 
@@ -366,7 +366,7 @@ def warn_if_order_changes(saved, args, runtime, log):
     before = saved.get("args", {})
     now = {"seed": args.seed, "per_gpu_train_batch_size": args.per_gpu_train_batch_size,
            "gradient_accumulation_steps": args.gradient_accumulation_steps, "max_train_samples": args.max_train_samples,
-           "group_by_length": args.group_by_length}
+           "group_by_length": args.group_by_length, "length_group_batches": args.length_group_batches}
     changed = [f"--{k} {before[k]} -> {v}" for k, v in now.items() if k in before and before[k] != v]
     saved_world = saved.get("checkpoint_info", {}).get("world_size")
     if saved_world is not None and saved_world != runtime.world_size:

@@ -44,6 +44,24 @@ def test_every_off_switch_turns_its_flag_off():
         assert getattr(parse_args([*base, f"--{name}", f"--no_{name}"]), name) is False
 
 
+def test_the_newest_start_wins_over_an_older_checkpoint_except_for_the_data_order(tmp_path):
+    """A resume given --no_torch_compile (and a new batch size, with --allow_changed_order) that dies before its
+    first checkpoint: the next plain resume keeps compile off, as args.json says, but takes the batch size of
+    the checkpoint it continues from, whose saved position is a position in that checkpoint's order."""
+    from qa.args import continue_run_settings, given_settings
+
+    out, checkpoint = tmp_path / "run", tmp_path / "run" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps(
+        {"global_step": 4, "args": {"torch_compile": True, "per_gpu_train_batch_size": 2, "learning_rate": 1e-3}}))
+    (out / "args.json").write_text(json.dumps({"torch_compile": False, "per_gpu_train_batch_size": 3,
+                                               "learning_rate": 1e-3}))
+    argv = ["--output_dir", str(out), "--do_train", "--resume_from_checkpoint", "auto"]
+    args = parse_args(argv)
+    assert continue_run_settings(args, given_settings(argv), 1, checkpoint=str(checkpoint)) is None
+    assert (args.torch_compile, args.per_gpu_train_batch_size, args.learning_rate) == (False, 2, 1e-3)
+
+
 def test_torch_compile_trains_as_eager_does_with_few_graphs_for_many_lengths(tiny_model_dir, tmp_path):
     """8 questions -> windows of several lengths; batches of 2, each padded to its longest, for 6 steps: the
     compiled run sees several batch shapes but compiles a few graphs (a new length recompiles once, dynamic),
@@ -64,7 +82,8 @@ def test_torch_compile_trains_as_eager_does_with_few_graphs_for_many_lengths(tin
 
 
 def test_deterministic_reaches_torch(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # so that monkeypatch puts back what was there before
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -96,7 +115,6 @@ def test_resume_switches_a_recorded_flag_off_and_does_not_rebuild_the_cache(tiny
     done = run_process(["--output_dir", str(out), "--do_train", "--resume_from_checkpoint", "auto", "--max_steps", "4",
                         "--no_evaluate_during_training"])
     assert "--evaluate_during_training True -> False" in done.stderr
-    assert "overwrite_cache" not in done.stderr  # not a setting of the run: never taken from the record
     assert [r["step"] for r in run_dir.read_metrics(out) if "eval/f1" in r] == [1, 2]  # none at 3 and 4
     assert [r["step"] for r in run_dir.read_metrics(out) if "train/loss" in r][-2:] == [3, 4]
     log = (out / "train.log").read_text()
@@ -104,3 +122,30 @@ def test_resume_switches_a_recorded_flag_off_and_does_not_rebuild_the_cache(tiny
     record = json.loads((out / "args.json").read_text())
     # The record now says what the run does: a later resume continues without evaluations too.
     assert record["evaluate_during_training"] is False
+
+
+def test_length_group_batches_sets_how_many_batches_are_sorted_together():
+    """--length_group_batches reaches qa.sampling (None: its MEGA_BATCH_SIZE), changes the order (so a resume
+    refuses a changed value without --allow_changed_order), and 0 is refused."""
+    import numpy as np
+
+    from qa import sampling, trainer
+    from qa.args import ORDER_SETTINGS, ArgumentError, validate_args
+    from qa.runtime import Runtime
+
+    lengths = np.random.default_rng(0).integers(20, 300, 800)
+    features = type("Windows", (), {"lengths": lengths})()
+    runtime = Runtime(device=torch.device("cpu"))
+    orders = {}
+    for value in (None, 1, 4):
+        argv = ["--model_name_or_path", "m", "--output_dir", "o"] + (["--length_group_batches", str(value)] if value else [])
+        plan = {}
+        trainer.next_group(features, trainer.TrainState(), parse_args(argv), runtime, plan)
+        expected = sampling.epoch_batches(lengths, 8, 0, 42, mega_batch_size=value or sampling.MEGA_BATCH_SIZE)
+        assert len(plan[0]) == len(expected) and all(np.array_equal(a, b) for a, b in zip(plan[0], expected))
+        orders[value] = sampling.padding_fraction(lengths, plan[0])
+    assert orders[None] < orders[4] < orders[1]  # fewer batches sorted together: more padding
+    assert "length_group_batches" in ORDER_SETTINGS
+    with pytest.raises(ArgumentError, match="--length_group_batches must be at least 1"):
+        validate_args(parse_args(["--model_name_or_path", "m", "--output_dir", "o", "--length_group_batches", "0"]),
+                      cuda_available=False)
