@@ -267,7 +267,7 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(VENV)/bin/pip install -r requirements-bench.txt
 	touch $@
 
-# The speed benchmarks: every benchmarks/bench_*.py but the quality comparison (about 45 minutes on 2 CPU cores).
+# The speed benchmarks: every benchmarks/bench_*.py but the quality comparison (about 30 minutes on 2 free CPU cores).
 SPEED_BENCHES := $(filter-out benchmarks/bench_grouping_quality.py,$(sort $(wildcard benchmarks/bench_*.py)))
 
 ## bench: throughput and memory benchmarks; tables printed, JSON in benchmarks/results/ (GPU: bash benchmarks/gpu_check.sh)
@@ -275,7 +275,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	mkdir -p benchmarks/results
 	for bench in $(SPEED_BENCHES); do echo "== $$bench"; $(PY) $$bench --out benchmarks/results; done
 
-## bench-quality: does --group_by_length cost quality? grouped vs random order, 3 seeds, real encoder (~45 min on CPU)
+## bench-quality: does --group_by_length cost quality? grouped vs random order, 3 seeds, real encoder (~30 min on CPU)
 bench-quality: $(STAMP) $(BENCH_STAMP)
 	mkdir -p benchmarks/results
 	$(PY) benchmarks/bench_grouping_quality.py --out benchmarks/results
