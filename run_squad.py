@@ -527,7 +527,7 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
     for label, folder, step in targets:
         out, target_log = args.output_dir, log
         if log is None:
-            out = run_dir.eval_dir(args.output_dir, args.predict_file, step)
+            out = run_dir.eval_dir(args.output_dir, args.predict_file, step, getattr(args, "eval_changed", None))
             if runtime.is_main:
                 os.makedirs(out, exist_ok=True)
                 save_run_config(args, out, argv)

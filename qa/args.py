@@ -351,8 +351,11 @@ def continue_run_settings(args, given, world_size, checkpoint=None):
 
 def eval_run_settings(args, given):
     """Evaluation alone of a run folder: the windows (and data) it trained with, from its args.json, unless
-    given; returns a note naming each given setting that differs from the record, or None."""
+    given; returns a note naming each given setting that differs from the record, or None. Those settings
+    (but the data file, which names the folder anyway) are kept in args.eval_changed: run_dir.eval_dir puts
+    them in the evaluation folder's name."""
     changed = apply_record(args, given, run_dir.read_args(args.output_dir), EVAL_RECORD_SETTINGS)
+    args.eval_changed = {name: now for name, _, now in changed if name != "predict_file"}
     if args.model_name_or_path is None:
         args.model_name_or_path = args.output_dir  # `make eval`: the run's own best or final model
     if not changed:

@@ -85,13 +85,18 @@ def eval_file(output_dir, kind, step):
     return os.path.join(output_dir, f"{kind}_{step}.json")
 
 
-def eval_dir(output_dir, data_file, step):
+def eval_dir(output_dir, data_file, step, changed=None):
     """The folder of an evaluation run after training (`make eval`), apart from the training record:
-    output_dir/eval/<data file name without .json/.gz>-<step>, e.g. eval/dev-v2.0-1500 or eval/nq_dev-final."""
+    output_dir/eval/<data file name without .json/.gz>-<step>, e.g. eval/dev-v2.0-1500 or eval/nq_dev-final.
+
+    `changed`: the settings ({name: value}) this evaluation gives that differ from the run's record, e.g.
+    {"max_seq_length": 256}: they name the folder too (eval/dev-v2.0.max_seq_length256-1500), so an
+    evaluation with other windows never overwrites the one with the run's own."""
     stem = os.path.basename(os.fspath(data_file))
     for suffix in (".gz", ".json", ".jsonl"):
         stem = stem.removesuffix(suffix)
-    return os.path.join(output_dir, EVAL_DIR, f"{stem}-{step}")
+    variant = "".join(f".{name}{value}" for name, value in sorted((changed or {}).items()))
+    return os.path.join(output_dir, EVAL_DIR, f"{stem}{variant}-{step}")
 
 
 def checkpoint_path(output_dir, step):

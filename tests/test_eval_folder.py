@@ -84,3 +84,21 @@ def test_ckpt_final_without_a_final_model_says_so(trained_run, tmp_path, capsys)
     (unfinished / run_dir.ARGS_FILE).write_text((trained_run / run_dir.ARGS_FILE).read_text())
     assert run_squad.main(["--output_dir", str(unfinished), "--do_eval", "--eval_checkpoint", "final"]) == 2
     assert f"{unfinished}: no final model (config.json) yet" in capsys.readouterr().err
+
+
+def test_other_windows_get_their_own_folder_and_leave_the_first_one(trained_run, tmp_path):
+    """An evaluation with other windows than the run's (MAX_SEQ_LENGTH=96) is a different result: its folder is named
+    by the changed setting, so the evaluation with the run's own windows is kept as it was."""
+    best = run_dir.best_checkpoint(trained_run)
+    common = ["--output_dir", str(trained_run), "--do_eval", "--max_eval_samples", "8",
+              "--features_cache_dir", str(tmp_path / "cache"), "--report_to", "none"]
+    assert run_squad.main(common) == 0
+    own = pathlib.Path(run_dir.eval_dir(trained_run, shared_file(*PREDICT), best["step"]))
+    before = {p.name: p.read_bytes() for p in own.glob("*_*.json")}
+    assert run_squad.main([*common, "--max_seq_length", "96", "--doc_stride", "32"]) == 0
+    other = trained_run / "eval" / f"{shared_file(*PREDICT).stem}.doc_stride32.max_seq_length96-{best['step']}"
+    assert other == pathlib.Path(run_dir.eval_dir(trained_run, shared_file(*PREDICT), best["step"],
+                                                  {"max_seq_length": 96, "doc_stride": 32}))
+    assert json.loads((other / f"eval_results_{best['step']}.json").read_text())["total"] == 8
+    assert json.loads((other / "args.json").read_text())["max_seq_length"] == 96
+    assert {p.name: p.read_bytes() for p in own.glob("*_*.json")} == before
