@@ -576,6 +576,10 @@ def main(argv=None):
             check_bucket(args.sync_checkpoints)  # a mistyped bucket fails now, before anything is written here
         if args.pad_to_multiple_of is None:  # tensor cores want multiples of 8; the CPU gains nothing from padding
             args.pad_to_multiple_of = 8 if torch.cuda.is_available() and not args.no_cuda else 1
+        if args.length_group_batches is None:  # recorded as used (a record without it: 50, the value before the flag)
+            from qa.sampling import MEGA_BATCH_SIZE
+
+            args.length_group_batches = MEGA_BATCH_SIZE
         # A wrong or damaged checkpoint fails now, not after building features: resolved and verified once
         # (one in S3 is fetched after the process group is up, below).
         if resume_from is None and args.do_train and not needs_fetch(args):
@@ -603,6 +607,8 @@ def main(argv=None):
                     use_deterministic_algorithms()
         except (checkpoints.CheckpointError, ArgumentError) as exc:
             print(f"run_squad.py: {exc}", file=sys.stderr)
+            if runtime.distributed:  # every rank stops here (they agreed): leave the group, not abort in its threads
+                torch.distributed.destroy_process_group()
             return 2
     removed, reaped = [], []
     if runtime.is_main and args.do_train:  # evaluation alone writes only into its own folder (run_evaluation)

@@ -18,6 +18,7 @@ e.g. `EPOCHS` for --num_train_epochs (`flag_name`).
 
 import argparse
 import difflib
+import hashlib
 import os
 import re
 
@@ -205,10 +206,12 @@ def build_parser():
                    help="Batch training windows of similar length (the default: less padding; still a seeded random "
                         "order each epoch, a pure function of seed and epoch).")
     p.add_argument("--no_group_by_length", dest="group_by_length", action="store_false",
-                   help="The legacy order: windows in random order, batches of any lengths.")
+                   help="The legacy order: windows in random order, batches of any lengths (on resume, with "
+                        "--allow_changed_order).")
     p.add_argument("--length_group_batches", type=int, default=None,
                    help="With --group_by_length: how many batches' windows are sorted by length together (default: "
-                        "qa/sampling.py's MEGA_BATCH_SIZE, 50). Fewer: batches less alike, more padding; 1: random batches.")
+                        "qa/sampling.py's MEGA_BATCH_SIZE, 50; never more than a quarter of an epoch's batches). "
+                        "Fewer: batches less alike, more padding; 1: random batches.")
     p.add_argument("--pad_to_multiple_of", type=int, default=None,
                    help="Round each batch's length up to a multiple of N (default: 8 on CUDA, for tensor cores; 1 on "
                         "the CPU).")
@@ -326,13 +329,10 @@ def continue_run_settings(args, given, world_size, checkpoint=None):
         # A fresh machine: the checkpoint comes from S3 later; the record (args.json, fetched first) stands in
         # now, and the trainer compares the checkpoint's own settings when it restores it.
         checkpoint, state = args.resume_from_checkpoint, {}
-    # The newest start's args.json says what the run does now (a setting given at an earlier resume, a switch
-    # turned off there, even if no checkpoint was saved after it); the checkpoint's own settings win for those
-    # that fix the data order, since its saved position is a position in that order.
-    saved = state.get("args", {})
-    record = {**(run_dir.read_args(args.output_dir) or {}),
-              **{name: value for name, value in saved.items() if name in ORDER_SETTINGS}}
-    record = {**saved, **record}  # what args.json lacks (a record of an older version), from the checkpoint
+    # The checkpoint's own settings win: every rank of every node continues from the same agreed checkpoint,
+    # whereas args.json is rewritten by global rank 0 only (a node without a shared disk keeps the copy it
+    # fetched). A setting given at a resume is in the checkpoints saved after it.
+    record = {**(run_dir.read_args(args.output_dir) or {}), **state.get("args", {})}
     changed = apply_record(args, given, record, [name for name in vars(args) if name not in NOT_FROM_RECORD])
     shown = [f"{flag_name('--' + name)} {recorded} -> {now}" for name, recorded, now in changed]
     breaking = [line for line, (name, _, _) in zip(shown, changed) if name in ORDER_SETTINGS]
@@ -356,6 +356,11 @@ def eval_run_settings(args, given):
     them in the evaluation folder's name."""
     changed = apply_record(args, given, run_dir.read_args(args.output_dir), EVAL_RECORD_SETTINGS)
     args.eval_changed = {name: now for name, _, now in changed if name != "predict_file"}
+    record = run_dir.read_args(args.output_dir) or {}
+    if any(name == "predict_file" for name, _, _ in changed):  # another file of the same name: tell them apart
+        args.eval_changed["data"] = hashlib.blake2b(os.path.abspath(args.predict_file).encode(), digest_size=3).hexdigest()
+    if "max_eval_samples" in given and args.max_eval_samples != record.get("max_eval_samples"):
+        args.eval_changed["max_eval_samples"] = args.max_eval_samples  # a subset: another result
     if args.model_name_or_path is None:
         args.model_name_or_path = args.output_dir  # `make eval`: the run's own best or final model
     if not changed:

@@ -17,7 +17,7 @@ _spec.loader.exec_module(bench)
 def run(f1, forced, loss_curve, heldout=2.5):
     scores = {name: 50.0 for name in bench.SCORES}
     scores.update(f1=f1, forced_HasAns_f1=forced, heldout_loss=heldout)
-    return {"scores": scores, "loss_curve": loss_curve, "final_loss_mean": loss_curve[-1][1]}
+    return {"scores": scores, "loss_curve": loss_curve, "final_loss_mean": bench.tail_mean(loss_curve)}
 
 
 def test_paired_differences_and_their_standard_error():
@@ -36,6 +36,12 @@ def test_verdict_needs_a_drop_beyond_the_tolerance_and_the_noise():
     worse = bench.verdict({"f1": diff(0.0, 0.1), "forced_HasAns_f1": diff(-2.5, 0.5)})
     assert worse.startswith("grouping is worse (forced_HasAns_f1)")
     assert bench.verdict({"f1": {"mean": -9, "stderr": 0, "seeds": 1}}).startswith("one seed")
+
+
+def test_curves_are_compared_at_the_steps_every_run_logged():
+    assert bench.mean_curve([[[10, 3.0], [20, 2.0], [25, 1.0]], [[10, 1.0], [20, 4.0]]]) == [(10, 2.0), (20, 3.0)]
+    assert bench.tail_mean([[1, 4.0], [2, 3.0], [3, 2.0], [4, 1.0]]) == 1.0  # the last quarter
+    assert bench.tail_mean([[1, 4.0], [2, 3.0], [3, 2.0], [4, 1.0], [5, 1.0], [6, 3.0], [7, 3.0], [8, 3.0]]) == 3.0
 
 
 def test_summarise_pairs_each_seed_and_averages_the_curves():

@@ -102,3 +102,8 @@ def test_other_windows_get_their_own_folder_and_leave_the_first_one(trained_run,
     assert json.loads((other / f"eval_results_{best['step']}.json").read_text())["total"] == 8
     assert json.loads((other / "args.json").read_text())["max_seq_length"] == 96
     assert {p.name: p.read_bytes() for p in own.glob("*_*.json")} == before
+    # A subset of the questions is another result too.
+    assert run_squad.main([*common[:-6], "--max_eval_samples", "4", *common[-4:]]) == 0
+    subset = trained_run / "eval" / f"{shared_file(*PREDICT).stem}.max_eval_samples4-{best['step']}"
+    assert json.loads((subset / f"eval_results_{best['step']}.json").read_text())["total"] == 4
+    assert {p.name: p.read_bytes() for p in own.glob("*_*.json")} == before

@@ -44,22 +44,21 @@ def test_every_off_switch_turns_its_flag_off():
         assert getattr(parse_args([*base, f"--{name}", f"--no_{name}"]), name) is False
 
 
-def test_the_newest_start_wins_over_an_older_checkpoint_except_for_the_data_order(tmp_path):
-    """A resume given --no_torch_compile (and a new batch size, with --allow_changed_order) that dies before its
-    first checkpoint: the next plain resume keeps compile off, as args.json says, but takes the batch size of
-    the checkpoint it continues from, whose saved position is a position in that checkpoint's order."""
+def test_the_checkpoint_settings_win_over_a_stale_args_json(tmp_path):
+    """Every rank continues from the same agreed checkpoint, while args.json is rewritten by global rank 0 only
+    (another node keeps the copy it fetched): the checkpoint's settings decide, so all ranks agree."""
     from qa.args import continue_run_settings, given_settings
 
     out, checkpoint = tmp_path / "run", tmp_path / "run" / "checkpoint-4"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text(json.dumps(
-        {"global_step": 4, "args": {"torch_compile": True, "per_gpu_train_batch_size": 2, "learning_rate": 1e-3}}))
-    (out / "args.json").write_text(json.dumps({"torch_compile": False, "per_gpu_train_batch_size": 3,
+        {"global_step": 4, "args": {"torch_compile": False, "max_steps": 2000, "per_gpu_train_batch_size": 2}}))
+    (out / "args.json").write_text(json.dumps({"torch_compile": True, "max_steps": 1000, "per_gpu_train_batch_size": 2,
                                                "learning_rate": 1e-3}))
     argv = ["--output_dir", str(out), "--do_train", "--resume_from_checkpoint", "auto"]
     args = parse_args(argv)
     assert continue_run_settings(args, given_settings(argv), 1, checkpoint=str(checkpoint)) is None
-    assert (args.torch_compile, args.per_gpu_train_batch_size, args.learning_rate) == (False, 2, 1e-3)
+    assert (args.torch_compile, args.max_steps, args.learning_rate) == (False, 2000, 1e-3)  # lr: only in args.json
 
 
 def test_torch_compile_trains_as_eager_does_with_few_graphs_for_many_lengths(tiny_model_dir, tmp_path):
@@ -120,8 +119,10 @@ def test_resume_switches_a_recorded_flag_off_and_does_not_rebuild_the_cache(tiny
     log = (out / "train.log").read_text()
     assert log.count("features: building") == built and "features: using cache" in log
     record = json.loads((out / "args.json").read_text())
-    # The record now says what the run does: a later resume continues without evaluations too.
+    # The record now says what the run does, and so does the checkpoint saved after the resume: a later resume
+    # continues without evaluations too.
     assert record["evaluate_during_training"] is False
+    assert run_dir.load_train_state(out / "checkpoint-4")["args"]["evaluate_during_training"] is False
 
 
 def test_length_group_batches_sets_how_many_batches_are_sorted_together():
