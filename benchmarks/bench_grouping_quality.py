@@ -130,14 +130,7 @@ def parse_args(argv=None):
         p.error(f"--learning-rate must be positive, got {args.learning_rate}")
     if not 0 <= args.warmup_fraction < 1:
         p.error(f"--warmup-fraction must be at least 0 and below 1, got {args.warmup_fraction}")
-    missing = [name for name in bench_train.SOURCES if not (bench_train.SHARED_SQUAD / name).exists()]
-    if missing:
-        p.error(f"{bench_train.SHARED_SQUAD / missing[0]}: no such file (the real SQuAD subsets live in ../shared/data/squad/)")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            p.error("--device cuda: no CUDA device is visible to torch (run on a GPU machine, or use --device cpu)")
+    bench_train.check_data_and_device(p, args)
     return args
 
 

@@ -91,6 +91,12 @@ def parse_args(argv=None):
         p.error(f"--warmup-steps must be at least 1 (the clock starts when a warm-up step ends), got {args.warmup_steps}")
     if args.eval_questions < 0:
         p.error(f"--eval-questions must be 0 (all) or more, got {args.eval_questions}")
+    check_data_and_device(p, args)
+    return args
+
+
+def check_data_and_device(p, args):
+    """What every benchmark on the real encoder needs: the SQuAD subsets of ../shared, and CUDA for --device cuda."""
     missing = [name for name in SOURCES if not (SHARED_SQUAD / name).exists()]
     if missing:
         p.error(f"{SHARED_SQUAD / missing[0]}: no such file (the real SQuAD subsets live in ../shared/data/squad/)")
@@ -99,7 +105,6 @@ def parse_args(argv=None):
 
         if not torch.cuda.is_available():
             p.error("--device cuda: no CUDA device is visible to torch (run on a GPU machine, or use --device cpu)")
-    return args
 
 
 def model_folder():

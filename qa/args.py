@@ -351,12 +351,12 @@ def continue_run_settings(args, given, world_size, checkpoint=None):
 
 def eval_run_settings(args, given):
     """Evaluation alone of a run folder: the windows (and data) it trained with, from its args.json, unless
-    given; returns a note naming each given setting that differs from the record, or None. Those settings
-    (but the data file, which names the folder anyway) are kept in args.eval_changed: run_dir.eval_dir puts
-    them in the evaluation folder's name."""
-    changed = apply_record(args, given, run_dir.read_args(args.output_dir), EVAL_RECORD_SETTINGS)
-    args.eval_changed = {name: now for name, _, now in changed if name != "predict_file"}
+    given; returns a note naming each given setting that differs from the record, or None. Those settings,
+    a given --max_eval_samples and another data file (as a short hash of its path: the file's name is in the
+    folder's name anyway) are kept in args.eval_changed: run_dir.eval_dir puts them in the folder's name."""
     record = run_dir.read_args(args.output_dir) or {}
+    changed = apply_record(args, given, record, EVAL_RECORD_SETTINGS)
+    args.eval_changed = {name: now for name, _, now in changed if name != "predict_file"}
     if any(name == "predict_file" for name, _, _ in changed):  # another file of the same name: tell them apart
         args.eval_changed["data"] = hashlib.blake2b(os.path.abspath(args.predict_file).encode(), digest_size=3).hexdigest()
     if "max_eval_samples" in given and args.max_eval_samples != record.get("max_eval_samples"):

@@ -26,6 +26,16 @@ def _offline_env(monkeypatch):
     monkeypatch.delenv("QA_VIA_MAKE", raising=False)  # set by the Makefile's recipes: messages then name make variables
 
 
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread: on two shared cores ~10x faster for a tiny model than two contending ones."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny ALBERT QA model + WordPiece tokenizer trained on the real SQuAD subset."""

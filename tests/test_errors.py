@@ -24,13 +24,7 @@ from qa.squad_io import FIX_HINT, SquadFormatError, read_squad  # noqa: E402
 SQUAD = ("squad", "squad2-dev-normans-rhine.json")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two shared cores: one intra-op thread is ~10x faster for a tiny model than two contending ones.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest's
 
 
 def train_argv(model_dir, output_dir, train_file, *extra):

@@ -22,13 +22,6 @@ EVAL_KEYS = {"exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total"
              "tuned_null_score_diff_threshold"}
 
 
-@pytest.fixture
-def one_thread():
-    # Two shared cores: one intra-op thread is ~10x faster for a tiny model than two contending ones.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def guide_argv(model_dir, output_dir, cache_dir, *extra):
