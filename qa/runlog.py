@@ -118,10 +118,26 @@ class RunLogger:
         if self.tb_writer is not None:
             self.tb_writer.close()
         if self.wandb_run is not None:
-            self.wandb_run.finish()
+            _finish_wandb(self.wandb_run)
         for handler in list(self.logger.handlers):
             handler.close()
             self.logger.removeHandler(handler)
+
+
+def _finish_wandb(wandb_run):
+    """Finish the run and wait until wandb's writer process has closed its files.
+
+    run.finish() only tells the writer (a separate wandb-core process) that the run is over; the writer
+    flushes and closes the run's .wandb file afterwards, on its own time, so a reader right after finish()
+    (a test, `make report`, an upload of the folder) could see it half-written. wandb.teardown() waits
+    for that process to exit; the next wandb.init() in this process starts a new one (about a second)."""
+    import wandb
+
+    wandb_run.finish()
+    try:
+        wandb.teardown()
+    except SystemExit as exc:  # teardown exits with the writer's own status when the writer failed
+        logging.getLogger(__name__).warning("wandb's writer process ended with status %s", exc.code)
 
 
 def progress(total, initial=0, desc="train", disable=False):

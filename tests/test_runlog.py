@@ -106,3 +106,18 @@ def test_two_runs_in_the_same_second_keep_both_event_files(tmp_path):
     events = EventAccumulator(str(tmp_path / "runs"))
     events.Reload()
     assert [e.step for e in events.Scalars("eval/f1")] == [1, 2]
+
+
+def test_close_returns_once_wandb_has_written_its_files(tmp_path):
+    """wandb's writer is a separate process (wandb-core) that closes the run's .wandb file after run.finish()
+    returns: reading the file right after close() raced with it (issue 18, item 12). close() waits for it."""
+    import psutil
+
+    run = RunLogger(str(tmp_path), report_to=["wandb"], config={"learning_rate": 3e-5})
+    run.log(1, {"train/loss": 1.0})
+    writers = [p for p in psutil.Process().children(recursive=True) if "wandb" in " ".join(p.cmdline())]
+    assert writers, "wandb's writer process was expected to be running"
+    run.close()
+    assert not [p for p in writers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    record = open(glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))[0], "rb").read()
+    assert b"learning_rate" in record
