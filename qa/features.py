@@ -22,7 +22,8 @@ Every parameter keeps the meaning it had in the legacy converter (HuggingFace
 - token-is-max-context: a context token seen by several windows counts only in the window where
   it has the most context on both sides (score = min(left, right) + 0.01 * window length).
 - a window that does not contain the whole answer (or an unanswerable question) is labelled with
-  the CLS index.
+  the CLS index, and answer type "none"; a window that does gets the example's answer type
+  (qa/answer_type.py: short, long, yes, no), the label of the answer-type head.
 
 What differs from the legacy converter is how: each distinct context is tokenised once (with
 character offsets) instead of word by word per question, questions are tokenised in batches, and
@@ -45,10 +46,10 @@ import time
 
 import numpy as np
 
-from qa import storage
+from qa import answer_type, storage
 
 # Bump whenever the meaning or layout of the cached arrays changes: old caches then stop matching.
-CODE_VERSION = "features-2"  # 2: COMPLETE lists every file's size and blake2b
+CODE_VERSION = "features-3"  # 2: COMPLETE lists every file's size and blake2b; 3: answer_types labels
 # Examples per chunk: a chunk's arrays (about 5 KB per 384-token window, 1-3 windows an example
 # on SQuAD) are what the build holds in memory, so 2,000 examples stay around 10-30 MB.
 CHUNK_EXAMPLES = 2000
@@ -67,8 +68,9 @@ ARRAY_SPECS = {
     "token_is_max_context": (np.bool_, lambda L: (L,)),
     "start_positions": (np.int32, lambda L: ()),
     "end_positions": (np.int32, lambda L: ()),
+    "answer_types": (np.int8, lambda L: ()),
 }
-LABEL_ARRAYS = ("start_positions", "end_positions")
+LABEL_ARRAYS = ("start_positions", "end_positions", "answer_types")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Features:
     token_is_max_context: np.ndarray  # bool [N, max_seq_length]
     start_positions: np.ndarray | None = None  # int32 [N], training only
     end_positions: np.ndarray | None = None
+    answer_types: np.ndarray | None = None  # int8 [N], training only: qa.answer_type id, NONE unless the span is in
     # Not a dataclass field (no annotation): the cache folder the arrays are mapped from, else None.
     cache_folder = None
 
@@ -129,6 +132,8 @@ class Features:
         if self.start_positions is not None:
             batch["start_positions"] = np.asarray(self.start_positions[indices], dtype=np.int64)
             batch["end_positions"] = np.asarray(self.end_positions[indices], dtype=np.int64)
+        if self.answer_types is not None:
+            batch["answer_types"] = np.asarray(self.answer_types[indices], dtype=np.int64)
         return batch
 
 
@@ -291,6 +296,7 @@ def _build_chunk(examples, first_index, backend, template, params, training, pad
     if training:
         out["start_positions"] = np.zeros(n, dtype=np.int32)
         out["end_positions"] = np.zeros(n, dtype=np.int32)
+        out["answer_types"] = np.zeros(n, dtype=np.int8)  # answer_type.NONE
 
     t = template
     row = 0
@@ -327,6 +333,7 @@ def _build_chunk(examples, first_index, backend, template, params, training, pad
                 if answer is not None and start <= answer[0] and answer[1] < start + length:
                     out["start_positions"][row] = head + answer[0] - start
                     out["end_positions"][row] = head + answer[1] - start
+                    out["answer_types"][row] = answer_type.type_id(example.answer_type)  # the window holds the span
                 else:
                     out["start_positions"][row] = out["end_positions"][row] = cls_index
             row += 1
@@ -400,10 +407,11 @@ def tokenizer_sha256(tokenizer):
 
 
 def examples_sha256(examples):
-    """Digest of which questions, in which order: a subset (--max_train_samples) gets its own cache."""
+    """Digest of which questions, in which order, and their answer types (the windows' type labels): a subset
+    (--max_train_samples) gets its own cache."""
     digest = hashlib.sha256()
     for example in examples:
-        digest.update(example.qas_id.encode("utf-8") + b"\n")
+        digest.update(f"{example.qas_id}\t{example.answer_type}\n".encode())
     return digest.hexdigest()
 
 
@@ -467,6 +475,8 @@ def _check_bounds(features, folder):
     if features.start_positions is not None:
         checks += [("start_positions", features.start_positions, 0, width - 1),
                    ("end_positions", features.end_positions, 0, width - 1)]
+    if features.answer_types is not None:
+        checks.append(("answer_types", features.answer_types, 0, len(answer_type.TYPES) - 1))
     for name, values, low, high in checks:
         if len(values) and (int(values.min()) < low or int(values.max()) > high):
             raise DamagedCacheError(f"{os.path.join(folder, name + '.bin')}: values outside [{low}, {high}]")

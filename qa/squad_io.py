@@ -14,6 +14,8 @@ The format is detected from the content (gzip too, and s3:// paths, through qa.s
 - JSON Lines: one {"id", "question", "context", "answers", "is_impossible"?, "title"?} a line,
   where "answers" is a list of {"text", "answer_start"} or, as HuggingFace `datasets` writes
   it, {"text": [...], "answer_start": [...]}.
+- either layout: a question may carry "answer_type" (none, short, long, yes, no: qa/answer_type.py), read into
+  SquadExample.answer_type ("short", or "none" when impossible, without it) and written back when read
 
 Validation happens while reading. A question with a missing field, a malformed answer, or an
 `answer_start` that does not point at its answer text raises SquadFormatError naming the file,
@@ -34,6 +36,8 @@ import re
 
 import orjson
 
+from qa.answer_type import KEY as ANSWER_TYPE_KEY
+from qa.answer_type import check_type, default_type
 from qa.storage import atomic_write, open_input
 
 
@@ -51,6 +55,13 @@ class SquadExample:
     context: str
     answers: tuple  # of Answer; empty for an unanswerable question
     is_impossible: bool
+    # qa.answer_type.TYPES: none, short, long, yes, no; None given -> "none" if impossible else "short"
+    answer_type: str = None
+    typed: bool = False  # the record carried "answer_type" (candidate-mode NQ data): the answer-type head's default
+
+    def __post_init__(self):
+        if self.answer_type is None:
+            object.__setattr__(self, "answer_type", default_type(self.is_impossible))
 
     @property
     def has_answer(self):
@@ -166,9 +177,22 @@ def make_example(qa, context, title, check_answers=True, questions_only=False):
                     f"context length {len(context)})",
                 )
             answers.append(Answer(text, start))
+        kind = _answer_type(qa, impossible)
     except _BadExample as exc:
         raise _BadExample(exc.kind, f"question id {qas_id!r}: {exc}") from None
-    return SquadExample(qas_id, title, question, context, tuple(answers), impossible)
+    return SquadExample(qas_id, title, question, context, tuple(answers), impossible, kind, qa.get(ANSWER_TYPE_KEY) is not None)
+
+
+def _answer_type(qa, impossible):
+    """The question's "answer_type" (qa.answer_type), checked against is_impossible; its default when absent."""
+    kind = qa.get(ANSWER_TYPE_KEY)
+    if kind is None:
+        return default_type(impossible)
+    try:
+        check_type(kind, impossible)
+    except ValueError as exc:
+        raise _BadExample("bad_answer", str(exc)) from None
+    return kind
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +327,11 @@ def _answers_json(example):
     return [{"text": a.text, "answer_start": a.start} for a in example.answers]
 
 
+def _typed_json(example):
+    """{"answer_type": ...} for a question read with one (read -> write keeps it), else {}."""
+    return {ANSWER_TYPE_KEY: example.answer_type} if example.typed else {}
+
+
 def to_squad_json(examples, version="v2.0"):
     """Nested SQuAD JSON (a dict); consecutive questions with the same title and context share
     an article and a paragraph, so read -> write keeps the original grouping."""
@@ -314,7 +343,8 @@ def to_squad_json(examples, version="v2.0"):
         if not paragraphs or paragraphs[-1]["context"] != ex.context:
             paragraphs.append({"context": ex.context, "qas": []})
         paragraphs[-1]["qas"].append(
-            {"id": ex.qas_id, "question": ex.question, "answers": _answers_json(ex), "is_impossible": ex.is_impossible}
+            {"id": ex.qas_id, "question": ex.question, "answers": _answers_json(ex), "is_impossible": ex.is_impossible,
+             **_typed_json(ex)}
         )
     return {"version": version, "data": data}
 
@@ -332,6 +362,7 @@ def write_squad(examples, path, version="v2.0"):
                     "question": ex.question,
                     "answers": _answers_json(ex),
                     "is_impossible": ex.is_impossible,
+                    **_typed_json(ex),
                 }
                 f.write(orjson.dumps(record) + b"\n")
         else:
