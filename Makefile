@@ -8,30 +8,101 @@
 #   make eval
 #
 # Every variable below can be overridden on the command line: `make train MODEL=albert-base-v2`.
+# `make help` lists the targets and every variable with what it does and its current value.
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
+THIS_MAKEFILE := $(lastword $(MAKEFILE_LIST))
+
+# ---------------------------------------------------------------------------------------------
+# Values are data, never shell code
+# ---------------------------------------------------------------------------------------------
+# Whatever a variable holds (spaces, quotes, backticks, $(...), a leading dash) reaches its program
+# as ONE argument, unchanged: make ask QUESTION='what does `ls` print?', OUTPUT_DIR='runs/a b'.
+#  1. A value typed on the command line (or, for the variables below, set in the environment) is
+#     taken literally: make does not expand `$(shell ...)`, `$(...)` or `$$` inside it.
+#  2. Recipes write every value into a shell command through $(call q,VALUE): as it is when it holds
+#     only characters the shell leaves alone, else in single quotes (a ' inside written '\'').
+#     The lists EXTRA (flags), DIRS and REPORT_TO go through $(call qwords,LIST): split on spaces,
+#     each word one argument, none of them run.
+#  3. A value goes to a python flag as --flag=VALUE (a value starting with '-' stays the flag's
+#     value) and to a positional argument after `--`.
+#  4. What make itself decides on (DETACH, YES, NGPUS, paths that name make targets) is validated.
+# New targets: use $(call q,$(VAR)) for every value in a recipe, never "$(VAR)" or '$(VAR)'.
+empty :=
+space := $(empty) $(empty)
+comma := ,
+tab := $(shell printf '\t')
+define newline
+
+
+endef
+DIGITS := 0 1 2 3 4 5 6 7 8 9
+LETTERS := a b c d e f g h i j k l m n o p q r s t u v w x y z A B C D E F G H I J K L M N O P Q R S T U V W X Y Z
+# Characters a shell word may hold unquoted: nothing in them is expanded, globbed or split.
+SHELL_SAFE := $(DIGITS) $(LETTERS) _ - . / : = @ % + $(comma)
+# Characters of a path that names a make target or prerequisite (no spaces, %, :, =, $).
+PATH_SAFE := $(DIGITS) $(LETTERS) _ - . / + @
+# $(call _drop,TEXT,CHARS): TEXT without the characters CHARS (a list of single characters).
+_drop = $(if $(2),$(call _drop,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,$(words $(2)),$(2))),$(1))
+_visible = $(subst $(space),x,$(subst $(tab),x,$(subst $(newline),x,$(1))))
+# $(call made_of,TEXT,CHARS): non-empty when TEXT is not empty and holds only CHARS (a blank never counts).
+made_of = $(if $(call _visible,$(1)),$(if $(call _visible,$(call _drop,$(1),$(2))),,yes))
+q = $(if $(call made_of,$(1),$(SHELL_SAFE)),$(1),'$(subst ','\'',$(1))')
+qwords = $(foreach w,$(1),$(call q,$(w)))
+
+# The variables a user sets: every `NAME ?= default` below (help lists them with their #: line).
+USER_VARS := $(shell awk '/^[A-Z][A-Z_0-9]* [?]=/ {print $$1}' $(call q,$(THIS_MAKEFILE)))
+# Given on the command line or in the environment (before (1) changes their origin): `make resume
+# EPOCHS=9` passes only these as flags; the rest comes from the run's record.
+GIVEN_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line environment,$(origin $(v))),$(v)))
+LITERAL_VARS := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v),$(if \
+  $(filter environment,$(origin $(v))),$(filter $(v),$(USER_VARS)))))
+$(foreach v,$(LITERAL_VARS),$(eval override $(v) := $$(value $(v))))
+
+TRUE_WORDS := 1 y yes Yes YES true True TRUE on On ON
+FALSE_WORDS := 0 n no No NO false False FALSE off Off OFF
+# $(call is_true,NAME): non-empty when the switch NAME (checked by check_bool) is on.
+is_true = $(filter $(TRUE_WORDS),$($(1)))
+check_bool = $(if $(or $(word 2,$($(1))),$(filter-out $(TRUE_WORDS) $(FALSE_WORDS),$($(1)))),$(error \
+  $(1) must be 1/yes/true/on or 0/no/false/off, got '$($(1))'))
+check_number = $(if $(call made_of,$($(1)),$(DIGITS)),,$(error $(1) must be a whole number, got '$($(1))'))
+check_choice = $(if $(filter-out 1,$(words $($(1))))$(filter-out $(2),$($(1))),$(error \
+  $(1) must be one of: $(2); got '$($(1))'))
+check_path = $(if $(call made_of,$($(1)),$(PATH_SAFE)),,$(error \
+  $(1) must be a path of letters$(comma) digits and _-./+@ (make uses it as a file name)$(comma) got '$($(1))'))
 
 # ---------------------------------------------------------------------------------------------
 # Variables: each maps to exactly one flag. Defaults follow the guide.
 # ---------------------------------------------------------------------------------------------
+#: the python that creates .venv (make setup)
 PYTHON ?= python3
+#: the virtual environment every target runs in
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+#: nq or squad: which data `make data` fetches and train uses by default
 DATASET ?= nq
+#: where the data goes (DATA_DIR/nq, DATA_DIR/squad, DATA_DIR/demo)
 DATA_DIR ?= data
+#: NQ train shards to download: 0-4 (the guide's 1/10), 0,3,7-9 or all
 NQ_TRAIN_SHARDS ?= 0-4
+#: NQ dev shards to download (all = 0-4)
 NQ_DEV_SHARDS ?= all
+#: where NQ shards are downloaded from (a mirror, or a test server)
 NQ_BASE_URL ?= https://storage.googleapis.com/natural_questions/v1.0
+#: where SQuAD 2.0 is downloaded from
 SQUAD_BASE_URL ?= https://rajpurkar.github.io/SQuAD-explorer/dataset
+#: parallel downloads / converter and predict_nq processes
 WORKERS ?= 4
 
 ifeq ($(DATASET),nq)
+#: the training data (default: DATASET's train file)
 TRAIN_FILE ?= $(DATA_DIR)/nq/nq_train.json
+#: the evaluation data (default: DATASET's dev file)
 PREDICT_FILE ?= $(DATA_DIR)/nq/nq_dev.json
 else ifeq ($(DATASET),squad)
 TRAIN_FILE ?= $(DATA_DIR)/squad/train-v2.0.json
@@ -39,21 +110,28 @@ PREDICT_FILE ?= $(DATA_DIR)/squad/dev-v2.0.json
 else
 $(error DATASET must be nq or squad, got '$(DATASET)')
 endif
+$(call check_path,VENV)
+$(call check_path,PY)
+$(call check_path,PYTHON)
+$(call check_path,DATA_DIR)
+$(call check_number,WORKERS)
 
 # ---------------------------------------------------------------------------------------------
 .PHONY: help
 ## help: list the targets and the variables that change them (the default goal)
 help:
 	@echo "Targets:"
-	@awk '/^## /{sub(/^## /,""); split($$0,a,": "); printf "  %-14s %s\n", a[1], substr($$0, length(a[1])+3)}' $(MAKEFILE_LIST)
+	@awk '/^## /{sub(/^## /,""); split($$0,a,": "); printf "  %-14s %s\n", a[1], substr($$0, length(a[1])+3)}' $(call q,$(THIS_MAKEFILE))
 	@echo
-	@echo "Variables (current value; override as VAR=value, e.g. make train EPOCHS=2 DETACH=1):"
-	@awk '/^[A-Z_0-9]+ [?]=/{print $$1}' $(MAKEFILE_LIST) | sort -u | \
-	  while read -r v; do printf "  %-18s %s\n" "$$v" "$$($(MAKE) -s --no-print-directory print-$$v)"; done
+	@echo "Variables (current value, what it does); override as VAR=value, e.g. make train EPOCHS=2 DETACH=1."
+	@echo "A value is passed to its program as one argument, whatever it holds; switches take 1/yes/true/on or 0/no/false/off."
+	@env $(foreach v,$(USER_VARS),$(call q,HELP_VALUE_$(v)=$($(v)))) awk '/^#: / {what = substr($$0, 4); next} \
+	  /^[A-Z][A-Z_0-9]* [?]=/ && !seen[$$1]++ {printf "  %-34s %s\n", $$1 "=" ENVIRON["HELP_VALUE_" $$1], what; what = ""; next} \
+	  {what = ""}' $(call q,$(THIS_MAKEFILE))
 
 .PHONY: print-%
 print-%:
-	@echo '$($*)'
+	@printf '%s\n' $(call q,$($*))
 
 # ---------------------------------------------------------------------------------------------
 # Setup
@@ -77,8 +155,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 data: data-$(DATASET)
 
 data-nq: $(STAMP)
-	$(PY) scripts/download_nq.py --split train --shards $(NQ_TRAIN_SHARDS) --out $(DATA_DIR)/nq/raw --base-url $(NQ_BASE_URL) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_train.inputs
-	$(PY) scripts/download_nq.py --split dev --shards $(NQ_DEV_SHARDS) --out $(DATA_DIR)/nq/raw --base-url $(NQ_BASE_URL) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_dev.inputs
+	$(PY) scripts/download_nq.py --split train --shards=$(call q,$(NQ_TRAIN_SHARDS)) --out $(DATA_DIR)/nq/raw --base-url=$(call q,$(NQ_BASE_URL)) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_train.inputs
+	$(PY) scripts/download_nq.py --split dev --shards=$(call q,$(NQ_DEV_SHARDS)) --out $(DATA_DIR)/nq/raw --base-url=$(call q,$(NQ_BASE_URL)) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_dev.inputs
 	$(MAKE) --no-print-directory $(DATA_DIR)/nq/nq_train.json $(DATA_DIR)/nq/nq_dev.json
 
 # Second-level make: it reads the shard lists the downloads just wrote (nq_{train,dev}.inputs, rewritten only
@@ -87,25 +165,31 @@ data-nq: $(STAMP)
 nq_inputs = $(if $(wildcard $(DATA_DIR)/nq/nq_$(1).inputs),$(strip $(file < $(DATA_DIR)/nq/nq_$(1).inputs)))
 
 $(DATA_DIR)/nq/nq_train.json: $(DATA_DIR)/nq/nq_train.inputs $(call nq_inputs,train) scripts/nq_to_squad.py
-	$(PY) scripts/nq_to_squad.py $(filter %.jsonl.gz,$^) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty
+	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty
 
 # Dev keeps every annotator's distinct short answer (--all-answers): the SQuAD metric takes the best match over them.
 $(DATA_DIR)/nq/nq_dev.json: $(DATA_DIR)/nq/nq_dev.inputs $(call nq_inputs,dev) scripts/nq_to_squad.py
-	$(PY) scripts/nq_to_squad.py $(filter %.jsonl.gz,$^) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --all-answers
+	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --all-answers
 
 $(DATA_DIR)/nq/nq_%.inputs:
 	$(error $@ is missing: run `make data` (it downloads the selected shards and writes this list))
 
 data-squad: $(STAMP)
-	$(PY) scripts/download_nq.py --squad --out $(DATA_DIR)/squad --squad-base-url $(SQUAD_BASE_URL)
+	$(PY) scripts/download_nq.py --squad --out $(DATA_DIR)/squad --squad-base-url=$(call q,$(SQUAD_BASE_URL))
 
 # Demo data: a generated NQ-format sample (full format), converted like the real shards.
+#: where the demo's generated data goes
 DEMO_DIR ?= $(DATA_DIR)/demo
+#: the demo's generated training pages
 DEMO_TRAIN_EXAMPLES ?= 2000
+#: the demo's generated dev pages
 DEMO_DEV_EXAMPLES ?= 300
+$(call check_path,DEMO_DIR)
+$(call check_number,DEMO_TRAIN_EXAMPLES)
+$(call check_number,DEMO_DEV_EXAMPLES)
 
 .PHONY: demo-data
-## demo-data: generate the NQ-format demo sample and convert it to $(DEMO_DIR)/{train,dev}.json (offline, seconds)
+## demo-data: generate the NQ-format demo sample and convert it to DEMO_DIR/train.json and dev.json (offline, seconds)
 demo-data: $(DEMO_DIR)/train.json $(DEMO_DIR)/dev.json
 
 # Kept after conversion (make would delete them as intermediates): raw data is treated as immutable.
@@ -120,70 +204,99 @@ $(DEMO_DIR)/%.json: $(DEMO_DIR)/raw/nq-%-sample.jsonl.gz scripts/nq_to_squad.py
 # Training (make train / resume / eval / demo)
 # ---------------------------------------------------------------------------------------------
 # The guide's hyperparameters; e.g. make train MODEL=albert-base-v2 EPOCHS=2 BATCH=4 GRAD_ACCUM=2 DETACH=1
+#: the model to fine-tune: a hub id or a local folder
 MODEL ?= albert-xlarge-v2
+#: informative only (the architecture comes from MODEL's config)
 MODEL_TYPE ?= albert
+#: passes over TRAIN_FILE
 EPOCHS ?= 7
+#: peak learning rate (linear warmup and decay)
 LR ?= 3e-5
+#: tokens per window (question + context)
 MAX_SEQ_LENGTH ?= 384
+#: step between the starts of consecutive windows of a long context
 DOC_STRIDE ?= 128
+#: training examples per GPU (or CPU) per step
 BATCH ?= 1
+#: evaluation windows per GPU per forward pass
 EVAL_BATCH ?= 8
+#: steps whose gradients are summed before one optimizer step
 GRAD_ACCUM ?= 1
 # Checkpoint (and evaluate) every SAVE_STEPS optimizer steps; keep SAVE_TOTAL_LIMIT (about 0.7 GB each for albert-xlarge), the best never deleted.
+#: checkpoint and evaluate every N optimizer steps
 SAVE_STEPS ?= 500
+#: log loss and learning rate every N optimizer steps
 LOGGING_STEPS ?= 500
+#: checkpoints kept (about 0.7 GB each for albert-xlarge; the best is never deleted)
 SAVE_TOTAL_LIMIT ?= 3
+#: CPU threads for feature building (and torch on the CPU)
 THREADS ?= $(shell nproc)
 # GPUs per node (all visible ones by default; 0 = CPU with plain python). Several nodes: NNODES, NODE_RANK, MASTER_ADDR on each.
+#: GPUs per node (default: all visible; 0 = CPU with plain python)
 NGPUS ?= $(shell if command -v nvidia-smi >/dev/null; then nvidia-smi -L | grep -c '^GPU' || true; else echo 0; fi)
+#: nodes taking part (set NODE_RANK and MASTER_ADDR on each)
 NNODES ?= 1
+#: this node's rank, 0 .. NNODES-1
 NODE_RANK ?= 0
+#: address of the rank-0 node
 MASTER_ADDR ?= 127.0.0.1
+#: port of the rank-0 node
 MASTER_PORT ?= 29500
-# fp16 | bf16 | fp32 (fp16 with a GPU, fp32 on the CPU)
+#: fp16, bf16 or fp32 (default: fp16 with a GPU, fp32 on the CPU)
 PRECISION ?= $(if $(filter 0,$(NGPUS)),fp32,fp16)
+#: the run's folder: checkpoints, logs, evaluations, final model
 OUTPUT_DIR ?= outputs/$(DATASET)-$(notdir $(MODEL))
+#: a wandb project: metrics also go to wandb
 WANDB_PROJECT ?=
+#: where metrics go: tensorboard and/or wandb (a list)
 REPORT_TO ?= tensorboard$(if $(WANDB_PROJECT), wandb)
 # Mirror every complete checkpoint and the final model to S3 as they are written (spot instances), e.g.
 # SYNC=s3://my-bucket/runs/nq-albert; `make resume` on a fresh machine then pulls the newest complete one.
+#: s3://bucket/prefix to mirror every checkpoint and the final model to as they are written
 SYNC ?=
 # Extra run_squad.py flags, e.g. EXTRA="--max_train_samples 1000 --early_stopping_patience 3"
+#: more run_squad.py flags, split on spaces: EXTRA="--max_train_samples 1000 --overwrite_output_dir"
 EXTRA ?=
 # DETACH=1: run in a detached screen (or tmux) session named NAME; output also in OUTPUT_DIR/console.log
+#: yes: train/resume in a detached screen (or tmux) session NAME; output also in OUTPUT_DIR/console.log
 DETACH ?= 0
+#: which checkpoint: checkpoint-N, a path, best or final (resume: default the newest complete one)
 CKPT ?=
 
-ifeq ($(filter $(PRECISION),fp16 bf16 fp32),)
-$(error PRECISION must be fp16, bf16 or fp32, got '$(PRECISION)')
-endif
-ifneq ($(shell echo '$(NGPUS)' | grep -Ex '[0-9]+'),$(NGPUS))
-$(error NGPUS must be a number of GPUs per node (0 = CPU), got '$(NGPUS)')
-endif
+$(call check_choice,PRECISION,fp16 bf16 fp32)
+$(call check_number,NGPUS)
+$(call check_number,NNODES)
+$(call check_number,NODE_RANK)
+$(call check_number,MASTER_PORT)
+$(call check_bool,DETACH)
 PRECISION_FLAG := $(if $(filter fp16,$(PRECISION)),--fp16)$(if $(filter bf16,$(PRECISION)),--bf16)
 # torchrun on GPUs (one process each, every node); plain python on the CPU.
 LAUNCH = $(if $(filter 0,$(NGPUS)),$(PY),$(VENV)/bin/torchrun --nnodes $(NNODES) --node_rank $(NODE_RANK) \
-  --nproc_per_node $(NGPUS) --master_addr $(MASTER_ADDR) --master_port $(MASTER_PORT))
-DETACHED = $(if $(filter 1,$(DETACH)),bash scripts/detach.sh $(NAME) $(OUTPUT_DIR)/console.log --)
-TRAIN_ARGS = --model_type $(MODEL_TYPE) --model_name_or_path $(MODEL) --do_train --do_eval --evaluate_during_training \
-  --train_file $(TRAIN_FILE) --predict_file $(PREDICT_FILE) --learning_rate $(LR) --num_train_epochs $(EPOCHS) \
-  --max_seq_length $(MAX_SEQ_LENGTH) --doc_stride $(DOC_STRIDE) --output_dir $(OUTPUT_DIR) \
-  --per_gpu_eval_batch_size $(EVAL_BATCH) --per_gpu_train_batch_size $(BATCH) --gradient_accumulation_steps $(GRAD_ACCUM) \
-  --threads $(THREADS) --version_2_with_negative --save_steps $(SAVE_STEPS) --logging_steps $(LOGGING_STEPS) \
-  --save_total_limit $(SAVE_TOTAL_LIMIT) --report_to $(REPORT_TO) $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) \
-  $(if $(SYNC),--sync_checkpoints $(SYNC)) $(PRECISION_FLAG) $(EXTRA)
+  --nproc_per_node $(NGPUS) --master_addr=$(call q,$(MASTER_ADDR)) --master_port $(MASTER_PORT))
+DETACHED = $(if $(call is_true,DETACH),bash scripts/detach.sh $(call q,$(NAME)) $(call q,$(OUTPUT_DIR)/console.log) --)
+# --flag=VALUE, quoted, when VALUE is not empty.
+flag = $(if $(2),$(1)=$(call q,$(2)))
+TRAIN_ARGS = --model_type=$(call q,$(MODEL_TYPE)) --model_name_or_path=$(call q,$(MODEL)) --do_train --do_eval \
+  --evaluate_during_training --train_file=$(call q,$(TRAIN_FILE)) --predict_file=$(call q,$(PREDICT_FILE)) \
+  --learning_rate=$(call q,$(LR)) --num_train_epochs=$(call q,$(EPOCHS)) --max_seq_length=$(call q,$(MAX_SEQ_LENGTH)) \
+  --doc_stride=$(call q,$(DOC_STRIDE)) --output_dir=$(call q,$(OUTPUT_DIR)) --per_gpu_eval_batch_size=$(call q,$(EVAL_BATCH)) \
+  --per_gpu_train_batch_size=$(call q,$(BATCH)) --gradient_accumulation_steps=$(call q,$(GRAD_ACCUM)) \
+  --threads=$(call q,$(THREADS)) --version_2_with_negative --save_steps=$(call q,$(SAVE_STEPS)) \
+  --logging_steps=$(call q,$(LOGGING_STEPS)) --save_total_limit=$(call q,$(SAVE_TOTAL_LIMIT)) \
+  --report_to $(call qwords,$(REPORT_TO)) $(call flag,--wandb_project,$(WANDB_PROJECT)) \
+  $(call flag,--sync_checkpoints,$(SYNC)) $(PRECISION_FLAG) $(call qwords,$(EXTRA))
 
 # `make resume EPOCHS=9` / `make eval MAX_SEQ_LENGTH=256`: only variables typed on the command line (or set in
 # the environment) become flags; every other setting comes from the run's own args.json, not these defaults.
-given = $(if $(filter command line environment,$(origin $(1))),$(2) $($(1)))
+given = $(if $(filter $(1),$(GIVEN_VARS)),$(2)=$(call q,$($(1))))
 RECORD_OVERRIDES = $(call given,MODEL,--model_name_or_path) $(call given,TRAIN_FILE,--train_file) \
   $(call given,PREDICT_FILE,--predict_file) $(call given,LR,--learning_rate) $(call given,EPOCHS,--num_train_epochs) \
   $(call given,MAX_SEQ_LENGTH,--max_seq_length) $(call given,DOC_STRIDE,--doc_stride) $(call given,BATCH,--per_gpu_train_batch_size) \
   $(call given,EVAL_BATCH,--per_gpu_eval_batch_size) $(call given,GRAD_ACCUM,--gradient_accumulation_steps) \
   $(call given,THREADS,--threads) $(call given,SAVE_STEPS,--save_steps) $(call given,LOGGING_STEPS,--logging_steps) \
-  $(call given,SAVE_TOTAL_LIMIT,--save_total_limit) $(call given,REPORT_TO,--report_to) \
+  $(call given,SAVE_TOTAL_LIMIT,--save_total_limit) $(if $(filter REPORT_TO,$(GIVEN_VARS)),--report_to $(call qwords,$(REPORT_TO))) \
   $(call given,WANDB_PROJECT,--wandb_project) $(call given,SYNC,--sync_checkpoints) \
-  $(call given,PRECISION,--precision) $(EXTRA)
+  $(call given,PRECISION,--precision) $(call qwords,$(EXTRA))
 
 # run_squad.py's error messages then name these variables (TRAIN_FILE, EPOCHS, CKPT) instead of its flags.
 train resume eval demo: export QA_VIA_MAKE = 1
@@ -191,66 +304,71 @@ train resume eval demo: export QA_VIA_MAKE = 1
 .PHONY: train
 ## train: fine-tune MODEL on TRAIN_FILE with the guide's hyperparameters (EPOCHS, LR, BATCH, GRAD_ACCUM, NGPUS, PRECISION, DETACH=1, EXTRA=...)
 train: $(STAMP)
-	@echo "train: $(MODEL) on $(NGPUS) GPU(s) x $(NNODES) node(s), $(PRECISION), output in $(OUTPUT_DIR)"
-	$(DETACHED) $(LAUNCH) run_squad.py $(TRAIN_ARGS)
+	@printf '%s\n' $(call q,train: $(MODEL) on $(NGPUS) GPU(s) x $(NNODES) node(s)$(comma) $(PRECISION)$(comma) output in $(OUTPUT_DIR))
+	$(strip $(DETACHED) $(LAUNCH) run_squad.py $(TRAIN_ARGS))
 
 .PHONY: resume
 ## resume: continue exactly from CKPT=checkpoint-1500 (or a path; default: the newest complete checkpoint of OUTPUT_DIR)
 resume: $(STAMP)
-	$(DETACHED) $(LAUNCH) run_squad.py --output_dir $(OUTPUT_DIR) --do_train --resume_from_checkpoint $(or $(CKPT),auto) \
-	  $(RECORD_OVERRIDES)
+	$(strip $(DETACHED) $(LAUNCH) run_squad.py --output_dir=$(call q,$(OUTPUT_DIR)) --do_train \
+	  --resume_from_checkpoint=$(call q,$(or $(CKPT),auto)) $(RECORD_OVERRIDES))
 
 .PHONY: eval
 ## eval: evaluate CKPT (checkpoint-N, a path, best, final; default: the best, else the final model) of OUTPUT_DIR on PREDICT_FILE (default: the run's) into OUTPUT_DIR/eval/<data>-<step>/
 eval: $(STAMP)
-	$(LAUNCH) run_squad.py --model_name_or_path $(OUTPUT_DIR) --output_dir $(OUTPUT_DIR) --do_eval \
-	  $(if $(CKPT),--eval_checkpoint $(CKPT)) --version_2_with_negative \
-	  $(call given,PREDICT_FILE,--predict_file) --per_gpu_eval_batch_size $(EVAL_BATCH) \
-	  $(call given,MAX_SEQ_LENGTH,--max_seq_length) $(call given,DOC_STRIDE,--doc_stride) --threads $(THREADS) \
-	  --report_to $(REPORT_TO) $(if $(WANDB_PROJECT),--wandb_project $(WANDB_PROJECT)) $(PRECISION_FLAG) $(EXTRA)
+	$(strip $(LAUNCH) run_squad.py --model_name_or_path=$(call q,$(OUTPUT_DIR)) --output_dir=$(call q,$(OUTPUT_DIR)) --do_eval \
+	  $(call flag,--eval_checkpoint,$(CKPT)) --version_2_with_negative $(call given,PREDICT_FILE,--predict_file) \
+	  --per_gpu_eval_batch_size=$(call q,$(EVAL_BATCH)) $(call given,MAX_SEQ_LENGTH,--max_seq_length) \
+	  $(call given,DOC_STRIDE,--doc_stride) --threads=$(call q,$(THREADS)) --report_to $(call qwords,$(REPORT_TO)) \
+	  $(call flag,--wandb_project,$(WANDB_PROJECT)) $(PRECISION_FLAG) $(call qwords,$(EXTRA)))
 
 # Whole-document NQ (make eval-nq): the model must find the long answer among a page's candidates, scored by
 # the official NQ metrics. The dev shards are where `make data` puts them (download_nq.py --out $(DATA_DIR)/nq/raw).
+#: the NQ dev shards make eval-nq reads (a glob, expanded by predict_nq.py)
 NQ_DEV_GLOB ?= $(DATA_DIR)/nq/raw/dev/nq-dev-*.jsonl.gz
 # top: the top-level long-answer candidates (20 a page on real dev records); all: also the table rows and list items in them (86)
+#: top: a page's top-level long-answer candidates; all: also table rows and list items
 NQ_CANDIDATES ?= top
-# Windows per forward pass (384 tokens each)
+#: windows (384 tokens each) per forward pass in make eval-nq
 NQ_BATCH ?= 64
-# Only the first N dev records (0 = all 7,830)
+#: make eval-nq on only the first N dev records (0 = all 7,830)
 NQ_MAX_EXAMPLES ?= 0
-ifeq ($(filter $(NQ_CANDIDATES),top all),)
-$(error NQ_CANDIDATES must be top or all, got '$(NQ_CANDIDATES)')
-endif
+$(call check_choice,NQ_CANDIDATES,top all)
 
 .PHONY: eval-nq
 ## eval-nq: whole-document NQ predictions + official NQ metrics of CKPT (checkpoint-N, best, a path; default the final model) of OUTPUT_DIR on NQ_DEV_GLOB, into OUTPUT_DIR/eval/nq-<step>/
 eval-nq: $(STAMP)
-	$(LAUNCH) scripts/predict_nq.py --model_dir $(OUTPUT_DIR) $(if $(CKPT),--checkpoint $(CKPT)) --input '$(NQ_DEV_GLOB)' \
-	  --candidates $(NQ_CANDIDATES) --batch_size $(NQ_BATCH) --max_examples $(NQ_MAX_EXAMPLES) --threads $(THREADS) \
-	  --workers $(WORKERS) --eval $(PRECISION_FLAG)
+	$(strip $(LAUNCH) scripts/predict_nq.py --model_dir=$(call q,$(OUTPUT_DIR)) $(call flag,--checkpoint,$(CKPT)) \
+	  --input=$(call q,$(NQ_DEV_GLOB)) --candidates $(NQ_CANDIDATES) --batch_size=$(call q,$(NQ_BATCH)) \
+	  --max_examples=$(call q,$(NQ_MAX_EXAMPLES)) --threads=$(call q,$(THREADS)) --workers $(WORKERS) --eval $(PRECISION_FLAG))
 
 # The demo: a tiny ALBERT (2 layers, hidden 64, ~120k parameters) with a WordPiece tokenizer trained on
 # the sample, learning rate high enough for a model from scratch; about 20 s of training on one core
 # (one torch thread: on 2 shared cores, two threads are ~10x slower for a model this small).
+# Windows of 128 tokens (64 of them the question at most) every 48: consecutive windows overlap, so no
+# context token is left out (a stride of 64 or more would skip some, and run_squad.py warns about it).
+#: where the demo's model and run go
 DEMO_OUT ?= outputs/demo
+#: the demo's training epochs
 DEMO_EPOCHS ?= 10
+#: the demo's learning rate (high: its tiny model starts from scratch)
 DEMO_LR ?= 2e-3
 
 .PHONY: demo
 ## demo: the whole pipeline offline on CPU: generated NQ sample -> SQuAD JSON -> tiny model -> train -> eval -> scores vs baseline
 demo: demo-data
-	$(PY) scripts/make_tiny_model.py --train-file $(DEMO_DIR)/train.json --out $(DEMO_OUT)/tiny-albert
-	rm -rf $(DEMO_OUT)/run
-	OMP_NUM_THREADS=1 $(PY) run_squad.py --model_type albert --model_name_or_path $(DEMO_OUT)/tiny-albert \
+	$(PY) scripts/make_tiny_model.py --train-file $(DEMO_DIR)/train.json --out=$(call q,$(DEMO_OUT)/tiny-albert)
+	rm -rf -- $(call q,$(DEMO_OUT)/run)
+	OMP_NUM_THREADS=1 $(PY) run_squad.py --model_type albert --model_name_or_path=$(call q,$(DEMO_OUT)/tiny-albert) \
 	  --do_train --do_eval --evaluate_during_training --version_2_with_negative \
-	  --train_file $(DEMO_DIR)/train.json --predict_file $(DEMO_DIR)/dev.json --output_dir $(DEMO_OUT)/run \
-	  --learning_rate $(DEMO_LR) --warmup_steps 50 --num_train_epochs $(DEMO_EPOCHS) --max_seq_length 128 --doc_stride 64 \
-	  --per_gpu_train_batch_size 16 --per_gpu_eval_batch_size 64 --save_steps 200 --logging_steps 100 \
-	  --save_total_limit 2 --threads 1 --report_to tensorboard
-	$(PY) scripts/report.py $(DEMO_OUT)/run
+	  --train_file $(DEMO_DIR)/train.json --predict_file $(DEMO_DIR)/dev.json --output_dir=$(call q,$(DEMO_OUT)/run) \
+	  --learning_rate=$(call q,$(DEMO_LR)) --warmup_steps 50 --num_train_epochs=$(call q,$(DEMO_EPOCHS)) \
+	  --max_seq_length 128 --doc_stride 48 --per_gpu_train_batch_size 16 --per_gpu_eval_batch_size 64 --save_steps 200 \
+	  --logging_steps 100 --save_total_limit 2 --threads 1 --report_to tensorboard
+	$(PY) scripts/report.py -- $(call q,$(DEMO_OUT)/run)
 	# Whole documents (300 pages x 4-8 candidates, about 2 s): the model must find the paragraph it was given above.
-	OMP_NUM_THREADS=1 $(PY) scripts/predict_nq.py --model_dir $(DEMO_OUT)/run --input $(DEMO_DIR)/raw/nq-dev-sample.jsonl.gz --eval
-	$(PY) scripts/demo_summary.py $(DEMO_OUT)/run $(DEMO_DIR)/dev.json --nq-results $(DEMO_OUT)/run/eval/nq-*/nq_eval_results_*.json
+	OMP_NUM_THREADS=1 $(PY) scripts/predict_nq.py --model_dir=$(call q,$(DEMO_OUT)/run) --input $(DEMO_DIR)/raw/nq-dev-sample.jsonl.gz --eval
+	$(PY) scripts/demo_summary.py --nq-results $(call q,$(DEMO_OUT)/run/eval)/nq-*/nq_eval_results_*.json -- $(call q,$(DEMO_OUT)/run) $(DEMO_DIR)/dev.json
 
 # ---------------------------------------------------------------------------------------------
 # Tests and benchmarks
@@ -283,74 +401,91 @@ bench-quality: $(STAMP) $(BENCH_STAMP)
 # ---------------------------------------------------------------------------------------------
 # Operations (a run on a cloud GPU box): attach, logs, status, clean-cache, swap, upload
 # ---------------------------------------------------------------------------------------------
+#: the detached session's name (make train DETACH=1, make attach)
 NAME ?= qa-train
+#: folders make clean-cache searches (a list)
 DIRS ?= $(DATA_DIR) outputs
+#: yes: make clean-cache deletes without asking
 YES ?= 0
+#: yes: clean-cache, swap and upload only say what they would do
 DRY_RUN ?= 0
+#: make swap: the swap file's size, e.g. 32G or 512M
 SIZE ?=
+#: make swap: the swap file's path
 SWAPFILE ?= /swapfile
+#: yes: make swap also adds the swap file to /etc/fstab
 PERSIST ?= 0
+#: make upload: s3://bucket/prefix to copy the final model (or CKPT) to
 BUCKET ?=
+#: yes: make upload makes the objects public-read (default: private)
 PUBLIC ?= 0
+#: make upload: http(s)://host:port of an S3-compatible store (MinIO etc.)
 S3_ENDPOINT ?=
+$(foreach v,YES DRY_RUN PERSIST PUBLIC,$(call check_bool,$(v)))
+# Only make swap asks for root: sudo unless already root or a dry run.
+SUDO = $(if $(or $(call is_true,DRY_RUN),$(filter 0,$(shell id -u))),,sudo )
 
 .PHONY: attach
 ## attach: reattach to the detached training session NAME (screen -r / tmux attach -t; default qa-train)
 attach:
-	if command -v screen >/dev/null && screen -ls | grep -q "[0-9]\.$(NAME)[[:space:]]"; then exec screen -r "$(NAME)"; \
-	elif command -v tmux >/dev/null && tmux has-session -t "=$(NAME)"; then exec tmux attach -t "=$(NAME)"; \
-	else echo "no screen or tmux session named '$(NAME)' runs; the log is in $(OUTPUT_DIR)/train.log (make logs)"; exit 1; fi
+	$(strip bash scripts/attach.sh $(call q,$(NAME)) $(if $(filter OUTPUT_DIR,$(GIVEN_VARS)),$(call q,$(OUTPUT_DIR))))
 
 .PHONY: logs
-## logs: follow OUTPUT_DIR/train.log (tail -F: waits for the file, survives its rotation; Ctrl-C stops); before it exists, a detached run's console.log
+## logs: follow OUTPUT_DIR/train.log (tail -F: survives its rotation; Ctrl-C stops); before it exists, a detached run's console.log
 logs:
-	if [ ! -e "$(OUTPUT_DIR)/train.log" ] && [ -e "$(OUTPUT_DIR)/console.log" ]; then \
-	  echo "no train.log in $(OUTPUT_DIR) yet: following console.log, the detached session's whole output"; \
-	  exec tail -n 50 -F "$(OUTPUT_DIR)/console.log"; fi
-	tail -n 50 -F "$(OUTPUT_DIR)/train.log"
+	bash scripts/logs.sh $(call q,$(OUTPUT_DIR))
 
 .PHONY: status
 ## status: step, ETA, loss, last eval, newest complete checkpoint, GPU memory, free disk of OUTPUT_DIR
 status: $(STAMP)
-	$(PY) scripts/status.py "$(OUTPUT_DIR)"
+	$(PY) scripts/status.py -- $(call q,$(OUTPUT_DIR))
 
 .PHONY: clean-cache
 ## clean-cache: list cached features under DIRS (ours and legacy cached_*) and delete them; YES=1 skips the question, DRY_RUN=1 lists only
 clean-cache:
-	bash scripts/clean_cache.sh $(if $(filter 1,$(YES)),--yes) $(if $(filter 1,$(DRY_RUN)),--dry-run) $(DIRS)
+	$(strip bash scripts/clean_cache.sh $(if $(call is_true,YES),--yes) $(if $(call is_true,DRY_RUN),--dry-run) -- $(call qwords,$(DIRS)))
 
 .PHONY: swap
 ## swap: add a swap file, e.g. make swap SIZE=32G [SWAPFILE=/swapfile] [PERSIST=1] [DRY_RUN=1] (uses sudo when not root)
 swap:
-	test -n "$(SIZE)" || { echo "SIZE is required, e.g. make swap SIZE=32G"; exit 2; }
-	$$( [ "$$(id -u)" -eq 0 ] || [ "$(DRY_RUN)" = 1 ] || echo sudo ) bash scripts/add_swap.sh "$(SIZE)" --file "$(SWAPFILE)" \
-	  $(if $(filter 1,$(PERSIST)),--persist) $(if $(filter 1,$(DRY_RUN)),--dry-run)
+	$(if $(strip $(SIZE)),,$(error SIZE is required, e.g. make swap SIZE=32G))
+	$(strip $(SUDO)bash scripts/add_swap.sh --file $(call q,$(SWAPFILE)) $(if $(call is_true,PERSIST),--persist) \
+	  $(if $(call is_true,DRY_RUN),--dry-run) -- $(call q,$(SIZE)))
 
 .PHONY: upload
 ## upload: copy the final model (or CKPT=checkpoint-N) of OUTPUT_DIR to BUCKET=s3://bucket/prefix; private unless PUBLIC=1; S3_ENDPOINT=http://... for S3-compatible stores
 upload: $(STAMP)
-	test -n "$(BUCKET)" || { echo "BUCKET is required, e.g. make upload BUCKET=s3://my-bucket/models/albert-nq"; exit 2; }
-	AWS="$(VENV)/bin/aws" bash scripts/upload.sh "$(OUTPUT_DIR)" "$(BUCKET)" $(if $(CKPT),--checkpoint "$(CKPT)") \
-	  $(if $(filter 1,$(PUBLIC)),--public) $(if $(S3_ENDPOINT),--endpoint-url "$(S3_ENDPOINT)") $(if $(filter 1,$(DRY_RUN)),--dry-run)
+	$(if $(strip $(BUCKET)),,$(error BUCKET is required, e.g. make upload BUCKET=s3://my-bucket/models/albert-nq))
+	$(strip bash scripts/upload.sh $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(call is_true,PUBLIC),--public) \
+	  $(if $(S3_ENDPOINT),--endpoint-url $(call q,$(S3_ENDPOINT))) $(if $(call is_true,DRY_RUN),--dry-run) \
+	  -- $(call q,$(OUTPUT_DIR)) $(call q,$(BUCKET)))
 
 # ---------------------------------------------------------------------------------------------
 # Using what a run produced: report, ask
 # ---------------------------------------------------------------------------------------------
+#: make report: the run's folder (default OUTPUT_DIR)
 RUN ?= $(OUTPUT_DIR)
+#: make ask: a final model or checkpoint folder (default OUTPUT_DIR)
 MODEL_DIR ?= $(OUTPUT_DIR)
+#: make ask: one question about CONTEXT_FILE
 QUESTION ?=
+#: make ask: the document QUESTION is about (plain UTF-8 text)
 CONTEXT_FILE ?=
+#: make ask: many questions, JSON Lines {id, question, context} or SQuAD JSON
 QUESTIONS_FILE ?=
 # make ask QUESTIONS_FILE=q.jsonl OUT=answers.json: where the {id: answer} predictions go (default: printed)
+#: make ask with QUESTIONS_FILE: where the {id: answer} JSON goes (default: printed)
 OUT ?=
+#: make ask: N answers a question, shaped as transformers' question-answering pipeline gave them ({answer, score, start, end})
+TOP_K ?=
 
 .PHONY: report
 ## report: report.png + report.html in RUN (default OUTPUT_DIR): loss, LR, eval scores, F1 against the null threshold
 report: $(STAMP)
-	$(PY) scripts/report.py "$(RUN)"
+	$(PY) scripts/report.py -- $(call q,$(RUN))
 
 .PHONY: ask
-## ask: make ask MODEL_DIR=... QUESTION="..." CONTEXT_FILE=doc.txt (or QUESTIONS_FILE=q.jsonl [OUT=a.json]): answers with the tuned null threshold
+## ask: make ask MODEL_DIR=... QUESTION="..." CONTEXT_FILE=doc.txt (or QUESTIONS_FILE=q.jsonl [OUT=a.json]) [TOP_K=3]: answers with the tuned null threshold
 ask: $(STAMP)
-	$(if $(QUESTIONS_FILE),$(PY) scripts/ask.py "$(MODEL_DIR)" --questions-file "$(QUESTIONS_FILE)" $(if $(OUT),--output "$(OUT)"),\
-	  $(PY) scripts/ask.py "$(MODEL_DIR)" --question "$(QUESTION)" --context-file "$(CONTEXT_FILE)")
+	$(strip $(PY) scripts/ask.py $(if $(QUESTIONS_FILE),--questions-file=$(call q,$(QUESTIONS_FILE)) $(call flag,--output,$(OUT)),\
+	  --question=$(call q,$(QUESTION)) --context-file=$(call q,$(CONTEXT_FILE))) $(call flag,--top_k,$(TOP_K)) -- $(call q,$(MODEL_DIR)))

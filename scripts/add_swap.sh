@@ -40,6 +40,9 @@ while [[ $# -gt 0 ]]; do
     --persist) persist=1 ;;
     --dry-run) dry_run=1 ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --) shift
+        [[ $# -eq 0 || ( $# -eq 1 && -z "$size" ) ]] || { echo "add_swap.sh: one SIZE only" >&2; usage; }
+        size="${1:-$size}"; break ;;
     -*) echo "add_swap.sh: unknown option '$1'" >&2; usage ;;
     *) [[ -z "$size" ]] || { echo "add_swap.sh: one SIZE only (got '$size' and '$1')" >&2; usage; }; size="$1" ;;
   esac

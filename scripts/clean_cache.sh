@@ -25,16 +25,21 @@ usage() {
 dry_run=0
 assume_yes=0
 dirs=()
-for arg in "$@"; do
-  case "$arg" in
+while [[ $# -gt 0 ]]; do
+  case "$1" in
     --dry-run) dry_run=1 ;;
     --yes|-y) assume_yes=1 ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-    -*) echo "clean_cache.sh: unknown option '$arg'" >&2; usage ;;
-    *) dirs+=("$arg") ;;
+    --) shift; dirs+=("$@"); break ;;  # every argument after -- is a folder, even one named like an option
+    -*) echo "clean_cache.sh: unknown option '$1'" >&2; usage ;;
+    *) dirs+=("$1") ;;
   esac
+  shift
 done
 [[ ${#dirs[@]} -gt 0 ]] || { echo "clean_cache.sh: no folder given" >&2; usage; }
+for i in "${!dirs[@]}"; do
+  [[ "${dirs[$i]}" != -* ]] || dirs[i]="./${dirs[$i]}"  # find would read a folder named -x as an expression
+done
 for dir in "${dirs[@]}"; do
   [[ -d "$dir" ]] || { echo "clean_cache.sh: '$dir' is not a folder; give folders to search, e.g. data outputs" >&2; exit 2; }
 done

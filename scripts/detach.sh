@@ -25,7 +25,7 @@ usage() {
 name="$1"
 log="$2"
 shift 3
-[[ "$name" =~ ^[A-Za-z0-9_-][A-Za-z0-9._-]*$ ]] || {
+[[ "$name" =~ ^[A-Za-z0-9_][A-Za-z0-9._-]*$ ]] || {
   echo "detach.sh: session NAME '$name' may only hold letters, digits, '.', '_' and '-' (e.g. qa-train)" >&2; exit 2; }
 [[ -n "$log" ]] || { echo "detach.sh: LOG is empty; give a log file path" >&2; exit 2; }
 
@@ -59,7 +59,8 @@ if session_exists; then
   exit 1
 fi
 
-mkdir -p -- "$(dirname -- "$log")"
+run_dir=$(dirname -- "$log")  # as given (relative to where make runs): the OUTPUT_DIR of the hints below
+mkdir -p -- "$run_dir"
 log="$(cd -- "$(dirname -- "$log")" && pwd)/$(basename -- "$log")"
 command_line=$(printf '%q ' "$@")
 quoted_log=$(printf '%q' "$log")
@@ -81,7 +82,8 @@ else
   attach="tmux attach -t $name"
 fi
 
+shown_dir=$(printf '%q' "$run_dir")
 echo "started in a detached $multiplexer session '$name': $command_line"
-echo "  reattach:        $attach        (make attach NAME=$name; detach again with Ctrl-a d / Ctrl-b d)"
-echo "  console output:  tail -F $quoted_log"
-echo "  training log:    make logs   (follows train.log in the run's OUTPUT_DIR; make status: step, ETA, exit)"
+echo "  reattach:        make attach NAME=$name   ($attach; detach again with Ctrl-a d / Ctrl-b d)"
+echo "  training log:    make logs OUTPUT_DIR=$shown_dir   (console output: tail -F $quoted_log)"
+echo "  how it goes:     make status OUTPUT_DIR=$shown_dir   (step, ETA, exit status)"
