@@ -1,0 +1,237 @@
+"""The answer-type head (none/short/long/yes/no): reading the types, the windows' labels, the head beside any
+encoder, its loss, its files (a plain from_pretrained still loads the folder), resume, and that it learns."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from qa import answer_type
+from qa import features as F
+from qa.squad_io import Answer, SquadExample, SquadFormatError, read_squad, write_squad
+
+torch = pytest.importorskip("torch")
+from qa import answer_type_head as H  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny encoders built here: ALBERT and BERT (the save/load tests), RoBERTa, DistilBERT, ELECTRA too
+# ---------------------------------------------------------------------------------------------
+def tiny_config(kind):
+    import transformers as T
+
+    common = {"vocab_size": 120, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37}
+    return {
+        "albert": lambda: T.AlbertConfig(embedding_size=16, hidden_size=32, **common),
+        "bert": lambda: T.BertConfig(hidden_size=32, **common),
+        "roberta": lambda: T.RobertaConfig(hidden_size=32, **common),
+        "electra": lambda: T.ElectraConfig(embedding_size=16, hidden_size=32, **common),
+        "distilbert": lambda: T.DistilBertConfig(vocab_size=120, dim=32, n_layers=2, n_heads=2, hidden_dim=37),
+    }[kind]()
+
+
+def tiny_qa_model(kind, seed=0):
+    from transformers import AutoModelForQuestionAnswering
+
+    torch.manual_seed(seed)
+    return AutoModelForQuestionAnswering.from_config(tiny_config(kind)).eval()
+
+
+def inputs(batch=3, length=9, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 120, (batch, length), generator=generator)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+
+
+@pytest.mark.parametrize("kind", ["albert", "bert", "roberta", "distilbert", "electra"])
+def test_the_head_reads_the_first_token_of_what_the_span_layer_reads(kind, one_thread):
+    model = tiny_qa_model(kind)
+    wrapped = H.AnswerTypeQA(model)
+    seen = []
+    hook = model.qa_outputs.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        out = wrapped(**inputs())  # token_type_ids too: DistilBERT's model does not take them, the wrapper drops them
+        alone = model(**{k: v for k, v in inputs().items() if k in wrapped.accepted})
+    hook.remove()
+    assert torch.equal(out.start_logits, alone.start_logits) and torch.equal(out.end_logits, alone.end_logits)
+    assert out.answer_type_logits.shape == (3, len(answer_type.TYPES))
+    assert torch.allclose(out.answer_type_logits, wrapped.answer_type_head(seen[0][:, 0]))
+
+
+def test_loss_is_bert_joints_average_of_start_end_and_type(one_thread):
+    model = H.AnswerTypeQA(tiny_qa_model("albert"))
+    starts, ends, types = torch.tensor([0, 3, 5]), torch.tensor([0, 4, 7]), torch.tensor([0, 1, 3])
+    with torch.no_grad():
+        out = model(**inputs(), start_positions=starts, end_positions=ends, answer_types=types)
+    ce = torch.nn.functional.cross_entropy
+    expected = (ce(out.start_logits, starts) + ce(out.end_logits, ends) + ce(out.answer_type_logits, types)) / 3
+    assert torch.allclose(out.loss, expected)
+    assert torch.allclose(out.answer_type_loss, ce(out.answer_type_logits, types))
+    with torch.no_grad():  # without type labels: the QA model's own loss, unchanged
+        plain = model(**inputs(), start_positions=starts, end_positions=ends)
+    assert torch.allclose(plain.loss, (ce(out.start_logits, starts) + ce(out.end_logits, ends)) / 2)
+    # the type loss reaches the head and the encoder
+    model.train()
+    model(**inputs(), start_positions=starts, end_positions=ends, answer_types=types).loss.backward()
+    assert model.answer_type_head.weight.grad.abs().sum() > 0
+    assert model.qa_model.qa_outputs.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["albert", "bert"])
+def test_saved_folder_loads_plainly_and_with_the_head(kind, tmp_path, one_thread):
+    from transformers import AutoModelForQuestionAnswering
+
+    model = H.AnswerTypeQA(tiny_qa_model(kind))
+    model.save_pretrained(tmp_path)
+    assert {H.HEAD_WEIGHTS, H.HEAD_CONFIG, "config.json", "model.safetensors"} <= set(os.listdir(tmp_path))
+    # AutoModelForQuestionAnswering loads the folder as before: no missing or unexpected weights, the same logits
+    plain, info = AutoModelForQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    plain.eval()
+    loaded = H.load_qa_model(tmp_path).eval()
+    assert isinstance(loaded, H.AnswerTypeQA) and H.has_type_output(loaded) and not H.has_type_output(plain)
+    with torch.no_grad():
+        before, after, alone = model(**inputs()), loaded(**inputs()), plain(**inputs())
+    assert torch.equal(before.start_logits, alone.start_logits)
+    assert torch.equal(before.answer_type_logits, after.answer_type_logits)
+    assert torch.equal(model.answer_type_head.weight, loaded.answer_type_head.weight)
+    assert json.loads((tmp_path / H.HEAD_CONFIG).read_text())["types"] == list(answer_type.TYPES)
+    # attach: False ignores a saved head; True keeps the folder's one
+    assert H.attach(plain, tmp_path, want=False) is plain
+    assert torch.equal(H.attach(plain, tmp_path, want=True).answer_type_head.bias, model.answer_type_head.bias)
+
+
+def test_a_folder_without_a_head_loads_as_the_plain_model_and_a_bad_head_is_named(tmp_path, one_thread):
+    tiny_qa_model("bert").save_pretrained(tmp_path)
+    assert not H.has_head(tmp_path)
+    assert not isinstance(H.load_qa_model(tmp_path), H.AnswerTypeQA)
+    fresh = H.attach(tiny_qa_model("bert"), tmp_path, want=True)  # training starts: a new head
+    assert isinstance(fresh, H.AnswerTypeQA)
+    # a head saved for another hidden size is refused, naming its file
+    H.AnswerTypeQA(tiny_qa_model("bert")).save_pretrained(tmp_path)
+    wide = H.new_head(type("Config", (), {"hidden_size": 48})())
+    H.save_head(wide, tmp_path)
+    with pytest.raises(H.HeadError, match=H.HEAD_WEIGHTS):
+        H.load_qa_model(tmp_path)
+    # a damaged weights file, and a config of other types
+    (tmp_path / H.HEAD_WEIGHTS).write_bytes(b"\0" * 40)
+    with pytest.raises(H.HeadError, match="damaged"):
+        H.load_qa_model(tmp_path)
+    (tmp_path / H.HEAD_CONFIG).write_text(json.dumps({"types": ["unknown", "yes", "no", "short", "long"]}))
+    with pytest.raises(H.HeadError, match="another format"):
+        H.load_qa_model(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The data: "answer_type" in SQuAD JSON, and each window's label
+# ---------------------------------------------------------------------------------------------
+CONTEXT = ("Is the Rhine longer than the Danube? No. The Rhine rises in the Swiss Alps and flows north through "
+           "Germany and the Netherlands to the North Sea. Its length is about 1,230 kilometres, and it carries "
+           "more water than any other river of Germany. Many castles stand along the middle Rhine valley.")
+
+
+def squad_file(path, qas):
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "Rhine", "paragraphs": [
+        {"context": CONTEXT, "qas": qas}]}]}))
+    return path
+
+
+def qa(qas_id, answer=None, kind=None, start=None):
+    record = {"id": qas_id, "question": "what about the rhine?", "is_impossible": answer is None,
+              "answers": [] if answer is None else [{"text": answer, "answer_start":
+                                                     CONTEXT.index(answer) if start is None else start}]}
+    if kind is not None:
+        record["answer_type"] = kind
+    return record
+
+
+def test_answer_types_are_read_defaulted_checked_and_written_back(tmp_path):
+    path = squad_file(tmp_path / "typed.json", [
+        qa("s", "Swiss Alps", "short"), qa("l", CONTEXT, "long"), qa("y", CONTEXT, "yes"), qa("n", "No.", "no"),
+        qa("none", None, "none"), qa("plain", "North Sea"), qa("plain-impossible")])
+    examples = {e.qas_id: e for e in read_squad(path)}
+    assert {k: e.answer_type for k, e in examples.items()} == {
+        "s": "short", "l": "long", "y": "yes", "n": "no", "none": "none", "plain": "short", "plain-impossible": "none"}
+    assert [e.typed for e in examples.values()] == [True] * 5 + [False] * 2
+    assert answer_type.carries_types(examples.values()) and not answer_type.carries_types([examples["plain"]])
+    write_squad(list(examples.values()), tmp_path / "again.jsonl")
+    assert read_squad(tmp_path / "again.jsonl") == list(examples.values())  # the key comes back only where it was
+    for bad, message in [(qa("x", "No.", "maybe"), "one of none, short, long, yes, no"),
+                         (qa("x", None, "short"), "an impossible question is \"none\""),
+                         (qa("x", "No.", "none"), "has an answer")]:
+        with pytest.raises(SquadFormatError, match=message) as error:
+            read_squad(squad_file(tmp_path / "bad.json", [bad]))
+        assert "question id 'x'" in str(error.value) and error.value.skippable
+        assert read_squad(tmp_path / "bad.json", skip_bad=True) == []
+
+
+def test_resolve_flag_turns_the_head_on_for_typed_data_only():
+    typed = [SquadExample("a", "t", "q", "c", (Answer("c", 0),), False, "long", True)]
+    untyped = [SquadExample("b", "t", "q", "c", (), True)]  # SQuAD 2.0: impossible questions are "none", untyped
+    assert untyped[0].answer_type == "none" and not untyped[0].typed
+    assert answer_type.resolve_flag(None, typed) is True and answer_type.resolve_flag(None, untyped) is False
+    assert answer_type.resolve_flag(False, typed) is False and answer_type.resolve_flag(True, untyped) is True
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_model_dir))
+
+
+def test_each_window_is_labelled_with_the_type_only_when_it_holds_the_span(tokenizer):
+    examples = [SquadExample("yes", "t", "is it long?", CONTEXT, (Answer("Its length is about 1,230 kilometres",
+                                                                        CONTEXT.index("Its length")),), False, "yes", True),
+                SquadExample("long", "t", "which river?", CONTEXT, (Answer(CONTEXT, 0),), False, "long", True),
+                SquadExample("none", "t", "which sea?", CONTEXT, (), True, "none", True),
+                SquadExample("short", "t", "where?", CONTEXT, (Answer("Swiss Alps", CONTEXT.index("Swiss Alps")),), False)]
+    params = F.FeatureParams(max_seq_length=40, doc_stride=12, max_query_length=8)
+    features = F.build_features(examples, tokenizer, params, training=True)
+    by_example = {e.qas_id: np.flatnonzero(features.example_index == i) for i, e in enumerate(examples)}
+    spans = features.start_positions != features.cls_index
+    for qas_id, kind in [("yes", answer_type.YES), ("short", answer_type.SHORT)]:
+        rows = by_example[qas_id]
+        assert len(rows) > 1 and spans[rows].any() and not spans[rows].all()  # some windows hold it, some do not
+        assert (features.answer_types[rows] == np.where(spans[rows], kind, answer_type.NONE)).all()
+    # the whole context as the answer fits no 40-token window: every window is "none", like BERT-joint's
+    assert (features.answer_types[by_example["long"]] == answer_type.NONE).all()
+    assert (features.answer_types[by_example["none"]] == answer_type.NONE).all()
+    wide = F.build_features(examples[1:2], tokenizer, F.FeatureParams(max_seq_length=256), training=True)
+    assert wide.answer_types.tolist() == [answer_type.LONG]
+    batch = features.batch([0, 1])
+    assert batch["answer_types"].dtype == np.int64 and batch["answer_types"].tolist() == features.answer_types[:2].tolist()
+    assert F.build_features(examples, tokenizer, params, training=False).answer_types is None
+
+
+def test_the_cache_key_and_its_check_cover_the_types(tokenizer, tmp_path):
+    path = squad_file(tmp_path / "typed.json", [qa("y", "Swiss Alps", "yes"), qa("s", "North Sea", "short"), qa("n")])
+    examples = read_squad(path)
+    params = F.FeatureParams(max_seq_length=64, doc_stride=16, max_query_length=8)
+    retyped = [SquadExample(e.qas_id, e.title, e.question, e.context, e.answers, e.is_impossible, "short", True)
+               for e in examples]
+    assert F.cache_key(path, tokenizer, params, True, examples) != F.cache_key(path, tokenizer, params, True, retyped)
+    features = F.load_or_build_features(path, examples, tokenizer, params, True, cache_dir=tmp_path / "cache",
+                                        log=lambda message: None)
+    kind = np.array([answer_type.YES, answer_type.SHORT, answer_type.NONE])[features.example_index]
+    spans = features.start_positions != features.cls_index
+    assert features.answer_types.tolist() == np.where(spans, kind, answer_type.NONE).tolist()
+    folder = features.cache_folder
+    types = np.fromfile(os.path.join(folder, "answer_types.bin"), dtype=np.int8)
+    types[0] = 9  # a type id that does not exist, same size: only the bounds check can see it without hashes
+    types.tofile(os.path.join(folder, "answer_types.bin"))
+    with pytest.raises(F.DamagedCacheError, match="answer_types"):
+        F.open_cached_features(folder, check_hashes=False)
+    with pytest.raises(F.DamagedCacheError, match="answer_types"):
+        F.open_cached_features(folder)  # the marker's hash sees it first
+
+
+def test_type_probabilities_and_the_decision():
+    probabilities = answer_type.type_probabilities([[0.0, 0.0, 0.0, 3.0, 0.0], [5.0, 1.0, 1.0, 1.0, 1.0]])
+    assert np.allclose(probabilities.sum(axis=-1), 1)
+    assert answer_type.decide(probabilities[0])[0] == "yes" and answer_type.decide(probabilities[1])[0] == "none"
+    assert answer_type.decide([0.2] * 5) == ("none", 0.2)
+    assert answer_type.answer_probabilities(probabilities[0])["yes"] == pytest.approx(probabilities[0][3], abs=1e-6)
+    with pytest.raises(ValueError, match="last axis of 5"):
+        answer_type.type_probabilities([1.0, 2.0])
