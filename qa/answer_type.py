@@ -7,6 +7,8 @@
     answer_type.resolve_flag(args.answer_type_head, examples)  # --answer_type_head: True / False / None -> bool
     probabilities = answer_type.type_probabilities(logits)     # [..., 5] logits -> softmax, float64
     answer_type.decide(probabilities[i])                       # ("yes", 0.93): the type and its probability
+    answer_type.nq_short_answer(probabilities[w], span)        # ([span], "NONE") / ([], "YES") / ... for predict_nq
+    answer_type.spoken_answer(*answer_type.example_type(probabilities[windows])[:1], text)   # ask: yes/no/span/""
 
 The data format (/work/notes/answer-type-format.md, agreed with the NQ converter): a question of SQuAD JSON
 may carry "answer_type"; absent, an answerable question is "short" and an impossible one "none". A window's
@@ -73,6 +75,35 @@ def decide(probabilities):
     """(name, probability) of the most probable type of one window's probabilities (ties: the lower id)."""
     best = max(range(len(TYPES)), key=lambda index: (probabilities[index], -index))
     return TYPES[best], float(probabilities[best])
+
+
+def decide_answer(probabilities):
+    """(name, probability) of the most probable answering type (short, long, yes, no) of one window: for a window
+    already chosen as the answer's (predict_nq's best candidate), where "none" is not an option any more."""
+    best = max(range(SHORT, len(TYPES)), key=lambda index: (probabilities[index], -index))
+    return TYPES[best], float(probabilities[best])
+
+
+def example_type(window_probabilities):
+    """(name, probability) of one example from its windows' probabilities [W, 5]: the type of the window most
+    likely to hold an answer (lowest "none"), decided over all five types there."""
+    window = min(range(len(window_probabilities)), key=lambda w: (window_probabilities[w][NONE], w))
+    return decide(window_probabilities[window])
+
+
+def spoken_answer(type_name, span_text):
+    """What `ask` says: "yes" / "no" for those types, "" (no answer) for none, else the answer span's text."""
+    return {"yes": "yes", "no": "no", "none": ""}.get(type_name, span_text)
+
+
+def nq_short_answer(probabilities, short_span):
+    """(short_answers, yes_no_answer) of NQ's official prediction format for the chosen window's type
+    probabilities: short -> [short_span] and "NONE"; long -> [] and "NONE" (the long answer alone); yes / no ->
+    [] and "YES" / "NO" (the official scorer counts a yes/no as the short answer)."""
+    kind, _ = decide_answer(probabilities)
+    if kind == TYPES[SHORT]:
+        return ([short_span] if short_span is not None else []), "NONE"
+    return [], kind.upper() if kind in (TYPES[YES], TYPES[NO]) else "NONE"
 
 
 def answer_probabilities(probabilities):

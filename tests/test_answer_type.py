@@ -235,3 +235,18 @@ def test_type_probabilities_and_the_decision():
     assert answer_type.answer_probabilities(probabilities[0])["yes"] == pytest.approx(probabilities[0][3], abs=1e-6)
     with pytest.raises(ValueError, match="last axis of 5"):
         answer_type.type_probabilities([1.0, 2.0])
+
+
+def test_what_predict_nq_and_ask_make_of_the_types():
+    span = {"start_token": 3, "end_token": 5}
+    p = answer_type.type_probabilities
+    # the chosen window's type, none left out: it was chosen as holding the answer
+    assert answer_type.nq_short_answer(p([9.0, 2.0, 0.0, 0.0, 0.0]), span) == ([span], "NONE")
+    assert answer_type.nq_short_answer(p([0.0, 0.0, 2.0, 0.0, 0.0]), span) == ([], "NONE")
+    assert answer_type.nq_short_answer(p([0.0, 0.0, 0.0, 2.0, 0.0]), span) == ([], "YES")
+    assert answer_type.nq_short_answer(p([0.0, 0.0, 0.0, 0.0, 2.0]), span) == ([], "NO")
+    # ask: the window most likely to hold an answer decides, over all five types
+    windows = p([[5.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0, 0.0]])
+    assert answer_type.example_type(windows)[0] == "yes"
+    assert [answer_type.spoken_answer(kind, "Swiss Alps") for kind in answer_type.TYPES] == [
+        "", "Swiss Alps", "Swiss Alps", "yes", "no"]
