@@ -23,6 +23,7 @@ import os
 import re
 
 from qa import run_dir
+from qa.limits import limit_notes, limit_problems, refuse_non_finite
 from qa.runlog import REPORT_CHOICES
 
 # Metrics a checkpoint can be ranked by (every one of them: greater is better).
@@ -373,6 +374,7 @@ def parse_args(argv=None):
     """Parse run_squad.py's flags (sys.argv[1:] when argv is None); a bad flag or value exits 2 with one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    refuse_non_finite(parser, args)  # qa.limits: --learning_rate nan/inf and the like
     apply_precision(args)
     guide_resume(args)
     if args.model_name_or_path is None and not takes_record(args) and not resumes_from_s3(args):
@@ -586,6 +588,7 @@ def validate_args(args, cuda_available):
         # The legacy message, with what to do when the run should continue instead.
         errors.append(f"Output directory ({args.output_dir}) already exists and is not empty. Use --overwrite_output_dir to "
                       f"overcome (or {resume_auto} to continue the run that is there).")
+    errors += limit_problems(args, flag_name)  # qa.limits: sizes no machine can use
     if errors:
         raise ArgumentError("\n".join(f"error: {e}" for e in errors))
     return args
@@ -602,4 +605,5 @@ def unused_flag_notes(args):
     if args.doc_stride >= args.max_seq_length - args.max_query_length:
         notes.append(f"warning: --doc_stride {args.doc_stride} >= --max_seq_length - --max_query_length: consecutive "
                      "windows may leave context tokens unseen (legacy gave the same warning)")
+    notes += limit_notes(args)  # qa.limits: e.g. --threads far beyond the CPUs
     return notes

@@ -272,3 +272,54 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
                 "subset of the data (--max_train_samples) avoids it"
             )
     return warnings
+
+
+# Models whose position table starts after the padding index (fairseq's convention): max_position_embeddings
+# 514 with pad_token_id 1 leaves 512 usable positions.
+PADDED_POSITION_MODELS = ("roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl", "data2vec-text")
+
+
+def model_config(source, cache_dir=None):
+    """The config.json of a model folder, or of a hub id already in the local cache, as a dict; None when
+    there is none to read here (nothing is downloaded: validation runs before anything else)."""
+    if not source:
+        return None
+    path = os.path.join(source, "config.json")
+    if not os.path.isdir(source):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            path = try_to_load_from_cache(source, "config.json", cache_dir=cache_dir or None)
+        except Exception:  # not a repo id either (a typo is reported by the model checks)
+            return None
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None  # a damaged config is named by the model checks
+    return config if isinstance(config, dict) else None
+
+
+def usable_positions(config):
+    """How many tokens one window may have with this model config (None: the config does not say)."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool):
+        return None
+    if config.get("model_type") in PADDED_POSITION_MODELS and isinstance(config.get("pad_token_id"), int):
+        positions -= config["pad_token_id"] + 1
+    return positions
+
+
+def position_problem(source, max_seq_length, cache_dir=None, flag="--max_seq_length"):
+    """A one-line error when windows of max_seq_length tokens are longer than the model's position table (the
+    run would build its features, then fail at its first step with an index error), else ''."""
+    config = model_config(source, cache_dir)
+    positions = usable_positions(config) if config else None
+    if positions is None or max_seq_length <= positions:
+        return ""
+    return (f"{flag} {max_seq_length} is longer than the {positions} positions of the model ({source}: "
+            f"max_position_embeddings {config['max_position_embeddings']}): use {flag} {positions} or less")

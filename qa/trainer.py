@@ -40,6 +40,7 @@ import torch
 import torch.distributed as dist
 
 from qa import checkpoints, retention, run_dir, sampling
+from qa.divergence import DivergenceWatch
 from qa.inference import EvaluationAbandoned, evaluate_model
 from qa.runtime import ModelFeed, barrier
 
@@ -254,6 +255,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     stop = StopRequest(announce=runtime.is_main).install()
     kill_at, micro_done = int(os.environ.get(KILL_ENV, "0") or 0), 0
     feed = ModelFeed(raw_model, runtime, args.lang_id)
+    watch = DivergenceWatch(runtime, log)  # a non-finite loss or weights stop the run, unsaved (qa.divergence)
     running_loss, loss_steps = torch.zeros((), device=runtime.device), 0
     bar = progress(total=t_total, initial=state.global_step, desc="train", disable=not runtime.is_main)
     model.train()
@@ -280,6 +282,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                         loss = model(**inputs).loss / len(group)
                     scaler.scale(loss).backward()
                 running_loss += loss.detach()  # stays on the device: no host sync until a logging step
+                watch.add(loss)
                 micro_done += 1
                 if micro_done == kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)
@@ -291,6 +294,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
+            watch.end_step()
             state.advance(len(group), epoch_length)
             step, loss_steps = state.global_step, loss_steps + 1
             bar.update(1)
@@ -316,6 +320,8 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                              or every(step, args.save_steps) or metrics is not None or step >= t_total)
             state.signum = stop.agreed(runtime) if decision_step else 0
             state.stop_reason = decide_stop(state, args, t_total, state.signum)
+            if watch.due(step, args, t_total, metrics, state.stop_reason):  # before any checkpoint of this step
+                watch.stop_if_diverged(step, raw_model, runtime, args.output_dir)
             # checkpoint (also at a new best between save steps, so the best is always on disk)
             if every(step, args.save_steps) or improved or state.stop_reason in ("signal", "early_stop"):
                 state.last_checkpoint = save(args, raw_model, tokenizer, optimizer, scheduler, scaler, state, runtime, log,

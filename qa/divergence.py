@@ -1,0 +1,90 @@
+"""Stop a diverged run before anything saves its weights.
+
+    watch = DivergenceWatch(runtime, log)
+    watch.add(loss)                 # each micro-batch's loss (stays on the device)
+    watch.end_step()                # after the optimizer step
+    if watch.due(step, args, t_total, metrics, stop_reason):
+        watch.stop_if_diverged(step, model, runtime, output_dir)   # raises TrainingDiverged (exit 3)
+
+A run has diverged when its weights are no longer finite, or when the loss of PATIENCE optimizer steps in a row
+was not finite:
+- fp16: torch's GradScaler skips a step whose gradients are not finite (and halves its scale), so a non-finite
+  loss leaves the weights as they were; a few such steps in a row are tolerated. Its usual skips at the start of a
+  run (a scale too large for the gradients) do not count here: their loss is finite.
+- fp32 and bf16: there is no scaler, a non-finite loss makes non-finite gradients, and AdamW writes them into the
+  weights in that same step: the first one stops the run (patience 1).
+The counts and the weight check stay on the device and are read at `due` steps only (logging, saving,
+evaluation, the last step, a stop, and every CHECK_EVERY steps), so CUDA steps keep running without a host sync.
+Every checkpoint is written at a `due` step, after the check: no checkpoint and no final model holds the bad
+weights, and the newest complete checkpoint is the last good one.
+"""
+
+import os
+
+import torch
+
+# Exit status of a diverged run (0 done, 1 other failures, 2 bad arguments or data, 128 + N a signal).
+DIVERGED_EXIT = 3
+# fp16: consecutive optimizer steps with a non-finite loss tolerated (the scaler skipped each of them).
+FP16_PATIENCE = 5
+# Steps between checks when nothing else (a log, save or evaluation step) calls for one: a check is a host sync.
+CHECK_EVERY = 10
+
+
+class TrainingDiverged(SystemExit):
+    """Raised by the training loop when the run diverged: the process exits with DIVERGED_EXIT."""
+
+    def __init__(self, message):
+        super().__init__(DIVERGED_EXIT)
+        self.message = message
+
+
+class DivergenceWatch:
+    def __init__(self, runtime, log):
+        self.log = log
+        self.patience = FP16_PATIENCE if runtime.amp_dtype == torch.float16 else 1
+        self.step_loss = torch.zeros((), device=runtime.device)
+        self.streak = torch.zeros((), device=runtime.device)  # optimizer steps in a row whose loss was not finite
+
+    def add(self, loss):
+        self.step_loss += loss.detach().float()
+
+    def end_step(self):
+        self.streak = torch.where(torch.isfinite(self.step_loss), 0.0, self.streak + 1)
+        self.step_loss = torch.zeros_like(self.step_loss)
+
+    @staticmethod
+    def due(step, args, t_total, metrics, stop_reason):
+        """A check before every checkpoint (log, save, evaluation, last step, a stop), and every CHECK_EVERY steps.
+        The same on every rank: each of these is decided alike by all of them."""
+        return any(interval > 0 and step % interval == 0 for interval in (CHECK_EVERY, args.logging_steps, args.save_steps)) \
+            or metrics is not None or step >= t_total or stop_reason is not None
+
+    def problem(self, model, runtime):
+        """Why the run diverged ('' when it did not); one host sync (and an all_reduce under torchrun)."""
+        weights_bad = torch.stack([~torch.isfinite(p).all() for p in model.parameters()]).any().float()
+        flags = torch.stack([self.streak, weights_bad.to(self.streak.device)])
+        if runtime.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        streak, weights_bad = flags.tolist()
+        if weights_bad:
+            return "the weights are no longer finite (inf or NaN)"
+        if streak >= self.patience:
+            return f"the loss was not finite (inf or NaN) for {int(streak)} optimizer step(s) in a row"
+        return ""
+
+    def stop_if_diverged(self, step, model, runtime, output_dir):
+        problem = self.problem(model, runtime)
+        if not problem:
+            return
+        from qa import run_dir
+
+        newest = run_dir.latest_checkpoint(output_dir) if runtime.is_main else None
+        kept = (f"the newest checkpoint, {os.path.basename(newest)}, holds the last finite weights" if newest
+                else "no checkpoint was saved")
+        message = (f"training diverged at step {step}: {problem}; stopping without saving these weights ({kept}): lower "
+                   f"--learning_rate (or use --bf16 / fp32 instead of --fp16) and train again or resume from it")
+        self.log.info(f"error: {message}")
+        raise TrainingDiverged(message)
