@@ -1,5 +1,6 @@
 """Running a QA model over feature windows: logits on every rank, and a scored evaluation of a run's model.
 
+    model, tokenizer = load_inference_model("outputs/run", runtime.device)               # final model or checkpoint-N
     starts, ends = predict_logits(model, features, batch_size=64, runtime=runtime)       # [N, L] in feature order
     metrics = evaluate_model(model, examples, features, args, runtime, log, step=900, output_dir=args.output_dir)
 
@@ -33,6 +34,22 @@ SLEEP_ENV = "QA_TEST_SLEEP_PER_EVAL_BATCH"
 class EvaluationAbandoned(Exception):
     """A stop signal arrived during an evaluation: it was given up so a checkpoint can be saved at once
     (torchrun kills workers about 30 s after forwarding SIGTERM)."""
+
+
+def load_inference_model(model_dir, device=None):
+    """(model, tokenizer) of a model folder (a final model or a checkpoint-N), ready to predict on `device`.
+
+    The one place inference loads a model (scripts/ask.py, scripts/predict_nq.py, evaluation alone): the
+    tokenizer saved with the model (fast: features need its offsets) and AutoModelForQuestionAnswering,
+    without transformers' "Loading weights" progress bar between a question and its answer."""
+    import transformers
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    transformers.utils.logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True)
+    model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
+    model.eval()
+    return (model.to(device) if device is not None else model), tokenizer
 
 
 def length_order(lengths):

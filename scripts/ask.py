@@ -5,6 +5,11 @@
     python scripts/ask.py MODEL_DIR --questions-file questions.json --output predictions.json
     make ask MODEL_DIR=outputs/demo/run QUESTION="how long is the river xarn" CONTEXT_FILE=doc.txt
     make ask MODEL_DIR=outputs/demo/run QUESTIONS_FILE=questions.jsonl OUT=answers.json
+    make ask MODEL_DIR=outputs/demo/run QUESTIONS_FILE=questions.jsonl OUT=answers.json TOP_K=3
+
+    from ask import QuestionAnswerer                       # scripts/ on sys.path
+    qa = QuestionAnswerer("outputs/demo/run")
+    qa(question="how long is the river xarn", context=document, top_k=3)
 
 The document is cut into sliding windows and answered with the same features and
 post-processing as evaluation (qa.features, qa.postprocess). "No answer" is decided with the
@@ -17,84 +22,110 @@ file against the hashes of its COMPLETE marker) before it is loaded.
 A questions file needs no answers: JSON Lines, one `{"id": ..., "question": ..., "context": ...}` a
 line, or SQuAD JSON (`{"data": [{"paragraphs": [{"context": ..., "qas": [{"id", "question"}]}]}]}`,
 answers optional). The output maps each question id to its answer ("" = no answer).
+
+With `--top_k N` the answers take the shape of transformers' question-answering pipeline (gone from
+transformers 5.x): per question `{"answer", "score", "start", "end"}` (a list of the N best when N > 1),
+`start`/`end` character offsets into the context, `score` a softmax over the n-best candidates; the
+no-answer entry (`""`, start = end = 0, as the pipeline's handle_impossible_answer gave it) is ranked
+with the spans, first exactly when the tuned threshold says "no answer" (see pipeline_answers).
 """
 
 import argparse
 import json
+import math
 import os
 import sys
 
 from qa import run_dir
 from qa.checkpoints import verify_checkpoint
-from qa.model_card import INFERENCE_ARGS
+from qa.model_card import load_qa_config
 from qa.run_dir import CheckpointError
 from qa.squad_io import SquadExample, SquadFormatError, read_squad
 from qa.storage import atomic_write
 
-# Used when the model folder has no qa_config.json (e.g. a model trained elsewhere): the legacy defaults.
-DEFAULTS = {"null_score_diff_threshold": 0.0, "max_seq_length": 384, "doc_stride": 128, "max_query_length": 64,
-            "max_answer_length": 30, "n_best_size": 20, "version_2_with_negative": True}
+
+class QuestionAnswerer:
+    """The library form of this script, what transformers' question-answering pipeline was: load once, ask often.
+
+        qa = QuestionAnswerer("outputs/nq-albert-xlarge-v2")
+        qa(question="who discovered x-rays", context=document)            # {"answer", "score", "start", "end"}
+        qa(question="who discovered x-rays", context=document, top_k=3)   # a list of 3, best first
+        qa.answer_many([{"id": "q1", "question": ..., "context": ...}], top_k=1)   # {id: answer(s)}
+
+    A checkpoint-N folder is verified before it is loaded (CheckpointError when damaged). `threshold`
+    overrides the tuned null threshold of the folder's qa_config.json."""
+
+    def __init__(self, model_dir, threshold=None, threads=1, batch_size=16):
+        from qa.inference import load_inference_model
+        from qa.runtime import init_runtime
+
+        model_dir = os.fspath(model_dir)
+        if os.path.exists(os.path.join(model_dir, run_dir.STATE_FILE)):
+            verify_checkpoint(model_dir)
+        self.config = load_qa_config(model_dir)
+        if threshold is not None:
+            self.config.update(null_score_diff_threshold=threshold, source="--threshold")
+        self.runtime = init_runtime()
+        self.model, self.tokenizer = load_inference_model(model_dir, self.runtime.device)
+        self.threads, self.batch_size = threads, batch_size
+
+    def postprocess(self, examples, n_best_size=None):
+        """PostprocessResult of `examples` (SquadExamples), with the folder's windows and null threshold."""
+        from qa.features import FeatureParams, build_features
+        from qa.inference import predict_logits
+        from qa.postprocess import postprocess_predictions
+
+        config = self.config
+        params = FeatureParams(config["max_seq_length"], config["doc_stride"], config["max_query_length"])
+        features = build_features(examples, self.tokenizer, params, training=False, threads=self.threads)
+        starts, ends = predict_logits(self.model, features, self.batch_size, self.runtime)
+        return postprocess_predictions(examples, features, starts, ends, n_best_size or config["n_best_size"],
+                                       config["max_answer_length"], config["version_2_with_negative"],
+                                       config["null_score_diff_threshold"])
+
+    def answer_many(self, questions, top_k=1):
+        """{id: answer} in the pipeline's shape (a dict when top_k is 1, else a list of up to top_k, best first)
+        for `questions`: SquadExamples or {"id", "question", "context"} dicts."""
+        examples = [q if isinstance(q, SquadExample) else SquadExample(str(q["id"]), "", q["question"], q["context"], (), True)
+                    for q in questions]
+        # One n-best slot more than asked: the no-answer entry may take one, and the best span must stay in.
+        result = self.postprocess(examples, max(self.config["n_best_size"], top_k + 1))
+        handle_impossible = self.config["version_2_with_negative"]
+        threshold = self.config["null_score_diff_threshold"]
+        return {qas_id: pipeline_shape(pipeline_answers(entries, top_k, threshold, handle_impossible), top_k)
+                for qas_id, entries in result.nbest.items()}
+
+    def __call__(self, question, context, top_k=1):
+        return self.answer_many([{"id": "question", "question": question, "context": context}], top_k)["question"]
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as exc:
-        raise SystemExit(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+def pipeline_answers(nbest, top_k, threshold=0.0, handle_impossible_answer=True):
+    """One question's n-best list (qa.postprocess) -> up to top_k {"answer", "score", "start", "end"}, best first.
+
+    As the question-answering pipeline of transformers 4.x gave them: `start`/`end` are character offsets
+    into the context (context[start:end] == answer) and `score` is probability-like, a softmax over the
+    candidates' scores (start + end logit). With handle_impossible_answer the no-answer entry ("", start =
+    end = 0) is one of the candidates, ranked with the spans; its score is the null score minus the null
+    threshold, so it comes first exactly when the thresholded prediction ({id: answer}) is no answer. An
+    n-best list without any span (no window had a valid one) gives the no-answer entry in any case."""
+    spans = [e for e in nbest if e["start_char"] >= 0]
+    scores = [e["start_logit"] + e["end_logit"] for e in spans]
+    rows = [(e["text"], e["start_char"], e["end_char"]) for e in spans]
+    null = next((e for e in nbest if e["start_char"] < 0), None)
+    if null is not None and (handle_impossible_answer or not spans):
+        scores.append(null["start_logit"] + null["end_logit"] - threshold)
+        rows.append(("", 0, 0))
+    top = max(scores)
+    exps = [math.exp(score - top) for score in scores]
+    total = sum(exps)
+    # Ranked by score (not by the rounded probability); a tie keeps n-best order, the no-answer entry last.
+    order = sorted(range(len(rows)), key=lambda i: -scores[i])[:top_k]
+    return [{"answer": rows[i][0], "score": exps[i] / total, "start": rows[i][1], "end": rows[i][2]} for i in order]
 
 
-def checkpoint_qa_config(checkpoint_dir):
-    """A checkpoint-N folder's settings: its training args, and the threshold tuned at step N (or None)."""
-    state = _read_json(os.path.join(checkpoint_dir, run_dir.STATE_FILE))
-    args = state.get("args") or {}
-    config = {name: args[name] for name in INFERENCE_ARGS if name in args}
-    step = state.get("global_step")
-    results_path = run_dir.eval_file(os.path.dirname(os.path.abspath(checkpoint_dir)), "eval_results", step)
-    tuned = _read_json(results_path).get("best_f1_thresh") if os.path.exists(results_path) else None
-    if tuned is not None:
-        config["null_score_diff_threshold"] = tuned
-        config["source"] = f"{results_path} (tuned at step {step})"
-    else:
-        config["null_score_diff_threshold"] = args.get("null_score_diff_threshold", 0.0)
-        config["source"] = (f"{os.path.join(checkpoint_dir, run_dir.STATE_FILE)} (step {step} was not evaluated: "
-                            "its --null_score_diff_threshold)")
-    return config
-
-
-def load_qa_config(model_dir):
-    """Inference settings of the model folder (tuned threshold, window sizes), with defaults filled in."""
-    path = os.path.join(model_dir, run_dir.QA_CONFIG_FILE)
-    config = dict(DEFAULTS)
-    if os.path.exists(path):
-        config.update(_read_json(path))
-        config["source"] = path
-    elif os.path.exists(os.path.join(model_dir, run_dir.STATE_FILE)):
-        config.update(checkpoint_qa_config(model_dir))
-    else:
-        config["source"] = f"defaults ({path} not found: null threshold 0.0)"
-    return config
-
-
-def answer(model_dir, examples, config, threads=1, batch_size=16):
-    """PostprocessResult for `examples`, using the model in `model_dir`."""
-    import transformers
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
-    from qa.features import FeatureParams, build_features
-    from qa.inference import predict_logits
-    from qa.postprocess import postprocess_predictions
-    from qa.runtime import init_runtime
-
-    runtime = init_runtime()
-    transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar between question and answer
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_dir).to(runtime.device)
-    params = FeatureParams(config["max_seq_length"], config["doc_stride"], config["max_query_length"])
-    features = build_features(examples, tokenizer, params, training=False, threads=threads)
-    starts, ends = predict_logits(model, features, batch_size, runtime)
-    return postprocess_predictions(examples, features, starts, ends, config["n_best_size"], config["max_answer_length"],
-                                   config["version_2_with_negative"], config["null_score_diff_threshold"])
+def pipeline_shape(answers, top_k):
+    """The pipeline returned a dict for top_k=1 and a list otherwise."""
+    return answers[0] if top_k == 1 else answers
 
 
 def describe(result, qas_id):
@@ -122,10 +153,15 @@ def parse_args(argv=None):
     parser.add_argument("--questions-file", help="JSON Lines {id, question, context} or SQuAD JSON; answers not needed")
     parser.add_argument("--output", help="with --questions-file: where to write {id: answer} (default: print)")
     parser.add_argument("--threshold", type=float, help="null score difference threshold (default: the tuned one)")
+    parser.add_argument("--top_k", type=int, metavar="N",
+                        help="answers shaped as transformers' question-answering pipeline gave them: per question "
+                             "{answer, score, start, end} (a list of the N best when N > 1) instead of {id: answer}")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if not run_dir.has_final_model(args.model_dir):
         parser.error(f"{args.model_dir}: not a model folder (no config.json); give a run's output folder or checkpoint-N")
+    if args.top_k is not None and args.top_k < 1:
+        parser.error(f"--top_k must be at least 1, got {args.top_k}")
     if bool(args.question) == bool(args.questions_file):
         parser.error("give either --question with --context-file, or --questions-file")
     if args.question and not args.context_file:
@@ -138,38 +174,36 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if os.path.exists(os.path.join(args.model_dir, run_dir.STATE_FILE)):
-        try:
-            verify_checkpoint(args.model_dir)
-        except CheckpointError as exc:
-            print(f"ask.py: {exc}", file=sys.stderr)
-            return 2
-    config = load_qa_config(args.model_dir)
-    if args.threshold is not None:
-        config["null_score_diff_threshold"] = args.threshold
-        config["source"] = "--threshold"
+    try:
+        answerer = QuestionAnswerer(args.model_dir, args.threshold, args.threads)
+    except CheckpointError as exc:
+        print(f"ask.py: {exc}", file=sys.stderr)
+        return 2
+    config = answerer.config
     print(f"null threshold {config['null_score_diff_threshold']:.4f} from {config['source']}", file=sys.stderr)
     if args.question:
         with open(args.context_file, encoding="utf-8") as f:
             context = f.read()
         if not context.strip():
             raise SystemExit(f"{args.context_file}: the document is empty")
+        if args.top_k:
+            print(json.dumps(answerer(args.question, context, args.top_k), indent=2, ensure_ascii=False))
+            return 0
         example = SquadExample("question", "", args.question, context, (), True)
-        result = answer(args.model_dir, [example], config, args.threads)
-        print("\n".join(describe(result, "question")))
+        print("\n".join(describe(answerer.postprocess([example]), "question")))
         return 0
     try:
         examples = read_squad(args.questions_file, check_answers=False, questions_only=True)
     except SquadFormatError as exc:  # the message names the file and the question or line
         print(f"ask.py: {exc}", file=sys.stderr)
         return 2
-    result = answer(args.model_dir, examples, config, args.threads)
+    answers = answerer.answer_many(examples, args.top_k) if args.top_k else answerer.postprocess(examples).predictions
     if args.output:
         with atomic_write(args.output, "w", encoding="utf-8") as f:
-            json.dump(result.predictions, f, indent=2, ensure_ascii=False)
-        print(f"wrote {len(result.predictions)} predictions to {args.output}")
+            json.dump(answers, f, indent=2, ensure_ascii=False)
+        print(f"wrote {len(answers)} predictions to {args.output}")
     else:
-        print(json.dumps(result.predictions, indent=2, ensure_ascii=False))
+        print(json.dumps(answers, indent=2, ensure_ascii=False))
     return 0
 
 

@@ -1,6 +1,7 @@
 """make ask: a long document, the tuned threshold from qa_config.json, and a questions file."""
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -103,3 +104,96 @@ def test_checkpoint_folder_uses_its_own_settings_and_the_threshold_tuned_at_its_
     assert "null threshold 1000000000.0000 from " + str(run / "eval_results_7.json") + " (tuned at step 7)" in done.stderr
     assert re.search(r"^Answer: .+$", done.stdout, re.M)  # no null score beats a threshold of 1e9
     assert "Loading weights" not in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers shaped like transformers' question-answering pipeline (--top_k, QuestionAnswerer)
+# ---------------------------------------------------------------------------------------------
+def nbest_entry(text, start_logit, end_logit, start_char, end_char):
+    return {"text": text, "probability": 0.0, "start_logit": start_logit, "end_logit": end_logit,
+            "start_char": start_char, "end_char": end_char}
+
+
+NBEST = [nbest_entry("the Rhine", 3.0, 2.0, 10, 19), nbest_entry("", 2.0, 1.5, -1, -1),
+         nbest_entry("Rhine", 1.0, 1.0, 14, 19)]
+
+
+def test_pipeline_answers_rank_the_no_answer_entry_with_the_spans():
+    answers = ask.pipeline_answers(NBEST, top_k=3, threshold=0.0)
+    assert [(a["answer"], a["start"], a["end"]) for a in answers] == [("the Rhine", 10, 19), ("", 0, 0), ("Rhine", 14, 19)]
+    assert list(answers[0]) == ["answer", "score", "start", "end"]
+    # A softmax over the candidates' start + end logits: 5.0, 3.5 and 2.0.
+    total = math.exp(5.0) + math.exp(3.5) + math.exp(2.0)
+    assert [a["score"] for a in answers] == pytest.approx([math.exp(5.0) / total, math.exp(3.5) / total,
+                                                           math.exp(2.0) / total], rel=1e-12)
+    # The null threshold moves the no-answer entry: first exactly when null - best span > threshold.
+    assert ask.pipeline_answers(NBEST, top_k=1, threshold=-1.4)[0]["answer"] == "the Rhine"
+    assert ask.pipeline_answers(NBEST, top_k=1, threshold=-1.6)[0] == {
+        "answer": "", "score": pytest.approx(math.exp(5.1) / (math.exp(5.1) + math.exp(5.0) + math.exp(2.0))),
+        "start": 0, "end": 0}
+    assert ask.pipeline_answers(NBEST, top_k=1, threshold=-1.5)[0]["answer"] == "the Rhine"  # a tie: the span
+    assert [a["answer"] for a in ask.pipeline_answers(NBEST, top_k=5, threshold=0.0, handle_impossible_answer=False)] \
+        == ["the Rhine", "Rhine"]
+    # Without any valid span the no-answer entry is the answer, whatever handle_impossible_answer says.
+    only_null = [nbest_entry("", 0.5, 0.5, -1, -1)]
+    assert ask.pipeline_answers(only_null, top_k=2, handle_impossible_answer=False) == [
+        {"answer": "", "score": 1.0, "start": 0, "end": 0}]
+    assert ask.pipeline_shape(answers, 1) is answers[0] and ask.pipeline_shape(answers, 3) is answers
+
+
+def squad_questions(tmp_path, paragraphs=2):
+    dataset = json.loads(shared_file("squad", "squad2-dev-normans-rhine.json").read_text(encoding="utf-8"))
+    dataset["data"] = dataset["data"][:1]
+    dataset["data"][0]["paragraphs"] = dataset["data"][0]["paragraphs"][:paragraphs]
+    path = tmp_path / "questions.json"
+    path.write_text(json.dumps(dataset), encoding="utf-8")
+    contexts = {qa["id"]: p["context"] for p in dataset["data"][0]["paragraphs"] for qa in p["qas"]}
+    return path, contexts
+
+
+def test_question_answerer_agrees_with_the_thresholded_predictions(model_dir, tmp_path, one_thread):
+    path, contexts = squad_questions(tmp_path)
+    examples = ask.read_squad(path, questions_only=True)
+    answerer = ask.QuestionAnswerer(model_dir)  # no qa_config.json: threshold 0.0, SQuAD 2.0
+    diffs = sorted(answerer.postprocess(examples).null_score_diff.values())
+    # The default threshold, then the median null score difference: about half the questions get no answer.
+    for threshold in (0.0, diffs[len(diffs) // 2]):
+        answerer.config["null_score_diff_threshold"] = threshold
+        predictions = answerer.postprocess(examples).predictions
+        shaped = answerer.answer_many(examples, top_k=3)
+        assert set(shaped) == set(contexts)
+        for qas_id, answers in shaped.items():
+            assert 1 <= len(answers) <= 3
+            assert answers[0]["answer"] == predictions[qas_id]  # the pipeline's first = the {id: answer} prediction
+            assert [a["score"] for a in answers] == sorted((a["score"] for a in answers), reverse=True)
+            assert all(0.0 < a["score"] <= 1.0 for a in answers)
+            for a in answers:
+                expected = contexts[qas_id][a["start"]:a["end"]] if a["answer"] else ""
+                assert a["answer"] == expected and (a["answer"] or (a["start"], a["end"]) == (0, 0))
+    assert 0 < sum(text == "" for text in predictions.values()) < len(predictions)
+    one = answerer(question=examples[0].question, context=examples[0].context)
+    assert set(one) == {"answer", "score", "start", "end"} and one["answer"] == predictions[examples[0].qas_id]
+
+
+def test_make_ask_top_k_writes_pipeline_shaped_answers(model_dir, tmp_path):
+    from conftest import ROOT
+
+    path, contexts = squad_questions(tmp_path, paragraphs=1)
+    out = tmp_path / "answers.json"
+    done = subprocess.run(["make", "--no-print-directory", "ask", f"MODEL_DIR={model_dir}", f"QUESTIONS_FILE={path}",
+                           f"OUT={out}", "TOP_K=2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    shaped = json.loads(out.read_text(encoding="utf-8"))
+    assert set(shaped) == set(contexts)
+    assert all(isinstance(answers, list) and 1 <= len(answers) <= 2 for answers in shaped.values())
+    assert all(a["answer"] == contexts[qid][a["start"]:a["end"]] for qid, answers in shaped.items() for a in answers)
+    # One question on the command line, --top_k 1: one dict, as the pipeline returned.
+    doc = tmp_path / "doc.txt"
+    doc.write_text(DOC, encoding="utf-8")
+    single = run_ask(model_dir, "--question", "where does the rhine flow", "--context-file", doc, "--top_k", "1")
+    answer = json.loads(single.stdout)
+    assert set(answer) == {"answer", "score", "start", "end"}
+    assert answer["answer"] == DOC[answer["start"]:answer["end"]] or (answer["start"], answer["end"]) == (0, 0)
+    bad = subprocess.run([sys.executable, "scripts/ask.py", str(model_dir), "--question", "q", "--context-file", str(doc),
+                          "--top_k", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--top_k must be at least 1" in bad.stderr
