@@ -8,12 +8,18 @@
     print(stats)    # {'format': 'squad-json', 'questions': ..., 'examples': ..., 'skipped': ..., ...}
     write_squad(examples, "out/dev-subset.json")                 # atomic; .jsonl writes JSON Lines
 
+    examples = read_squad("squad_v2/validation-00000-of-00001.parquet")   # the hub's squad_v2 parquet
+
 The format is detected from the content (gzip too, and s3:// paths, through qa.storage):
 - nested: {"version": ..., "data": [{"title", "paragraphs": [{"context", "qas": [{"id",
   "question", "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}
 - JSON Lines: one {"id", "question", "context", "answers", "is_impossible"?, "title"?} a line,
   where "answers" is a list of {"text", "answer_start"} or, as HuggingFace `datasets` writes
   it, {"text": [...], "answer_start": [...]}.
+- parquet (pyarrow needed, imported only then): the hub's squad_v2 layout, one row a question with
+  columns id, title, context, question, answers{text[], answer_start[]}; rows read in batches of
+  PARQUET_BATCH_ROWS and checked like JSON Lines records (places are "row N", counted from 0 as
+  `datasets` indexes them).
 - either layout: a question may carry "answer_type" (none, short, long, yes, no: qa/answer_type.py), read into
   SquadExample.answer_type ("short", or "none" when impossible, without it) and written back when read
 
@@ -90,6 +96,10 @@ class _BadExample(Exception):
 
 
 SKIP_KINDS = ("missing_field", "bad_answer")
+PARQUET_MAGIC = b"PAR1"  # the first (and last) 4 bytes of every parquet file
+# Rows turned into Python dicts at a time: a SQuAD row is ~1 KB, so about 1 MB of objects beside the file's bytes.
+PARQUET_BATCH_ROWS = 1000
+PARQUET_COLUMNS = ("id", "context", "question")  # plus "answers" (not needed for questions to answer) and "title"
 _WHITESPACE = re.compile(rb"\s*")
 # Only for SKIP_KINDS: skipping cures nothing else (a duplicate id, invalid JSON, not UTF-8).
 FIX_HINT = "fix the data, or read it with skip_bad=True (run_squad.py --skip_bad_examples) to skip and count such questions"
@@ -267,8 +277,34 @@ def _iter_jsonl(path, data):
         yield f"line {lineno}", record, context, record.get("title") or ""
 
 
+def _iter_parquet(path, data):
+    """(place, record, context, title) for every row of a parquet file in the hub's squad_v2 layout."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SquadFormatError(f"{path}: a parquet file, and reading parquet needs pyarrow: "
+                               "pip install -r requirements.txt (or convert it to JSON Lines)") from None
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        names = parquet.schema_arrow.names
+        missing = [name for name in PARQUET_COLUMNS if name not in names]
+        if missing:
+            raise SquadFormatError(f"{path}: a parquet file without column(s) {', '.join(missing)} (it has "
+                                   f"{', '.join(names[:8])}): expected the hub's squad_v2 layout, id, title, context, "
+                                   "question, answers{text[], answer_start[]}")
+        index = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for record in batch.to_pylist():
+                context = record.get("context")
+                yield f"row {index}", record, context if isinstance(context, str) else None, record.get("title") or ""
+                index += 1
+    except (pa.ArrowException, OSError) as exc:
+        raise SquadFormatError(f"{path}: not a readable parquet file ({exc}); is it complete? Download it again") from None
+
+
 def read_squad(path, skip_bad=False, stats=None, check_answers=True, questions_only=False):
-    """Read a SQuAD file (nested JSON or JSON Lines; gzip and s3:// work) into SquadExamples.
+    """Read a SQuAD file (nested JSON, JSON Lines or the hub's parquet; gzip and s3:// work) into SquadExamples.
 
     skip_bad: skip questions with a missing field or a bad answer instead of raising; the
         counts go to `stats`.
@@ -285,8 +321,11 @@ def read_squad(path, skip_bad=False, stats=None, check_answers=True, questions_o
         data = stream.read()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a UTF-8 byte-order mark
-    fmt, document = _detect(path, data)
-    records = _iter_nested(path, document) if fmt == "squad-json" else _iter_jsonl(path, data)
+    if data.startswith(PARQUET_MAGIC):
+        fmt, records = "parquet", _iter_parquet(path, data)
+    else:
+        fmt, document = _detect(path, data)
+        records = _iter_nested(path, document) if fmt == "squad-json" else _iter_jsonl(path, data)
     counts["format"] = fmt
 
     examples, seen, contexts, titles = [], {}, {}, {}
