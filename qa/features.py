@@ -37,6 +37,7 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -46,10 +47,11 @@ import time
 
 import numpy as np
 
-from qa import answer_type, storage
+from qa import answer_type, storage, text
 
 # Bump whenever the meaning or layout of the cached arrays changes: old caches then stop matching.
-CODE_VERSION = "features-3"  # 2: COMPLETE lists every file's size and blake2b; 3: answer_types labels
+CODE_VERSION = "features-4"  # 2: COMPLETE lists every file's size and blake2b; 3: answer_types labels;
+# 4: offsets end past the combining marks after a token (qa.text)
 # Examples per chunk: a chunk's arrays (about 5 KB per 384-token window, 1-3 windows an example
 # on SQuAD) are what the build holds in memory, so 2,000 examples stay around 10-30 MB.
 CHUNK_EXAMPLES = 2000
@@ -172,6 +174,37 @@ def max_context_flags(spans, num_tokens):
     return [best[start:start + length] == k for k, (start, length) in enumerate(spans)]
 
 
+@functools.cache
+def _mark_table():
+    """bool [sys.maxunicode + 1]: is this code point a combining mark (qa.text.is_mark)."""
+    table = np.zeros(sys.maxunicode + 1, dtype=bool)
+    for first, last in text.mark_ranges():
+        table[first:last + 1] = True
+    return table
+
+
+def extend_over_marks(context, offsets):
+    """Token offsets [T, 2] of `context` with each token's end moved past the combining marks right after it,
+    never into the next token: a tokenizer that strips accents ends "Cafe" before the U+0301 of a decomposed
+    "é", and the answer would be cut without it. ASCII contexts are returned as they are, at once."""
+    if context.isascii() or len(offsets) == 0:
+        return offsets
+    marks = _mark_table()[np.frombuffer(context.encode("utf-32-le"), dtype=np.uint32)]
+    edges = np.diff(marks.astype(np.int8), prepend=0, append=0)
+    run_starts, run_ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if len(run_starts) == 0:
+        return offsets
+    ends = offsets[:, 1]
+    run = np.minimum(np.searchsorted(run_starts, ends), len(run_starts) - 1)
+    follows = (run_starts[run] == ends) & (ends > offsets[:, 0])
+    if not follows.any():
+        return offsets
+    next_start = np.r_[offsets[1:, 0], np.iinfo(np.int32).max]
+    extended = offsets.copy()
+    extended[follows, 1] = np.minimum(run_ends[run[follows]], np.maximum(next_start[follows], ends[follows]))
+    return extended
+
+
 def answer_token_span(token_offsets, answer_start, answer_end):
     """First and last context token covering the answer characters [answer_start, answer_end), or None.
 
@@ -269,7 +302,8 @@ def _build_chunk(examples, first_index, backend, template, params, training, pad
     contexts = list(context_slot)
     context_encodings = backend.encode_batch(contexts, add_special_tokens=False)
     context_ids = [np.array(e.ids, dtype=np.int32) for e in context_encodings]
-    context_offsets = [np.array(e.offsets, dtype=np.int32).reshape(-1, 2) for e in context_encodings]
+    context_offsets = [extend_over_marks(context, np.array(e.offsets, dtype=np.int32).reshape(-1, 2))
+                       for context, e in zip(contexts, context_encodings)]
     del context_encodings
     question_ids = [
         np.array(e.ids[: params.max_query_length], dtype=np.int32)

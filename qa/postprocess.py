@@ -21,7 +21,9 @@ numpy instead of a Python double loop per window (10,000 windows of 384 tokens: 
   per distinct text, the null ("") entry placed by its score when version_2_with_negative
   (and appended when it did not make the cut), probabilities a softmax over the list;
 - the answer text is cut from the ORIGINAL context with the character offsets of the start
-  and end tokens, so spacing, casing and accents are the context's own;
+  and end tokens, so spacing, casing and accents are the context's own; its end extends over
+  the combining marks that follow it (qa.text: a tokenizer that strips accents ends "Cafe"
+  before the U+0301 of a decomposed "é");
 - prediction = "" when score_null - best_non_null_score > null_score_diff_threshold, else the
   best non-null text; that difference is the "null odds" value.
 
@@ -55,6 +57,7 @@ import numpy as np
 import orjson
 
 from qa.storage import atomic_write
+from qa.text import extend_over_marks
 
 # Windows handled at once when scoring span candidates: memory is about
 # CHUNK_FEATURES * n_best_size**2 * 30 bytes (about 25 MB for 2048 windows and n_best_size 20).
@@ -298,7 +301,7 @@ def _finish_example(example, cand, lo, hi, null, n_best_size, with_null, thresho
             nbest.append(null_entry)
             null_added = True
         a = start_char[j]
-        raw = context[a : end_char[j]]
+        raw = context[a : extend_over_marks(context, end_char[j])]  # "Cafe" + U+0301 -> "Café" (qa.text)
         text = raw.strip()
         if not text:  # a span of whitespace only is no answer
             continue

@@ -480,3 +480,35 @@ def test_a_tokenizer_saved_into_a_checkpoint_keeps_the_cache_key(tokenizer, rhin
     tokenizer.save_pretrained(str(tmp_path / "checkpoint-9"))
     saved = AutoTokenizer.from_pretrained(str(tmp_path / "checkpoint-9"))
     assert F.cache_key(path, saved, SMALL, True) == F.cache_key(path, tokenizer, SMALL, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Combining marks (issue 18, item 5): a tokenizer that strips accents ends "Cafe" before U+0301
+# ---------------------------------------------------------------------------------------------
+CAFE = "Cafe\u0301 au lait: nai\u0308ve Cafe\u0301\u0323 food."  # decomposed é, ï, and e + two marks
+
+
+def test_offsets_end_past_the_combining_marks_after_a_token(tokenizer):
+    encoding = tokenizer(CAFE, add_special_tokens=False, return_offsets_mapping=True)
+    raw = np.array(encoding["offset_mapping"], dtype=np.int32)
+    assert [tuple(o) for o in raw if o[1] in (4, 24)] == [(3, 4), (23, 24)]  # the tokenizer stops before the marks
+    extended = F.extend_over_marks(CAFE, raw)
+    ends = {CAFE[a:b] for a, b in extended}
+    assert "e\u0301" in ends and "e\u0301\u0323" in ends  # over one mark, and over a run of two
+    assert (extended[:, 0] == raw[:, 0]).all() and (extended[1:, 0] >= extended[:-1, 1]).all()  # never into the next
+    assert F.extend_over_marks("plain ascii", raw) is raw
+
+
+def test_a_labelled_answer_ending_in_a_combining_mark_is_predicted_whole(tokenizer):
+    """The issue's case: gold "Café" (decomposed in the context), logits exactly on the gold span -> "Café", EM 1."""
+    from qa.metrics import evaluate
+    from qa.postprocess import postprocess_predictions
+
+    ex = example("What is open?", "Cafe\u0301 is open on Sundays.", answer="Cafe\u0301")
+    feats = F.build_features([ex], tokenizer, SMALL, training=True)
+    start = np.full((len(feats), SMALL.max_seq_length), -10.0, dtype=np.float32)
+    end = start.copy()
+    start[0, feats.start_positions[0]] = end[0, feats.end_positions[0]] = 5.0
+    result = postprocess_predictions([ex], feats, start, end)
+    assert result.predictions == {"q": "Cafe\u0301"}
+    assert evaluate([ex], result.predictions)["exact"] == 100.0

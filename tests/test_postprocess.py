@@ -537,3 +537,32 @@ def test_logits_on_the_labelled_tokens_give_back_the_real_answers():
             assert res.predictions[ex.qas_id] == ex.answers[0].text.strip(), ex.qas_id
             top = res.nbest[ex.qas_id][0]
             assert ex.context[top["start_char"] : top["end_char"]] == top["text"]
+
+
+def test_a_span_extends_over_the_combining_marks_after_it():
+    """Offsets that end before a combining mark (a tokenizer that strips accents; a feature cache or NQ window made
+    without qa.features' own extension) still give the whole "Café", and only the marks: not the next word."""
+    context = "Cafe\u0301\u0323 au lait"
+    w = Windows()
+    w.add(0, [(0, 4), (6, 8), (9, 13)])  # "Cafe" ends before U+0301 U+0323
+    features, start, end = w.build()
+    start[0, w.pos(0)], end[0, w.pos(0)] = 5.0, 5.0
+    res = postprocess_predictions([example(context)], features, start, end)
+    assert res.predictions == {"q1": "Cafe\u0301\u0323"}
+    top = res.nbest["q1"][0]
+    assert (top["start_char"], top["end_char"]) == (0, 6) and context[0:6] == top["text"]
+
+
+def test_text_helpers_are_standard_library_only():
+    """qa.text is shared with qa/nq, which must run without numpy: it imports nothing else."""
+    import ast
+
+    from qa import text
+
+    tree = ast.parse(open(text.__file__, encoding="utf-8").read())
+    imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"functools", "sys", "unicodedata"}
+    assert text.extend_over_marks("Cafe\u0301", 4) == 5 and text.extend_over_marks("Cafe\u0301", 3) == 3
+    assert text.extend_over_marks("\u0301x", 0) == 0  # a span that ends at 0 is empty: nothing to extend
+    assert text.is_mark("\u093f") and text.is_mark("\u20dd") and not text.is_mark("e")  # Mc, Me
