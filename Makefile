@@ -24,7 +24,8 @@ THIS_MAKEFILE := $(lastword $(MAKEFILE_LIST))
 #  1. A value typed on the command line (or, for the variables below, set in the environment) is
 #     taken literally: make does not expand `$(shell ...)`, `$(...)` or `$$` inside it.
 #  2. Recipes write every value into a shell command through $(call q,VALUE): as it is when it holds
-#     only characters the shell leaves alone, else in single quotes (a ' inside written '\'').
+#     only characters the shell leaves alone, else in single quotes (a ' inside written '\'', blanks
+#     escaped outside the quotes).
 #     The lists EXTRA (flags), DIRS and REPORT_TO go through $(call qwords,LIST): split on spaces,
 #     each word one argument, none of them run.
 #  3. A value goes to a python flag as --flag=VALUE (a value starting with '-' stays the flag's
@@ -50,7 +51,10 @@ _drop = $(if $(2),$(call _drop,$(subst $(firstword $(2)),,$(1)),$(wordlist 2,$(w
 _visible = $(subst $(space),x,$(subst $(tab),x,$(subst $(newline),x,$(1))))
 # $(call made_of,TEXT,CHARS): non-empty when TEXT is not empty and holds only CHARS (a blank never counts).
 made_of = $(if $(call _visible,$(1)),$(if $(call _visible,$(call _drop,$(1),$(2))),,yes))
-q = $(if $(call made_of,$(1),$(SHELL_SAFE)),$(1),'$(subst ','\'',$(1))')
+# Blanks are written outside the quotes ('a'\ 'b', $$'\t', $$'\n'): a quoted value holds no blank, so $(strip)
+# and $(foreach) around a command never change it.
+q = $(if $(call made_of,$(1),$(SHELL_SAFE)),$(1),'$(call _quote_blanks,$(subst ','\'',$(1)))')
+_quote_blanks = $(subst $(newline),'$$'\n'',$(subst $(tab),'$$'\t'',$(subst $(space),'\ ',$(1))))
 qwords = $(foreach w,$(1),$(call q,$(w)))
 
 # The variables a user sets: every `NAME ?= default` below (help lists them with their #: line).
