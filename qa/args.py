@@ -56,7 +56,7 @@ HUB_CACHE_MARKERS = ("config.json", "tokenizer_config.json", "tokenizer.json")
 
 # Boolean settings a resume takes from the record that a user may want off on the next start; each has a
 # --no_<name> (--no_group_by_length is declared with its flag).
-OFF_SWITCHES = ("evaluate_during_training", "torch_compile", "deterministic", "pad_to_max_length", "verbose_logging",
+OFF_SWITCHES = ("evaluate_during_training", "torch_compile", "gradient_checkpointing", "deterministic", "pad_to_max_length", "verbose_logging",
                 "eval_all_checkpoints", "skip_bad_examples")
 
 
@@ -148,8 +148,11 @@ def build_parser():
     p.add_argument("--evaluate_during_training", action="store_true", help="Evaluate at every --logging_steps and --save_steps, on every GPU.")
     p.add_argument("--do_lower_case", action="store_true", help="Ask the tokenizer to lowercase (passed only when given: legacy passed False, which turned off ALBERT's own lowercasing).")
     # Optimisation (legacy).
-    p.add_argument("--per_gpu_train_batch_size", type=int, default=8, help="Training batch per device (per process).")
-    p.add_argument("--per_gpu_eval_batch_size", type=int, default=8, help="Evaluation batch per device (per process).")
+    # --per_device_*: the HF Trainer's names for the same settings (recorded once, under the legacy name).
+    p.add_argument("--per_gpu_train_batch_size", "--per_device_train_batch_size", type=int, default=8,
+                   help="Training batch per device (per process).")
+    p.add_argument("--per_gpu_eval_batch_size", "--per_device_eval_batch_size", type=int, default=8,
+                   help="Evaluation batch per device (per process).")
     p.add_argument("--learning_rate", type=float, default=5e-5, help="Peak learning rate of AdamW.")
     p.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per optimizer step.")
     p.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay (never on biases and LayerNorm weights).")
@@ -223,6 +226,10 @@ def build_parser():
                    help="Resume even when a setting that fixes the data order (batch size, accumulation, seed, "
                         "--max_train_samples, --group_by_length, --train_file, number of processes) differs from the "
                         "run's record: training continues, but not exactly as the interrupted run would have.")
+    p.add_argument("--gradient_checkpointing", action="store_true",
+                   help="Activation checkpointing (qa/activation_checkpointing.py): recompute each layer's activations "
+                        "in backward instead of keeping them, for a larger batch in the same memory; one more forward "
+                        "pass per step, the same loss.")
     p.add_argument("--torch_compile", action="store_true",
                    help="Compile the model for training with torch.compile (CUDA; minutes of compilation first, then faster "
                         "steps; evaluation runs the model as it is).")

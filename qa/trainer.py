@@ -223,6 +223,10 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     if len(train_features) == 0:
         raise ValueError(f"{args.train_file}: no training windows (no questions, or --max_train_samples 0): nothing to train on")
     raw_model = model
+    if getattr(args, "gradient_checkpointing", False):  # before DDP wraps the model (absent from older records)
+        from qa.activation_checkpointing import enable_activation_checkpointing
+
+        log.info(f"activation checkpointing on ({enable_activation_checkpointing(raw_model)})")
     if runtime.distributed:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[runtime.local_rank] if runtime.cuda else None)
     if args.torch_compile:
