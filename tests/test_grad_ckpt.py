@@ -125,3 +125,21 @@ def test_run_with_trainer_flags_records_them_once(tiny_model_dir, tmp_path, one_
     assert "activation checkpointing on (albert layers)" in (out / "train.log").read_text(encoding="utf-8")
     (results,) = out.glob("eval_results_*.json")
     assert json.loads(results.read_text(encoding="utf-8"))["total"] == 12
+
+
+def test_make_grad_ckpt_passes_the_flag():
+    import subprocess
+
+    from conftest import ROOT
+
+    def dry_run(*variables):
+        done = subprocess.run(["make", "-n", "--no-print-directory", "NGPUS=0", *variables], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        return done.returncode, done.stdout + done.stderr
+
+    assert "--gradient_checkpointing" in dry_run("train", "GRAD_CKPT=1")[1]
+    assert "gradient_checkpointing" not in dry_run("train")[1]
+    assert "--no_gradient_checkpointing" in dry_run("resume", "GRAD_CKPT=no")[1]  # a recorded one switched off
+    assert "gradient_checkpointing" not in dry_run("resume")[1]  # the run's record decides
+    code, output = dry_run("train", "GRAD_CKPT=maybe")
+    assert code != 0 and "GRAD_CKPT must be 1/yes/true/on or 0/no/false/off, got 'maybe'" in output
