@@ -24,13 +24,13 @@ usage() {
   echo "usage: bash scripts/upload.sh OUTPUT_DIR s3://bucket/prefix [--checkpoint NAME_OR_PATH] [--public] [--endpoint-url URL] [--dry-run]" >&2
   exit 2
 }
-die() { echo "upload.sh: $*" >&2; exit "${2:-1}"; }
+die() { echo "upload.sh: $1" >&2; exit "${2:-1}"; }  # die MESSAGE [EXIT_STATUS]
 
 # The final model's files, as glob patterns relative to OUTPUT_DIR.
 FINAL_FILES=(config.json generation_config.json "model*.safetensors" model.safetensors.index.json
   "pytorch_model*.bin" pytorch_model.bin.index.json tokenizer.json tokenizer_config.json
   special_tokens_map.json added_tokens.json spiece.model vocab.txt merges.txt vocab.json
-  README.md qa_config.json "eval_results*.json" best_checkpoint.json training_summary.json)
+  README.md qa_config.json "eval_results*.json" best_checkpoint.json training_summary.json MODEL_COMPLETE)
 
 output_dir=""
 bucket=""
@@ -38,6 +38,7 @@ checkpoint=""
 public=0
 endpoint=""
 dry_run=0
+positional=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --checkpoint) [[ $# -ge 2 ]] || usage; checkpoint="$2"; shift ;;
@@ -45,13 +46,15 @@ while [[ $# -gt 0 ]]; do
     --endpoint-url) [[ $# -ge 2 ]] || usage; endpoint="$2"; shift ;;
     --dry-run) dry_run=1 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --) shift; positional+=("$@"); break ;;  # every argument after -- is OUTPUT_DIR or the bucket, even -x
     -*) echo "upload.sh: unknown option '$1'" >&2; usage ;;
-    *) if [[ -z "$output_dir" ]]; then output_dir="$1"
-       elif [[ -z "$bucket" ]]; then bucket="$1"
-       else echo "upload.sh: unexpected argument '$1'" >&2; usage; fi ;;
+    *) positional+=("$1") ;;
   esac
   shift
 done
+[[ ${#positional[@]} -le 2 ]] || { echo "upload.sh: unexpected argument '${positional[2]}'" >&2; usage; }
+output_dir="${positional[0]:-}"
+bucket="${positional[1]:-}"
 
 # --- validate --------------------------------------------------------------------------------
 [[ -n "$output_dir" && -n "$bucket" ]] || usage
@@ -102,15 +105,25 @@ else
   for f in "${files[@]}"; do filters+=(--include "$f"); done
 fi
 [[ ${#files[@]} -gt 0 ]] || die "nothing to upload in $source_dir"
+# A folder that is not what it says is refused before anything is sent: a file linked out of the folder, a file
+# changed since its hash record (COMPLETE, MODEL_COMPLETE), weights or a tokenizer of another model (qa/model_check.py).
+repo="$(cd -- "$(dirname -- "$0")/.." && pwd)"
+python="${PYTHON:-}"; [[ -n "$python" ]] || { [[ -x "$repo/.venv/bin/python" ]] && python="$repo/.venv/bin/python" || python=python3; }
+PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m qa.model_check "$source_dir" || die "$source_dir not uploaded (above)" 2
 
 command=("$aws" s3 cp --recursive --only-show-errors "$source_dir" "$destination/" "${filters[@]}")
 if [[ $public -eq 1 ]]; then command+=(--acl public-read); fi
 if [[ -n "$endpoint" ]]; then command+=(--endpoint-url "$endpoint"); fi
 
-echo "uploading ${#files[@]} file(s) from $source_dir to $destination/ ($([[ $public -eq 1 ]] && echo public-read || echo private))"
+acl=$([[ $public -eq 1 ]] && echo public-read || echo private)
+if [[ $dry_run -eq 1 ]]; then
+  echo "dry run: would upload ${#files[@]} file(s) from $source_dir to $destination/ ($acl); nothing is sent"
+else
+  echo "uploading ${#files[@]} file(s) from $source_dir to $destination/ ($acl)"
+fi
 echo "+ $(printf '%q ' "${command[@]}")"
 if [[ $dry_run -eq 1 ]]; then
-  echo "dry run: nothing uploaded; these objects would be written:"
+  echo "these objects would be written:"
   printf '  %s\n' "${files[@]/#/$destination/}"
   exit 0
 fi

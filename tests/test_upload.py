@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+import make_tiny_model
+from qa import storage
 from servers import moto_server, s3  # noqa: F401  (fixtures)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -44,6 +46,10 @@ def run_dir(tmp_path):
     for name, data in files.items():
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_bytes(data)
+    # Real weights, config and tokenizer, and a real COMPLETE marker: upload.sh refuses a folder that is not what it
+    # says (qa/model_check.py, tests/test_model_check.py).
+    make_tiny_model.build(str(run), ["the model card says what the model is"] * 4, vocab_size=60, hidden_size=32)
+    storage.write_marker(str(run / "checkpoint-1500"), "COMPLETE")
     return run
 
 
