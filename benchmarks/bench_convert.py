@@ -10,7 +10,7 @@ on one shard:
                 the limit of a single-threaded reader
   baseline      gzip.open + json.loads per line + the same conversion, single thread (what the
                 legacy converters do)
-  ours          scripts/nq_to_squad.py --workers 1, end to end including writing the output,
+  ours          qa.nq.convert (scripts/nq_to_squad.py) --workers 1, end to end including writing the output,
                 on one core
 and the scaling of ours over `--shards` files with --workers 1 and 2. Also the peak memory of one converter process on 1 and on all shards (it streams: equal). Wall time and CPU time
 (this process plus finished children) are both reported: on a shared machine other jobs inflate
@@ -28,12 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
+
+from qa.nq import convert as nq_convert
+from qa.nq import reader as nq_reader
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import nq_to_squad  # noqa: E402
-
 REAL = ROOT.parent / "shared" / "data" / "nq" / "nq-dev-10.full.jsonl.gz"
 
 
@@ -70,12 +70,12 @@ def gunzip_only(path):
 
 def baseline(path, output):
     """The common approach: gzip.open line by line, json.loads, convert, json.dump at the end."""
-    options = nq_to_squad.Options()
+    options = nq_convert.Options()
     articles = []
     with gzip.open(path, "rb") as f:
         for line in f:
             record = json.loads(line)
-            article, _ = nq_to_squad.convert_record(record, options)
+            article, _ = nq_convert.convert_record(record, options)
             if article is not None:
                 articles.append(article)
     with open(output, "w", encoding="utf-8") as f:
@@ -85,11 +85,13 @@ def baseline(path, output):
 
 def peak_rss_mb(inputs, output):
     """Peak resident memory of a fresh `nq_to_squad.py --workers 1` process converting `inputs`."""
-    code = ("import resource, sys, nq_to_squad; nq_to_squad.main(sys.argv[1:]); "
-            "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    done = subprocess.run([sys.executable, "-c", code, *inputs, "--output", output, "--workers", "1"], check=True,
-                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "scripts")))
-    return int(done.stdout.rsplit("PEAK_RSS_KB", 1)[1]) / 1024
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "nq_to_squad.py"), *inputs, "--output", output,
+                                "--workers", "1"], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest of all children so far
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"nq_to_squad.py failed (exit {process.returncode})")
+    return usage.ru_maxrss / 1024
 
 
 def best_of(runs, function):
@@ -126,18 +128,18 @@ def main(argv=None):
         rows = []  # (measure, wall s, CPU s, records)
 
         rows.append(("gunzip only: gzip module", *best_of(args.runs, lambda: gunzip_only(paths[0])), records))
-        if nq_to_squad.inflate_zlib is not nq_to_squad.zlib:
+        if nq_reader.inflate_zlib is not zlib:
             rows.append(("gunzip only: isal (ours inline)", *best_of(args.runs, lambda: isal_gunzip_only(paths[0])), records))
         baseline_row = ("baseline: gzip.open + json.loads + convert", *best_of(args.runs, lambda: baseline(paths[0], out)), records)
         rows.append(baseline_row)
-        options = nq_to_squad.Options()  # as the Makefile runs it
-        ours = ("ours --workers 1", *best_of(args.runs, lambda: nq_to_squad.convert(paths[:1], out, options, workers=1)),
+        options = nq_convert.Options()  # as the Makefile runs it
+        ours = ("ours --workers 1", *best_of(args.runs, lambda: nq_convert.convert(paths[:1], out, options, workers=1)),
                 records)
         rows.append(ours)
         scaling = {}
         for workers in (1, 2):
             row = (f"ours --workers {workers}, {len(paths)} shards",
-                   *best_of(args.runs, lambda: nq_to_squad.convert(paths, out, options, workers=workers)), records * len(paths))
+                   *best_of(args.runs, lambda: nq_convert.convert(paths, out, options, workers=workers)), records * len(paths))
             scaling[workers] = row[3] / row[1]
             rows.append(row)
         memory = {f"{n} shard(s)": round(peak_rss_mb(paths[:n], out), 1) for n in (1, len(paths))}
@@ -156,7 +158,7 @@ def main(argv=None):
           + ", ".join(f"{k}: {v} MB" for k, v in memory.items()))
     result = {
         "records_per_shard": records, "uncompressed_mb_per_shard": round(megabytes, 1), "cpu_count": os.cpu_count(),
-        "load_average": round(os.getloadavg()[0], 2), "isal": nq_to_squad.inflate_zlib is not nq_to_squad.zlib,
+        "load_average": round(os.getloadavg()[0], 2), "isal": nq_reader.inflate_zlib is not zlib,
         "rows": [{"measure": n, "wall_s": round(w, 3), "cpu_s": round(c, 3), "records": k,
                   "records_per_s_wall": round(k / w, 1), "records_per_s_cpu": round(k / c, 1)} for n, w, c, k in rows],
         "ours_over_baseline_cpu": round(cpu_ratio, 2),

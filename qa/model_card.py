@@ -1,6 +1,8 @@
 """The README.md model card written into a final model folder.
 
     write_model_card("outputs/nq-albert", args=vars(args), eval_results=results, best=best_checkpoint(dir))
+    write_qa_config(model_dir, args, eval_results)     # qa_config.json: window sizes and the tuned null threshold
+    load_qa_config(model_dir)                           # ... read back by scripts/ask.py and scripts/predict_nq.py
 
 It says what a person picking the folder up needs: base model, data, hyperparameters,
 metrics, the tuned null threshold (and that predicting with it is what the scores assume),
@@ -10,6 +12,7 @@ and how to load it.
 import json
 import os
 
+from qa import run_dir
 from qa.run_dir import QA_CONFIG_FILE
 from qa.storage import atomic_write
 
@@ -113,3 +116,50 @@ def write_qa_config(model_dir, args, eval_results=None):
     with atomic_write(path, "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
     return path
+
+
+# Used when the model folder has no qa_config.json (e.g. a model trained elsewhere): the legacy defaults.
+QA_CONFIG_DEFAULTS = {"null_score_diff_threshold": 0.0, "max_seq_length": 384, "doc_stride": 128, "max_query_length": 64,
+                      "max_answer_length": 30, "n_best_size": 20, "version_2_with_negative": True}
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as exc:
+        raise SystemExit(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+
+
+def checkpoint_qa_config(checkpoint_dir):
+    """A checkpoint-N folder's settings: its training args, and the threshold tuned at step N (or None)."""
+    state = _read_json(os.path.join(checkpoint_dir, run_dir.STATE_FILE))
+    args = state.get("args") or {}
+    config = {name: args[name] for name in INFERENCE_ARGS if name in args}
+    step = state.get("global_step")
+    results_path = run_dir.eval_file(os.path.dirname(os.path.abspath(checkpoint_dir)), "eval_results", step)
+    tuned = _read_json(results_path).get("best_f1_thresh") if os.path.exists(results_path) else None
+    if tuned is not None:
+        config["null_score_diff_threshold"] = tuned
+        config["source"] = f"{results_path} (tuned at step {step})"
+    else:
+        config["null_score_diff_threshold"] = args.get("null_score_diff_threshold", 0.0)
+        config["source"] = (f"{os.path.join(checkpoint_dir, run_dir.STATE_FILE)} (step {step} was not evaluated: "
+                            "its --null_score_diff_threshold)")
+    return config
+
+
+def load_qa_config(model_dir):
+    """Inference settings of the model folder (tuned threshold, window sizes), with defaults filled in: its
+    qa_config.json (write_qa_config), a checkpoint's training args and the threshold tuned at its step, else
+    QA_CONFIG_DEFAULTS. "source" says which."""
+    path = os.path.join(model_dir, QA_CONFIG_FILE)
+    config = dict(QA_CONFIG_DEFAULTS)
+    if os.path.exists(path):
+        config.update(_read_json(path))
+        config["source"] = path
+    elif os.path.exists(os.path.join(model_dir, run_dir.STATE_FILE)):
+        config.update(checkpoint_qa_config(model_dir))
+    else:
+        config["source"] = f"defaults ({path} not found: null threshold 0.0)"
+    return config

@@ -99,6 +99,24 @@ def eval_dir(output_dir, data_file, step, changed=None):
     return os.path.join(output_dir, EVAL_DIR, f"{stem}{variant}-{step}")
 
 
+def nq_eval_dir(output_dir, step, all_candidates=False, max_examples=0):
+    """The folder of a whole-document NQ evaluation (scripts/predict_nq.py):
+    output_dir/eval/nq-<step>[-all-candidates][-first-<N>]. A run over all candidates or over the first N
+    records never writes over the default run's predictions and metrics."""
+    name = f"nq-{step}" + ("-all-candidates" if all_candidates else "") + (f"-first-{max_examples}" if max_examples else "")
+    return os.path.join(output_dir, EVAL_DIR, name)
+
+
+def nq_predictions_file(folder):
+    """The official NQ prediction file in an NQ evaluation folder."""
+    return os.path.join(folder, "nq_predictions.json")
+
+
+def nq_eval_results_file(folder, step):
+    """The official NQ metrics of the model at `step`, written beside its predictions."""
+    return os.path.join(folder, f"nq_eval_results_{step}.json")
+
+
 def checkpoint_path(output_dir, step):
     return os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{step}")
 

@@ -57,8 +57,12 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from qa import storage  # noqa: E402  (after the path insert: this runs as `python scripts/download_nq.py`)
+try:
+    import qa  # noqa: F401  (installed into the venv by `make setup`)
+except ImportError:  # a bare python3 without the venv: the package is beside this script
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from qa import storage  # noqa: E402
 
 try:
     from tqdm import tqdm

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-import make_nq_sample
 from conftest import ROOT
+from qa.nq import sample as nq_sample
 from servers import RangeServer
 
 STAMP = ROOT / ".venv" / ".installed"
@@ -19,7 +19,7 @@ STAMP = ROOT / ".venv" / ".installed"
 
 def sample_shard(tmp_path, split, seed, n):
     path = tmp_path / f"{split}-{seed}.jsonl.gz"
-    make_nq_sample.write_sample(str(path), make_nq_sample.generate(n, seed=seed, split=split))
+    nq_sample.write_sample(str(path), nq_sample.generate(n, seed=seed, split=split))
     return path.read_bytes()
 
 

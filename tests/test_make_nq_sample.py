@@ -1,17 +1,23 @@
-"""scripts/make_nq_sample.py: a valid full-format NQ sample, deterministic, with every case the converter handles."""
+"""scripts/make_nq_sample.py (qa.nq.sample): a valid full-format NQ sample, deterministic, with every case the converter handles."""
 
 import collections
 import gzip
 import json
 import re
+import subprocess
+import sys
 
-import make_nq_sample
-import nq_to_squad
+from conftest import ROOT
+from qa.nq import convert as nq_convert
+from qa.nq import document as nq_document
+from qa.nq import sample as nq_sample
+
+SCRIPT = str(ROOT / "scripts" / "make_nq_sample.py")
 
 
 def test_tokens_and_candidates_match_the_html_bytes():
     for split in ("train", "dev"):
-        for record in make_nq_sample.generate(60, seed=3, split=split):
+        for record in nq_sample.generate(60, seed=3, split=split):
             html = record["document_html"].encode("utf-8")
             tokens = record["document_tokens"]
             for token in tokens:
@@ -31,22 +37,22 @@ def test_tokens_and_candidates_match_the_html_bytes():
 
 def test_deterministic_and_dev_differs_from_train(tmp_path):
     a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
-    assert make_nq_sample.main(["--out", str(a), "--num-examples", "30", "--seed", "1"]) == 0
-    assert make_nq_sample.main(["--out", str(b), "--num-examples", "30", "--seed", "1"]) == 0
+    for path in (a, b):
+        subprocess.run([sys.executable, SCRIPT, "--out", str(path), "--num-examples", "30", "--seed", "1"], check=True)
     assert a.read_bytes() == b.read_bytes()
-    train = {r["document_title"] for r in make_nq_sample.generate(300, seed=0, split="train")}
-    dev = {r["document_title"] for r in make_nq_sample.generate(300, seed=0, split="dev")}
+    train = {r["document_title"] for r in nq_sample.generate(300, seed=0, split="train")}
+    dev = {r["document_title"] for r in nq_sample.generate(300, seed=0, split="dev")}
     assert len(train & dev) < 15  # a handful of accidental name collisions at most
     records = [json.loads(line) for line in gzip.open(a)]
-    assert len(records) == 30 and records == make_nq_sample.generate(30, seed=1, split="train")
+    assert len(records) == 30 and records == nq_sample.generate(30, seed=1, split="train")
 
 
 def test_converted_sample_has_every_case_and_a_learnable_mix(tmp_path):
     counts = {}
     for split, n in (("train", 400), ("dev", 200)):
         path = tmp_path / f"nq-{split}.jsonl.gz"
-        make_nq_sample.write_sample(str(path), make_nq_sample.generate(n, seed=0, split=split))
-        counts[split] = nq_to_squad.convert([str(path)], str(tmp_path / f"{split}.json"), nq_to_squad.Options())
+        nq_sample.write_sample(str(path), nq_sample.generate(n, seed=0, split=split))
+        counts[split] = nq_convert.convert([str(path)], str(tmp_path / f"{split}.json"), nq_convert.Options())
         data = json.loads((tmp_path / f"{split}.json").read_text(encoding="utf-8"))
         for article in data["data"]:
             for paragraph in article["paragraphs"]:
@@ -60,7 +66,7 @@ def test_converted_sample_has_every_case_and_a_learnable_mix(tmp_path):
         for key in ("skipped_no_long_answer", "yes_no_as_impossible", "multi_span_first", "context_type <Table>", "context_type <Ul>"):
             assert stats[key] > 0, (split, key)
     # yes/no answers are YES and NO, multi-span has two spans, and names with non-ASCII letters exist.
-    records = make_nq_sample.generate(400, seed=0, split="train")
+    records = nq_sample.generate(400, seed=0, split="train")
     yes_no = collections.Counter(r["annotations"][0]["yes_no_answer"] for r in records)
     assert yes_no["YES"] > 5 and yes_no["NO"] > 5
     assert any(len(r["annotations"][0]["short_answers"]) == 2 for r in records)
@@ -68,7 +74,7 @@ def test_converted_sample_has_every_case_and_a_learnable_mix(tmp_path):
 
 
 def test_yes_no_labels_agree_with_the_facts():
-    for record in make_nq_sample.generate(300, seed=2, split="train"):
+    for record in nq_sample.generate(300, seed=2, split="train"):
         label = record["annotations"][0]["yes_no_answer"]
         if label == "NONE":
             continue
@@ -91,9 +97,9 @@ def test_pages_have_distractor_candidates_and_nested_ones():
     """Whole-document prediction needs a choice: 4-8 top-level candidates, one holding the facts."""
     top_level_counts, nested_types = collections.Counter(), collections.Counter()
     for split in ("train", "dev"):
-        for record in make_nq_sample.generate(200, seed=4, split=split):
+        for record in nq_sample.generate(200, seed=4, split=split):
             tokens, candidates = record["document_tokens"], record["long_answer_candidates"]
-            top = nq_to_squad.list_candidates(record)
+            top = nq_document.list_candidates(record)
             top_level_counts[len(top)] += 1
             assert [c["start_token"] for c in candidates] == sorted(c["start_token"] for c in candidates)  # document order
             for index, candidate in enumerate(candidates):
@@ -104,12 +110,12 @@ def test_pages_have_distractor_candidates_and_nested_ones():
             golds = {a["long_answer"]["candidate_index"] for a in record["annotations"]} - {-1}
             assert len(golds) <= 1 and all(candidates[g]["top_level"] for g in golds)
             for gold in golds:  # the answers are in the gold candidate, and in no other top-level one
-                context = nq_to_squad.candidate_context(record, gold)
-                answers = {context.text[slice(*nq_to_squad.token_span_to_chars(context, s["start_token"], s["end_token"]))]
+                context = nq_document.candidate_context(record, gold)
+                answers = {context.text[slice(*nq_document.token_span_to_chars(context, s["start_token"], s["end_token"]))]
                            for a in record["annotations"] for s in a["short_answers"]}
                 for index, _ in top:
                     if index != gold:
-                        text = nq_to_squad.candidate_context(record, index).text
+                        text = nq_document.candidate_context(record, index).text
                         assert not any(answer in text for answer in answers), (answers, text)
     assert set(top_level_counts) == {4, 5, 6, 7, 8}
     assert nested_types["<Tr>"] > 50 and nested_types["<Li>"] > 50
@@ -118,8 +124,8 @@ def test_pages_have_distractor_candidates_and_nested_ones():
 def test_sample_contexts_are_the_facts_block_as_before(tmp_path):
     """The demo learns from converted contexts: still one facts block each, never a distractor."""
     path = tmp_path / "dev.jsonl.gz"
-    make_nq_sample.write_sample(str(path), make_nq_sample.generate(100, seed=0, split="dev"))
-    nq_to_squad.convert([str(path)], str(tmp_path / "dev.json"), nq_to_squad.Options(all_answers=True))
+    nq_sample.write_sample(str(path), nq_sample.generate(100, seed=0, split="dev"))
+    nq_convert.convert([str(path)], str(tmp_path / "dev.json"), nq_convert.Options(all_answers=True))
     data = json.loads((tmp_path / "dev.json").read_text(encoding="utf-8"))
     starts = ("The river ", "Mount ", "Club Coach", "Club Coaches")
     for article in data["data"]:
@@ -132,4 +138,4 @@ def test_sample_contexts_are_the_facts_block_as_before(tmp_path):
 
 # The words each distractor starts with ("Many visitors come to"), where there are at least three.
 distractor_phrases = [phrase for phrase in (" ".join(re.sub(r"<[^>]+>", " ", template).split("{")[0].split())
-                                            for template in make_nq_sample.DISTRACTORS) if phrase.count(" ") >= 2]
+                                            for template in nq_sample.DISTRACTORS) if phrase.count(" ") >= 2]

@@ -1,6 +1,5 @@
-"""scripts/nq_to_squad.py: real NQ records, hand-built records with exact outputs, workers, S3, bad input."""
+"""scripts/nq_to_squad.py and qa.nq.convert: real NQ records, hand-built records with exact outputs, workers, S3, bad input."""
 
-import collections
 import gzip
 import json
 import os
@@ -13,101 +12,26 @@ import zlib
 
 import pytest
 
-import make_nq_sample
-import nq_to_squad
 from conftest import shared_file
+from nq_records import (
+    DEADPOOL_ID,
+    NQ_TO_SQUAD,
+    PARAGRAPH,
+    RONTGEN_ID,
+    annotation,
+    independent_html_text,
+    nq_to_squad_main,
+    qas,
+    record,
+    run,
+    span,
+    write_jsonl_gz,
+)
+from qa.nq import convert as nq_convert
+from qa.nq import document as nq_document
+from qa.nq import reader as nq_reader
+from qa.nq import sample as nq_sample
 from servers import moto_server, s3  # noqa: F401  (fixtures)
-
-RONTGEN_ID, DEADPOOL_ID = "-3290814144789249484", "8851020722386421469"
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers: hand-built full-format records
-# ---------------------------------------------------------------------------------------------
-TOKEN_RE = re.compile(r"<[^>]+>|[.,]|[^\s<.,]+")
-
-
-def page(html_text):
-    """document_html + document_tokens (byte offsets into the UTF-8 HTML) + top-level candidates."""
-    data = html_text.encode("utf-8")
-    tokens, candidates, open_block = [], [], None
-    for match in TOKEN_RE.finditer(html_text):
-        start = len(html_text[: match.start()].encode("utf-8"))
-        piece = match.group()
-        is_tag = piece.startswith("<")
-        name = ("<" + re.match(r"</?\w+", piece).group()[1:] + ">") if is_tag else piece
-        tokens.append({"end_byte": start + len(piece.encode("utf-8")), "html_token": is_tag, "start_byte": start, "token": name})
-        if name in ("<P>", "<Table>", "<Ul>") and open_block is None:
-            open_block = (len(tokens) - 1, name)
-        elif open_block and name == "</" + open_block[1][1:]:
-            first = tokens[open_block[0]]
-            candidates.append({"start_token": open_block[0], "end_token": len(tokens), "start_byte": first["start_byte"],
-                               "end_byte": tokens[-1]["end_byte"], "top_level": True})
-            open_block = None
-    assert data.decode("utf-8") == html_text
-    return html_text, tokens, candidates
-
-
-def span(tokens, words):
-    """(start_token, end_token) of the first run of text tokens equal to `words` (html tokens skipped)."""
-    texts = [(i, t["token"]) for i, t in enumerate(tokens) if not t["html_token"]]
-    for k in range(len(texts) - len(words) + 1):
-        if [w for _, w in texts[k : k + len(words)]] == words:
-            return texts[k][0], texts[k + len(words) - 1][0] + 1
-    raise AssertionError(f"{words} not in page")
-
-
-def annotation(tokens, candidates, candidate=None, shorts=(), yes_no="NONE"):
-    if candidate is None:
-        long_answer = {"candidate_index": -1, "start_token": -1, "end_token": -1, "start_byte": -1, "end_byte": -1}
-    else:
-        c = candidates[candidate]
-        long_answer = {"candidate_index": candidate, **{k: c[k] for k in ("start_token", "end_token", "start_byte", "end_byte")}}
-    short_answers = [{"start_token": s, "end_token": e, "start_byte": tokens[s]["start_byte"], "end_byte": tokens[e - 1]["end_byte"]}
-                     for s, e in shorts]
-    return {"annotation_id": 1, "long_answer": long_answer, "short_answers": short_answers, "yes_no_answer": yes_no}
-
-
-def record(example_id, html_text, question, make_annotations, title="Test page"):
-    text, tokens, candidates = page(html_text)
-    return {"example_id": example_id, "question_text": question, "document_title": title, "document_html": text,
-            "document_tokens": tokens, "long_answer_candidates": candidates, "document_url": "https://x",
-            "annotations": make_annotations(tokens, candidates)}
-
-
-def write_jsonl_gz(path, records):
-    with gzip.open(path, "wb") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n")
-    return str(path)
-
-
-def run(tmp_path, inputs, *flags, name="out.json"):
-    """The CLI in-process; returns (exit code, output dict or None, stats dict or None)."""
-    out, stats = tmp_path / name, tmp_path / (name + ".stats.json")
-    code = nq_to_squad.main([*map(str, inputs), "--output", str(out), "--stats-json", str(stats), *flags])
-    data = json.loads(out.read_text(encoding="utf-8")) if out.exists() else None
-    counts = json.loads(stats.read_text())["counts"] if stats.exists() else None
-    return code, data, counts
-
-
-def qas(data):
-    """{id: (context, qa)} of a SQuAD file, every answer checked against its context."""
-    found = {}
-    for article in data["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                for answer in qa["answers"]:
-                    start = answer["answer_start"]
-                    assert paragraph["context"][start : start + len(answer["text"])] == answer["text"]
-                assert qa["is_impossible"] == (not qa["answers"])
-                found[qa["id"]] = (paragraph["context"], qa)
-    return found
-
-
-PARAGRAPH = ('<P>Jump</P>\n<P>The river <A href="/wiki/Xarn">Xarn</A> is 412 km long. It was mapped in 1843 '
-             'by <A href="/wiki/Ada_Br%C3%B6nner" title="Ada Brönner">Ada Brönner</A>, of Veloria, and Tom Hale.</P>\n'
-             "<Table><Tr><Th>Club</Th><Th>Coach</Th></Tr><Tr><Td>Xarn FC</Td><Td>Zoë Müller</Td></Tr></Table>")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +93,7 @@ def test_real_simplified_records(tmp_path):
 def test_fast_reader_matches_json_loads_on_real_file(tmp_path, reader):
     path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
     expected = [json.loads(line) for line in gzip.open(path)]
-    lines = list(nq_to_squad.iter_lines(str(path)))
+    lines = list(nq_reader.iter_lines(str(path)))
     assert [n for n, _ in lines] == list(range(1, 11))
     assert [json.loads(line) for _, line in lines] == expected
 
@@ -287,7 +211,7 @@ def test_fraction_is_deterministic_and_nested(tmp_path):
     assert tenth_a == tenth_b and kept_tenth < kept_half
     assert 20 <= len(kept_tenth) <= 65 and 150 <= len(kept_half) <= 250  # binomial(400, p) well inside
     assert counts["skipped_fraction"] + counts["kept"] == 400
-    assert kept_tenth == {str(r["example_id"]) for r in recs if nq_to_squad.keep_by_fraction(r["example_id"], 0.1)}
+    assert kept_tenth == {str(r["example_id"]) for r in recs if nq_convert.keep_by_fraction(r["example_id"], 0.1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,16 +222,16 @@ def shards(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shards")
     paths = []
     for i in range(3):
-        records = make_nq_sample.generate(40, seed=i, split="dev")
+        records = nq_sample.generate(40, seed=i, split="dev")
         paths.append(write_jsonl_gz(folder / f"nq-dev-0{i}.jsonl.gz", records))
     return paths
 
 
 def test_workers_output_identical(tmp_path, shards):
     out1, out2 = tmp_path / "w1.json", tmp_path / "w2.json"
-    options = nq_to_squad.Options()
-    stats1 = nq_to_squad.convert(shards, str(out1), options, workers=1)
-    stats2 = nq_to_squad.convert(shards, str(out2), options, workers=2)
+    options = nq_convert.Options()
+    stats1 = nq_convert.convert(shards, str(out1), options, workers=1)
+    stats2 = nq_convert.convert(shards, str(out2), options, workers=2)
     assert out1.read_bytes() == out2.read_bytes() and stats1 == stats2
     assert stats1["records_read"] == 120 and stats1["kept"] > 80
     qas(json.loads(out1.read_text()))
@@ -315,13 +239,13 @@ def test_workers_output_identical(tmp_path, shards):
 
 
 def test_max_examples_cuts_exactly_with_any_workers(tmp_path, shards):
-    full = nq_to_squad.convert(shards, str(tmp_path / "all.json"), nq_to_squad.Options(), workers=1)
-    first_file = nq_to_squad.convert(shards[:1], str(tmp_path / "one.json"), nq_to_squad.Options(), workers=1)
+    full = nq_convert.convert(shards, str(tmp_path / "all.json"), nq_convert.Options(), workers=1)
+    first_file = nq_convert.convert(shards[:1], str(tmp_path / "one.json"), nq_convert.Options(), workers=1)
     limit = first_file["kept"] + 3  # crosses into the second file
     outputs = []
     for workers in (1, 2):
         out = tmp_path / f"max{workers}.json"
-        stats = nq_to_squad.convert(shards, str(out), nq_to_squad.Options(max_examples=limit), workers=workers)
+        stats = nq_convert.convert(shards, str(out), nq_convert.Options(max_examples=limit), workers=workers)
         outputs.append((out.read_bytes(), stats))
     assert outputs[0] == outputs[1]
     data, stats = json.loads(outputs[0][0]), outputs[0][1]
@@ -335,7 +259,7 @@ def test_s3_input_streamed_from_moto(tmp_path, s3, shards):
     for path in shards[:2]:
         with open(path, "rb") as f:
             s3.put_object(Bucket="nq-data", Key="dev/" + path.rsplit("/", 1)[1], Body=f.read())
-    local = nq_to_squad.convert(shards[:2], str(tmp_path / "local.json"), nq_to_squad.Options())
+    local = nq_convert.convert(shards[:2], str(tmp_path / "local.json"), nq_convert.Options())
     code, data, counts = run(tmp_path, ["s3://nq-data/dev/"], "--workers", "2")
     assert code == 0 and counts == local
     assert (tmp_path / "out.json").read_bytes() == (tmp_path / "local.json").read_bytes()
@@ -345,7 +269,7 @@ def test_s3_input_streamed_from_moto(tmp_path, s3, shards):
 # Bad input
 # ---------------------------------------------------------------------------------------------
 def _good_lines(n):
-    return [json.dumps(r).encode() for r in make_nq_sample.generate(n, seed=5, split="train")]
+    return [json.dumps(r).encode() for r in nq_sample.generate(n, seed=5, split="train")]
 
 
 def test_truncated_gzip_names_file_and_line(tmp_path, capsys, reader):
@@ -368,10 +292,10 @@ def test_truncated_gzip_names_file_and_line(tmp_path, capsys, reader):
 def reader(request, monkeypatch):
     """The two ways gzip is inflated: isal (requirements.txt), and stdlib zlib (a bare python3)."""
     if request.param == "zlib":
-        monkeypatch.setattr(nq_to_squad, "inflate_zlib", zlib)
+        monkeypatch.setattr(nq_reader, "inflate_zlib", zlib)
     else:
         pytest.importorskip("isal")
-        assert nq_to_squad.inflate_zlib is not zlib
+        assert nq_reader.inflate_zlib is not zlib
     return request.param
 
 
@@ -380,8 +304,8 @@ def test_truncated_gzip_every_reader(tmp_path, reader):
     path = tmp_path / "t.jsonl.gz"
     path.write_bytes(whole[:-30])  # the data is cut inside the last record's compressed bytes or trailer
     got = []
-    with pytest.raises(nq_to_squad.TruncatedInput):
-        for _, line in nq_to_squad.iter_lines(str(path)):
+    with pytest.raises(nq_reader.TruncatedInput):
+        for _, line in nq_reader.iter_lines(str(path)):
             got.append(json.loads(line))  # every yielded line is complete
     assert len(got) <= 4
 
@@ -419,9 +343,9 @@ def test_answer_outside_long_answer_is_an_error(tmp_path, capsys):
 
 def test_argument_checks(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        nq_to_squad.main(["in.jsonl", "--output", str(tmp_path / "o.json"), "--fraction", "0"])
+        nq_to_squad_main(["in.jsonl", "--output", str(tmp_path / "o.json"), "--fraction", "0"])
     assert "--fraction must be in (0, 1]" in capsys.readouterr().err
-    assert nq_to_squad.main([str(tmp_path / "missing.jsonl.gz"), "--output", str(tmp_path / "o.json")]) == 1
+    assert nq_to_squad_main([str(tmp_path / "missing.jsonl.gz"), "--output", str(tmp_path / "o.json")]) == 1
     assert "missing.jsonl.gz: no such file" in capsys.readouterr().err
 
 
@@ -429,17 +353,17 @@ def test_lazy_token_parsing_equals_full_parse(tmp_path):
     path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
     for line in gzip.open(path):
         for mode in ("majority", "first", "first-long"):
-            options = nq_to_squad.Options(annotation=mode)
-            lazy = nq_to_squad.parse_line(line)
-            assert nq_to_squad.RAW_TOKENS in lazy and "document_tokens" not in lazy
-            assert nq_to_squad.convert_record(lazy, options) == nq_to_squad.convert_record(json.loads(line), options)
+            options = nq_convert.Options(annotation=mode)
+            lazy = nq_reader.parse_line(line)
+            assert nq_reader.RAW_TOKENS in lazy and "document_tokens" not in lazy
+            assert nq_convert.convert_record(lazy, options) == nq_convert.convert_record(json.loads(line), options)
     # A long answer whose byte offsets match no token: the whole array is parsed instead, same result.
     rec = record(5, PARAGRAPH, "q", lambda t, c: [annotation(t, c, 1, [span(t, ["Tom", "Hale"])])])
     rec["annotations"][0]["long_answer"]["start_byte"] += 1
     line = json.dumps(rec).encode()
-    tokens = nq_to_squad.LazyTokens(nq_to_squad.parse_line(line)[nq_to_squad.RAW_TOKENS], rec["annotations"][0]["long_answer"])
+    tokens = nq_reader.LazyTokens(nq_reader.parse_line(line)[nq_reader.RAW_TOKENS], rec["annotations"][0]["long_answer"])
     assert tokens.all == rec["document_tokens"]
-    assert nq_to_squad.convert_record(nq_to_squad.parse_line(line), nq_to_squad.Options())[0]["paragraphs"][0]["qas"][0]["answers"] == \
+    assert nq_convert.convert_record(nq_reader.parse_line(line), nq_convert.Options())[0]["paragraphs"][0]["qas"][0]["answers"] == \
         [{"text": "Tom Hale", "answer_start": 85}]
 
 
@@ -447,21 +371,11 @@ def test_multi_member_gzip_and_plain_input(tmp_path, reader):
     lines = _good_lines(3)
     path = tmp_path / "multi.jsonl.gz"
     path.write_bytes(gzip.compress(lines[0] + b"\n") + gzip.compress(b"\n".join(lines[1:]) + b"\n"))
-    got = [json.loads(line) for _, line in nq_to_squad.iter_lines(str(path))]
+    got = [json.loads(line) for _, line in nq_reader.iter_lines(str(path))]
     assert got == [json.loads(line) for line in lines]
     plain = tmp_path / "plain.jsonl"
     plain.write_bytes(b"\n".join(lines))  # no final newline
-    assert [n for n, _ in nq_to_squad.iter_lines(str(plain))] == [1, 2, 3]
-
-
-def independent_html_text(record, candidate):
-    """A <P> candidate's text read straight from the HTML, without the converter's code: <SUP> citation
-    marks removed (the NQ tokenizer leaves them out), tags stripped, entities decoded, whitespace collapsed."""
-    import html as html_module
-
-    markup = record["document_html"].encode("utf-8")[candidate["start_byte"] : candidate["end_byte"]].decode("utf-8")
-    markup = re.sub(r"<SUP\b.*?</SUP>", "", markup, flags=re.DOTALL)
-    return " ".join(html_module.unescape(re.sub(r"<[^>]*>", "", markup)).split())
+    assert [n for n, _ in nq_reader.iter_lines(str(plain))] == [1, 2, 3]
 
 
 def test_every_real_paragraph_matches_an_independent_html_reading():
@@ -476,8 +390,8 @@ def test_every_real_paragraph_matches_an_independent_html_reading():
         for candidate in record["long_answer_candidates"]:
             if tokens[candidate["start_token"]]["token"] != "<P>":
                 continue
-            words = nq_to_squad.full_format_words(record, tokens, candidate["start_token"], candidate["end_token"])
-            assert nq_to_squad.build_text(words)[0] == independent_html_text(record, candidate)
+            words = nq_document.full_format_words(record, tokens, candidate["start_token"], candidate["end_token"])
+            assert nq_document.build_text(words)[0] == independent_html_text(record, candidate)
             checked += 1
     assert checked == 161
 
@@ -498,9 +412,9 @@ def test_simplified_html_tokens_with_attributes_stay_out_of_contexts(tmp_path):
     checked = 0
     for simplified in map(json.loads, open(dev, encoding="utf-8")):
         tokens = full[simplified["example_id"]]["document_tokens"]
-        for index, candidate in nq_to_squad.list_candidates(simplified, top_level_only=False):
+        for index, candidate in nq_document.list_candidates(simplified, top_level_only=False):
             words = [t["token"] for t in tokens[candidate["start_token"] : candidate["end_token"]] if not t["html_token"]]
-            assert nq_to_squad.candidate_context(simplified, index).text == " ".join(words)
+            assert nq_document.candidate_context(simplified, index).text == " ".join(words)
             checked += 1
     assert checked == 865
 
@@ -572,102 +486,6 @@ def test_all_answers_keeps_long_only_and_yes_no_without_answers(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# candidate_context / char_span_to_tokens: what whole-document prediction maps its spans with
-# ---------------------------------------------------------------------------------------------
-def _real_records():
-    """(format, record) of every real NQ record in ../shared/data/nq."""
-    records = [("full", json.loads(line)) for line in gzip.open(shared_file("nq", "nq-dev-10.full.jsonl.gz"))]
-    for name in ("nq-dev-10.simplified.jsonl", "nq-train-1.simplified.jsonl", "nq-train-himym.simplified.jsonl",
-                 "nq-train-wwe.simplified.jsonl"):
-        records += [("simplified", json.loads(line)) for line in open(shared_file("nq", name), encoding="utf-8")]
-    return records
-
-
-def test_every_real_gold_short_answer_maps_back_to_its_exact_tokens_and_bytes():
-    checked = collections.Counter()
-    for form, rec in _real_records():
-        for ann in rec["annotations"]:
-            for short in ann["short_answers"]:
-                context = nq_to_squad.candidate_context(rec, ann["long_answer"]["candidate_index"])
-                char_start, char_end = nq_to_squad.token_span_to_chars(context, short["start_token"], short["end_token"])
-                expected = {"start_token": short["start_token"], "end_token": short["end_token"],
-                            "start_byte": short["start_byte"] if form == "full" else -1,
-                            "end_byte": short["end_byte"] if form == "full" else -1}
-                assert nq_to_squad.char_span_to_tokens(context, char_start, char_end) == expected
-                # A prediction cut inside the first and last word still maps to the whole tokens.
-                first = context.token_spans[short["start_token"] - context.start_token]
-                last = context.token_spans[short["end_token"] - 1 - context.start_token]
-                if first[1] - first[0] > 1 and last[1] - last[0] > 1:
-                    assert nq_to_squad.char_span_to_tokens(context, char_start + 1, char_end - 1) == expected
-                checked[form] += 1
-    # dev: Trade winds 1, Nobel 4, Deadpool 5, Fortnite 1 (each annotator's); train-1 and himym 1 each.
-    assert checked == {"full": 11, "simplified": 13}
-
-
-def test_candidate_context_is_the_converted_context_on_real_records(tmp_path):
-    path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
-    _, data, _ = run(tmp_path, [path], "--annotation", "first-long")
-    converted = {qa_id: context for qa_id, (context, _) in qas(data).items()}
-    paragraphs = 0
-    for line in gzip.open(path):
-        full, lazy = json.loads(line), nq_to_squad.parse_line(line)  # lazy: only the candidate's tokens parsed
-        gold = nq_to_squad.choose_annotation(full["annotations"], "first-long").long_answer
-        if gold is not None and full["document_tokens"][gold["start_token"]]["token"] == "<P>":
-            # Both are checked against the HTML read without the converter's code (both sides of
-            # `candidate_context(...).text == converted` come from the same nq_to_squad._context).
-            expected = independent_html_text(full, full["long_answer_candidates"][gold["candidate_index"]])
-            assert converted[str(full["example_id"])] == expected
-            assert nq_to_squad.candidate_context(full, gold["candidate_index"]).text == expected
-            paragraphs += 1
-        for index, _ in nq_to_squad.list_candidates(full, top_level_only=False):
-            assert nq_to_squad.candidate_context(lazy, index) == nq_to_squad.candidate_context(full, index)
-        # A span given without byte offsets cannot be found in the raw tokens: they are all parsed, same text.
-        first = full["long_answer_candidates"][0]
-        tokens_only = {"start_token": first["start_token"], "end_token": first["end_token"]}
-        assert nq_to_squad.candidate_context(lazy, tokens_only) == nq_to_squad.candidate_context(full, 0)
-    assert len(converted) == 5 and paragraphs == 4  # the fifth gold long answer is a <Table> (Röntgen)
-
-
-def test_list_candidates_top_level_and_all():
-    records = _real_records()
-    full = [rec for form, rec in records if form == "full"]
-    assert sum(len(nq_to_squad.list_candidates(rec)) for rec in full) == 200
-    assert sum(len(nq_to_squad.list_candidates(rec, top_level_only=False)) for rec in full) == 865
-    nobel = next(rec for rec in full if str(rec["example_id"]) == RONTGEN_ID)
-    top = nq_to_squad.list_candidates(nobel)
-    assert all(candidate["top_level"] for _, candidate in top) and [index for index, _ in top][:3] == [0, 1, 2]
-    nested = [index for index, candidate in nq_to_squad.list_candidates(nobel, top_level_only=False) if not candidate["top_level"]]
-    assert nested and nq_to_squad.candidate_context(nobel, nested[0]).context_type == "<Tr>"  # a row of the laureates table
-
-
-def test_char_span_to_tokens_hand_built():
-    text, tokens, candidates = page(PARAGRAPH)
-    rec = {"example_id": 1, "document_html": text, "document_tokens": tokens, "long_answer_candidates": candidates}
-    context = nq_to_squad.candidate_context(rec, 1)
-    assert context.text == "The river Xarn is 412 km long. It was mapped in 1843 by Ada Brönner, of Veloria, and Tom Hale."
-    assert context.context_type == "<P>" and context.start_token == candidates[1]["start_token"]
-    ada = span(tokens, ["Ada", "Brönner"])
-    char_start = context.text.index("Ada")
-    assert nq_to_squad.token_span_to_chars(context, *ada) == (char_start, char_start + len("Ada Brönner"))
-    expected = {"start_token": ada[0], "end_token": ada[1], "start_byte": tokens[ada[0]]["start_byte"],
-                "end_byte": tokens[ada[1] - 1]["end_byte"]}
-    assert text.encode("utf-8")[expected["start_byte"] : expected["end_byte"]].decode("utf-8") == "Ada Brönner"
-    assert nq_to_squad.char_span_to_tokens(context, char_start, char_start + len("Ada Brönner")) == expected
-    assert nq_to_squad.char_span_to_tokens(context, char_start - 1, char_start + len("Ada Brön")) == expected  # leading space, cut word
-    with pytest.raises(ValueError, match="cover no token"):
-        nq_to_squad.char_span_to_tokens(context, char_start - 1, char_start)  # only the space before "Ada"
-    with pytest.raises(ValueError, match="cover no token"):
-        nq_to_squad.char_span_to_tokens(context, char_start, char_start)
-    assert context.token_spans[0] is None  # <P>: an HTML token has no characters
-    assert nq_to_squad.token_span_to_chars(context, 0, 1) is None  # outside the candidate
-    simplified = {"example_id": 1, "long_answer_candidates": [{"start_token": 2, "end_token": 6, "top_level": True}],
-                  "document_text": 'Jump <P> Ada <Td_colspan="2"> Brönner </P>'}
-    context = nq_to_squad.candidate_context(simplified, 0)
-    assert (context.text, context.token_spans, context.token_bytes) == ("Ada Brönner", ((0, 3), None, (4, 11), None), None)
-    assert nq_to_squad.char_span_to_tokens(context, 4, 11) == {"start_token": 4, "end_token": 5, "start_byte": -1, "end_byte": -1}
-
-
-# ---------------------------------------------------------------------------------------------
 # Inputs that are not NQ data, and what a killed run leaves behind
 # ---------------------------------------------------------------------------------------------
 def test_directory_input_exits_2_naming_it(tmp_path, capsys):
@@ -707,7 +525,7 @@ def test_next_run_removes_what_a_killed_run_left(tmp_path, capsys):
     fifo = tmp_path / "stuck.jsonl"
     os.mkfifo(fifo)
     out = tmp_path / "out.json"
-    script = os.path.join(os.path.dirname(nq_to_squad.__file__), "nq_to_squad.py")
+    script = NQ_TO_SQUAD
     killed = subprocess.Popen([sys.executable, script, str(fifo), "--output", str(out)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -735,8 +553,9 @@ def test_next_run_removes_what_a_killed_run_left(tmp_path, capsys):
 @pytest.mark.parametrize("parser", ["orjson", "json"])
 def test_non_utf8_bytes_name_file_and_line(tmp_path, capsys, monkeypatch, parser):
     if parser == "json":  # a bare python3 without orjson
-        monkeypatch.setattr(nq_to_squad, "_loads", json.loads)
-        monkeypatch.setattr(nq_to_squad, "JSONDecodeError", json.JSONDecodeError)
+        monkeypatch.setattr(nq_reader, "loads", json.loads)
+        monkeypatch.setattr(nq_reader, "JSONDecodeError", json.JSONDecodeError)
+        monkeypatch.setattr(nq_convert, "JSONDecodeError", json.JSONDecodeError)
     lines = _good_lines(3)
     lines[1] = lines[1].replace(b'"question_text": "', b'"question_text": "caf\xe9 ', 1)  # latin-1, not UTF-8
     path = tmp_path / "latin.jsonl.gz"

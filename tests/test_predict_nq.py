@@ -1,4 +1,4 @@
-"""scripts/predict_nq.py: whole NQ documents -> official NQ predictions (and scores), on the real dev records.
+"""scripts/predict_nq.py and qa.nq.predict: whole NQ documents -> official NQ predictions (and scores), on the real dev records.
 
 A tiny random ALBERT answers, so its answers are arbitrary; what is asserted of them is that they are
 valid official predictions of these very documents: every example, spans of the record's own candidates
@@ -9,24 +9,26 @@ itself (which candidate, which span, which score) is asserted exactly with plant
 import gzip
 import json
 import re
+import runpy
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-import demo_summary
-import nq_to_squad
-import predict_nq
 import qa.inference
 from conftest import ROOT, shared_file
 from qa import run_dir, storage
-from qa.nq_eval import evaluate, read_gold, read_predictions
+from qa.nq import predict as nq_predict
+from qa.nq.annotation import NULL_SPAN
+from qa.nq.document import token_span_to_chars
+from qa.nq.evaluate import evaluate, read_gold, read_predictions
 from qa.postprocess import PostprocessResult, postprocess_predictions
 
 WINDOWS = {"max_seq_length": 128, "doc_stride": 64, "max_query_length": 32}  # small windows: fast on 2 cores
 RONTGEN_ID = -3290814144789249484  # "who got the first nobel prize in physics"; gold short answer: tokens 245-248
 NO_LONG_ANSWER_ID = 6986236841860957647  # no annotator gave a long answer
+predict_nq_main = runpy.run_path(str(ROOT / "scripts" / "predict_nq.py"))["main"]  # the command line, in-process
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def read_records(path):
 
 
 def run(args, capsys):
-    code = predict_nq.main([str(a) for a in args])
+    code = predict_nq_main([str(a) for a in args])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -111,7 +113,7 @@ def nbest(*spans):
 
 
 def test_the_candidate_with_the_best_single_window_wins():
-    # Windows are questions of their own (predict_nq.per_window): null_score_diff = that window's null
+    # Windows are questions of their own (qa.nq.predict.per_window): null_score_diff = that window's null
     # - its best span, so the window margins are 2.0 | 5.0, 6.0 | (no span) | 6.0 | -1.0, 0.5.
     result = PostprocessResult(
         predictions={},
@@ -123,13 +125,13 @@ def test_the_candidate_with_the_best_single_window_wins():
     windows = [("7:0", ["0"]), ("7:2", ["1", "2"]), ("7:5", ["3"]), ("7:6", ["4"])]
     # 7:2's second window wins (its span, not the first window's); 7:5 has the largest -null_score_diff but
     # no span; 7:6 ties with 7:2 and comes later.
-    assert predict_nq.best_candidate(windows, result) == ("7:2", 6.0, 0, 8)
-    assert predict_nq.best_candidate([("7:0", ["0"]), ("7:5", ["3"])], result) == ("7:0", 2.0, 3, 6)
-    assert predict_nq.best_candidate([("7:5", ["3"])], result) is None
+    assert nq_predict.best_candidate(windows, result) == ("7:2", 6.0, 0, 8)
+    assert nq_predict.best_candidate([("7:0", ["0"]), ("7:5", ["3"])], result) == ("7:0", 2.0, 3, 6)
+    assert nq_predict.best_candidate([("7:5", ["3"])], result) is None
     # Within a candidate, equal margins go to the earlier window.
-    assert predict_nq.best_candidate([("7:9", ["4", "2"])], result) == ("7:9", 6.0, 9, 11)
+    assert nq_predict.best_candidate([("7:9", ["4", "2"])], result) == ("7:9", 6.0, 9, 11)
     # No window beats its null: the least bad one is still chosen, with its negative margin.
-    assert predict_nq.best_candidate([("1:0", ["5"]), ("1:1", ["6"])], result) == ("1:1", 0.5, 2, 3)
+    assert nq_predict.best_candidate([("1:0", ["5"]), ("1:1", ["6"])], result) == ("1:1", 0.5, 2, 3)
 
 
 def test_prediction_entry_maps_the_span_to_the_candidates_tokens():
@@ -138,17 +140,17 @@ def test_prediction_entry_maps_the_span_to_the_candidates_tokens():
               "long_answer_candidates": [{"start_token": 3, "end_token": 8, "top_level": True},
                                          {"start_token": 8, "end_token": 15, "top_level": True},
                                          {"start_token": 15, "end_token": 17, "top_level": True}]}
-    doc = predict_nq.document_from_record(record, True, "test:1")
+    doc = nq_predict.document_from_record(record, True, "test:1")
     # The empty table holds no text: it cannot hold a span, so it is not a candidate.
     assert [(index, context.text) for index, _, context in doc.candidates] == [(0, "Ada wrote it"), (1, "Tom read it , twice")]
-    entry = predict_nq.prediction_entry(doc, ("7:1", 3.5, 4, 11))  # "read it"
+    entry = nq_predict.prediction_entry(doc, ("7:1", 3.5, 4, 11))  # "read it"
     assert entry == {"example_id": 7, "long_answer": {"start_token": 8, "end_token": 15, "start_byte": -1, "end_byte": -1},
                      "long_answer_score": 3.5,
                      "short_answers": [{"start_token": 10, "end_token": 12, "start_byte": -1, "end_byte": -1}],
                      "short_answers_score": 3.5, "yes_no_answer": "NONE"}
-    empty = predict_nq.prediction_entry(predict_nq.document_from_record({**record, "long_answer_candidates": []}, True, "t"), None)
-    assert empty["long_answer"] == predict_nq.NULL_SPAN and empty["short_answers"] == []
-    assert empty["long_answer_score"] == empty["short_answers_score"] == predict_nq.NO_ANSWER_SCORE
+    empty = nq_predict.prediction_entry(nq_predict.document_from_record({**record, "long_answer_candidates": []}, True, "t"), None)
+    assert empty["long_answer"] == NULL_SPAN.as_dict() and empty["short_answers"] == []
+    assert empty["long_answer_score"] == empty["short_answers_score"] == nq_predict.NO_ANSWER_SCORE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def test_prediction_entry_maps_the_span_to_the_candidates_tokens():
 @pytest.fixture(scope="module")
 def full_run(model_dir, full_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("full") / "nq_predictions.json"
-    code = predict_nq.main(["--model_dir", str(model_dir), "--input", str(full_path), "--output", str(out)])
+    code = predict_nq_main(["--model_dir", str(model_dir), "--input", str(full_path), "--output", str(out)])
     assert code == 0
     return out
 
@@ -196,15 +198,15 @@ def test_planted_logits_choose_candidate_span_and_score_end_to_end(model_dir, fu
     the per-window rule picks candidate 1. The second record favours null everywhere (margin -12)."""
     records = {r["example_id"]: r for r in read_records(full_path)}
     rontgen, no_long = records[RONTGEN_ID], records[NO_LONG_ANSWER_ID]
-    # A folder as --input: its *.jsonl.gz, as qa.nq_eval reads it.
+    # A folder as --input: its *.jsonl.gz, as qa.nq.evaluate reads it.
     folder = tmp_path / "dev"
     path = write_records(folder / "nq-dev-00.jsonl.gz", [rontgen, no_long])
-    documents = [predict_nq.document_from_record(r, True, "t") for r in (rontgen, no_long)]
+    documents = [nq_predict.document_from_record(r, True, "t") for r in (rontgen, no_long)]
     # features.example_index counts the candidates of the chunk's records in this order.
     candidates = [(doc.example_id, index) for doc in documents for index, _, _ in doc.candidates]
     target, context = candidates.index((RONTGEN_ID, 1)), documents[0].candidates[1][2]
     assert documents[0].candidates[1][0] == 1
-    char_start, char_end = nq_to_squad.token_span_to_chars(context, 245, 248)
+    char_start, char_end = token_span_to_chars(context, 245, 248)
     assert context.text[char_start:char_end] == "Wilhelm Conrad Röntgen"
     planted = {}
 
@@ -237,7 +239,7 @@ def test_planted_logits_choose_candidate_span_and_score_end_to_end(model_dir, fu
     # The planted logits do tell the two rules apart: merging each candidate's windows (best span over
     # them all minus their smallest null), the decoy would win with 14 against 6.
     (features, starts, ends), = seen
-    merged = postprocess_predictions(predict_nq.candidate_examples(documents), features, starts, ends, 20, 30)
+    merged = postprocess_predictions(nq_predict.candidate_examples(documents), features, starts, ends, 20, 30)
     assert -merged.null_score_diff[f"{RONTGEN_ID}:{planted['decoy']}"] == 14.0
     assert -merged.null_score_diff[f"{RONTGEN_ID}:1"] == 6.0
     first, second = json.loads(out.read_text())["predictions"]
@@ -261,7 +263,7 @@ def test_planted_logits_choose_candidate_span_and_score_end_to_end(model_dir, fu
     assert second["long_answer"] == {key: candidate[key] for key in ("start_token", "end_token", "start_byte", "end_byte")}
     assert second["long_answer_score"] == second["short_answers_score"] == -12.0
     assert [(s["start_token"], s["end_token"]) for s in second["short_answers"]] == [(first_text, first_text + 1)]
-    # Scored by default (5 annotators each), against the input folder: exactly qa.nq_eval.evaluate's numbers.
+    # Scored by default (5 annotators each), against the input folder: exactly qa.nq.evaluate.evaluate's numbers.
     results = json.loads((out.parent / "nq_eval_results_12.json").read_text())
     expected = evaluate(str(path), str(out))
     assert results == {**expected, "step": 12, "candidates": "top", "examples": 2}
@@ -293,23 +295,23 @@ def test_train_records_are_not_scored_by_default(model_dir, full_path, tmp_path,
 
 def test_scoring_decision():
     stats = {"records": 10, "simplified": 0, "few_annotations": 0}
-    assert predict_nq.scoring_decision(None, stats) == (True, None)
-    assert predict_nq.scoring_decision(True, stats) == (True, None)
-    assert predict_nq.scoring_decision(False, stats) == (False, "predict_nq: not scored (--no-eval)")
-    scored, message = predict_nq.scoring_decision(None, {**stats, "simplified": 10})
+    assert nq_predict.scoring_decision(None, stats) == (True, None)
+    assert nq_predict.scoring_decision(True, stats) == (True, None)
+    assert nq_predict.scoring_decision(False, stats) == (False, "predict_nq: not scored (--no-eval)")
+    scored, message = nq_predict.scoring_decision(None, {**stats, "simplified": 10})
     assert not scored and message == ("predict_nq: not scored: 10 of 10 records are in the simplified format (no byte "
                                       "offsets); --eval to score anyway")
-    assert predict_nq.scoring_decision(True, {**stats, "simplified": 10}) == (True, None)
-    scored, message = predict_nq.scoring_decision(None, {**stats, "simplified": 1, "few_annotations": 3})
+    assert nq_predict.scoring_decision(True, {**stats, "simplified": 10}) == (True, None)
+    scored, message = nq_predict.scoring_decision(None, {**stats, "simplified": 1, "few_annotations": 3})
     assert not scored and message.count("\n") == 0 and "3 of 10 records have fewer than 2" in message and "1 of 10" in message
-    assert predict_nq.unscored_reason({"document_tokens": [], "annotations": [{}] * 5}) is None
-    assert predict_nq.unscored_reason({"document_tokens": [], "annotations": [{}]}) == "few_annotations"
-    assert predict_nq.unscored_reason({"document_text": "x", "annotations": [{}] * 5}) == "simplified"
+    assert nq_predict.unscored_reason({"document_tokens": [], "annotations": [{}] * 5}) is None
+    assert nq_predict.unscored_reason({"document_tokens": [], "annotations": [{}]}) == "few_annotations"
+    assert nq_predict.unscored_reason({"document_text": "x", "annotations": [{}] * 5}) == "simplified"
 
 
 def test_default_output_folder_names_the_mode_and_subset():
     def name(candidates, max_examples):
-        return predict_nq.default_output("RUN", 40, candidates, max_examples)
+        return run_dir.nq_predictions_file(run_dir.nq_eval_dir("RUN", 40, candidates == "all", max_examples))
 
     assert name("top", 0) == "RUN/eval/nq-40/nq_predictions.json"
     assert name("all", 0) == "RUN/eval/nq-40-all-candidates/nq_predictions.json"
@@ -392,7 +394,7 @@ def test_record_without_candidates_gets_a_null_long_answer(model_dir, simplified
     code, _, _ = run(["--model_dir", model_dir, "--input", path, "--output", out, "--eval"], capsys)
     assert code == 0
     predictions = read_predictions(str(out), read_gold(str(path)))
-    assert predictions[1].long_answer.is_null() and predictions[1].long_answer_score == predict_nq.NO_ANSWER_SCORE
+    assert predictions[1].long_answer.is_null() and predictions[1].long_answer_score == nq_predict.NO_ANSWER_SCORE
     assert not predictions[first["example_id"]].long_answer.is_null()
 
 
@@ -455,12 +457,12 @@ def test_bad_input_is_named(model_dir, full_path, simplified_path, tmp_path, cap
     assert code == 2 and "no file matches" in err
     assert not out.exists()
     with pytest.raises(SystemExit) as exc:
-        predict_nq.main(["--model_dir", str(model_dir), "--input", str(full_path), "--batch_size", "0"])
+        predict_nq_main(["--model_dir", str(model_dir), "--input", str(full_path), "--batch_size", "0"])
     assert exc.value.code == 2
 
 
 # ---------------------------------------------------------------------------------------------
-# make eval-nq, and the demo's summary
+# make eval-nq
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_make_eval_nq_writes_into_eval(model_dir, full_path, tmp_path):
@@ -477,26 +479,3 @@ def test_make_eval_nq_writes_into_eval(model_dir, full_path, tmp_path):
         assert len(json.loads((folder / "nq_predictions.json").read_text())["predictions"]) == 2
         assert json.loads((folder / f"nq_eval_results_{step}.json").read_text())["step"] == step
     assert not list(run.glob("nq_*"))  # the training record is left alone
-
-
-def test_demo_summary_prints_whole_document_scores_beside_the_oracle(tmp_path, capsys):
-    dev = tmp_path / "dev.json"
-    dev.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": [{
-        "context": "Ada wrote it.", "qas": [
-            {"id": "1", "question": "who", "answers": [{"text": "Ada", "answer_start": 0}], "is_impossible": False},
-            {"id": "2", "question": "why", "answers": [], "is_impossible": True}]}]}]}))
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "eval_results_10.json").write_text(json.dumps({"exact": 80.0, "f1": 85.0}))
-    nq = tmp_path / "nq_eval_results_10.json"
-    nq.write_text(json.dumps({"long-best-threshold-f1": 0.625, "long-best-threshold-precision": 0.5,
-                              "long-best-threshold-recall": 0.8333, "short-best-threshold-f1": 0.25,
-                              "short-best-threshold-precision": 0.2, "short-best-threshold-recall": 1 / 3}))
-    assert demo_summary.main([str(run), str(dev), "--nq-results", str(nq)]) == 0
-    out = capsys.readouterr().out
-    assert re.search(r"F1 \(SQuAD-style\)\s+85\.00", out)
-    assert re.search(r"NQ long answer F1\s+62\.50\s+\(P 50\.00, R 83\.33\)", out)
-    assert re.search(r"NQ short answer F1\s+25\.00\s+\(P 20\.00, R 33\.33\)", out)
-    nq.write_text(json.dumps({"f1": 1.0}))
-    with pytest.raises(SystemExit, match="not the output of the NQ evaluation"):
-        demo_summary.main([str(run), str(dev), "--nq-results", str(nq)])
