@@ -27,15 +27,19 @@ import os
 import pathlib
 import platform
 import random
+import runpy
 import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests")]
+from qa.nq import download as download_nq
 
-import download_nq  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests")]
+
 from servers import RangeServer  # noqa: E402
+
+DOWNLOAD_MAIN = runpy.run_path(str(ROOT / "scripts" / "download_nq.py"))["main"]  # the command line, in-process
 
 
 def throughput(function, data, chunk=download_nq.CHUNK_BYTES):
@@ -70,7 +74,7 @@ def bench_end_to_end(megabytes, shards, workers_list):
                         "--base-url", f"{server.url}/v1.0", "--workers", str(workers)]
                 start = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()):
-                    rc = download_nq.main(argv)
+                    rc = DOWNLOAD_MAIN(argv)
                 seconds = time.perf_counter() - start
                 if rc != 0:
                     raise SystemExit(f"download_nq.py failed with --workers {workers}")

@@ -1,10 +1,11 @@
-"""scripts/download_nq.py against real servers on 127.0.0.1: a Range-capable HTTP server and moto S3."""
+"""scripts/download_nq.py (qa.nq.download) against real servers on 127.0.0.1: a Range-capable HTTP server and moto S3."""
 
 import base64
 import gzip
 import hashlib
 import os
 import random
+import runpy
 import signal
 import subprocess
 import sys
@@ -12,10 +13,12 @@ import time
 
 import pytest
 
-import download_nq
+from conftest import ROOT
+from qa.nq import download
 from servers import RangeServer, moto_server, reference_crc32c, s3  # noqa: F401  (fixtures)
 
-SCRIPT = os.path.join(os.path.dirname(download_nq.__file__), "download_nq.py")
+SCRIPT = str(ROOT / "scripts" / "download_nq.py")
+CLI = runpy.run_path(SCRIPT)  # the command line's functions (parse_args, plan, main), in-process
 
 
 def make_shard(seed, n_lines):
@@ -37,7 +40,7 @@ def dev_shards():
 
 
 def run_main(*argv):
-    return download_nq.main([str(arg) for arg in argv])
+    return CLI["main"]([str(arg) for arg in argv])
 
 
 # --- pure pieces ---------------------------------------------------------------------------------
@@ -50,7 +53,7 @@ def run_main(*argv):
     ("3,1,1-2", [1, 2, 3]),
 ])
 def test_parse_shards(spec, expected):
-    assert download_nq.parse_shards(spec, 50) == expected
+    assert download.parse_shards(spec, 50) == expected
 
 
 @pytest.mark.parametrize("spec, count, message", [
@@ -64,7 +67,7 @@ def test_parse_shards(spec, expected):
 ])
 def test_parse_shards_rejects(spec, count, message):
     with pytest.raises(ValueError, match=message):
-        download_nq.parse_shards(spec, count)
+        download.parse_shards(spec, count)
 
 
 def test_bad_shard_spec_is_a_usage_error(tmp_path, capsys):
@@ -86,21 +89,21 @@ def test_bad_shard_spec_is_a_usage_error(tmp_path, capsys):
 ])
 def test_argument_errors(argv, message, capsys):
     with pytest.raises(SystemExit):
-        download_nq.parse_args(argv)
+        CLI["parse_args"](argv)
     assert message in capsys.readouterr().err
 
 
 def test_urls_follow_the_bucket_layout():
-    args = download_nq.parse_args(["--split", "train", "--shards", "0,49", "--out", "d"])
-    assert [job.url for job in download_nq.plan(args)] == [
+    args = CLI["parse_args"](["--split", "train", "--shards", "0,49", "--out", "d"])
+    assert [job.url for job in CLI["plan"](args)] == [
         "https://storage.googleapis.com/natural_questions/v1.0/train/nq-train-00.jsonl.gz",
         "https://storage.googleapis.com/natural_questions/v1.0/train/nq-train-49.jsonl.gz",
     ]
-    args = download_nq.parse_args(["--simplified", "--out", "d"])
-    assert [job.url for job in download_nq.plan(args)] == [
+    args = CLI["parse_args"](["--simplified", "--out", "d"])
+    assert [job.url for job in CLI["plan"](args)] == [
         "https://storage.googleapis.com/natural_questions/v1.0-simplified/simplified-nq-train.jsonl.gz"]
-    args = download_nq.parse_args(["--squad", "--out", "d"])
-    assert [job.url for job in download_nq.plan(args)] == [
+    args = CLI["parse_args"](["--squad", "--out", "d"])
+    assert [job.url for job in CLI["plan"](args)] == [
         "https://rajpurkar.github.io/SQuAD-explorer/dataset/train-v2.0.json",
         "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v2.0.json",
     ]
@@ -111,17 +114,17 @@ def test_crc32c_known_values_and_continuation():
     vectors = {b"123456789": 0xE3069283, bytes(32): 0x8A9136AA, b"\xff" * 32: 0x62A8AB43,
                bytes(range(32)): 0x46DD794E}
     for data, expected in vectors.items():
-        assert download_nq.crc32c(data) == expected
-    assert download_nq.crc32c_backend() == "google-crc32c (C)"  # the wheel pinned in requirements.txt
+        assert download.crc32c(data) == expected
+    assert download.crc32c_backend() == "google-crc32c (C)"  # the wheel pinned in requirements.txt
     data = random.Random(1).randbytes(300_007)
     whole = reference_crc32c(data)
-    assert download_nq.crc32c(data) == whole
+    assert download.crc32c(data) == whole
     # Continuing from an earlier value, split at arbitrary points (and from a memoryview), gives the same as all at once.
     crc = 0
     for start, end in [(0, 5), (5, 70_000), (70_000, 70_001), (70_001, len(data))]:
-        crc = download_nq.crc32c(memoryview(data)[start:end], crc)
+        crc = download.crc32c(memoryview(data)[start:end], crc)
     assert crc == whole
-    digests = download_nq.Digests(len(data), want_blob=False, want_crc32c=True)
+    digests = download.Digests(len(data), want_blob=False, want_crc32c=True)
     for start in range(0, len(data), 65_536):  # network-sized reads
         digests.update(data[start : start + 65_536])
     assert digests.crc == whole and digests.problems({"crc32c": whole.to_bytes(4, "big")}, None) == []
@@ -129,7 +132,7 @@ def test_crc32c_known_values_and_continuation():
 
 def test_without_google_crc32c_a_crc32c_check_says_what_to_install(tmp_path, dev_shards, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "google_crc32c", None)  # a bare python3: import google_crc32c fails
-    assert "google-crc32c missing" in download_nq.crc32c_backend()
+    assert "google-crc32c missing" in download.crc32c_backend()
     path = nq_path("dev", 0)
     with RangeServer(dev_shards) as server:  # GCS-style: crc32c and md5
         rc = run_main("--split", "dev", "--shards", "0", "--out", tmp_path, "--base-url", f"{server.url}/v1.0")
@@ -147,15 +150,15 @@ def test_without_google_crc32c_a_crc32c_check_says_what_to_install(tmp_path, dev
 
 
 def test_git_blob_id():
-    assert download_nq.git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
+    assert download.git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
 
 
 def test_parse_goog_hash():
-    assert download_nq.parse_goog_hash(["crc32c=n03x6A==", "md5=Ojk9c3dhfxgoKVVHYwFbHQ=="]) == {
+    assert download.parse_goog_hash(["crc32c=n03x6A==", "md5=Ojk9c3dhfxgoKVVHYwFbHQ=="]) == {
         "crc32c": base64.b64decode("n03x6A=="), "md5": base64.b64decode("Ojk9c3dhfxgoKVVHYwFbHQ==")}
-    assert download_nq.parse_goog_hash(["crc32c=n03x6A==,md5=Ojk9c3dhfxgoKVVHYwFbHQ=="])["crc32c"] == \
+    assert download.parse_goog_hash(["crc32c=n03x6A==,md5=Ojk9c3dhfxgoKVVHYwFbHQ=="])["crc32c"] == \
         base64.b64decode("n03x6A==")
-    assert download_nq.parse_goog_hash(None) == {}
+    assert download.parse_goog_hash(None) == {}
 
 
 # --- downloads to local disk ---------------------------------------------------------------------
@@ -318,7 +321,7 @@ def blob_id(content):
 
 def test_squad_checked_by_git_blob_id(tmp_path, monkeypatch, capsys):
     files = squad_files()
-    monkeypatch.setattr(download_nq, "SQUAD_BLOB_IDS",
+    monkeypatch.setattr(download, "SQUAD_BLOB_IDS",
                         {path.rsplit("/", 1)[1]: blob_id(content) for path, content in files.items()})
     with RangeServer(files, goog_hash=False) as server:
         assert run_main("--squad", "--out", tmp_path, "--squad-base-url", f"{server.url}/dataset") == 0
@@ -339,7 +342,7 @@ def test_squad_blob_id_mismatch(tmp_path, capsys):
 
 # --- S3 destination -------------------------------------------------------------------------------
 def test_stream_into_s3_multipart_and_skip(s3, monkeypatch, capsys):
-    monkeypatch.setattr(download_nq, "S3_PART_BYTES", 5 * 1024 * 1024)  # S3's smallest part: 2 parts below
+    monkeypatch.setattr(download, "S3_PART_BYTES", 5 * 1024 * 1024)  # S3's smallest part: 2 parts below
     big = random.Random(3).randbytes(6 * 1024 * 1024)
     files = {nq_path("dev", 0): make_shard(0, 50), nq_path("dev", 1): big}
     s3.create_bucket(Bucket="nq-bucket")
@@ -357,7 +360,7 @@ def test_stream_into_s3_multipart_and_skip(s3, monkeypatch, capsys):
 
 
 def test_s3_hash_mismatch_writes_no_object(s3, monkeypatch, capsys):
-    monkeypatch.setattr(download_nq, "S3_PART_BYTES", 5 * 1024 * 1024)
+    monkeypatch.setattr(download, "S3_PART_BYTES", 5 * 1024 * 1024)
     big = random.Random(4).randbytes(6 * 1024 * 1024)
     small = make_shard(1, 50)
     files = {nq_path("dev", 0): small, nq_path("dev", 1): big}

@@ -7,6 +7,7 @@
     qa.nq.predict     whole-page prediction: the long and short answer from the windows (scripts/predict_nq.py)
     qa.nq.evaluate    the official NQ evaluation (python -m qa.nq_eval)
     qa.nq.sample      a generated, learnable sample in the full format (scripts/make_nq_sample.py, make demo)
+    qa.nq.download    resumable, verified downloads of NQ v1.0 and SQuAD 2.0 (scripts/download_nq.py)
 
 Standard library only (orjson and isal are optional speedups, guarded in qa.nq.reader): the converter
 and the downloader run from a bare python3 without the venv. qa.nq.predict imports numpy, torch and
