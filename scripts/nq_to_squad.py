@@ -8,6 +8,8 @@
     python scripts/nq_to_squad.py nq-train-00.jsonl.gz --output small.json --fraction 0.1 --max-examples 5000
     python scripts/nq_to_squad.py simplified-nq-train.jsonl.gz --output train.json \
         --yes-no keep --multi-span span --long-answer-types paragraph --annotation first
+    python scripts/nq_to_squad.py 'data/nq/raw/train/nq-train-0[0-4].jsonl.gz' --output data/nq/nq_train.candidates.json \
+        --context candidates --keep-negatives 0.3 --workers 5          # one question per candidate (whole pages)
 
 Defaults follow the guide: the long answer is the context, the first short answer is the
 answer, a long answer without a short answer is `is_impossible`, an example without a long
@@ -39,7 +41,7 @@ try:
 except ImportError:  # a bare python3 without the venv: the package is beside this script
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from qa.nq.convert import ConversionError, Options, convert, format_stats  # noqa: E402
+from qa.nq.convert import KEEP_NEGATIVES, ConversionError, Options, convert, format_stats  # noqa: E402
 from qa.nq.reader import InputError  # noqa: E402
 from qa.storage import is_s3  # noqa: E402
 
@@ -70,6 +72,21 @@ def parse_args(argv=None):
                         help="count and skip malformed lines, records missing fields and truncated gzip ends instead of failing")
     parser.add_argument("--fail-on-empty", action="store_true",
                         help="an input file without a single record is an error (exit 2, nothing written) instead of a warning")
+    candidates = parser.add_argument_group("candidate mode (--context candidates)")
+    candidates.add_argument("--context", choices=("guide", "candidates"), default=Options.context,
+                            help="guide (default): one question per record, its gold long answer as the context; candidates: "
+                                 "one question per top-level long-answer candidate (id EXAMPLE_ID:CANDIDATE_INDEX), the gold "
+                                 "one answerable, every other one (and every candidate of a page without a long answer) "
+                                 "impossible; records without a long answer are kept; --max-examples counts records")
+    candidates.add_argument("--keep-negatives", type=float, default=None, metavar="RATE",
+                            help=f"share of the impossible candidates written, chosen by a hash of (example id, candidate "
+                                 f"index, --negative-seed): the same input gives the same file (default {KEEP_NEGATIVES})")
+    candidates.add_argument("--negative-seed", type=int, default=None,
+                            help="another seed keeps another subset of the negatives at the same rate (default 0)")
+    candidates.add_argument("--long-answers", choices=("whole", "impossible"), default=None,
+                            help="a gold long answer without a short answer, and a yes/no answer: whole (default) = the whole "
+                                 "candidate is the answer, with answer_type long / yes / no (BERT-joint's LONG target); "
+                                 "impossible = unanswerable, as in the guide")
     return parser, parser.parse_args(argv)
 
 
@@ -85,6 +102,29 @@ def validate_args(parser, args):
         parser.error("--output must be a local file; upload it afterwards (make upload)")
     if os.path.isdir(args.output):
         parser.error(f"--output {args.output} is a directory; give a file name such as {os.path.join(args.output, 'nq_dev.json')}")
+    validate_context_args(parser, args)
+
+
+def validate_context_args(parser, args):
+    """The flags of one --context are refused with the other (none is parsed and then ignored)."""
+    candidate_flags = [f"--{name.replace('_', '-')}" for name in ("keep_negatives", "negative_seed", "long_answers")
+                       if getattr(args, name) is not None]
+    if args.context == "guide" and candidate_flags:
+        parser.error(f"{', '.join(candidate_flags)} only apply with --context candidates")
+    guide_flags = [flag for flag, value, default in (("--yes-no", args.yes_no, Options.yes_no),
+                                                     ("--long-answer-types", args.long_answer_types, Options.long_answer_types))
+                   if value != default]
+    if args.context == "candidates" and guide_flags:
+        parser.error(f"{', '.join(guide_flags)} only apply with --context guide (candidate mode: yes/no answers follow "
+                     "--long-answers, and every kind of candidate is a context)")
+    if args.keep_negatives is not None and not 0.0 <= args.keep_negatives <= 1.0:
+        parser.error(f"--keep-negatives must be in [0, 1], got {args.keep_negatives} (e.g. 0.3 keeps about 3 negatives in 10)")
+
+
+def candidate_options(args):
+    """The candidate-mode Options fields the command line sets (the rest keep Options' defaults)."""
+    names = ("keep_negatives", "negative_seed", "long_answers")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def main(argv=None):
@@ -92,7 +132,8 @@ def main(argv=None):
     validate_args(parser, args)
     options = Options(yes_no=args.yes_no, multi_span=args.multi_span, long_answer_types=args.long_answer_types,
                       annotation=args.annotation, fraction=args.fraction, max_examples=args.max_examples,
-                      skip_bad_records=args.skip_bad_records, all_answers=args.all_answers, fail_on_empty=args.fail_on_empty)
+                      skip_bad_records=args.skip_bad_records, all_answers=args.all_answers, fail_on_empty=args.fail_on_empty,
+                      context=args.context, **candidate_options(args))
     try:
         summary = convert(args.inputs, args.output, options, workers=args.workers, stats_json=args.stats_json)
     except InputError as exc:
@@ -102,7 +143,9 @@ def main(argv=None):
         print(f"nq_to_squad: error: {exc}", file=sys.stderr)
         return 1
     print(format_stats(summary))
-    print(f"wrote {summary['kept']:,} examples to {args.output}" + (f" (statistics: {args.stats_json})" if args.stats_json else ""))
+    written = f"{summary['questions']:,} questions of {summary['kept']:,} records" if args.context == "candidates" \
+        else f"{summary['kept']:,} examples"
+    print(f"wrote {written} to {args.output}" + (f" (statistics: {args.stats_json})" if args.stats_json else ""))
     return 0
 
 

@@ -25,13 +25,26 @@ import sys
 import tempfile
 
 from qa.nq.annotation import as_span, choose_annotation
-from qa.nq.document import build_text, document_tokens, span_context, text_words, title, token_span_to_chars
+from qa.nq.document import (
+    build_text,
+    candidate_context,
+    document_tokens,
+    list_candidates,
+    span_context,
+    text_words,
+    title,
+    token_span_to_chars,
+)
 from qa.nq.reader import BadRecord, InputError, JSONDecodeError, TruncatedInput, dumps, iter_lines, parse_line, unparsable
 from qa.storage import _pid_alive, atomic_write, expand_inputs, is_s3
 
 MAX_WARNINGS = 20  # bad records reported one by one with --skip-bad-records, then only counted
 FRACTION_BUCKETS = 1_000_000  # --fraction resolution: 1e-6
 PARTS_PREFIX = ".nq_to_squad-"  # + PID + "-": the folder of a run's part files, beside the output
+# Candidate mode keeps this share of the negative candidates (those not holding the gold long answer). BERT-joint
+# keeps 2 % of its null windows; a study on the demo's sample (issue 17) found 30 % of candidates better than
+# 100 %. A real page has about 40 top-level candidates and one gold, so 0.3 writes about 12 questions a record.
+KEEP_NEGATIVES = 0.3
 
 # Statistics keys in the order the table prints them.
 COUNT_KEYS = (
@@ -53,6 +66,21 @@ COUNT_KEYS = (
     "multi_answer_questions",  # --all-answers: questions with more than one gold answer
     "extra_answers",  # --all-answers: answers kept beyond the first
 )
+# Candidate mode (--context candidates) adds these, in this order; "kept" then counts records written (one
+# article each) and answerable / impossible count questions, one per top-level candidate.
+CANDIDATE_COUNT_KEYS = (
+    "questions",
+    "positives",  # gold candidates (answerable, or impossible with --long-answers impossible)
+    "negatives_kept",
+    "negatives_dropped",  # by --keep-negatives
+    "records_without_long_answer",  # every candidate a negative
+    "short_answer_targets",
+    "long_as_whole",  # a long answer without a short one: the whole candidate is the answer (answer_type long)
+    "long_as_impossible",
+    "yes_no_as_whole",  # yes/no: the whole candidate, answer_type yes / no
+    "skipped_empty_candidate",  # only HTML tokens: no text to read
+    "skipped_gold_parent",  # a top-level candidate holding a nested gold candidate: neither gold nor a negative
+)
 
 
 class ConversionError(RuntimeError):
@@ -70,13 +98,27 @@ class Options:
     skip_bad_records: bool = False
     all_answers: bool = False  # evaluation files: every annotator's distinct short answer in the long answer
     fail_on_empty: bool = False  # an input file without a single record is an error (exit 2), not a warning
+    context: str = "guide"  # guide: the gold long answer is the one context; candidates: one question per candidate
+    keep_negatives: float = KEEP_NEGATIVES  # candidates: the share of negative candidates written (by hash)
+    negative_seed: int = 0  # candidates: which negatives the hash keeps
+    long_answers: str = "whole"  # candidates: long-only and yes/no golds -> the whole candidate ("whole") or impossible
 
 
 def keep_by_fraction(example_id, fraction):
     """Deterministic subset: the same ids are kept on every machine, run and worker count."""
+    return _keep(str(example_id), fraction)
+
+
+def keep_negative(example_id, candidate_index, rate, seed=0):
+    """Whether candidate mode writes this negative: a hash of (example id, candidate index, seed) below `rate`,
+    so the same input, rate and seed give the same file on every machine and worker count."""
+    return _keep(f"{example_id}:{candidate_index}:{seed}", rate)
+
+
+def _keep(key, fraction):
     if fraction >= 1.0:
         return True
-    digest = hashlib.blake2b(str(example_id).encode("ascii"), digest_size=8).digest()
+    digest = hashlib.blake2b(key.encode("ascii"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % FRACTION_BUCKETS < round(fraction * FRACTION_BUCKETS)
 
 
@@ -165,7 +207,10 @@ def _question(record, tokens, context, gold, options):
 def convert_record(record, options):
     """One NQ record -> (SQuAD article or None, [statistics keys]). Raises BadRecord.
 
-    The article holds one paragraph (the long answer) with one question."""
+    Guide mode: the article holds one paragraph (the long answer) with one question. Candidate mode:
+    candidate_questions."""
+    if options.context == "candidates":
+        return candidate_questions(record, options)
     gold = choose_annotation(record["annotations"], options.annotation)
     if gold.long_answer.is_null():
         return None, ["skipped_no_long_answer"]
@@ -182,6 +227,99 @@ def convert_record(record, options):
     counts = [f"context_type {context.context_type}", *counts, "impossible" if qa["is_impossible"] else "answerable", "kept"]
     article = {"title": title(record), "paragraphs": [{"context": context.text, "qas": [qa]}]}
     return article, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidate mode: one record -> one question per top-level long-answer candidate
+# ---------------------------------------------------------------------------------------------
+def _gold_candidate(record, gold):
+    """The index of the gold long answer in long_answer_candidates (-1: no long answer). Raises BadRecord
+    when a non-null long answer is no candidate."""
+    if gold.long_answer.is_null():
+        return -1
+    candidates = record["long_answer_candidates"]
+    index = gold.long_answer_candidate
+    if not 0 <= index < len(candidates) or as_span(candidates[index])[2:] != gold.long_answer[2:]:
+        span = gold.long_answer.start_token, gold.long_answer.end_token
+        index = next((i for i, c in enumerate(candidates) if (c["start_token"], c["end_token"]) == span), -1)
+    if index < 0:
+        raise BadRecord(f"example {record['example_id']}: the long answer [{gold.long_answer.start_token}, "
+                        f"{gold.long_answer.end_token}) is not one of its long_answer_candidates")
+    return index
+
+
+def _whole_candidate(context, answer_type):
+    """The whole candidate's text as the answer (BERT-joint's LONG target; yes/no the same, typed)."""
+    return {"answers": [{"text": context.text, "answer_start": 0}], "is_impossible": False, "answer_type": answer_type}
+
+
+def _positive(record, context, gold, options):
+    """(question fields of the gold candidate, statistics keys); (None, keys) when --multi-span skips it."""
+    if gold.yes_no_answer != "none" or not gold.short_answers:
+        kind = "yes_no" if gold.yes_no_answer != "none" else "long"
+        if options.long_answers == "whole":
+            return _whole_candidate(context, gold.yes_no_answer if kind == "yes_no" else "long"), [f"{kind}_as_whole"]
+        return {"answers": [], "is_impossible": True, "answer_type": "none"}, [f"{kind}_as_impossible"]
+    tokens = document_tokens(record, gold.long_answer)
+    answers, counts = _answers(record, tokens, context, gold, options)
+    if answers is None:
+        return None, counts
+    return {"answers": answers, "is_impossible": False, "answer_type": "short"}, counts + ["short_answer_targets"]
+
+
+def _candidate_plan(record, gold_index):
+    """[(candidate index, "gold" | "negative")] of the top-level candidates, the gold added where it is nested;
+    the statistics keys of the top-level candidates left out (those holding a nested gold)."""
+    candidates = record["long_answer_candidates"]
+    gold = as_span(candidates[gold_index]) if gold_index >= 0 else None
+    plan, counts = [], []
+    for index, candidate in list_candidates(record):
+        span = as_span(candidate)
+        if index == gold_index:
+            plan.append((index, "gold"))
+        elif gold is not None and span.start_token <= gold.start_token and gold.end_token <= span.end_token:
+            counts.append("skipped_gold_parent")
+            plan.append((gold_index, "gold"))
+        else:
+            plan.append((index, "negative"))
+    if gold_index >= 0 and (gold_index, "gold") not in plan:  # a nested gold outside every top-level candidate
+        plan.append((gold_index, "gold"))
+    return plan, counts
+
+
+def candidate_questions(record, options):
+    """Candidate mode: one NQ record -> (SQuAD article or None, [statistics keys]). Raises BadRecord.
+
+    One paragraph per top-level candidate (its text as candidate_context builds it, the same as a guide-mode
+    context), with one question, id "<example_id>:<candidate_index>" (predict_nq's id). The gold candidate
+    carries the short answer ("answer_type": "short"), or with --long-answers whole the whole candidate for
+    a long answer without a short one ("long") or a yes/no ("yes" / "no"). Every other candidate, and every
+    candidate of a page without a long answer, is impossible ("none"), written at the rate --keep-negatives."""
+    gold = choose_annotation(record["annotations"], options.annotation)
+    gold_index = _gold_candidate(record, gold)
+    plan, counts = _candidate_plan(record, gold_index)
+    counts += [] if gold_index >= 0 else ["records_without_long_answer"]
+    paragraphs = []
+    for index, role in plan:
+        if role == "negative" and not keep_negative(record["example_id"], index, options.keep_negatives, options.negative_seed):
+            counts.append("negatives_dropped")
+            continue
+        context = candidate_context(record, index)
+        if not context.text:
+            counts.append("skipped_empty_candidate")
+            continue
+        fields, more = ({"answers": [], "is_impossible": True, "answer_type": "none"}, ["negatives_kept"]) if role == "negative" \
+            else _positive(record, context, gold, options)
+        counts += more
+        if fields is None:
+            return None, more  # --multi-span skip: the record is left out, as in guide mode
+        counts += ["positives"] if role == "gold" else []
+        qa = {"id": f"{record['example_id']}:{index}", "question": record["question_text"], **fields}
+        counts += ["questions", "impossible" if qa["is_impossible"] else "answerable"]
+        paragraphs.append({"context": context.text, "qas": [qa]})
+    if not paragraphs:
+        return None, counts
+    return {"title": title(record), "paragraphs": paragraphs}, counts + ["kept"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,7 +508,8 @@ def convert(inputs, output, options, workers=1, stats_json=None):
             total = _concatenate(jobs, results, output, options)
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
-    summary = {key: total.get(key, 0) for key in COUNT_KEYS}
+    keys = COUNT_KEYS + (CANDIDATE_COUNT_KEYS if options.context == "candidates" else ())
+    summary = {key: total.get(key, 0) for key in keys}
     summary.update(sorted((key, value) for key, value in total.items() if key.startswith("context_type ")))
     if stats_json:
         with atomic_write(stats_json, "w", encoding="utf-8") as f:
