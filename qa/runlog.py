@@ -55,7 +55,8 @@ class RunLogger:
             return
         os.makedirs(output_dir, exist_ok=True)
         formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-        for handler in (logging.FileHandler(os.path.join(output_dir, run_dir.TRAIN_LOG)), logging.StreamHandler(sys.stderr)):
+        self._file_handler = logging.FileHandler(os.path.join(output_dir, run_dir.TRAIN_LOG))
+        for handler in (self._file_handler, logging.StreamHandler(sys.stderr)):
             handler.setFormatter(formatter)
             self.logger.addHandler(handler)
         # Also ends a line a crash left unfinished, which the next record would otherwise be glued to.
@@ -96,6 +97,11 @@ class RunLogger:
     def info(self, message):
         if self.rank == 0:
             self.logger.info(message)
+
+    def to_file(self, message):
+        """`message` into train.log only: for a line the caller prints itself, so the terminal shows it once."""
+        if self.rank == 0:
+            self._file_handler.handle(self.logger.makeRecord(self.logger.name, logging.INFO, __file__, 0, message, None, None))
 
     def log(self, step, metrics):
         """Record scalar metrics at a global step (every sink that was asked for)."""

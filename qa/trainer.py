@@ -34,6 +34,7 @@ Test hook: QA_TEST_KILL_AT_MICRO_STEP=N makes the process SIGKILL itself after i
 import contextlib
 import dataclasses
 import os
+import shlex
 import signal
 
 import torch
@@ -255,7 +256,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
              f"x {args.gradient_accumulation_steps} accumulation = "
              f"{args.per_gpu_train_batch_size * args.gradient_accumulation_steps * runtime.world_size} per step, "
              f"{t_total} steps, precision {runtime.amp_dtype or 'float32'}, "
-             f"{'grouped by length' if args.group_by_length else 'random order'}")
+             f"{'grouped by length' if args.group_by_length else 'random order'}, {torch.get_num_threads()} CPU thread(s)")
     stop = StopRequest(announce=runtime.is_main).install()
     kill_at, micro_done = int(os.environ.get(KILL_ENV, "0") or 0), 0
     feed = ModelFeed(raw_model, runtime, args.lang_id)
@@ -340,14 +341,22 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     state.save_last_step = lambda: save(args, raw_model, tokenizer, optimizer, scheduler, scaler, state, runtime, log)
     if state.stop_reason == "signal":
         log.info(f"stopped by signal {state.signum} at step {state.global_step}; checkpoint saved: {state.last_checkpoint}\n"
-                 f"  resume with: make resume CKPT={os.path.basename(state.last_checkpoint)} "
-                 f"(or add --resume_from_checkpoint auto to the same command)")
+                 f"  resume with: {resume_command(args.output_dir, state.last_checkpoint)}")
     elif state.stop_reason == "early_stop":
         best = run_dir.best_checkpoint(args.output_dir) if runtime.is_main else None
         log.info(f"early stopping at step {state.global_step}: {args.metric_for_best_model} did not improve over "
                  f"{state.best_value} in {args.early_stopping_patience} evaluations; best: "
                  f"{best['checkpoint'] if best else 'unknown'} (step {best['step'] if best else '?'})")
     return state
+
+
+def resume_command(output_dir, checkpoint):
+    """The command that continues this run, runnable as printed: through make (QA_VIA_MAKE=1, set by the Makefile)
+    the make form with the run's folder, its values quoted for the shell; else the flag to add."""
+    if os.environ.get("QA_VIA_MAKE") == "1":
+        return (f"make resume OUTPUT_DIR={shlex.quote(str(output_dir))} "
+                f"CKPT={shlex.quote(os.path.basename(checkpoint))}")
+    return "the same command with --resume_from_checkpoint auto added"
 
 
 def compiled_graphs():

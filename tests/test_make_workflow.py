@@ -39,10 +39,11 @@ def test_train_resume_eval_status_report_ask(tiny_model_dir, tmp_path):
 
     # make resume CKPT=checkpoint-N continues from that checkpoint's own state file.
     first = min(checkpoints, key=lambda name: int(name.split("-")[1]))
-    resumed = make("resume", *common, f"CKPT={first}")
+    # The run finished: going back to an older checkpoint must be asked for (EXTRA=--continue_finished).
+    resumed = make("resume", *common[:-1], common[-1] + " --continue_finished", f"CKPT={first}")
     log = (out / "train.log").read_text()
     assert re.search(rf"resuming from \S*{first}: step {first.split('-')[1]}", log)
-    assert "--resume_from_checkpoint " + first in resumed.stdout
+    assert "--resume_from_checkpoint=" + first in resumed.stdout
 
     # make eval CKPT=...: the predictions and metrics of that checkpoint.
     make("eval", *common, f"CKPT={first}")
