@@ -33,7 +33,9 @@ null odds, eval_results, train.log, metrics.jsonl, args.json), never over the tr
 --save_steps 0 / --logging_steps 0 turn periodic checkpoints / logging off, as in legacy.
 
 Exit status: 0 when done; 2 for bad arguments; 128 + signal number (143 SIGTERM, 130 Ctrl-C) when a
-signal stopped training after saving a checkpoint (the log says how to resume); 1 on other errors.
+signal stopped training after saving a checkpoint (the log says how to resume); 4 when training ended but
+--sync_checkpoints could not put everything in S3 (the log lists what; `python -m qa.sync OUTPUT_DIR s3://...`,
+or `make sync`, uploads it later); 1 on other errors.
 """
 
 import json
@@ -42,23 +44,24 @@ import shlex
 import shutil
 import sys
 import time
+import uuid
 
-from qa import checkpoints, model_check, run_dir, storage
+from qa import checkpoints, model_check, run_dir, run_lock, storage
 from qa.args import (
     ArgumentError,
-    continue_run_settings,
-    eval_run_settings,
+    extra_flag,
     given_settings,
     parse_args,
-    resumes_from_s3,
-    takes_record,
+    resume_hint,
     unused_flag_notes,
     validate_args,
+    via_make,
 )
 from qa.model_card import write_model_card, write_qa_config
-from qa.squad_io import SquadFormatError
+from qa.resume_record import continue_run_settings, eval_run_settings, resumes_from_s3, takes_record
+from qa.squad_io import FIX_HINT, SquadFormatError
 from qa.storage import atomic_write
-from qa.sync import SyncError
+from qa.sync import INCOMPLETE_EXIT, SyncError
 
 
 def save_run_config(args, output_dir, argv=None):
@@ -182,7 +185,7 @@ def resume_checkpoint(args, notes=None):
     that the run will write that step again), never trained from. A checkpoint named explicitly must verify."""
     if args.resume_from_checkpoint is None:
         return None
-    if str(args.resume_from_checkpoint) not in ("auto", "latest"):
+    if str(args.resume_from_checkpoint) not in run_dir.NEWEST:
         return checkpoints.verify_checkpoint(run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir))
     damaged = []
     for _, path in reversed(run_dir.list_checkpoints(args.output_dir)):
@@ -227,7 +230,7 @@ def needs_fetch(args):
         return False
     if str(spec).startswith("s3://"):
         return True
-    return spec in ("auto", "latest") and bool(args.sync_checkpoints) and run_dir.latest_checkpoint(args.output_dir) is None
+    return spec in run_dir.NEWEST and bool(args.sync_checkpoints) and run_dir.latest_checkpoint(args.output_dir) is None
 
 
 def gather_from_ranks(runtime, value):
@@ -259,58 +262,28 @@ def agree_on_checkpoint(args, runtime, resume_from, say):
     filesystem), else the newest complete one in S3 (or the one --resume_from_checkpoint names there). Each
     node's local rank 0 fetches it unless its copy here verifies; then every rank resolves that name here.
     Raises CheckpointError (on every rank) when any rank cannot."""
-    from qa.sync import SyncError, fetch_checkpoint, latest_remote_checkpoint
-
     spec = str(args.resume_from_checkpoint)
-    named_in_s3 = spec.startswith("s3://") and os.path.basename(spec.rstrip("/")).startswith(run_dir.CHECKPOINT_PREFIX)
-    remote_run = args.sync_checkpoints  # the run's prefix in S3: where the checkpoint comes from
-    if spec.startswith("s3://"):
-        remote_run = os.path.dirname(spec.rstrip("/")) if named_in_s3 else spec
-    if not (spec.startswith("s3://") or spec in ("auto", "latest")) or (resume_from and not runtime.distributed):
+    if not (spec.startswith("s3://") or spec in run_dir.NEWEST) or (resume_from and not runtime.distributed):
         return resume_from  # a checkpoint named here, or one process that found its own: nothing to agree on
+    named, remote_run = remote_checkpoint_source(args)
     tag = f"rank {runtime.rank}: " if runtime.distributed else ""
     newest_here = gather_from_ranks(runtime, os.path.basename(resume_from) if resume_from else None)
     decision, problem = [None], None
     if runtime.is_main:
-        try:
-            if named_in_s3:
-                decision[0] = os.path.basename(spec.rstrip("/"))
-            elif spec in ("auto", "latest") and newest_here[0] is not None and len(set(newest_here)) == 1:
-                decision[0] = newest_here[0]  # every rank sees the same newest checkpoint: as with one process
-            elif not remote_run:
-                problem = (f"the ranks' newest checkpoints differ ({', '.join(map(str, newest_here))}, by rank): "
-                           "nodes without a shared filesystem need --sync_checkpoints s3://... to resume together")
-            else:
-                decision[0] = latest_remote_checkpoint(remote_run)
-                if decision[0] is None:
-                    problem = f"no complete checkpoint in {remote_run}; check the URI, or train from the start"
-                else:
-                    say(f"{tag}resuming from {decision[0]}, the newest complete checkpoint in {remote_run} (the newest "
-                        f"in each rank's folder: {', '.join(map(str, newest_here))})")
-        except SyncError as exc:
-            problem = str(exc)
+        decision[0], problem = choose_checkpoint(named, remote_run, newest_here, lambda message: say(tag + message))
     stop_if_any_rank_failed(runtime, problem)
     if runtime.distributed:
         import torch.distributed as dist
 
         dist.broadcast_object_list(decision, src=0)
     name = decision[0]
-    local, uri = os.path.join(args.output_dir, name), f"{remote_run.rstrip('/')}/{name}"
     verified_here = resume_from if resume_from and os.path.basename(resume_from) == name else None  # not hashed again
     # Rank 0's node first, then the other nodes at once: where nodes share a folder, the others find rank 0's
     # copy there, verified, and download nothing.
     for fetching in (runtime.is_main, runtime.local_rank == 0 and not runtime.is_main):
         problem = None
         if fetching and not verified_here:
-            try:
-                checkpoints.verify_checkpoint(local)
-                say(f"{tag}{local} is here and verifies: not fetched")
-            except checkpoints.CheckpointError:
-                try:
-                    say(f"{tag}fetching the checkpoint to resume from {uri} into {args.output_dir}")
-                    say(f"{tag}fetched {fetch_checkpoint(uri, args.output_dir, log=say)} (verified)")
-                except (checkpoints.CheckpointError, SyncError, OSError) as exc:
-                    problem = str(exc)
+            problem = fetch_unless_here(args.output_dir, f"{remote_run.rstrip('/')}/{name}", lambda m: say(tag + m))
         stop_if_any_rank_failed(runtime, problem)
     args.resume_from_checkpoint = name
     problem = None
@@ -322,14 +295,67 @@ def agree_on_checkpoint(args, runtime, resume_from, say):
     return resume_from
 
 
+def remote_checkpoint_source(args):
+    """(checkpoint name or None, the run's prefix in S3) for a resume: --resume_from_checkpoint s3://.../checkpoint-N
+    names one; s3://.../run or --sync_checkpoints names the run only."""
+    spec = str(args.resume_from_checkpoint).rstrip("/")
+    if not spec.startswith("s3://"):
+        return None, args.sync_checkpoints
+    if os.path.basename(spec).startswith(run_dir.CHECKPOINT_PREFIX):
+        return os.path.basename(spec), os.path.dirname(spec)
+    return None, spec
+
+
+def choose_checkpoint(named, remote_run, newest_here, say):
+    """Global rank 0's choice for agree_on_checkpoint: (checkpoint name, None) or (None, problem)."""
+    from qa.sync import SyncError, latest_remote_checkpoint
+
+    if named:
+        return named, None
+    if newest_here[0] is not None and len(set(newest_here)) == 1:
+        return newest_here[0], None  # every rank sees the same newest checkpoint: as with one process
+    if not remote_run:
+        return None, (f"the ranks' newest checkpoints differ ({', '.join(map(str, newest_here))}, by rank): nodes "
+                      "without a shared filesystem need --sync_checkpoints s3://... to resume together")
+    try:
+        name = latest_remote_checkpoint(remote_run)
+    except SyncError as exc:
+        return None, str(exc)
+    if name is None:
+        return None, f"no complete checkpoint in {remote_run}; check the URI, or train from the start"
+    say(f"resuming from {name}, the newest complete checkpoint in {remote_run} (the newest in each rank's folder: "
+        f"{', '.join(map(str, newest_here))})")
+    return name, None
+
+
+def fetch_unless_here(output_dir, uri, say):
+    """Fetch the checkpoint `uri` into output_dir unless a copy here verifies; None, or the problem (a string)."""
+    from qa.sync import SyncError, fetch_checkpoint
+
+    local = os.path.join(output_dir, os.path.basename(uri))
+    try:
+        checkpoints.verify_checkpoint(local)
+        say(f"{local} is here and verifies: not fetched")
+        return None
+    except checkpoints.CheckpointError:
+        pass
+    try:
+        say(f"fetching the checkpoint to resume from {uri} into {output_dir}")
+        say(f"fetched {fetch_checkpoint(uri, output_dir, log=say)} (verified)")
+    except (checkpoints.CheckpointError, SyncError, OSError) as exc:
+        return str(exc)
+    return None
+
+
 def start_sync(args, log):
     """--sync_checkpoints on rank 0: the bucket is checked now (a typo fails before training, not at step 1500)."""
     if not args.sync_checkpoints:
         return None
-    from qa.sync import CheckpointSync, SyncError, check_bucket
+    from qa.sync import CheckpointSync, SyncError, check_bucket, claim_prefix
 
     try:
         check_bucket(args.sync_checkpoints)
+        claim_prefix(args.sync_checkpoints, args.run_id, args.output_dir)  # RUN_OWNER.json: this run's prefix now
     except SyncError as exc:  # one line and exit status 2, like any other bad argument
         log.info(f"error: {exc}")
         print(f"run_squad.py: error: {exc}", file=sys.stderr)
@@ -342,24 +368,18 @@ def start_sync(args, log):
 
 def finish_sync(sync, args, log):
     """Upload the run folder's own files not already in S3 as they are now (summary, eval results, logs, the card
-    rewritten with its scores; not the final model's weights, submitted right after they were written), then wait
-    for every upload."""
-    root_files = sorted(os.path.join(args.output_dir, name) for name in os.listdir(args.output_dir)
-                        if os.path.isfile(os.path.join(args.output_dir, name)))
-    sync.submit_files(root_files, only_changed=True, marker=run_dir.MODEL_CONFIG)
-    failures = sync.close(timeout=3600)
-    if failures:
-        log.info(f"--sync_checkpoints: {len(failures)} upload(s) failed (training is unaffected): " + "; ".join(failures[:5]))
-    else:
-        log.info(f"--sync_checkpoints: everything is in {args.sync_checkpoints}")
+    rewritten with its scores; not the final model's weights, submitted right after they were written), wait for
+    every upload, and compare S3 with the folder: returns what is missing there ([] when all is there)."""
+    from qa.sync import finish_run
+
+    return finish_run(sync, args.output_dir, log.info)
 
 
 def final_model_target(output_dir):
     """("final model", output_dir, step) when output_dir holds a trained model, else None."""
     if not run_dir.has_final_model(output_dir):
         return None
-    summary = run_dir.read_summary(output_dir)
-    return ("final model", output_dir, summary["global_step"] if summary else "final")
+    return ("final model", output_dir, run_dir.model_step(output_dir, default=run_dir.FINAL))
 
 
 def same_folder(a, b):
@@ -370,11 +390,12 @@ def eval_targets(args, train_result):
     """[(label, folder, step)] that --do_eval evaluates.
 
     --eval_all_checkpoints: every complete checkpoint, then the final model (legacy evaluated both);
-    --eval_checkpoint SPEC: that one; after an early stop: the best checkpoint; after training: the
-    final model. Evaluation alone evaluates --model_name_or_path, as legacy did (a checkpoint of ours
-    is labelled with its step, anything else "pretrained"), except when it is --output_dir itself
-    (`make eval`): then the best checkpoint when one is recorded, else the final model, else the
-    newest checkpoint. Raises CheckpointError when a named checkpoint or anything to evaluate is missing."""
+    --eval_checkpoint SPEC: that one (run_dir.resolve_model: checkpoint-N, best, latest, final, a path); after an
+    early stop: the best checkpoint; after training: the final model. Evaluation alone evaluates
+    --model_name_or_path, as legacy did (a checkpoint of ours is labelled with its step, anything else
+    "pretrained"), except when it is --output_dir itself (`make eval`): then the run's model (run_dir.run_model:
+    the best, checkpoint or final model, else the final model, else the newest checkpoint). Raises
+    CheckpointError when a named checkpoint or anything to evaluate is missing."""
     if args.eval_all_checkpoints:
         targets = [(os.path.basename(p), p, step) for step, p in run_dir.list_checkpoints(args.output_dir)]
         final = final_model_target(args.output_dir)
@@ -382,32 +403,32 @@ def eval_targets(args, train_result):
             targets = [t for t in targets if t[2] != final[2]] + [final]
         return targets
     spec = args.eval_checkpoint
-    if spec == "final" or (spec is not None and same_folder(spec, args.output_dir)):
-        # The final model is the run folder itself: it has no COMPLETE marker, and needs none.
-        final = final_model_target(args.output_dir)
-        if final is None:
-            raise checkpoints.CheckpointError(f"{args.output_dir}: no final model (config.json) yet: training has not "
-                                              "finished; evaluate best, latest or checkpoint-N instead")
-        return [final]
+    if spec is not None and same_folder(spec, args.output_dir):
+        spec = run_dir.FINAL  # the final model is the run folder itself: it has no COMPLETE marker, and needs none
     if spec is None and train_result is None and not same_folder(args.model_name_or_path, args.output_dir):
         model = args.model_name_or_path
         ours = os.path.isdir(model) and run_dir.is_complete(model)
-        return [(model, model, run_dir.load_train_state(model)["global_step"] if ours else "pretrained")]
-    if spec is None and (train_result is None or train_result.early_stopped) and run_dir.best_checkpoint(args.output_dir):
-        spec = "best"
-    final = final_model_target(args.output_dir)
-    if spec is None and train_result is None and final is None:
-        spec = "auto"  # no final model yet (training still running, or stopped): the newest checkpoint
-    if spec is not None:
-        path = run_dir.resolve_checkpoint(spec, args.output_dir)
-        return [(os.path.basename(path), path, run_dir.load_train_state(path)["global_step"])]
-    if train_result is not None:
-        return [("final model", args.output_dir, train_result.global_step)]
-    return [final]
+        return [(model, model, run_dir.model_step(model) if ours else "pretrained")]
+    if spec is None and train_result is not None:
+        if not (train_result.early_stopped and run_dir.best_checkpoint(args.output_dir)):
+            return [("final model", args.output_dir, train_result.global_step)]
+        spec = run_dir.BEST
+    path = run_dir.resolve_model(spec, args.output_dir)
+    if same_folder(path, args.output_dir):
+        return [final_model_target(args.output_dir)]
+    return [(os.path.basename(path), path, run_dir.model_step(path))]
 
 
 class FinalSaveError(RuntimeError):
     """The final model could not be written; the message says what is kept and what to do."""
+
+
+def eval_hint(output_dir, checkpoint):
+    """How to evaluate `checkpoint` of the run, as the user types it (make, or the flags)."""
+    name = os.path.basename(checkpoint)
+    if via_make():
+        return f"`make eval OUTPUT_DIR={shlex.quote(str(output_dir))} CKPT={shlex.quote(name)}`"
+    return f"--do_eval --output_dir {output_dir} --eval_checkpoint {name}"
 
 
 def save_final_model(model, tokenizer, args, result, runtime, save_last_step=None):
@@ -441,15 +462,33 @@ def save_final_model(model, tokenizer, args, result, runtime, save_last_step=Non
             except (Exception, SystemExit) as inner:
                 raise FinalSaveError(f"the final model could not be written to {args.output_dir} ({_first_line(exc)}), "
                                      f"nor a checkpoint of step {result.global_step} ({_first_line(inner)}): free disk "
-                                     "space and run the training again from its newest checkpoint (make resume)") from exc
+                                     f"space and continue from its newest checkpoint ({resume_hint(args.output_dir)})") from exc
         raise FinalSaveError(f"the final model could not be written to {args.output_dir} ({_first_line(exc)}); step "
                              f"{result.global_step}'s weights are kept in {kept}: free space, then evaluate it with "
-                             f"`make eval CKPT={os.path.basename(kept)}` or load it with from_pretrained") from exc
-    summary = {"global_step": result.global_step, "early_stopped": result.early_stopped,
-               "best": run_dir.best_checkpoint(args.output_dir)}
-    with atomic_write(os.path.join(args.output_dir, run_dir.SUMMARY_FILE), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
+                             f"{eval_hint(args.output_dir, kept)} or load it with from_pretrained") from exc
+    write_summary(args.output_dir, result.global_step, result.early_stopped)
     write_final_model_notes(args, runtime)
+
+
+def write_summary(output_dir, global_step, early_stopped):
+    """training_summary.json: the run finished (run_dir.finished_step), at which step, and its best model now."""
+    summary = {"global_step": global_step, "early_stopped": early_stopped, "best": run_dir.best_checkpoint(output_dir)}
+    with atomic_write(os.path.join(output_dir, run_dir.SUMMARY_FILE), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+
+
+def record_final_best(args, train_result, metrics, log):
+    """The final model's evaluation after training takes part in the best: when it beats the best checkpoint (or
+    none was evaluated), best_checkpoint.json names the final model, so `make eval`, ask, eval-nq and upload take
+    the same model (run_dir.run_model)."""
+    from qa import retention
+
+    value = metrics.get(args.metric_for_best_model)
+    if value is None or not retention.record_best(args.output_dir, args.output_dir, args.metric_for_best_model, value):
+        return
+    log.info(f"the final model (step {train_result.global_step}) is the run's best: {args.metric_for_best_model} "
+             f"{value:.2f}")
+    write_summary(args.output_dir, train_result.global_step, train_result.early_stopped)
 
 
 def _first_line(exc):
@@ -547,98 +586,208 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
             if target_log is not log:
                 target_log.close()
         if runtime.is_main and train_result is not None and same_folder(folder, args.output_dir):
+            record_final_best(args, train_result, results[label], log)
             write_final_model_notes(args, runtime, results[label])  # the card gets its scores and tuned threshold
     return results
+
+
+def claim_output_dir(args, create=False):
+    """The output folder's lock (qa/run_lock.py) for a training, or None. Taken by global rank 0 only: the process
+    that writes the run's record; on nodes sharing a disk, one lock per node would refuse the run itself.
+
+    Before the arguments are checked (create False) only when the folder exists and can be written, so a folder a
+    live run is writing is refused before its record is read; otherwise once they are (the folder is made then)."""
+    if not args.do_train or int(os.environ.get("RANK", "0")) != 0:
+        return None
+    if not create and not (os.path.isdir(args.output_dir) and os.access(args.output_dir, os.W_OK | os.X_OK)):
+        return None
+    try:
+        return run_lock.hold(args.output_dir)
+    except OSError as exc:
+        raise ArgumentError(f"error: {args.output_dir}: its lock file cannot be written ({exc}): give a folder you can "
+                            "write") from exc
+
+
+def settle_arguments(args, argv, cuda_available):
+    """The run's record merged into the flags and every argument checked, before anything is written here.
+
+    Returns (the verified checkpoint a training continues from or None, notes for the log). Raises ArgumentError,
+    CheckpointError or SyncError, each a message that says what to do."""
+    notes = []
+    # The run's record stands in for the flags not given: a resume continues the same run, an evaluation
+    # uses the windows the run trained with.
+    if resumes_from_s3(args) and run_dir.read_args(args.output_dir) is None:
+        fetch_record(args)  # a fresh machine: the run's settings come from its args.json in S3
+    resume_from = None
+    if takes_record(args) and args.do_train:
+        # The checkpoint resolved and verified first: settings come from the one the run continues from.
+        resume_from = resume_checkpoint(args, notes) if not needs_fetch(args) else None
+        notes.append(continue_run_settings(args, given_settings(argv), int(os.environ.get("WORLD_SIZE", "1")),
+                                           checkpoint=resume_from))
+    elif takes_record(args) and not args.do_train:
+        notes.append(eval_run_settings(args, given_settings(argv)))
+    validate_args(args, cuda_available=cuda_available)
+    if args.do_train and args.sync_checkpoints and int(os.environ.get("RANK", "0")) == 0:
+        from qa.sync import check_bucket, check_owner
+
+        check_bucket(args.sync_checkpoints)  # a mistyped bucket fails now, before anything is written here
+        check_owner(args.sync_checkpoints, args.run_id)  # so does another run's prefix (a new run has no id yet)
+    fill_machine_defaults(args, cuda_available)
+    # A wrong or damaged checkpoint fails now, not after building features: resolved and verified once
+    # (one in S3 is fetched after the process group is up, in settle_resume).
+    if resume_from is None and args.do_train and not needs_fetch(args):
+        resume_from = resume_checkpoint(args, notes)
+    if args.do_eval and not args.do_train:
+        eval_targets(args, None)  # likewise for what evaluation alone would evaluate
+    return resume_from, [note for note in notes if note]
+
+
+def fill_machine_defaults(args, cuda_available):
+    """Settings whose default depends on the machine or the moment, recorded as used (args.json, checkpoints)."""
+    import torch
+
+    if args.pad_to_multiple_of is None:  # tensor cores want multiples of 8; the CPU gains nothing from padding
+        args.pad_to_multiple_of = 8 if cuda_available and not args.no_cuda else 1
+    if args.length_group_batches is None:  # recorded as used (a record without it: 50, the value before the flag)
+        from qa.sampling import MEGA_BATCH_SIZE
+
+        args.length_group_batches = MEGA_BATCH_SIZE
+    if args.torch_threads is None:  # OMP_NUM_THREADS, or torch's choice: a resume then runs as fast as the run did
+        args.torch_threads = torch.get_num_threads()
+    if args.do_train and not args.run_id:  # a new run (a resume took the run's own id from its record)
+        args.run_id = uuid.uuid4().hex[:12]
+
+
+def settle_resume(args, argv, runtime, resume_from, notes):
+    """The checkpoint every rank continues from (agree_on_checkpoint); a fetched one's settings are applied with
+    the same refusal rules as a local resume's. Raises CheckpointError or ArgumentError."""
+    from qa.runtime import use_deterministic_algorithms
+
+    fetched = resume_from is None  # the run's records come back with a fetched checkpoint
+    resume_from = agree_on_checkpoint(args, runtime, resume_from, lambda message: print(message, file=sys.stderr))
+    if fetched:
+        note = continue_run_settings(args, given_settings(argv), runtime.world_size, checkpoint=resume_from)
+        notes.extend([note] if note else [])
+        if args.deterministic:  # recorded in the fetched checkpoint: before the first step, as init_runtime would
+            use_deterministic_algorithms()
+    return resume_from
+
+
+def prepare_output_dir(args, runtime, argv):
+    """Rank 0 of a training readies the run folder before anything else is written there; returns lines for the log.
+
+    A fresh start clears a previous run (--overwrite_output_dir) or what a start that failed left (no checkpoint,
+    no final model: run_dir.failed_start); --continue_finished makes a finished run unfinished again; folders
+    half-written by killed processes go; then the run's record (args.json, command.txt) is written."""
+    from qa import retention
+
+    if not (runtime.is_main and args.do_train):  # evaluation alone writes only into its own folder (run_evaluation)
+        return []
+    lines = []
+    fresh = args.resume_from_checkpoint is None
+    leftovers = fresh and not args.overwrite_output_dir and run_dir.output_dir_has_content(args.output_dir) \
+        and run_dir.failed_start(args.output_dir)
+    if fresh and (args.overwrite_output_dir or leftovers):
+        removed = retention.clear_previous_run(args.output_dir)  # a fresh run must not read the old one back
+        if removed and not leftovers:
+            lines.append(f"--overwrite_output_dir: removed the previous run's {', '.join(map(os.path.basename, removed))}")
+    if leftovers:
+        left = ", ".join(name for name in leftovers if name != run_dir.LOCK_FILE)
+        lines.append(f"{args.output_dir} holds no checkpoint, no final model and no live run, only what a start that "
+                     f"failed left ({left}): this run takes it")
+    if args.continue_finished and run_dir.finished_step(args.output_dir) is not None:
+        lines.append(continue_finished_run(args.output_dir))
+    reaped = storage.reap_abandoned(args.output_dir)  # each as big as a checkpoint, nothing reads them
+    if reaped:
+        lines.append(f"removed folders half-written by processes that were killed: {', '.join(map(os.path.basename, reaped))}")
+    os.makedirs(args.output_dir, exist_ok=True)
+    save_run_config(args, args.output_dir, argv)
+    return lines
+
+
+def continue_finished_run(output_dir):
+    """--continue_finished: the run is unfinished again (its summary goes; rewritten when it ends), and a best that
+    names the final model goes too (those weights are replaced at the end). Returns the line for the log."""
+    step = run_dir.finished_step(output_dir)
+    os.remove(os.path.join(output_dir, run_dir.SUMMARY_FILE))
+    best = run_dir.best_checkpoint(output_dir)
+    if best is not None and best.get("checkpoint") == run_dir.FINAL:
+        os.remove(os.path.join(output_dir, run_dir.BEST_FILE))
+    return (f"--continue_finished: {output_dir} had finished at step {step}; its final model stays until this run "
+            "writes a new one")
+
+
+def quiet_transformers(verbose):
+    import transformers
+
+    if verbose:
+        transformers.logging.set_verbosity_info()
+    else:
+        transformers.logging.set_verbosity_warning()
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights"/"Writing model shards" bars at every checkpoint
 
 
 def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    notes = []
+    threads_before, lock = torch.get_num_threads(), None
     try:
-        # The run's record stands in for the flags not given: a resume continues the same run, an evaluation
-        # uses the windows the run trained with.
-        if resumes_from_s3(args) and run_dir.read_args(args.output_dir) is None:
-            fetch_record(args)  # a fresh machine: the run's settings come from its args.json in S3
-        resume_from = None
-        if takes_record(args) and args.do_train:
-            # The checkpoint resolved and verified first: settings come from the one the run continues from.
-            resume_from = resume_checkpoint(args, notes) if not needs_fetch(args) else None
-            notes.append(continue_run_settings(args, given_settings(argv), int(os.environ.get("WORLD_SIZE", "1")),
-                                               checkpoint=resume_from))
-        elif takes_record(args) and not args.do_train:
-            notes.append(eval_run_settings(args, given_settings(argv)))
-        notes = [note for note in notes if note]
-        validate_args(args, cuda_available=torch.cuda.is_available())
-        if args.do_train and args.sync_checkpoints and int(os.environ.get("RANK", "0")) == 0:
-            from qa.sync import check_bucket
+        try:
+            lock = claim_output_dir(args)  # a folder a live run is writing is refused before its record is read
+            resume_from, notes = settle_arguments(args, argv, torch.cuda.is_available())
+            if args.server_ip:  # after the checks, before anything is written
+                start_remote_debugger(args.server_ip, args.server_port)
+            lock = lock or claim_output_dir(args, create=True)
+        except (ArgumentError, checkpoints.CheckpointError, SyncError, run_lock.FolderBusy) as exc:
+            print(f"run_squad.py: {exc}".replace("\n", "\nrun_squad.py: "), file=sys.stderr)
+            return 2
+        if lock is not None:
+            lock.note_run_id(args.run_id)
+        torch.set_num_threads(args.torch_threads)
+        return run(args, argv, resume_from, notes)
+    finally:
+        torch.set_num_threads(threads_before)  # main() called from Python (tests) leaves the caller's count
+        if lock is not None:
+            lock.release()
 
-            check_bucket(args.sync_checkpoints)  # a mistyped bucket fails now, before anything is written here
-        if args.pad_to_multiple_of is None:  # tensor cores want multiples of 8; the CPU gains nothing from padding
-            args.pad_to_multiple_of = 8 if torch.cuda.is_available() and not args.no_cuda else 1
-        if args.length_group_batches is None:  # recorded as used (a record without it: 50, the value before the flag)
-            from qa.sampling import MEGA_BATCH_SIZE
 
-            args.length_group_batches = MEGA_BATCH_SIZE
-        # A wrong or damaged checkpoint fails now, not after building features: resolved and verified once
-        # (one in S3 is fetched after the process group is up, below).
-        if resume_from is None and args.do_train and not needs_fetch(args):
-            resume_from = resume_checkpoint(args, notes)
-        if args.do_eval and not args.do_train:
-            eval_targets(args, None)  # likewise for what evaluation alone would evaluate
-    except (ArgumentError, checkpoints.CheckpointError, SyncError) as exc:
-        print(f"run_squad.py: {exc}".replace("\n", "\nrun_squad.py: "), file=sys.stderr)
-        return 2
-    from qa import retention, storage
-    from qa.runtime import barrier, init_runtime, use_deterministic_algorithms
+def run(args, argv, resume_from, notes):
+    """What main does once the arguments are settled: the process group, the run folder, training, evaluation.
+    Returns the exit status."""
+    import torch
 
-    if args.server_ip:
-        start_remote_debugger(args.server_ip, args.server_port)
+    from qa.runtime import barrier, init_runtime
+
     runtime = init_runtime(args.no_cuda, args.fp16, args.bf16, args.local_rank, args.deterministic)
     barrier(runtime)  # every rank validated the output folder before rank 0 writes into it
-    if args.do_train and args.resume_from_checkpoint is not None:  # before anything is written here: the
-        fetched = resume_from is None  # run's records come back with a fetched checkpoint
+    if args.do_train and args.resume_from_checkpoint is not None:  # before anything is written here
         try:
-            resume_from = agree_on_checkpoint(args, runtime, resume_from, lambda message: print(message, file=sys.stderr))
-            if fetched:  # the fetched checkpoint's own settings, with the same refusal rules as a local resume
-                notes.append(continue_run_settings(args, given_settings(argv), runtime.world_size, checkpoint=resume_from))
-                notes = [note for note in notes if note]
-                if args.deterministic:  # recorded in the fetched checkpoint: before the first step, as init_runtime would
-                    use_deterministic_algorithms()
+            resume_from = settle_resume(args, argv, runtime, resume_from, notes)
         except (checkpoints.CheckpointError, ArgumentError) as exc:
             print(f"run_squad.py: {exc}", file=sys.stderr)
             if runtime.distributed:  # every rank stops here (they agreed): leave the group, not abort in its threads
                 torch.distributed.destroy_process_group()
             return 2
-    removed, reaped = [], []
-    if runtime.is_main and args.do_train:  # evaluation alone writes only into its own folder (run_evaluation)
-        if args.do_train and args.resume_from_checkpoint is None and args.overwrite_output_dir:
-            removed = retention.clear_previous_run(args.output_dir)  # a fresh run must not read the old one back
-        # Checkpoints half-written by killed processes: each as big as a checkpoint, nothing reads them.
-        reaped = storage.reap_abandoned(args.output_dir)
-        os.makedirs(args.output_dir, exist_ok=True)
-        save_run_config(args, args.output_dir, argv)
-    import transformers
-
-    if args.verbose_logging:
-        transformers.logging.set_verbosity_info()
-    else:
-        transformers.logging.set_verbosity_warning()
-        transformers.utils.logging.disable_progress_bar()  # "Loading weights"/"Writing model shards" bars at every checkpoint
+    folder_lines = prepare_output_dir(args, runtime, argv)
+    quiet_transformers(args.verbose_logging)
     log = None
     if args.do_train:
-        log = open_log(args, args.output_dir, runtime,
-                       resume_step=run_dir.load_train_state(resume_from)["global_step"] if resume_from else None)
-        for note in notes + unused_flag_notes(args):
+        log = open_log(args, args.output_dir, runtime, resume_step=run_dir.model_step(resume_from) if resume_from else None)
+        for note in notes + unused_flag_notes(args) + folder_lines:
             log.info(note)
     else:
         notes += unused_flag_notes(args)
+    return train_and_evaluate(args, argv, runtime, log, resume_from, notes)
+
+
+def train_and_evaluate(args, argv, runtime, log, resume_from, notes):
+    """--do_train and/or --do_eval, each error ending in one line; the exit status."""
+    import torch
+
+    from qa.runtime import barrier
+
     sync = None
-    if removed:
-        log.info(f"--overwrite_output_dir: removed the previous run's {', '.join(os.path.basename(p) for p in removed)}")
-    if reaped:
-        log.info(f"removed folders half-written by processes that were killed: {', '.join(map(os.path.basename, reaped))}")
     try:
         sync = start_sync(args, log) if runtime.is_main and args.do_train else None
         train_result = run_training(args, runtime, log, resume_from, sync) if args.do_train else None
@@ -654,18 +803,11 @@ def main(argv=None):
         print(f"run_squad.py: {exc}", file=sys.stderr)
         return 1
     except SquadFormatError as exc:
-        if log is not None:
-            log.info(f"bad data: {exc}")
-        # The message says what to do; a skippable one (one question's missing field or bad answer) offers
-        # --skip_bad_examples itself. Anything else only fixing the file cures: never suggest the flag for it.
-        print(f"run_squad.py: {exc}", file=sys.stderr)
-        if args.skip_bad_examples and not exc.skippable:
-            print("run_squad.py: (--skip_bad_examples skips only questions with a missing field or a bad answer, "
-                  "not this)", file=sys.stderr)
+        report_bad_data(exc, args, log)
         return 2
     finally:
-        if sync is not None:
-            finish_sync(sync, args, log)  # rank 0 drains the uploads (a SIGTERM's checkpoint among them) ...
+        if sync is not None:  # rank 0 drains the uploads (a SIGTERM's checkpoint among them) ...
+            missing_in_s3 = finish_sync(sync, args, log)
         if runtime.distributed and sys.exc_info()[0] is None:
             # ... while every other rank waits here: one that exits first makes torchrun terminate the rest, rank 0
             # in the middle of its uploads. Not after an error: the other ranks may be inside another collective.
@@ -674,7 +816,21 @@ def main(argv=None):
             log.close()
         if runtime.distributed:
             torch.distributed.destroy_process_group()
-    return 0
+    return INCOMPLETE_EXIT if sync is not None and missing_in_s3 else 0
+
+
+def report_bad_data(exc, args, log):
+    """A SquadFormatError in one line (and the log). The message says what to do; a skippable one (one question's
+    missing field or bad answer) offers --skip_bad_examples itself. Anything else only fixing the file cures."""
+    # The library's hint names its own parameter; the user gets the flag as they pass it (EXTRA=... under make).
+    message = str(exc).replace(FIX_HINT, f"fix the data, or add {extra_flag('--skip_bad_examples')} to skip and count "
+                                         "such questions")
+    if log is not None:
+        log.to_file(f"bad data: {message}")
+    print(f"run_squad.py: {message}", file=sys.stderr)  # once on the terminal
+    if args.skip_bad_examples and not exc.skippable:
+        print("run_squad.py: (--skip_bad_examples skips only questions with a missing field or a bad answer, "
+              "not this)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""What a run keeps: the best checkpoint's record, rotation of old checkpoints, and a clean slate for a fresh run.
+"""What a run keeps: the best model's record, rotation of old checkpoints, and a clean slate for a fresh run.
 
     if rank == 0:
         record_best(args.output_dir, path, "f1", metrics["f1"])      # best_checkpoint.json, if it beats the record
+        record_best(args.output_dir, args.output_dir, "f1", final)   # the final model's evaluation takes part too
         rotate_checkpoints(args.output_dir, args.save_total_limit)   # never deletes the best nor the newest
     clear_previous_run(args.output_dir)                              # --overwrite_output_dir
 """
@@ -15,46 +16,68 @@ from qa import storage
 from qa.run_dir import (
     BEST_FILE,
     CHECKPOINT_PREFIX,
+    FINAL,
     RUN_STATE_DIRS,
     CheckpointError,
     best_checkpoint,
+    has_final_model,
     is_complete,
     is_previous_run_file,
     list_checkpoints,
     load_train_state,
+    model_step,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def record_best(output_dir, checkpoint_path, metric_name, value, greater_is_better=True):
-    """Record checkpoint_path in output_dir/best_checkpoint.json if `value` beats the recorded best.
+def improves(value, best_value, greater_is_better=True):
+    """Whether `value` beats `best_value` (None: nothing recorded yet); NaN never does. The one rule of "better",
+    for the best record here and the trainer's early-stopping count (TrainState.record_eval)."""
+    if value != value:  # NaN
+        return False
+    if best_value is None:
+        return True
+    return value > best_value if greater_is_better else value < best_value
 
-    Returns True if it is the new best. NaN is never the best. A best recorded for another metric
-    is replaced (comparing f1 with exact would be meaningless) with a warning."""
+
+def best_entry(output_dir, model_path):
+    """(name, step) that best_checkpoint.json records for `model_path`: a complete checkpoint, or the final model
+    (the run folder itself: run_dir.FINAL). CheckpointError for anything else."""
+    if os.path.realpath(model_path) == os.path.realpath(output_dir):
+        if not has_final_model(output_dir):
+            raise CheckpointError(f"{output_dir} holds no final model: save it before recording it as best")
+        return FINAL, model_step(output_dir, default=FINAL)
+    if not is_complete(model_path):
+        raise CheckpointError(f"{model_path} is not a complete checkpoint: save it before recording it as best")
+    return os.path.basename(os.path.normpath(model_path)), load_train_state(model_path)["global_step"]
+
+
+def record_best(output_dir, model_path, metric_name, value, greater_is_better=True):
+    """Record `model_path` (a checkpoint, or output_dir itself for the final model) in output_dir/best_checkpoint.json
+    if `value` beats the recorded best.
+
+    Returns True if it is the new best. NaN is never the best. A best recorded for another metric, or whose model
+    is gone, is replaced (comparing f1 with exact would be meaningless), the former with a warning."""
     value = float(value)
     if math.isnan(value):
         return False
-    if not is_complete(checkpoint_path):
-        raise CheckpointError(f"{checkpoint_path} is not a complete checkpoint: save it before recording it as best")
+    name, step = best_entry(output_dir, model_path)
     current = best_checkpoint(output_dir)
     if current is not None:
         if current.get("metric") != metric_name:
             logger.warning("%s tracked %s; now tracking %s instead", BEST_FILE, current.get("metric"), metric_name)
-        elif os.path.isdir(os.path.join(output_dir, current["checkpoint"])):
-            better = value > current["value"] if greater_is_better else value < current["value"]
-            if not better:
-                return False
-    record = {
-        "checkpoint": os.path.basename(os.path.normpath(checkpoint_path)),
-        "step": load_train_state(checkpoint_path)["global_step"],
-        "metric": metric_name,
-        "value": value,
-        "greater_is_better": bool(greater_is_better),
-    }
+        elif _still_there(output_dir, current["checkpoint"]) and not improves(value, current["value"], greater_is_better):
+            return False
+    record = {"checkpoint": name, "step": step, "metric": metric_name, "value": value,
+              "greater_is_better": bool(greater_is_better)}
     with storage.atomic_write(os.path.join(output_dir, BEST_FILE), "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)
     return True
+
+
+def _still_there(output_dir, name):
+    return has_final_model(output_dir) if name == FINAL else os.path.isdir(os.path.join(output_dir, name))
 
 
 def clear_previous_run(output_dir):

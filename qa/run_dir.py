@@ -6,6 +6,8 @@
     run_dir.eval_steps(run), run_dir.read_eval_results(run, 900)
     run_dir.eval_dir(run, "data/squad/dev-v2.0.json", 900)   # run/eval/dev-v2.0-900: a later evaluation's folder
     run_dir.read_summary(run), run_dir.read_plan(run)["total_steps"], run_dir.read_metrics(run)
+    run_dir.run_model(run)                            # "the run's model": the best (checkpoint or final), else ...
+    run_dir.resolve_model("best", run), run_dir.model_step(path)   # CKPT= names incl. "final"; a model's step
 
 A run folder holds:
 
@@ -13,9 +15,12 @@ A run folder holds:
     training_plan.json                written when training starts: total steps, steps per epoch, windows, ...
     train.log, metrics.jsonl, runs/   the human log, one JSON record per logged step, tensorboard events
     console.log                       the whole output of a detached session (`make train DETACH=1`)
+    .run.lock                         locked by the live training run (qa/run_lock.py); its text names the last
+                                      holder (pid, host, run id); never uploaded, never a reason to refuse a start
     checkpoint-N/                     a resumable checkpoint (qa/checkpoints.py), complete when its COMPLETE
                                       marker lists every file with its size and hash (qa/storage.py)
-    best_checkpoint.json              which checkpoint scored best ({"checkpoint", "step", "metric", "value"})
+    best_checkpoint.json              which model scored best ({"checkpoint", "step", "metric", "value"}):
+                                      a checkpoint-N, or "final" when the final model's evaluation beat them
     eval_results_{step}.json, predictions_{step}.json, nbest_predictions_{step}.json, null_odds_{step}.json,
     predictions_{step}_best_thresh.json   one evaluation of the run's model at `step`
     config.json, model.safetensors, tokenizer files, training_summary.json, qa_config.json, README.md
@@ -30,7 +35,7 @@ import json
 import os
 import re
 
-from qa.storage import MARKER, folder_problem
+from qa.storage import MARKER, abandoned_folders, folder_problem
 
 # -- names ---------------------------------------------------------------------------------------
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -46,6 +51,7 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "runs"
 WANDB_ID_FILE = "wandb_run_id.txt"
 DETACHED_LOG = "console.log"           # the LOG that `make train DETACH=1` gives scripts/detach.sh
+LOCK_FILE = ".run.lock"                # held (flock) by the training run writing the folder (qa/run_lock.py)
 QA_CONFIG_FILE = "qa_config.json"      # beside the final model: inference settings and the tuned threshold
 MODEL_CONFIG = "config.json"
 EVAL_DIR = "eval"
@@ -64,6 +70,17 @@ FINAL_MODEL_FILES = (MODEL_CONFIG, "model.safetensors", "pytorch_model.bin", "ge
 EVAL_FILE_NAME = re.compile(r"(predictions|nbest_predictions|null_odds|eval_results)_\w+?(_best_thresh)?\.json")
 REPORT_PNG, REPORT_HTML = "report.png", "report.html"  # make report
 REPORT_FILES = (REPORT_PNG, REPORT_HTML)
+# What a start writes before its first checkpoint (wandb/: wandb's own folder). A folder holding nothing else
+# (no checkpoint, no final model) is the trace of a start that failed (no network, bad data), not a run to
+# protect: a new start takes it (failed_start).
+START_RECORD = frozenset({ARGS_FILE, COMMAND_FILE, TRAIN_LOG, METRICS_FILE, PLAN_FILE, TENSORBOARD_DIR, WANDB_ID_FILE,
+                          "wandb", DETACHED_LOG, LOCK_FILE})
+# The names of checkpoints that are not a step: --resume_from_checkpoint / --eval_checkpoint / CKPT=.
+AUTO = "auto"                          # the newest complete checkpoint (what a bare --resume_from_checkpoint means)
+LATEST = "latest"                      # the same, by another name
+NEWEST = (AUTO, LATEST)
+BEST = "best"                          # the one best_checkpoint.json names
+FINAL = "final"                        # the final model, at the root of the run folder
 
 
 def is_previous_run_file(name):
@@ -99,12 +116,12 @@ def eval_dir(output_dir, data_file, step, changed=None):
     return os.path.join(output_dir, EVAL_DIR, f"{stem}{variant}-{step}")
 
 
-def nq_eval_dir(output_dir, step, all_candidates=False, max_examples=0):
+def nq_eval_dir(output_dir, step, all_candidates=False, max_examples=0, rank="margin"):
     """The folder of a whole-document NQ evaluation (scripts/predict_nq.py):
-    output_dir/eval/nq-<step>[-all-candidates][-first-<N>]. A run over all candidates or over the first N
-    records never writes over the default run's predictions and metrics."""
+    output_dir/eval/nq-<step>[-all-candidates][-first-<N>][-<rank>]. A run over all candidates, over the first N
+    records or with another --rank than margin never writes over the default run's predictions and metrics."""
     name = f"nq-{step}" + ("-all-candidates" if all_candidates else "") + (f"-first-{max_examples}" if max_examples else "")
-    return os.path.join(output_dir, EVAL_DIR, name)
+    return os.path.join(output_dir, EVAL_DIR, name + ("" if rank == "margin" else f"-{rank}"))
 
 
 def nq_predictions_file(folder):
@@ -206,17 +223,21 @@ def resolve_checkpoint(spec, output_dir):
 
     spec: None, "auto" or "latest" -> the newest complete one in output_dir; "best" -> the one in
     best_checkpoint.json; "checkpoint-1500" -> output_dir/checkpoint-1500; anything else is a path."""
-    if spec is None or str(spec) in ("auto", "latest"):
+    if spec is None or str(spec) in NEWEST:
         path = latest_checkpoint(output_dir)
         if path is None:
             raise CheckpointError(f"no complete checkpoint in {output_dir}; train first (make train) or name one with CKPT=PATH")
         return path
     spec = os.fspath(spec)
-    if spec == "best":
+    if spec == BEST:
         best = best_checkpoint(output_dir)
         if best is None:
             raise CheckpointError(f"no {BEST_FILE} in {output_dir}: no checkpoint was evaluated yet; use latest or "
                                   f"checkpoint-N instead (complete ones: {complete_names(output_dir)})")
+        if best["checkpoint"] == FINAL:
+            raise CheckpointError(f"the best model of {output_dir} is its final model (step {best.get('step')}), not a "
+                                  f"checkpoint: name it {FINAL}, or a checkpoint-N (complete ones: "
+                                  f"{complete_names(output_dir)})")
         path = os.path.join(output_dir, best["checkpoint"])
     elif os.sep not in spec and (os.path.isdir(os.path.join(output_dir, spec)) or not os.path.exists(spec)):
         path = os.path.join(output_dir, spec)  # a bare name is looked up in output_dir first
@@ -232,9 +253,59 @@ def resolve_checkpoint(spec, output_dir):
     return path
 
 
-# -- the final model, the summary, the plan -------------------------------------------------------
+# -- the run's model: a checkpoint or the final model ------------------------------------------------
 def has_final_model(output_dir):
     return os.path.isfile(os.path.join(output_dir, MODEL_CONFIG))
+
+
+def model_step(folder, default=None):
+    """The global step of the model in `folder`: a checkpoint's (its trainer_state.json), a final model's (the
+    training_summary.json beside it), else `default` (a model that is not ours, a run still training)."""
+    if os.path.exists(os.path.join(folder, STATE_FILE)):
+        return load_train_state(folder)["global_step"]
+    step = (read_summary(folder) or {}).get("global_step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else default
+
+
+def run_model(output_dir):
+    """The path of "the run's model": what evaluation (`make eval`), ask, eval-nq and upload take when no
+    checkpoint is named. The model best_checkpoint.json names (a checkpoint, or the final model when its evaluation
+    after training scored best); without a best, the final model; without one (training still running or
+    stopped), the newest complete checkpoint. Raises CheckpointError when the folder holds none of these."""
+    output_dir = os.fspath(output_dir)
+    best = best_checkpoint(output_dir)
+    if best is not None and best.get("checkpoint") == FINAL and has_final_model(output_dir):
+        return output_dir
+    if best is not None and is_complete(os.path.join(output_dir, str(best.get("checkpoint")))):
+        return os.path.join(output_dir, best["checkpoint"])
+    if has_final_model(output_dir):
+        return output_dir
+    return resolve_checkpoint(AUTO, output_dir)
+
+
+def resolve_model(spec, output_dir):
+    """The model folder `spec` names in the run `output_dir`: None -> run_model (the run's model); "final" -> the
+    final model (output_dir itself); "best" -> the best, checkpoint or final model; anything else as
+    resolve_checkpoint. Raises CheckpointError saying what to use instead."""
+    output_dir = os.fspath(output_dir)
+    best = best_checkpoint(output_dir) if spec == BEST else None
+    if spec is None:
+        return run_model(output_dir)
+    if spec == FINAL or (best is not None and best.get("checkpoint") == FINAL):
+        if not has_final_model(output_dir):
+            raise CheckpointError(f"{output_dir}: no final model ({MODEL_CONFIG}) yet: training has not finished; use "
+                                  f"best, latest or checkpoint-N instead (complete ones: {complete_names(output_dir)})")
+        return output_dir
+    return resolve_checkpoint(spec, output_dir)
+
+
+def finished_step(output_dir):
+    """The step at which the run in `output_dir` finished training (its final model saved), or None."""
+    step = (read_summary(output_dir) or {}).get("global_step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+# -- the summary, the plan ------------------------------------------------------------------------
 
 
 def read_summary(output_dir):
@@ -295,6 +366,16 @@ def read_metrics(output_dir, stats=None):
     return records
 
 
+def failed_start(output_dir):
+    """The names in `output_dir` when it holds only what a start writes before its first checkpoint (START_RECORD,
+    and temporary folders of dead processes), so no checkpoint and no final model: a start that failed left it.
+    None when the folder holds anything else (or is not a folder)."""
+    if not os.path.isdir(output_dir):
+        return None
+    names = set(os.listdir(output_dir)) - {os.path.basename(p) for p in abandoned_folders(output_dir)}
+    return sorted(names) if names <= START_RECORD else None
+
+
 def output_dir_has_content(path):
     """Legacy's test (anything in it), except the log of a detached session that is starting this very run."""
-    return os.path.isdir(path) and bool(set(os.listdir(path)) - {DETACHED_LOG})
+    return os.path.isdir(path) and bool(set(os.listdir(path)) - {DETACHED_LOG, LOCK_FILE})

@@ -6,6 +6,7 @@ that say what to do, Makefile variable names through make, and a mistyped model 
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -119,12 +120,16 @@ def test_every_variable_of_make_train_is_named_as_the_makefile_spells_it():
     # Read from the Makefile itself, so a variable renamed there and not here fails this test.
     makefile = (ROOT / "Makefile").read_text()
     train_args = re.search(r"^TRAIN_ARGS = (.*?)(?:\n\n|\n[^ \t\n].*?=)", makefile, re.S | re.M)[1]
-    pairs = re.findall(r"(--\w+) \$\((\w+)\)", train_args)
+    # --flag $(VAR), --flag=$(call q,$(VAR)) (quoted once) or $(call flag,--flag,$(VAR))
+    pairs = re.findall(r"(--\w+)[ =]\$\((?:call q,\$\()?(\w+)\)", train_args)
+    pairs += re.findall(r"\$\(call flag,(--\w+),\$\((\w+)\)\)", train_args)
     assert len(pairs) >= 15, train_args
     environ = {"QA_VIA_MAKE": "1"}
     assert {flag: flag_name(flag, environ) for flag, _ in pairs} == dict(pairs)
-    assert re.search(r"--resume_from_checkpoint \$\(or \$\(CKPT\)", makefile) and flag_name("--resume_from_checkpoint", environ) == "CKPT"
-    assert re.search(r"--eval_checkpoint \$\(CKPT\)", makefile) and flag_name("--eval_checkpoint", environ) == "CKPT"
+    assert re.search(r"--resume_from_checkpoint[ =]\$\((?:call q,\$\()?or \$\(CKPT\)", makefile)
+    assert flag_name("--resume_from_checkpoint", environ) == "CKPT"
+    assert re.search(r"--eval_checkpoint[ =]\$\(CKPT\)|call flag,--eval_checkpoint,\$\(CKPT\)", makefile)
+    assert flag_name("--eval_checkpoint", environ) == "CKPT"
 
 
 def test_errors_through_make_name_the_variables(tmp_path, monkeypatch, capsys):
@@ -150,12 +155,15 @@ def test_non_empty_output_dir_through_make_says_make_resume(tmp_path, monkeypatc
     model.mkdir()
     out.mkdir()
     (out / "train.log").write_text("an earlier run\n")
+    (out / "checkpoint-5").mkdir()  # a run's (only a failed start's leftovers are taken: test_failed_start.py)
     argv = ["--model_name_or_path", str(model), "--output_dir", str(out), "--do_train", "--train_file",
             str(shared_file("squad", "squad2-dev-normans-rhine.json"))]
-    with pytest.raises(ArgumentError, match=r"or --resume_from_checkpoint auto to continue"):
+    with pytest.raises(ArgumentError, match=r"Use --overwrite_output_dir to overcome \(or --resume_from_checkpoint auto to "
+                                            "continue"):
         validate_args(parse_args(argv), cuda_available=False)
     monkeypatch.setenv("QA_VIA_MAKE", "1")
-    with pytest.raises(ArgumentError, match=r"or `make resume` to continue"):
+    with pytest.raises(ArgumentError, match=rf"Use EXTRA=--overwrite_output_dir to overcome \(or `make resume "
+                                            rf"OUTPUT_DIR={out}` to continue"):
         validate_args(parse_args(argv), cuda_available=False)
 
 
@@ -217,8 +225,13 @@ def test_hub_ids_pass_online_and_need_the_cache_offline(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.chdir(tmp_path)  # no folder named like the ids below
-    args = parse_args(eval_argv(tmp_path, "--model_name_or_path", "org/name", "--tokenizer_name", "albert-base-v2"))
-    assert validate_args(args, cuda_available=False) is args  # may be downloaded: not ours to refuse
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # an empty hub cache
+    with socket.socket() as hub:  # a hub that accepts connections, on loopback
+        hub.bind(("127.0.0.1", 0))
+        hub.listen()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.getsockname()[1]}")
+        args = parse_args(eval_argv(tmp_path, "--model_name_or_path", "org/name", "--tokenizer_name", "albert-base-v2"))
+        assert validate_args(args, cuda_available=False) is args  # may be downloaded: not ours to refuse
     # Not a model id at all (a space), and not a folder either.
     assert model_source_problem("--model_name_or_path", "my model") == \
         "--model_name_or_path my model: no such folder, and not a model id (check the path)"
@@ -253,7 +266,8 @@ def test_a_quoted_tilde_path_is_expanded(tmp_path, monkeypatch):
 def test_precision_given_overrides_both_recorded_flags():
     """A run recorded with --fp16 resumed with PRECISION=fp32 (a machine without CUDA): --precision counts as
     giving both --fp16 and --bf16, so the record cannot switch fp16 back on."""
-    from qa.args import apply_record, given_settings
+    from qa.args import given_settings
+    from qa.resume_record import apply_record
 
     argv = [*BASE, "--precision", "fp32"]
     args = parse_args(argv)

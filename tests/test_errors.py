@@ -175,7 +175,7 @@ def test_resume_from_a_checkpoint_whose_optimizer_is_random_bytes(tiny_model_dir
     # The marker rewritten to match: the hash check passes, only torch.load can tell.
     marker = storage.read_marker(str(checkpoint), run_dir.COMPLETE)
     storage.write_marker(str(checkpoint), run_dir.COMPLETE, {k: v for k, v in marker.items() if k != "files"})
-    code, err = run_cli(capsys, [*argv, "--max_steps", "4", "--resume_from_checkpoint", "auto"])
+    code, err = run_cli(capsys, [*argv, "--max_steps", "4", "--resume_from_checkpoint", "auto", "--continue_finished"])
     assert code == 2 and f"{checkpoint / 'optimizer.pt'}: refused or unreadable" in err
     assert "use another checkpoint" in err and "weights_only=False" not in err
     assert not (out / "checkpoint-4").exists()

@@ -47,7 +47,8 @@ def test_every_off_switch_turns_its_flag_off():
 def test_the_checkpoint_settings_win_over_a_stale_args_json(tmp_path):
     """Every rank continues from the same agreed checkpoint, while args.json is rewritten by global rank 0 only
     (another node keeps the copy it fetched): the checkpoint's settings decide, so all ranks agree."""
-    from qa.args import continue_run_settings, given_settings
+    from qa.args import given_settings
+    from qa.resume_record import continue_run_settings
 
     out, checkpoint = tmp_path / "run", tmp_path / "run" / "checkpoint-4"
     checkpoint.mkdir(parents=True)
@@ -111,8 +112,9 @@ def test_resume_switches_a_recorded_flag_off_and_does_not_rebuild_the_cache(tiny
     built = (out / "train.log").read_text().count("features: building")
     assert built == 2  # the training and the evaluation windows, rebuilt as --overwrite_cache asks
 
+    # The first start finished (step 2 of 2): training it further is asked for explicitly.
     done = run_process(["--output_dir", str(out), "--do_train", "--resume_from_checkpoint", "auto", "--max_steps", "4",
-                        "--no_evaluate_during_training"])
+                        "--no_evaluate_during_training", "--continue_finished"])
     assert "--evaluate_during_training True -> False" in done.stderr
     assert [r["step"] for r in run_dir.read_metrics(out) if "eval/f1" in r] == [1, 2]  # none at 3 and 4
     assert [r["step"] for r in run_dir.read_metrics(out) if "train/loss" in r][-2:] == [3, 4]
