@@ -63,9 +63,25 @@ du -sh -- "${caches[@]}"
 total=$(du -sch -- "${caches[@]}" | tail -n 1 | cut -f 1)
 echo "total: ${total} in ${#caches[@]} item(s)"
 
+# A training run holds an OS lock on its folder's .run.lock while it runs (qa/run_lock.py; it dies with the
+# process): `flock --shared --nonblock` fails exactly then. Its features may be among these (beside its data, or
+# in its --features_cache_dir), so nothing is deleted while one runs.
+live=()
+while IFS= read -r -d '' lock; do
+  flock --shared --nonblock "$lock" true 2>/dev/null || live+=("$(dirname -- "$lock")")
+done < <(find "${dirs[@]}" $([[ -d outputs ]] && echo outputs) -maxdepth 4 -name .run.lock -type f -print0 2>/dev/null | sort -z -u)
+for run in "${live[@]}"; do
+  holder=$(sed -n 's/.*"pid": *\([0-9]*\).*"host": *"\([^"]*\)".*/pid \1 on host \2/p' "$run/.run.lock" 2>/dev/null || true)
+  echo "a training run is live in $run${holder:+ ($holder)}: its features may be among these" >&2
+done
+
 if [[ $dry_run -eq 1 ]]; then
   echo "dry run: nothing deleted"
   exit 0
+fi
+if [[ ${#live[@]} -gt 0 ]]; then
+  echo "not deleting while a run trains: run clean-cache again after it ends (make status OUTPUT_DIR=... says when)" >&2
+  exit 1
 fi
 if [[ $assume_yes -eq 0 ]]; then
   if [[ -t 0 ]]; then

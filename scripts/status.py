@@ -20,13 +20,14 @@ import datetime
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 
-from qa import run_dir
-from qa.run_dir import DETACHED_LOG, read_json, read_metrics
+from qa import run_dir, run_lock
+from qa.run_dir import DETACHED_LOG, LOCK_FILE, read_json, read_metrics
 
 RATE_WINDOW = 200  # metrics lines used for the rate: recent enough to follow a change of speed
 RESTART_GAP_S = 600  # a pause this long between two metrics lines means the run was restarted
@@ -130,7 +131,9 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
     newest_state = read_json(os.path.join(newest[1], run_dir.STATE_FILE)) or {} if newest else {}
 
     last_step_record = _last_with(records, "step")
-    step = last_step_record["step"] if last_step_record else newest_state.get("global_step")
+    # metrics.jsonl has a line every --logging_steps; a checkpoint (a SIGTERM's, say) may be newer than the last one.
+    steps = [last_step_record and last_step_record["step"], newest and newest[0], newest_state.get("global_step")]
+    step = max((s for s in steps if isinstance(s, (int, float))), default=None)
     # Written by the trainer at every start (a resume with other settings rewrites it); --max_steps before that.
     total = (run_dir.read_plan(output_dir) or {}).get("total_steps")
     if total is None and isinstance(args.get("max_steps"), int) and args["max_steps"] > 0:
@@ -153,6 +156,11 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
     if isinstance(summary, dict) and isinstance(summary.get("global_step"), int) and (
             step is None or summary["global_step"] >= step):  # a later resume past it is not finished
         finished = {"global_step": summary["global_step"], "early_stopped": bool(summary.get("early_stopped"))}
+    session = detached_session(os.path.join(output_dir, DETACHED_LOG))
+    holder = run_lock.holder(output_dir)
+    running = is_running(output_dir, holder, session)
+    if running is False:
+        eta_s = None  # nothing is training: an ETA would be a promise nobody keeps
     return {
         "output_dir": output_dir,
         "step": step,
@@ -172,13 +180,34 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
         "incomplete_reasons": {path: problem for _, path, problem in ckpts if problem is not None},
         "best_checkpoint": read_json(os.path.join(output_dir, run_dir.BEST_FILE)),
         "finished": finished,
-        "detached_session": detached_session(os.path.join(output_dir, DETACHED_LOG)),
+        "detached_session": session,
+        "running": running,
+        "holder": holder,
         "unreadable_metrics_lines": bad_lines,
         "gpus": gpus,
         "gpu_note": gpu_note,
         "disk_free_bytes": disk.free,
         "disk_total_bytes": disk.total,
     }
+
+
+def is_running(output_dir, holder, session):
+    """True while a process holds the run's lock (qa/run_lock.py); False when the lock file is there and free or
+    the detached session recorded its exit; None (unknown) for a folder written before runs took the lock."""
+    if holder is not None:
+        return True
+    if os.path.exists(os.path.join(output_dir, LOCK_FILE)) or (session and session["ended"] is not None):
+        return False
+    return None
+
+
+def _running_line(s):
+    if s.get("running"):
+        return f"process:      training now, {run_lock.describe(s['holder'])}"
+    if s.get("running") is False and not s.get("finished"):
+        return (f"process:      not running (stopped before the end); continue it: "
+                f"make resume OUTPUT_DIR={shlex.quote(s['output_dir'])}")
+    return None
 
 
 def _duration(seconds):
@@ -226,7 +255,12 @@ def format_status(s):
             lines.append(f"session:      {where} ended {session['ended']} with exit status {session['exit_status']}"
                          + ("" if session["exit_status"] == 0 else
                             f": see the end of {os.path.join(s['output_dir'], DETACHED_LOG)}"))
-    if s["steps_per_second"] and not finished:
+    running_line = _running_line(s)
+    if running_line:
+        lines.append(running_line)
+    if s["steps_per_second"] and s.get("running") is False and not finished:
+        lines.append(f"speed:        {s['steps_per_second']:.3f} steps/s when it last ran")
+    elif s["steps_per_second"] and not finished:
         eta = _duration(s["eta_seconds"]) if s["eta_seconds"] is not None else "? (total steps unknown)"
         lines.append(f"speed:        {s['steps_per_second']:.3f} steps/s, ETA {eta}")
     elif not finished:

@@ -128,3 +128,31 @@ def test_make_clean_cache_passes_its_variables(tmp_path):
                              capture_output=True, text=True)
     assert deleted.returncode == 0, deleted.stderr
     assert not legacy.exists()
+
+
+def test_make_clean_cache_keeps_the_caches_while_a_run_trains(tmp_path):
+    # Issue 19 #8: a live run (its folder's OS lock held, as run_squad.py holds it) may be reading these features.
+    from qa import run_lock
+
+    data, run = tmp_path / "data", tmp_path / "outputs" / "live run"
+    cache = data / ".features_cache" / ("features-" + "a" * 32)
+    cache.mkdir(parents=True)
+    (cache / "part-0.npy").write_bytes(b"\0" * 64)
+
+    def clean(*flags):
+        return subprocess.run(["make", "-s", "--no-print-directory", "-C", str(ROOT), "clean-cache",
+                               f"DIRS={data} {tmp_path / 'outputs'}", *flags], capture_output=True, text=True)
+
+    lock = run_lock.hold(str(run))
+    try:
+        refused = clean("YES=1")
+        listed = clean("DRY_RUN=1")
+    finally:
+        lock.release()
+    assert refused.returncode != 0 and cache.exists()
+    assert f"a training run is live in {run} (pid {os.getpid()} on host " in refused.stderr
+    assert "not deleting while a run trains" in refused.stderr
+    assert listed.returncode == 0 and str(cache) in listed.stdout and f"live in {run}" in listed.stderr
+    deleted = clean("YES=1")  # the run ended: its lock file stays, nobody holds it
+    assert deleted.returncode == 0, deleted.stderr
+    assert not cache.exists() and "live" not in deleted.stderr

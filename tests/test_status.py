@@ -136,3 +136,35 @@ def test_status_reads_a_real_gpu(tmp_path):
         pytest.skip("no nvidia-smi here")
     gpus, note = status.query_gpus()
     assert note is None and gpus and gpus[0]["memory_total_mib"] > 0
+
+
+def test_make_status_shows_an_eta_only_while_the_run_holds_its_folder(tmp_path):
+    # Issue 19 #8: after the run ended (here: its lock let go, as when the process dies), no ETA; the step is the
+    # newest checkpoint's when it is newer than metrics.jsonl's last line (a SIGTERM's checkpoint at 247, say).
+    from qa import run_lock
+
+    run = tmp_path / "run x"
+    _write_run(run)
+    newest = run / "checkpoint-247"
+    newest.mkdir()
+    (newest / "trainer_state.json").write_text(json.dumps({"global_step": 247, "epoch": 1.2}))
+    storage.write_marker(str(newest), run_dir.COMPLETE)
+
+    def make_status():
+        done = subprocess.run(["make", "--no-print-directory", "-C", str(SCRIPTS.parent), "status", f"OUTPUT_DIR={run}"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    lock = run_lock.hold(str(run))
+    try:
+        live = make_status()
+    finally:
+        lock.release()
+    assert "step:         247 / 400" in live and f"process:      training now, pid {os.getpid()}" in live
+    assert "ETA " in live
+    ended = make_status()
+    assert "step:         247 / 400" in ended and "ETA" not in ended
+    assert "steps/s when it last ran" in ended
+    hint = next(line for line in ended.splitlines() if line.startswith("process:"))
+    assert hint.endswith(f"continue it: make resume OUTPUT_DIR='{run}'")
