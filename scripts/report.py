@@ -9,7 +9,8 @@ Panels: training loss and learning rate by step (metrics.jsonl); exact/F1 overal
 NoAns at each evaluation, with the best checkpoint (best_checkpoint.json) starred at its step and
 named in the legend with its metric and value; F1 and exact against the null-score threshold for
 the newest evaluation (from its null_odds and n-best files and the gold answers of the predict
-file), with the tuned threshold marked. report.html holds the figure, one table row per
+file), with the tuned threshold marked and a caption saying in words what the threshold does. A
+dashed line on the step panels marks each step where the run was resumed (train.log). report.html holds the figure, one table row per
 evaluation of the training record (the best row marked), a second table for the evaluations run
 later into RUN/eval/<data>-<step>/ (`make eval`) when there are any, and every number of the
 newest evaluation. Needs matplotlib; reads nothing but the run folder (through qa/run_dir.py) and
@@ -21,6 +22,7 @@ import base64
 import html
 import json
 import os
+import re
 import sys
 
 from qa import run_dir as run_dir_files
@@ -33,6 +35,15 @@ from qa.storage import atomic_write
 # question, then the score at the tuned null threshold and that threshold.
 TABLE_COLUMNS = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "best_f1_thresh")
 BEST_MARK = "\u2605"  # the star drawn at the best checkpoint, also in its table row
+# Readable in the 1800 x 700 pixel PNG shown at half size in a browser or a chat: 14 pt text, 12 pt legends.
+FONT_SIZE, LEGEND_SIZE = 14, 12
+# trainer.py logs "resuming from RUN/checkpoint-300: step 300, epoch 0, ..." at every resume.
+RESUME_LINE = re.compile(r"resuming from .*: step (\d+), epoch ")
+# What the third panel shows, in words: the threshold is the margin by which the model's "no answer" score must
+# beat its best answer's score for it to say "no answer".
+THRESHOLD_CAPTION = ("The model answers a question only when its best answer's score is not beaten by its\n"
+                     "\"no answer\" score by more than the threshold. Further right: more questions answered;\n"
+                     "further left: more left unanswered. ask and eval use the tuned threshold (red).")
 
 
 class ReportError(Exception):
@@ -90,6 +101,33 @@ def best_marker(best):
     return best["step"], float(best["value"]), label
 
 
+def resume_steps(run_dir):
+    """The steps at which the run was resumed (train.log's "resuming from ...: step N" lines), ascending, once each."""
+    try:
+        with open(os.path.join(run_dir, run_dir_files.TRAIN_LOG), encoding="utf-8", errors="replace") as log:
+            return sorted({int(m.group(1)) for m in map(RESUME_LINE.search, log) if m})
+    except OSError:
+        return []
+
+
+def marker_size(steps, width=6.0):
+    """The size of the evaluation points: smaller when two of them are closer than 3% of the steps shown, so
+    neighbours (a last checkpoint at 1100 and the final evaluation at 1120) stay two points."""
+    steps = sorted(set(steps))
+    if len(steps) < 2:
+        return width
+    closest = min(b - a for a, b in zip(steps, steps[1:]))
+    return width if closest >= 0.03 * (steps[-1] - steps[0]) else width / 2
+
+
+def mark_resumes(axes, resumes):
+    """A dashed vertical line at each resume on the step panels, labelled once in each legend."""
+    for ax in axes:
+        for i, step in enumerate(resumes):
+            ax.axvline(step, color="tab:purple", linestyle="--", linewidth=1.2, zorder=1,
+                       label=f"resumed at step {', '.join(map(str, resumes))}" if i == 0 else None)
+
+
 def eval_records(records, eval_results):
     """The evaluation points of the panel as metrics.jsonl records ("step", "eval/<metric>"). metrics.jsonl
     first (it is what training logged); a run whose metrics.jsonl is gone still has its eval_results files."""
@@ -100,41 +138,66 @@ def eval_records(records, eval_results):
             for step, results in eval_results if is_number(step)]
 
 
-def figure(run_dir, records, curve, eval_results, step=None, evals=None, marker=None):
-    """The report's matplotlib figure (three panels); `marker` is best_marker()'s answer. The caller closes it."""
+def figure(run_dir, records, curve, eval_results, step=None, evals=None, marker=None, resumes=()):
+    """The report's matplotlib figure (three panels); `marker` is best_marker()'s answer, `resumes` the steps
+    where the run was resumed (resume_steps). The caller closes it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+    with matplotlib.rc_context({"font.size": FONT_SIZE, "legend.fontsize": LEGEND_SIZE}):
+        fig, axes = plt.subplots(1, 3, figsize=(18, 7))
+        draw_training(axes[0], records)
+        draw_evaluations(axes[1], records, evals, marker)
+        mark_resumes(axes[:2], resumes)
+        if _legend_entries(axes[0])[0]:
+            axes[0].legend(*_legend_entries(axes[0]), loc="upper right")
+        if axes[1].get_legend_handles_labels()[0]:  # below the panel: the curves fill it
+            axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        draw_threshold_curve(axes[2], curve, eval_results, step)
+        fig.suptitle(run_label(run_dir))
+        fig.tight_layout()
+    return fig
+
+
+def _legend_entries(ax):
+    """Handles and labels of the panel and of its twin axis (the learning rate), in one legend."""
+    handles, labels = ax.get_legend_handles_labels()
+    for twin in getattr(ax, "_report_twins", ()):
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    return handles, labels
+
+
+def draw_training(ax, records):
     train = [r for r in records if "train/loss" in r]
-    ax = axes[0]
     if train:
-        lines = ax.plot([r["step"] for r in train], [r["train/loss"] for r in train], color="tab:blue", label="loss")
+        ax.plot([r["step"] for r in train], [r["train/loss"] for r in train], color="tab:blue", label="loss")
         ax.set_ylabel("training loss")
         lr = [r for r in records if "train/learning_rate" in r]
         if lr:
             twin = ax.twinx()
-            lines += twin.plot([r["step"] for r in lr], [r["train/learning_rate"] for r in lr], color="tab:orange",
-                               label="learning rate")
+            twin.plot([r["step"] for r in lr], [r["train/learning_rate"] for r in lr], color="tab:orange",
+                      label="learning rate")
             twin.set_ylabel("learning rate")
-        # One legend for both axes, where the curves leave room (both usually start high on the left).
-        ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
+            ax._report_twins = (twin,)  # one legend for both axes (figure() draws it)
     else:
         ax.text(0.5, 0.5, "no training steps logged", ha="center", transform=ax.transAxes)
     ax.set_xlabel("step")
     ax.set_title("Training")
 
-    ax = axes[1]
+
+def draw_evaluations(ax, records, evals, marker):
     evals = [r for r in records if "eval/f1" in r] if evals is None else evals
+    size = marker_size([r["step"] for r in evals])
     for key, style in (("f1", "-"), ("exact", "--")):
         for part, color in (("", "black"), ("HasAns_", "tab:green"), ("NoAns_", "tab:red")):
             name = f"eval/{part}{key}"
             points = [r for r in evals if name in r]
             if points:
-                ax.plot([r["step"] for r in points], [r[name] for r in points], style, marker="o", color=color,
-                        label=f"{part or 'all '}{key}".replace("_", " "))
+                ax.plot([r["step"] for r in points], [r[name] for r in points], style, marker="o", markersize=size,
+                        color=color, label=f"{part or 'all '}{key}".replace("_", " "))
     if marker is not None:
         best_step, best_value, label = marker
         # Drawn over the curves (zorder) and big enough (markersize 16 against the points' 6) to find at a glance.
@@ -146,10 +209,9 @@ def figure(run_dir, records, curve, eval_results, step=None, evals=None, marker=
     ax.set_xlabel("step")
     ax.set_ylabel("score (%)")
     ax.set_title("Evaluation")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
 
-    ax = axes[2]
+
+def draw_threshold_curve(ax, curve, eval_results, step):
     thresholds, f1s, exacts = curve
     if thresholds:
         # A question flips from "" to its answer once the threshold reaches its diff: a step function.
@@ -159,21 +221,20 @@ def figure(run_dir, records, curve, eval_results, step=None, evals=None, marker=
         if tuned is not None:
             ax.axvline(tuned, color="tab:red", linestyle=":", label=f"tuned threshold {tuned:.3f}")
         ax.axvline(0.0, color="grey", linestyle=":", linewidth=0.8, label="threshold 0 (default)")
-        ax.set_xlabel("null score difference threshold")
+        ax.set_xlabel('threshold: how far "no answer" must outscore the best answer')
         ax.set_ylabel("score (%)")
-        ax.legend(fontsize=8)
+        ax.legend(loc="lower right")
+        ax.text(0.5, -0.2, THRESHOLD_CAPTION, ha="center", va="top", transform=ax.transAxes,
+                fontsize=LEGEND_SIZE - 1)
     else:
         ax.text(0.5, 0.5, "no evaluation files", ha="center", transform=ax.transAxes)
-    ax.set_title("F1 against the null threshold" + (f" (evaluation at step {step})" if step is not None else ""))
-    fig.suptitle(run_label(run_dir))
-    fig.tight_layout()
-    return fig
+    ax.set_title("Answer or say \"no answer\"?" + (f" (evaluation at step {step})" if step is not None else ""))
 
 
-def draw(run_dir, records, curve, eval_results, out_png, step=None, evals=None, marker=None):
+def draw(run_dir, records, curve, eval_results, out_png, step=None, evals=None, marker=None, resumes=()):
     import matplotlib.pyplot as plt
 
-    fig = figure(run_dir, records, curve, eval_results, step, evals, marker)
+    fig = figure(run_dir, records, curve, eval_results, step, evals, marker, resumes)
     tmp = out_png + ".tmp.png"
     try:
         fig.savefig(tmp, dpi=100)
@@ -260,7 +321,8 @@ def make_report(run_dir, predict_file=None):
         else:
             print(f"predict file {predict_file!r} not found: the threshold curve is left out (pass --predict-file)")
     png = os.path.join(run_dir, run_dir_files.REPORT_PNG)
-    draw(run_dir, records, curve, eval_results, png, step, eval_records(records, all_results), best_marker(best))
+    draw(run_dir, records, curve, eval_results, png, step, eval_records(records, all_results), best_marker(best),
+         resume_steps(run_dir))
     page = write_html(run_dir, png, eval_results, step, all_results, later_eval_results(run_dir), best)
     return png, page
 

@@ -249,3 +249,63 @@ def test_make_report_draws_the_recorded_best(tmp_path, monkeypatch):
     assert drawn is not figure and pathlib.Path(png).read_bytes()[:4] == b"\x89PNG"
     stars = [line.get_xydata().tolist() for line in drawn.axes[1].get_lines() if line.get_marker() == "*"]
     assert stars == [[[20.0, 60.125]]]
+
+
+def _write_resumed_run(run):
+    """A run resumed at step 600 (train.log's line), evaluated every 200 steps, then at 1100 and at the end, 1120."""
+    run.mkdir(parents=True)
+    predict_file = run.parent / "dev.json"
+    write_squad(EXAMPLES, str(predict_file))
+    (run / "args.json").write_text(json.dumps({"predict_file": str(predict_file)}))
+    lines = [{"step": s, "time": s, "train/loss": 3.0 / s ** 0.3, "train/learning_rate": 1e-4 * (1 - s / 1200)}
+             for s in range(10, 1130, 10)]
+    lines += [{"step": s, "time": s, "eval/f1": f, "eval/exact": f - 5, "eval/HasAns_f1": f - 10, "eval/NoAns_f1": f + 8}
+              for s, f in [(200, 40), (400, 50), (600, 55), (800, 60), (1000, 62), (1100, 63), (1120, 64)]]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (run / "train.log").write_text("2026-11-26 10:00:00 training: 900 features, 1 process(es)\n"
+                                   "2026-11-26 11:00:00 resuming from run/checkpoint-600: step 600, epoch 3, 0 micro-batches "
+                                   "into it\n")
+    tuned = tune_null_threshold(EXAMPLES, BEST_NON_NULL, NULL_DIFF)
+    (run / "eval_results_1120.json").write_text(json.dumps({"exact": 25.0, "f1": 30.0, **tuned}))
+    (run / "null_odds_1120.json").write_text(json.dumps(NULL_DIFF))
+    nbest = {q: [{"text": "", "probability": 0.5}, {"text": t, "probability": 0.5}] for q, t in BEST_NON_NULL.items()}
+    (run / "nbest_predictions_1120.json").write_text(json.dumps(nbest))
+    return run
+
+
+def test_figure_marks_the_resume_explains_the_threshold_and_keeps_close_points_apart(tmp_path):
+    # Issue 19 #9, what the picture holds (looked at, too: resume line, caption, legends below the curves).
+    import matplotlib.pyplot as plt
+
+    run = _write_resumed_run(tmp_path / "run")
+    assert report.resume_steps(str(run)) == [600]
+    records = run_dir.read_metrics(str(run))
+    curve = null_threshold_curve(*report.load_threshold_inputs(str(run), 1120, str(tmp_path / "dev.json")))
+    fig = report.figure(str(run), records, curve, run_dir.read_eval_results(str(run), 1120), 1120,
+                        resumes=report.resume_steps(str(run)))
+    try:
+        assert list(fig.get_size_inches() * fig.dpi) == [1800, 700]
+        training, evaluation, threshold = fig.axes[:3]
+        for panel in (training, evaluation):
+            resumed = [line for line in panel.get_lines() if line.get_label() == "resumed at step 600"]
+            assert len(resumed) == 1 and list(resumed[0].get_xdata()) == [600, 600]
+            assert "resumed at step 600" in [text.get_text() for text in panel.get_legend().get_texts()]
+        # 1100 and 1120 are 2% of the steps apart: smaller points, so they stay two.
+        points = [line for line in evaluation.get_lines() if line.get_marker() == "o"]
+        assert points and all(line.get_markersize() == 3 for line in points)
+        assert "no answer" in threshold.get_title() and "null score difference" not in threshold.get_xlabel()
+        caption = " ".join(text.get_text() for text in threshold.texts)
+        assert "more questions answered" in caption and "tuned threshold" in caption
+        assert min(ax.title.get_fontsize() for ax in (training, evaluation, threshold)) >= 14
+    finally:
+        plt.close(fig)
+    assert report.marker_size([200, 400, 600]) == 6  # evenly spread: full-size points
+
+
+def test_make_report_png_is_1800_by_700(tmp_path):
+    run = _write_resumed_run(tmp_path / "run x")
+    done = subprocess.run(["make", "--no-print-directory", "-C", str(pathlib.Path(report.__file__).parent.parent),
+                           "report", f"RUN={run}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    png = (run / "report.png").read_bytes()
+    assert int.from_bytes(png[16:20], "big") == 1800 and int.from_bytes(png[20:24], "big") == 700  # the IHDR chunk
