@@ -469,6 +469,12 @@ upload: $(STAMP)
 	  $(if $(S3_ENDPOINT),--endpoint-url $(call q,$(S3_ENDPOINT))) $(if $(call is_true,DRY_RUN),--dry-run) \
 	  -- $(call q,$(OUTPUT_DIR)) $(call q,$(BUCKET)))
 
+.PHONY: sync
+## sync: upload what a run trained with SYNC=s3://... left out of S3 (an outage at its end): make sync OUTPUT_DIR=outputs/nq-albert SYNC=s3://b/runs/nq-albert; exit 4 while something is still missing
+sync: $(STAMP)
+	$(if $(strip $(SYNC)),,$(error SYNC is required: the run's S3 prefix, e.g. make sync SYNC=s3://my-bucket/runs/nq-albert))
+	$(PY) -m qa.sync -- $(call q,$(OUTPUT_DIR)) $(call q,$(SYNC))
+
 # ---------------------------------------------------------------------------------------------
 # Using what a run produced: report, ask
 # ---------------------------------------------------------------------------------------------

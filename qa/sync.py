@@ -43,10 +43,17 @@ How it stays safe:
 - One worker thread does everything in submission order, one object at a time (big files go up in
   64 MiB parts, 4 at once: boto3's TransferConfig). Order is what makes "COMPLETE last" and "delete
   after the newer checkpoint is up" hold without locks.
-- A failed request is retried with exponential backoff (5 attempts: waits of 2, 4, 8, 16 s, on top of
-  botocore's own retries), then reported through `log` and kept for `close()`'s report; never raised
-  into training. Errors that a retry cannot fix (no such bucket, access denied, a local file gone) are
-  not retried. A checkpoint with a file that failed does not get its COMPLETE marker.
+- A failed request is retried with exponential backoff (8 attempts: waits of 2, 4, 8, 16, 32, 60, 60 s, on top of
+  botocore's own retries: an S3 outage of ~3 minutes is ridden out), then reported through `log` and kept for
+  `close()`'s report; never raised into training. A refused, reset or timed-out connection is always retried;
+  errors that a retry cannot fix (no such bucket, access denied, a local file gone) are not. A checkpoint with a
+  file that failed does not get its COMPLETE marker.
+- At the end of the run (`finish_run`) S3 is compared with the run folder: what is missing there (checkpoints not
+  complete, root files absent or of another size) is logged with the command that uploads it later,
+  `python -m qa.sync RUN_DIR s3://...` (`make sync`), and run_squad.py exits with INCOMPLETE_EXIT (4).
+- One run per prefix: RUN_OWNER.json (run id, host, folder) is written at the run's first upload (`claim_prefix`,
+  a conditional write), and another run (another run id, or a new run) is refused there before training
+  (`check_owner`); a resume keeps its run id (args.json, fetched from S3 on a fresh machine), so it is the same run.
 - Small files (under 16 MiB: metrics.jsonl, best_checkpoint.json) are read when submitted, so the copy
   in S3 is what they held at that moment, not what the next evaluation wrote meanwhile.
 - A download goes to `.tmp-checkpoint-N-PID/` (COMPLETE last), is verified, then renamed: a folder
@@ -67,6 +74,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 
@@ -99,8 +107,17 @@ RESUME_FILES = (ARGS_FILE, BEST_FILE, METRICS_FILE, WANDB_ID_FILE)
 RECORD_FILES = frozenset({ARGS_FILE, COMMAND_FILE, PLAN_FILE, TRAIN_LOG, METRICS_FILE, BEST_FILE, SUMMARY_FILE,
                           WANDB_ID_FILE, DETACHED_LOG})
 DELAY_ENV = "QA_TEST_SYNC_DELAY_S"  # test hook: seconds slept before each uploaded object
-ATTEMPTS = 5                        # per request; botocore retries each one a few times on its own too
-BACKOFF_S = 2.0                     # first wait; doubled each time: 2 + 4 + 8 + 16 = 30 s before giving up
+ATTEMPTS = 8                        # per request; botocore retries each one a few times on its own too
+BACKOFF_S = 2.0                     # first wait; doubled each time, up to BACKOFF_MAX_S:
+BACKOFF_MAX_S = 60.0                # 2 + 4 + 8 + 16 + 32 + 60 + 60 = ~3 min of outage ridden out per object
+RETRY_ENV = "QA_TEST_SYNC_RETRY"    # test hook: "ATTEMPTS,BACKOFF_S" replaces the two above (tests: "2,0.05")
+if os.environ.get(RETRY_ENV):
+    ATTEMPTS, BACKOFF_S = int(os.environ[RETRY_ENV].split(",")[0]), float(os.environ[RETRY_ENV].split(",")[1])
+OWNER_FILE = "RUN_OWNER.json"       # at the prefix root: {"run_id", "host", "output_dir", "since"} of the run owning it
+INCOMPLETE_EXIT = 4                 # exit status of run_squad.py / python -m qa.sync when something is not in S3
+# Files at the root of a run folder that keep growing after their last upload (the log says how the sync ended):
+# never counted as missing in S3.
+GROWING_FILES = frozenset({TRAIN_LOG, DETACHED_LOG})
 SNAPSHOT_MAX_BYTES = 16 * 2**20     # read at submit time below this; metrics.jsonl of a 7-epoch run is ~1 MB
 MULTIPART_BYTES = 64 * 2**20        # an albert-xlarge model.safetensors (~236 MB) goes up in 4 parts
 MULTIPART_CONCURRENCY = 4
@@ -188,6 +205,21 @@ def _human(n):
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
+def _is_transient(exc):
+    """True for a connection refused, reset or timed out (an S3 outage, a network blip): retried with backoff,
+    although the chain also holds the builtin ConnectionRefusedError (an OSError) underneath botocore's error."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (BotoConnectionError, HTTPClientError, ConnectionError, TimeoutError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _is_permanent(exc):
     """True for errors a retry cannot fix: a local file gone or unreadable, or an S3 4xx (no such bucket,
     access denied, bad credentials), except 408 (timeout) and 429 (slow down)."""
@@ -206,8 +238,9 @@ def _is_permanent(exc):
     return False
 
 
-def with_retries(what, operation, log, attempts=ATTEMPTS, backoff_s=BACKOFF_S, stop=None):
-    """operation() retried with exponential backoff; SyncError naming `what` when every attempt failed.
+def with_retries(what, operation, log, attempts=ATTEMPTS, backoff_s=BACKOFF_S, stop=None, max_backoff_s=BACKOFF_MAX_S):
+    """operation() retried with exponential backoff (capped at max_backoff_s); SyncError naming `what` when every
+    attempt failed. Connection errors (refused, reset, timed out) are always retried.
 
     Local file errors (FileNotFoundError...) are raised as they are: the caller decides what they mean.
     stop: a threading.Event that ends the waiting early (close() timed out)."""
@@ -216,9 +249,10 @@ def with_retries(what, operation, log, attempts=ATTEMPTS, backoff_s=BACKOFF_S, s
         try:
             return operation()
         except Exception as exc:
-            if isinstance(exc, OSError) and _is_permanent(exc):
+            transient = _is_transient(exc)
+            if not transient and isinstance(exc, OSError) and _is_permanent(exc):
                 raise
-            if _is_permanent(exc):
+            if not transient and _is_permanent(exc):
                 raise SyncError(f"{what}: {_one_line(exc)} (not retried: a retry cannot fix this)") from exc
             if attempt == attempts or (stop is not None and stop.is_set()):
                 raise SyncError(f"{what}: failed after {attempt} attempt(s): {_one_line(exc)}") from exc
@@ -227,7 +261,7 @@ def with_retries(what, operation, log, attempts=ATTEMPTS, backoff_s=BACKOFF_S, s
                 stop.wait(delay)
             else:
                 time.sleep(delay)
-            delay *= 2
+            delay = min(delay * 2, max_backoff_s)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -347,6 +381,60 @@ def check_bucket(s3_prefix, client=None):
     except Exception as exc:
         raise SyncError(f"--sync_checkpoints {uri}: cannot list the bucket ({_one_line(exc)}); check the "
                         f"bucket name and the AWS credentials and region (try: aws s3 ls {uri})") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# One run per prefix: RUN_OWNER.json names the run that owns it
+# ---------------------------------------------------------------------------------------------
+def read_owner(s3_prefix, client=None, retry=None):
+    """The RUN_OWNER.json record at the root of s3_prefix ({"run_id", "host", "output_dir", "since"}), or None."""
+    client = client or s3_client()
+    bucket, key_prefix = split_prefix(s3_prefix)
+    record = (retry or reading_retry())(f"read s3://{bucket}/{key_prefix}{OWNER_FILE}",
+                                        lambda: _read_json_object(client, bucket, key_prefix + OWNER_FILE))
+    return record if isinstance(record, dict) else None
+
+
+def _refuse_other_run(s3_prefix, owner, run_id):
+    if owner is not None and owner.get("run_id") not in (None, run_id):
+        raise SyncError(f"{s3_prefix.rstrip('/')}/ belongs to another run: run {owner.get('run_id')} (from "
+                        f"{owner.get('output_dir')} on {owner.get('host')}, since {owner.get('since')}; this run is "
+                        f"{run_id}). Sync to another prefix, or resume that run from its own folder (a resume keeps "
+                        f"its run id); if that run is gone for good, delete {s3_prefix.rstrip('/')}/{OWNER_FILE}")
+
+
+def check_owner(s3_prefix, run_id, client=None, retry=None):
+    """SyncError when another run owns s3_prefix (another run id; for run_id None, a new run: any owner); nothing
+    is written."""
+    _refuse_other_run(s3_prefix, read_owner(s3_prefix, client, retry), run_id)
+
+
+def claim_prefix(s3_prefix, run_id, output_dir, client=None, retry=None):
+    """Write RUN_OWNER.json for run_id unless it is there (a conditional write: of two runs starting at once, one
+    wins); SyncError when another run owns the prefix. Returns the owner record."""
+    import socket
+
+    from botocore.exceptions import ClientError
+
+    client = client or s3_client()
+    retry = retry or reading_retry()
+    bucket, key_prefix = split_prefix(s3_prefix)
+    owner = read_owner(s3_prefix, client, retry)
+    if owner is None and run_id is not None:
+        owner = {"run_id": run_id, "host": socket.gethostname(), "output_dir": os.path.abspath(output_dir),
+                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        body = json.dumps(owner, indent=1).encode()
+        try:
+            retry(f"write s3://{bucket}/{key_prefix}{OWNER_FILE}",
+                  lambda: client.put_object(Bucket=bucket, Key=key_prefix + OWNER_FILE, Body=body, IfNoneMatch="*"))
+        except SyncError as exc:
+            cause = exc.__cause__
+            code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+            if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            owner = read_owner(s3_prefix, client, retry)  # another run wrote it first
+    _refuse_other_run(s3_prefix, owner, run_id)
+    return owner
 
 
 # ---------------------------------------------------------------------------------------------
@@ -771,3 +859,107 @@ class CheckpointSync:
                 self._delete_keys(sorted(rest))
                 self.log(f"sync: deleted {self.uri}{name}/ (rotated away locally)")
             self._deferred.discard(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# What did not reach S3, and the upload that catches up (python -m qa.sync RUN_DIR s3://...)
+# ---------------------------------------------------------------------------------------------
+def _root_files(output_dir):
+    """The files at the root of a run folder that belong in S3: not hidden (.run.lock), not being written, not logs
+    that keep growing after their last upload."""
+    return sorted(name for name in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, name))
+                  and not name.startswith(".") and ".tmp-" not in name and name not in GROWING_FILES)
+
+
+def missing_in_s3(output_dir, s3_prefix, client=None, retry=None):
+    """What the run folder has that s3_prefix lacks: "checkpoint-N/" for each complete checkpoint here that is not
+    complete there, and each root file (final model, record, evaluation files) absent there or of another size.
+    Raises SyncError when S3 cannot be read."""
+    client = client or s3_client()
+    retry = retry or reading_retry()
+    bucket, key_prefix = split_prefix(s3_prefix)
+    remote = {name for _, name in list_remote_checkpoints(s3_prefix, client, retry)}
+    missing = [f"{os.path.basename(path)}/" for _, path in run_dir.list_checkpoints(output_dir)
+               if os.path.basename(path) not in remote]
+    objects = retry(f"list s3://{bucket}/{key_prefix}",
+                    lambda: _list_objects(client, bucket, key_prefix))
+    for name in _root_files(output_dir):
+        if objects.get(key_prefix + name) != os.path.getsize(os.path.join(output_dir, name)):
+            missing.append(name)
+    return missing
+
+
+def _missing_report(uri, output_dir, missing):
+    shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+    return (f"NOT IN S3: {len(missing)} thing(s) of {output_dir} are missing in {uri}: {shown}. Upload them when S3 "
+            f"is reachable: python -m qa.sync {output_dir} {uri} (make sync OUTPUT_DIR={output_dir} SYNC={uri}); "
+            f"exit status {INCOMPLETE_EXIT}")
+
+
+def finish_run(sync, output_dir, log, timeout=3600):
+    """The end of a synced run (rank 0): the root files as they are now (summary, eval results, the card with its
+    scores; only those changed since they were submitted), every upload drained, then S3 compared with the run
+    folder. Returns [] when everything is there, else what is missing (logged with the command that uploads it);
+    the caller exits with INCOMPLETE_EXIT then."""
+    sync.submit_files([os.path.join(output_dir, name) for name in _root_files(output_dir)], only_changed=True,
+                      marker=MODEL_CONFIG)
+    failures = sync.close(timeout=timeout)
+    try:
+        missing = missing_in_s3(output_dir, sync.uri, sync.client, reading_retry(sync.log, 2, sync.backoff_s))
+    except SyncError as exc:  # S3 still down: what failed is all that can be said
+        missing = [f"(S3 cannot be listed: {exc})"] + failures
+    if missing:
+        sync.log(f"sync: {_missing_report(sync.uri, output_dir, missing)}")
+    return missing
+
+
+def upload_missing(output_dir, s3_prefix, log=print, client=None, attempts=ATTEMPTS, backoff_s=BACKOFF_S):
+    """Upload what missing_in_s3 lists (checkpoints COMPLETE last, the final model config.json last), checking that
+    the prefix is this run's (RUN_OWNER.json against args.json's run_id) first; returns what is still missing."""
+    client = client or s3_client()
+    retry = reading_retry(log, attempts, backoff_s)
+    check_bucket(s3_prefix, client)
+    run_id = (run_dir.read_args(output_dir) or {}).get("run_id")
+    claim_prefix(s3_prefix, run_id, output_dir, client, retry)
+    missing = missing_in_s3(output_dir, s3_prefix, client, retry)
+    if not missing:
+        log(f"sync: everything of {output_dir} is in {s3_prefix}")
+        return []
+    log(f"sync: uploading {len(missing)} thing(s) missing in {s3_prefix}: {', '.join(missing)}")
+    sync = CheckpointSync(s3_prefix, log=log, client=client, attempts=attempts, backoff_s=backoff_s)
+    for name in missing:
+        if name.endswith("/"):
+            sync.submit_checkpoint(os.path.join(output_dir, name.rstrip("/")))
+    files = [os.path.join(output_dir, name) for name in missing if not name.endswith("/")]
+    if files:
+        sync.submit_files(files, marker=MODEL_CONFIG)
+    sync.close()
+    still = missing_in_s3(output_dir, s3_prefix, client, retry)
+    if still:
+        log(f"sync: {_missing_report(sync.uri, output_dir, still)}")
+    return still
+
+
+def main(argv=None):
+    """python -m qa.sync RUN_DIR s3://bucket/prefix: upload what a run left out of S3 (an outage at its end).
+    Exit status 0 when everything is there now, INCOMPLETE_EXIT (4) when something is still missing, 2 when the
+    prefix belongs to another run or cannot be reached."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m qa.sync", description=main.__doc__)
+    parser.add_argument("run_dir", help="the run's --output_dir")
+    parser.add_argument("s3_prefix", help="the run's --sync_checkpoints, s3://bucket/prefix")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.run_dir):
+        parser.error(f"{args.run_dir}: no such run folder")
+    try:
+        split_prefix(args.s3_prefix)
+        still = upload_missing(args.run_dir, args.s3_prefix)
+    except (SyncError, ValueError, CheckpointError) as exc:
+        print(f"qa.sync: {exc}", file=sys.stderr)
+        return 2
+    return INCOMPLETE_EXIT if still else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,8 +37,8 @@ import os
 import sys
 
 from qa import run_dir
-from qa.checkpoints import verify_checkpoint
 from qa.model_card import load_qa_config
+from qa.model_check import verify_model_folder
 from qa.run_dir import CheckpointError
 from qa.squad_io import SquadExample, SquadFormatError, read_squad
 from qa.storage import atomic_write
@@ -52,7 +52,7 @@ class QuestionAnswerer:
         qa(question="who discovered x-rays", context=document, top_k=3)   # a list of 3, best first
         qa.answer_many([{"id": "q1", "question": ..., "context": ...}], top_k=1)   # {id: answer(s)}
 
-    A checkpoint-N folder is verified before it is loaded (CheckpointError when damaged). `threshold`
+    The folder is verified before it is loaded (qa.model_check: CheckpointError naming the file). `threshold`
     overrides the tuned null threshold of the folder's qa_config.json."""
 
     def __init__(self, model_dir, threshold=None, threads=1, batch_size=16):
@@ -60,8 +60,8 @@ class QuestionAnswerer:
         from qa.runtime import init_runtime
 
         model_dir = os.fspath(model_dir)
-        if os.path.exists(os.path.join(model_dir, run_dir.STATE_FILE)):
-            verify_checkpoint(model_dir)
+        # Damaged, changed since its hash record, weights or tokenizer of another model, a file linked out of it.
+        verify_model_folder(model_dir, warn=lambda line: print(f"ask.py: warning: {line}", file=sys.stderr))
         self.config = load_qa_config(model_dir)
         if threshold is not None:
             self.config.update(null_score_diff_threshold=threshold, source="--threshold")

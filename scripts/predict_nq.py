@@ -64,8 +64,8 @@ import time
 import orjson
 
 from qa import run_dir
-from qa.checkpoints import verify_checkpoint
 from qa.model_card import load_qa_config
+from qa.model_check import verify_model_folder
 from qa.nq.annotation import LONG_NON_NULL_THRESHOLD
 from qa.nq.evaluate import NQEvalError
 from qa.nq.predict import (
@@ -103,12 +103,11 @@ def resolve_model(model_dir, checkpoint):
     else:
         path = run_dir.resolve_checkpoint(checkpoint, model_dir)
     is_checkpoint = os.path.exists(os.path.join(path, run_dir.STATE_FILE))
-    if is_checkpoint:
-        verify_checkpoint(path)
     if not run_dir.has_final_model(path):
         names = run_dir.complete_names(model_dir)
         raise CheckpointError(f"{path}: no model (no {run_dir.MODEL_CONFIG}); training has not finished: give "
                               f"--checkpoint checkpoint-N (complete ones: {names})")
+    verify_model_folder(path)  # hashes, weights against config.json, tokenizer, links (qa.model_check)
     run = os.path.dirname(os.path.abspath(path)) if is_checkpoint else path
     return path, run
 
