@@ -34,6 +34,7 @@ Every reader here tolerates a run that is still being written: a missing file is
 import json
 import os
 import re
+import shlex
 
 from qa.storage import MARKER, abandoned_folders, folder_problem
 
@@ -226,7 +227,9 @@ def resolve_checkpoint(spec, output_dir):
     if spec is None or str(spec) in NEWEST:
         path = latest_checkpoint(output_dir)
         if path is None:
-            raise CheckpointError(f"no complete checkpoint in {output_dir}; train first (make train) or name one with CKPT=PATH")
+            raise CheckpointError(f"no complete checkpoint in {output_dir}: nothing to resume; start the run with "
+                                  f"`make train OUTPUT_DIR={shlex.quote(str(output_dir))}` and your settings, or name "
+                                  "a checkpoint with CKPT=PATH")
         return path
     spec = os.fspath(spec)
     if spec == BEST:
