@@ -1,6 +1,7 @@
 """scripts/detach.sh and the Makefile targets around a detached run: train DETACH=1, attach, logs, status."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -64,7 +65,10 @@ def test_detach_runs_in_tmux_logs_and_refuses_a_duplicate(tmp_path, tmux_env):
     started = bash("detach.sh", "qa-train", log, "--", "bash", "-c",
                    'echo "marker=$QA_MARKER"; echo "to stderr" >&2; read -t 30 line; exit 3', env=env)
     assert started.returncode == 0, started.stderr
-    assert "tmux attach -t qa-train" in started.stdout and "make logs" in started.stdout
+    assert "tmux attach -t qa-train" in started.stdout
+    # The hints name the run's folder (here with a space), quoted so that they run as printed.
+    hint = next(line for line in started.stdout.splitlines() if "make logs" in line)
+    assert shlex.split(hint.split("training log:", 1)[1])[:3] == ["make", "logs", f"OUTPUT_DIR={log.parent}"]
     _wait_for(log, "marker=from-the-caller")
     assert subprocess.run(["tmux", "has-session", "-t", "=qa-train"], env=tmux_env).returncode == 0
 
@@ -121,6 +125,7 @@ def test_make_train_detach_attach_logs_status(tmp_path, tmux_env, tiny_model_dir
     lines = found.stdout.splitlines()  # make echoes the recipe too: look for the message as a line of its own
     assert "not a terminal" in found.stderr and not any(line.startswith("no screen or tmux session") for line in lines)
     assert any(line.startswith("no screen or tmux session named 'qa-detach-test' runs") for line in gone.stdout.splitlines())
+    assert f"its log: make logs OUTPUT_DIR={out}" in gone.stdout  # the session's own folder, not the default one
 
 
 def test_make_logs_shows_a_detached_run_that_died_before_train_log(tmp_path):
@@ -133,3 +138,19 @@ def test_make_logs_shows_a_detached_run_that_died_before_train_log(tmp_path):
                                f"OUTPUT_DIR={run}"], capture_output=True, text=True)
     assert "following console.log" in followed.stdout
     assert "--fp16 needs CUDA" in followed.stdout and "exit status 2" in followed.stdout
+
+
+def test_attach_without_output_dir_finds_the_sessions_folder(tmp_path):
+    # `make attach NAME=x` with no session running: the hints name the folder whose console.log that session
+    # wrote (the newest, under outputs/), not the default OUTPUT_DIR.
+    for name, session in (("older", "qa-x"), ("run b", "qa-x"), ("other", "qa-y")):
+        folder = tmp_path / "outputs" / name
+        folder.mkdir(parents=True)
+        (folder / "console.log").write_text(f"[detach] 2026-12-01 10:00:00 start in tmux session '{session}': make\n")
+    os.utime(tmp_path / "outputs" / "older" / "console.log", (1, 1))
+    env = dict(os.environ, TMUX_TMPDIR=str(tmp_path), SCREENDIR=str(tmp_path / "screen"))
+    gone = bash("attach.sh", "qa-x", env=env, cwd=tmp_path)
+    assert gone.returncode == 1 and "no screen or tmux session named 'qa-x' runs" in gone.stdout
+    assert "its log: make logs OUTPUT_DIR=outputs/run\\ b" in gone.stdout and "no server running" not in gone.stderr
+    unknown = bash("attach.sh", "qa-z", env=env, cwd=tmp_path)
+    assert unknown.returncode == 1 and "no console.log under outputs/ names that session" in unknown.stdout
