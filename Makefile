@@ -475,12 +475,6 @@ sync: $(STAMP)
 	$(if $(strip $(SYNC)),,$(error SYNC is required: the run's S3 prefix, e.g. make sync SYNC=s3://my-bucket/runs/nq-albert))
 	$(PY) -m qa.sync -- $(call q,$(OUTPUT_DIR)) $(call q,$(SYNC))
 
-.PHONY: sync
-## sync: upload what a run with SYNC=s3://... left out of S3 (an outage), e.g. make sync OUTPUT_DIR=outputs/nq-albert SYNC=s3://b/runs/nq-albert
-sync: $(STAMP)
-	$(if $(strip $(SYNC)),,$(error SYNC is required: the run's S3 prefix, e.g. make sync SYNC=s3://my-bucket/runs/nq-albert))
-	$(PY) -m qa.sync -- $(call q,$(OUTPUT_DIR)) $(call q,$(SYNC))
-
 # ---------------------------------------------------------------------------------------------
 # Using what a run produced: report, ask
 # ---------------------------------------------------------------------------------------------

@@ -161,6 +161,44 @@ def open_input(uri):
         raw.close()
 
 
+class InputTooLarge(ValueError):
+    """A file larger than its reader accepts (read_bytes); the message names the file and the limit."""
+
+
+READ_BLOCK = 1 << 24  # read_bytes reads 16 MiB at a time: a file over the limit costs the limit, not its size
+
+
+def read_bytes(uri, limit, limit_name, check_start=None):
+    """The (decompressed) bytes of `uri`, a block at a time, refused beyond `limit` bytes.
+
+    InputTooLarge names the file and `limit_name` (where the limit is set) as soon as more than `limit` bytes
+    came out: a gzip bomb (one 3 GB line) stops there instead of taking 6 GB. check_start(first block) may raise
+    to refuse the content before the rest is read (a 2 GB sparse file of zeros: at once, not after 4.5 GB)."""
+    blocks, total = [], 0
+    with open_input(uri) as stream:
+        while True:
+            block = stream.read(READ_BLOCK)
+            if not block:
+                break
+            if not blocks and check_start is not None:
+                check_start(block)
+            total += len(block)
+            if total > limit:
+                what = " once decompressed" if isinstance(stream, gzip.GzipFile) else ""
+                raise InputTooLarge(f"{uri}: more than {size_text(limit)}{what} (the limit of {limit_name}): is it the "
+                                    "right file (not a damaged or hostile one)?")
+            blocks.append(block)
+    return b"".join(blocks)
+
+
+def size_text(n):
+    """Bytes in binary units: '2 GiB', '64 MiB', '1000 bytes'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} bytes"
+
+
 # ---------------------------------------------------------------------------------------------
 # Folders that are complete or absent: checkpoints and feature caches
 # ---------------------------------------------------------------------------------------------
