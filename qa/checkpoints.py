@@ -170,8 +170,10 @@ def _save_on_rank0(output_dir, model, tokenizer, optimizer, scheduler, scaler, t
     needed = estimate_checkpoint_bytes(model, optimizer, output_dir)
     check_free_disk(output_dir, needed)
     final = checkpoint_path(output_dir, train_state["global_step"])
+    placed = {}  # a read-only checkpoint-N of the same step (a mount) cannot be replaced: saved beside it
     try:
-        with storage.atomic_folder(final, COMPLETE, extra={"global_step": train_state["global_step"]}) as tmp:
+        with storage.atomic_folder(final, COMPLETE, extra={"global_step": train_state["global_step"]},
+                                   placed=placed) as tmp:
             _write_files(tmp, model, tokenizer, optimizer, scheduler, scaler, train_state, rng_states, world_size)
     except BaseException as exc:
         if is_disk_full(exc):
@@ -181,7 +183,7 @@ def _save_on_rank0(output_dir, model, tokenizer, optimizer, scheduler, scaler, t
             raise DiskFullError(f"disk full while writing {final} ({str(exc).splitlines()[0]}); "
                                 + disk_full_message(output_dir, needed, free)) from exc
         raise
-    return final
+    return placed.get("path", final)
 
 
 def save_checkpoint(output_dir, model, tokenizer, optimizer, scheduler, scaler, train_state, rank=0, world_size=1):

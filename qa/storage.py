@@ -20,10 +20,12 @@ import glob
 import gzip
 import hashlib
 import json
+import logging
 import os
 import shutil
 
 GZIP_MAGIC = b"\x1f\x8b"
+logger = logging.getLogger(__name__)
 
 
 def is_s3(uri):
@@ -285,13 +287,24 @@ def folder_problem(folder, marker, check_hashes=False):
     return None
 
 
+def discard(path):
+    """Delete a folder; when `path` is a symbolic link, only the link (what it points to is not ours to delete)."""
+    if os.path.islink(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def remove_tree(path):
-    """Rename out of sight first (.trash-<name>-<pid>), then delete: a half-deleted folder never looks complete."""
+    """Rename out of sight first (.trash-<name>-<pid>), then delete: a half-deleted folder never looks complete.
+    A symbolic link is removed, not the folder it points to."""
     parent, name = os.path.split(os.path.normpath(path))
     trash = os.path.join(parent, f"{TRASH_PREFIX}{name}-{os.getpid()}")
+    discard(trash)  # a leftover of this process: a link there would make the rename fail (NotADirectoryError)
     with contextlib.suppress(FileNotFoundError):
         os.replace(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    discard(trash)
 
 
 def tmp_sibling(final):
@@ -300,14 +313,36 @@ def tmp_sibling(final):
     return os.path.join(parent, f"{TMP_PREFIX}{name}-{os.getpid()}")
 
 
+def _move_aside(final, trash):
+    """Rename `final` (a folder, or a symbolic link to one) to `trash`; False when it cannot be moved (a mount
+    point: EBUSY; a read-only parent: EROFS, EACCES, EPERM). A full disk is raised."""
+    discard(trash)
+    try:
+        os.replace(final, trash)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        logger.warning("%s cannot be replaced (%s): the new copy is saved beside it instead", final,
+                       exc.strerror or exc)
+        return False
+    if os.path.islink(trash):
+        logger.warning("%s was a symbolic link to %s: replaced by a folder here (the linked folder is left as it is)",
+                       final, os.readlink(trash))
+    return True
+
+
 @contextlib.contextmanager
-def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None):
+def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None, placed=None):
     """Yield a temporary folder beside `final` (`tmp`, default `tmp_sibling(final)`; its name must end in
     -PID); when the block succeeds, write the marker (every file's size and hash) last, and rename the
     folder to `final`. On an exception the temporary folder is removed (a kill leaves it for
     `reap_abandoned`) and `final` is untouched. With replace=False an existing complete `final`
     (another process finished first) is kept and the new folder dropped. `extra`: a dict, or a
-    callable returning one, merged into the marker."""
+    callable returning one, merged into the marker.
+
+    Replacing `final` never fails halfway: a symbolic link there is replaced (the folder it points to is left
+    alone); a `final` that cannot be moved (a read-only mount) is kept and the new folder is saved beside it as
+    `final.resaved-PID` (a warning says so). `placed`: a dict that gets {"path": where the folder was put}."""
     tmp = tmp or tmp_sibling(final)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -315,7 +350,7 @@ def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None):
         yield tmp
         write_marker(tmp, marker, extra() if callable(extra) else extra)
         trash = None
-        if os.path.exists(final):
+        if os.path.lexists(final):
             if not replace and folder_problem(final, marker) is None:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return
@@ -323,11 +358,15 @@ def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None):
             # new one put in its place, and only then the old one deleted, so a kill never leaves neither.
             parent, name = os.path.split(os.path.normpath(final))
             trash = os.path.join(parent, f"{TRASH_PREFIX}{name}-{os.getpid()}")
-            os.replace(final, trash)
+            if not _move_aside(final, trash):
+                final, trash = f"{os.path.normpath(final)}.resaved-{os.getpid()}", None
+                discard(final)
         os.replace(tmp, final)
         fsync_path(os.path.dirname(os.path.abspath(final)), directory=True)
         if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+            discard(trash)
+        if placed is not None:
+            placed["path"] = final
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -363,5 +402,5 @@ def reap_abandoned(parent):
     """Remove what `abandoned_folders` finds (each may be a whole checkpoint in size); returns the paths."""
     stale = abandoned_folders(parent)
     for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
+        discard(path)
     return stale

@@ -370,6 +370,48 @@ def test_saving_the_same_step_twice_replaces_it(tmp_path, tokenizer):
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-3"]
 
 
+def test_a_symlinked_checkpoint_saved_again_is_replaced_and_its_target_left_alone(tmp_path, tokenizer, caplog):
+    """Before: the link was renamed to .trash-checkpoint-3-PID and left there (rmtree refuses links), and the next
+    save of that step in the process renamed the folder onto that link: NotADirectoryError mid-training."""
+    import logging
+
+    run, out = make_run(tokenizer), tmp_path / "run"
+    elsewhere = tmp_path / "other-disk" / "checkpoint-3"
+    elsewhere.parent.mkdir()
+    shutil.move(save(out, run, tokenizer, 3, note="linked"), elsewhere)
+    os.symlink(elsewhere, out / "checkpoint-3")
+    with caplog.at_level(logging.WARNING, logger="qa.storage"):
+        for note in ("second", "third"):
+            path = save(out, run, tokenizer, 3, note=note)
+            assert path == str(out / "checkpoint-3") and not os.path.islink(path)
+            assert run_dir.load_train_state(path)["note"] == note
+            assert sorted(os.listdir(out)) == ["checkpoint-3"]  # no .trash-* link left behind
+    assert f"was a symbolic link to {elsewhere}" in caplog.text
+    assert run_dir.load_train_state(elsewhere)["note"] == "linked"  # the linked folder is not ours to delete
+    ck.verify_checkpoint(str(elsewhere))
+
+
+def test_a_read_only_mounted_checkpoint_saved_again_is_saved_beside_it(tmp_path, tokenizer, caplog):
+    """Before: EBUSY (a mount point cannot be renamed) crashed training at that save."""
+    import logging
+
+    run, out = make_run(tokenizer), tmp_path / "run"
+    mounted = save(out, run, tokenizer, 3, note="read-only")
+    bound = subprocess.run(["mount", "--bind", "-o", "ro", mounted, mounted], capture_output=True, text=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs root and mount rights): {bound.stderr.strip()}")
+    try:
+        with caplog.at_level(logging.WARNING, logger="qa.storage"):
+            path = save(out, run, tokenizer, 3, note="new")
+        assert path == f"{mounted}.resaved-{os.getpid()}"
+        assert "cannot be replaced" in caplog.text and "saved beside it" in caplog.text
+        assert run_dir.load_train_state(path)["note"] == "new" and run_dir.is_complete(path, check_hashes=True)
+        assert run_dir.latest_checkpoint(out) == path  # resume takes the new one
+        assert run_dir.load_train_state(mounted)["note"] == "read-only"
+    finally:
+        subprocess.run(["umount", mounted], check=True)
+
+
 def test_bad_train_state_is_refused_before_writing(tmp_path, tokenizer):
     run = make_run(tokenizer)
     with pytest.raises(ValueError, match="global_step"):
