@@ -164,14 +164,17 @@ def max_context_flags(spans, num_tokens):
     with the best score wins."""
     if len(spans) == 1:
         return [np.ones(spans[0][1], dtype=bool)]
-    starts = np.array([s for s, _ in spans], dtype=np.int64)[:, None]
-    lengths = np.array([n for _, n in spans], dtype=np.int64)[:, None]
-    position = np.arange(num_tokens, dtype=np.int64)[None, :]
-    ends = starts + lengths - 1
-    score = np.minimum(position - starts, ends - position) + 0.01 * lengths
-    score = np.where((position >= starts) & (position <= ends), score, -np.inf)
-    best = np.argmax(score, axis=0)  # first maximum, as the legacy strict '>' comparison
-    return [best[start:start + length] == k for k, (start, length) in enumerate(spans)]
+    # One pass over the spans with a running best per token: memory is O(num_tokens), where a dense
+    # [spans x tokens] score tried to allocate 1.48 TiB for a 5 MB context.
+    best_score = np.full(num_tokens, -np.inf)
+    best_span = np.zeros(num_tokens, dtype=np.int64)
+    for k, (start, length) in enumerate(spans):
+        position = np.arange(length)
+        score = np.minimum(position, length - 1 - position) + 0.01 * length
+        better = score > best_score[start:start + length]  # strict: the first span with the best score wins
+        best_score[start:start + length][better] = score[better]
+        best_span[start:start + length][better] = k
+    return [best_span[start:start + length] == k for k, (start, length) in enumerate(spans)]
 
 
 @functools.cache

@@ -51,6 +51,7 @@ special and padding tokens), token_is_max_context bool [N, L], lengths int [N]. 
 """
 
 import dataclasses
+import heapq
 import math
 
 import numpy as np
@@ -109,16 +110,18 @@ def postprocess_predictions(
     # Padding never competes for the top-n slots (see module docstring).
     real = positions[None, :] < np.minimum(f["lengths"], width)[:, None]
 
-    # Chunks of whole examples, about CHUNK_FEATURES windows each, so memory stays bounded.
+    # Chunks of whole examples, at most CHUNK_FEATURES windows each (an example with more windows: a chunk of its
+    # own, itself scored a chunk of windows at a time), so memory stays bounded.
+    arrays = (start, end, real, in_context, can_start, f["offsets"], f["example_index"], n_best_size, max_answer_length)
     g = 0
     while g < len(group_starts):
-        g_end = int(np.searchsorted(group_starts, group_starts[g] + CHUNK_FEATURES, side="left"))
+        g_end = int(np.searchsorted(group_ends, group_starts[g] + CHUNK_FEATURES, side="right"))
         g_end = max(g_end, g + 1)
         windows = order[group_starts[g] : group_ends[g_end - 1]]
-        cand = _span_candidates(
-            windows, start, end, real, in_context, can_start, f["offsets"], f["example_index"],
-            n_best_size, max_answer_length,
-        )
+        if len(windows) > CHUNK_FEATURES:  # one example, a long document
+            cand = _long_example_candidates(windows, examples[group_example[g]].context, arrays)
+        else:
+            cand = _span_candidates(windows, *arrays)
         chunk_examples = group_example[g:g_end]
         bounds_lo = np.searchsorted(cand["ex"], chunk_examples, side="left").tolist()
         bounds_hi = np.searchsorted(cand["ex"], chunk_examples, side="right").tolist()
@@ -241,9 +244,11 @@ def _top_k_positions(x, k):
     return np.nonzero(take)[1].reshape(rows, k)
 
 
-def _span_candidates(windows, start, end, real, in_context, can_start, offsets, example_index, k, max_len):
+def _span_candidates(windows, start, end, real, in_context, can_start, offsets, example_index, k, max_len,
+                     with_positions=False):
     """Every valid (start, end) pair among the top-k starts x top-k ends of the given windows,
-    sorted by example, then score (best first), then window, start, end; as plain lists."""
+    sorted by example, then score (best first), then window, start, end; as plain lists (with_positions:
+    also the window and the start and end token of each)."""
     s_logit = np.where(real[windows], start[windows], -np.inf)
     e_logit = np.where(real[windows], end[windows], -np.inf)
     s_pos = _top_k_positions(s_logit, k)
@@ -268,7 +273,7 @@ def _span_candidates(windows, start, end, real, in_context, can_start, offsets, 
     ex = example_index[window]
     order = np.lexsort((e_tok, s_tok, window, -score, ex))
     window, s_tok, e_tok, score, ex = window[order], s_tok[order], e_tok[order], score[order], ex[order]
-    return {
+    cand = {
         "ex": ex,
         "score": score.tolist(),
         "start_logit": start[window, s_tok].tolist(),
@@ -276,6 +281,51 @@ def _span_candidates(windows, start, end, real, in_context, can_start, offsets, 
         "start_char": offsets[window, s_tok, 0].tolist(),
         "end_char": offsets[window, e_tok, 1].tolist(),
     }
+    if with_positions:
+        cand.update(window=window.tolist(), s_tok=s_tok.tolist(), e_tok=e_tok.tolist())
+    return cand
+
+
+CANDIDATE_FIELDS = ("score", "start_logit", "end_logit", "start_char", "end_char")
+
+
+def _long_example_candidates(windows, context, arrays):
+    """The candidates of one example with more than CHUNK_FEATURES windows (a long document), scored a chunk
+    of windows at a time. Between chunks only the best candidate of each of the n_best_size best distinct
+    texts is kept: all that _finish_example can use (it takes the first n_best_size distinct non-empty texts
+    in score order), so the result is the same as scoring every window at once, in the memory of one chunk
+    (a 5 MB context, 30,000 windows: 537 MB at once)."""
+    n_best_size = arrays[-2]
+    kept = []  # rows (-score, window, start token, end token, *CANDIDATE_FIELDS), in candidate order
+    for first in range(0, len(windows), CHUNK_FEATURES):
+        cand = _span_candidates(windows[first : first + CHUNK_FEATURES], *arrays, with_positions=True)
+        rows = zip(*([-x for x in cand["score"]], cand["window"], cand["s_tok"], cand["e_tok"],
+                     *(cand[name] for name in CANDIDATE_FIELDS)))
+        kept = _best_distinct(heapq.merge(kept, _best_distinct(rows, context, n_best_size)), context, n_best_size)
+    columns = list(zip(*kept)) or [()] * (4 + len(CANDIDATE_FIELDS))
+    example_index = np.full(len(kept), arrays[6][windows[0]])  # every window is of the same example
+    return {name: list(column) for name, column in zip(CANDIDATE_FIELDS, columns[4:])} | {"ex": example_index}
+
+
+def _best_distinct(rows, context, n):
+    """The first row of each of the first n distinct non-empty texts among `rows` (in candidate order)."""
+    kept, seen = [], set()
+    for row in rows:
+        text = _span_text(context, row[-2], row[-1])[0]
+        if text and text not in seen:
+            seen.add(text)
+            kept.append(row)
+            if len(kept) == n:
+                break
+    return kept
+
+
+def _span_text(context, start_char, end_char):
+    """(text, start_char) of a span cut from the context: its end past the combining marks after it (qa.text:
+    "Cafe" + U+0301 -> "Café"), surrounding whitespace trimmed."""
+    raw = context[start_char : extend_over_marks(context, end_char)]
+    text = raw.strip()
+    return text, start_char + len(raw) - len(raw.lstrip())
 
 
 def _softmax(scores):
@@ -300,13 +350,9 @@ def _finish_example(example, cand, lo, hi, null, n_best_size, with_null, thresho
         if not null_added and score[j] < null_score and len(nbest) < n_best_size:
             nbest.append(null_entry)
             null_added = True
-        a = start_char[j]
-        raw = context[a : extend_over_marks(context, end_char[j])]  # "Cafe" + U+0301 -> "Café" (qa.text)
-        text = raw.strip()
+        text, a = _span_text(context, start_char[j], end_char[j])
         if not text:  # a span of whitespace only is no answer
             continue
-        if len(text) != len(raw):
-            a += len(raw) - len(raw.lstrip())
         if best is None:
             best = (text, score[j])
         if len(nbest) < n_best_size and text not in seen:

@@ -44,7 +44,7 @@ import orjson
 
 from qa.answer_type import KEY as ANSWER_TYPE_KEY
 from qa.answer_type import check_type, default_type
-from qa.storage import atomic_write, open_input
+from qa.storage import InputTooLarge, atomic_write, read_bytes, size_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,13 @@ PARQUET_MAGIC = b"PAR1"  # the first (and last) 4 bytes of every parquet file
 PARQUET_BATCH_ROWS = 1000
 PARQUET_COLUMNS = ("id", "context", "question")  # plus "answers" (not needed for questions to answer) and "title"
 _WHITESPACE = re.compile(rb"\s*")
+# Files are read whole, and a file is parsed in about twice its size: beyond this many (decompressed) bytes a file
+# is refused as soon as they have been read (a gzip bomb's 3 GB line took 6.3 GB). SQuAD 2.0 train is 40 MB; NQ's
+# train set converted with the guide's defaults is well under 1 GB. QA_MAX_INPUT_GB raises it for a bigger one.
+MAX_INPUT_BYTES = 2 << 30
+MAX_INPUT_ENV = "QA_MAX_INPUT_GB"
+# One JSON Lines record (a question and its context): NQ's longest documents are ~7 MB of HTML, their contexts less.
+MAX_LINE_BYTES = 64 << 20
 # Only for SKIP_KINDS: skipping cures nothing else (a duplicate id, invalid JSON, not UTF-8).
 FIX_HINT = "fix the data, or read it with skip_bad=True (run_squad.py --skip_bad_examples) to skip and count such questions"
 
@@ -266,6 +273,9 @@ def _iter_nested(path, document):
 def _iter_jsonl(path, data):
     # Line by line from a view of the bytes, not data.split(): that would copy the whole file.
     for lineno, line in enumerate(io.BytesIO(data), start=1):
+        if len(line) > MAX_LINE_BYTES:
+            raise SquadFormatError(f"{path}: line {lineno}: longer than {size_text(MAX_LINE_BYTES)} (the limit for one "
+                                   "question and its context, MAX_LINE_BYTES in qa/squad_io.py): not a SQuAD record")
         if not line.strip():
             continue
         record = _loads(line, f"{path}: line {lineno}")
@@ -317,8 +327,7 @@ def read_squad(path, skip_bad=False, stats=None, check_answers=True, questions_o
     path = os.fspath(path)
     counts = {"format": None, "questions": 0, "examples": 0, "answerable": 0, "unanswerable": 0, "skipped": 0}
     counts.update({kind: 0 for kind in SKIP_KINDS})
-    with open_input(path) as stream:
-        data = stream.read()
+    data = read_input(path)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a UTF-8 byte-order mark
     if data.startswith(PARQUET_MAGIC):
@@ -357,6 +366,31 @@ def read_squad(path, skip_bad=False, stats=None, check_answers=True, questions_o
     if stats is not None:
         stats.update(counts)
     return examples
+
+
+def read_input(path):
+    """The bytes of a data file, within MAX_INPUT_BYTES (or $QA_MAX_INPUT_GB GiB); SquadFormatError beyond it, or at
+    once when its first block shows it is no text (a NUL byte: a sparse or zero-filled file, UTF-16, a binary)."""
+    limit, name = MAX_INPUT_BYTES, "a data file read whole, MAX_INPUT_BYTES in qa/squad_io.py"
+    if os.environ.get(MAX_INPUT_ENV):
+        try:
+            limit, name = int(float(os.environ[MAX_INPUT_ENV]) * 2**30), f"{MAX_INPUT_ENV}={os.environ[MAX_INPUT_ENV]}"
+        except ValueError:
+            raise SquadFormatError(f"{MAX_INPUT_ENV}={os.environ[MAX_INPUT_ENV]!r}: expected a number of GiB") from None
+    try:
+        return read_bytes(path, limit, f"{name}; {MAX_INPUT_ENV}=N raises it to N GiB",
+                          check_start=lambda head: _check_text(path, head))
+    except InputTooLarge as exc:
+        raise SquadFormatError(str(exc)) from None
+
+
+def _check_text(path, head):
+    if head.startswith(PARQUET_MAGIC):
+        return
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        raise SquadFormatError(f"{path}: byte {nul} is a NUL (0x00): not UTF-8 JSON text (a sparse or zero-filled file, "
+                               "UTF-16, or a binary file?); give the SQuAD JSON, JSON Lines or parquet file")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,8 +444,7 @@ def write_squad(examples, path, version="v2.0"):
 
 def read_json(path):
     """Any JSON file (predictions, null odds), with an error that names the file."""
-    with open_input(os.fspath(path)) as stream:
-        data = stream.read()
+    data = read_input(os.fspath(path))
     try:
         return json.loads(data)
     except ValueError as exc:

@@ -512,3 +512,29 @@ def test_a_labelled_answer_ending_in_a_combining_mark_is_predicted_whole(tokeniz
     result = postprocess_predictions([ex], feats, start, end)
     assert result.predictions == {"q": "Cafe\u0301"}
     assert evaluate([ex], result.predictions)["exact"] == 100.0
+
+
+def test_max_context_flags_match_the_dense_rule_in_memory_of_the_tokens():
+    """The running-best pass gives the legacy flags (a dense [spans x tokens] score, as qa.features had it), in
+    memory of the order of the tokens: the dense score of a 5 MB context tried to allocate 1.48 TiB (issue 18)."""
+    def dense(spans, num_tokens):
+        starts = np.array([s for s, _ in spans])[:, None]
+        lengths = np.array([n for _, n in spans])[:, None]
+        position = np.arange(num_tokens)[None, :]
+        score = np.minimum(position - starts, starts + lengths - 1 - position) + 0.01 * lengths
+        best = np.argmax(np.where((position >= starts) & (position < starts + lengths), score, -np.inf), axis=0)
+        return [best[s:s + n] == k for k, (s, n) in enumerate(spans)]
+
+    for num_tokens, room, stride in ((1, 5, 2), (17, 5, 2), (100, 10, 3), (100, 10, 10), (257, 64, 16)):
+        spans = F.window_spans(num_tokens, room, stride)
+        assert all((a == b).all() for a, b in zip(F.max_context_flags(spans, num_tokens), dense(spans, num_tokens)))
+    num_tokens = 20_000  # 1,247 windows: a dense score is 200 MB of float64, and the dense rule made several
+    spans = F.window_spans(num_tokens, 64, 16)
+    tracemalloc.start()
+    try:
+        flags = F.max_context_flags(spans, num_tokens)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(int(f.sum()) for f in flags) == num_tokens  # each token has its max context in exactly one window
+    assert peak < 20 * num_tokens * 8, peak  # 3.2 MB: a few arrays of the tokens' length, and the flags

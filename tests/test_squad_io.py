@@ -230,3 +230,71 @@ def test_format_detection_layouts(tmp_path):
     path.write_bytes(("\n" + json.dumps(record) + "\n\n" + json.dumps(dict(record, id="a"))).encode())
     with pytest.raises(SquadFormatError, match=r"line 4: duplicate question id 'a' \(first seen at line 2\)"):
         read_squad(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Size limits (issue 18, item 8): a file or line beyond a sane limit is refused, the limit named
+# ---------------------------------------------------------------------------------------------
+def _traced_peak(function):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(SquadFormatError) as exc:
+            function()
+        return str(exc.value), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_gzip_bomb_is_refused_after_the_limit_not_read_whole(tmp_path, monkeypatch):
+    """One 40 MB line in a 40 kB gzip file, a 4 MiB limit: refused naming the limit, in about the limit's memory."""
+    from qa import storage
+
+    path = tmp_path / "bomb.json.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b'{"data": "' + b"A" * (40 << 20) + b'"}\n')
+    assert path.stat().st_size < 100_000
+    monkeypatch.setenv("QA_MAX_INPUT_GB", str(4 / 1024))
+    monkeypatch.setattr(storage, "READ_BLOCK", 1 << 20)
+    message, peak = _traced_peak(lambda: read_squad(path))
+    assert message == (f"{path}: more than 4 MiB once decompressed (the limit of QA_MAX_INPUT_GB=0.00390625; "
+                       "QA_MAX_INPUT_GB=N raises it to N GiB): is it the right file (not a damaged or hostile one)?")
+    assert peak < 12 << 20, peak  # the whole line would be 40 MB, twice over
+
+
+def test_the_default_limit_is_named_and_an_unreadable_override_refused(tmp_path, monkeypatch):
+    from qa import squad_io
+
+    path = _write_json(tmp_path / "d.json", _nested([_good_qa()]))
+    monkeypatch.setattr(squad_io, "MAX_INPUT_BYTES", 100)
+    with pytest.raises(SquadFormatError, match=r"more than 100 bytes \(the limit of a data file read whole, "
+                                               r"MAX_INPUT_BYTES in qa/squad_io.py; QA_MAX_INPUT_GB=N raises it"):
+        read_squad(path)
+    monkeypatch.setenv("QA_MAX_INPUT_GB", "1")
+    assert len(read_squad(path)) == 1
+    monkeypatch.setenv("QA_MAX_INPUT_GB", "lots")
+    with pytest.raises(SquadFormatError, match="QA_MAX_INPUT_GB='lots': expected a number of GiB"):
+        read_squad(path)
+
+
+def test_a_sparse_file_is_refused_at_its_first_block(tmp_path):
+    """A 200 MB sparse file (zeros, no disk space) is refused at once, not read whole and then found not JSON."""
+    path = tmp_path / "train.json"
+    with open(path, "wb") as f:
+        f.truncate(200 << 20)
+    message, peak = _traced_peak(lambda: read_squad(path))
+    assert message.startswith(f"{path}: byte 0 is a NUL (0x00): not UTF-8 JSON text (a sparse or zero-filled file")
+    assert peak < 40 << 20, peak
+
+
+def test_a_json_lines_record_beyond_the_line_limit_is_refused(tmp_path, monkeypatch):
+    from qa import squad_io
+
+    record = {"id": "q2", "question": "What region?", "context": "Normandy " * 200, "answers": []}
+    path = _write_jsonl(tmp_path / "d.jsonl", [{"id": "q1", "question": "?", "context": "c", "answers": []}, record])
+    monkeypatch.setattr(squad_io, "MAX_LINE_BYTES", 1 << 10)
+    with pytest.raises(SquadFormatError) as exc:
+        read_squad(path, questions_only=True)
+    assert str(exc.value) == (f"{path}: line 2: longer than 1 KiB (the limit for one question and its context, "
+                              "MAX_LINE_BYTES in qa/squad_io.py): not a SQuAD record")
