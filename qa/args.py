@@ -444,8 +444,10 @@ def task_errors(args, use_cuda):
     if args.fp16 and args.bf16:
         errors.append("--fp16 and --bf16 are exclusive: choose one (bf16 on Ampere or newer GPUs, fp16 otherwise)")
     if args.fp16 and not use_cuda:
-        errors.append("--fp16 needs a CUDA GPU (there is none" + (", or --no_cuda was given" if args.no_cuda else "")
-                      + "): use --bf16 for mixed precision on the CPU, or drop --fp16")
+        fix = ("use PRECISION=bf16 for mixed precision on the CPU, or PRECISION=fp32" if via_make() else
+               "use --bf16 for mixed precision on the CPU, or drop --fp16")
+        errors.append(f"{flag_name('--fp16')} needs a CUDA GPU (there is none"
+                      + (", or --no_cuda was given" if args.no_cuda else "") + f"): {fix}")
     return errors
 
 

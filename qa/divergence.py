@@ -20,6 +20,7 @@ weights, and the newest complete checkpoint is the last good one.
 """
 
 import os
+import shlex
 
 import torch
 
@@ -84,7 +85,9 @@ class DivergenceWatch:
         newest = run_dir.latest_checkpoint(output_dir) if runtime.is_main else None
         kept = (f"the newest checkpoint, {os.path.basename(newest)}, holds the last finite weights" if newest
                 else "no checkpoint was saved")
-        message = (f"training diverged at step {step}: {problem}; stopping without saving these weights ({kept}): lower "
-                   f"--learning_rate (or use --bf16 / fp32 instead of --fp16) and train again or resume from it")
+        fix = ("lower LR (or PRECISION=bf16 / fp32 instead of fp16) and train again, or resume from it (`make resume "
+               f"OUTPUT_DIR={shlex.quote(str(output_dir))}` with a lower LR)" if os.environ.get("QA_VIA_MAKE") == "1" else
+               "lower --learning_rate (or use --bf16 / fp32 instead of --fp16) and train again or resume from it")
+        message = (f"training diverged at step {step}: {problem}; stopping without saving these weights ({kept}): {fix}")
         self.log.info(f"error: {message}")
         raise TrainingDiverged(message)

@@ -219,7 +219,8 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
     if need_cuda and not cuda_available():
         fail(
             "CUDA was asked for (--fp16/--bf16 or a GPU run) but torch.cuda.is_available() is False: "
-            "check nvidia-smi and that the CUDA build of torch is installed, or pass --no_cuda to run on CPU"
+            "check nvidia-smi and that the CUDA build of torch is installed, or "
+            + ("run on the CPU with NGPUS=0" if os.environ.get("QA_VIA_MAKE") == "1" else "pass --no_cuda to run on CPU")
         )
 
     # Disk: checkpoints, then the final model.
