@@ -100,6 +100,7 @@ def test_python_targets_get_each_value_as_one_argument(payload, recorder, marker
     argv = recorded("ask", recorder, marker, MODEL_DIR=value, QUESTIONS_FILE=value, OUT=value)
     assert argv[-2:] == ["--", value] and f"--questions-file={value}" in argv and f"--output={value}" in argv
     assert f"--squad-base-url={value}" in recorded("data-squad", recorder, marker, SQUAD_BASE_URL=value)
+    assert recorded("sync", recorder, marker, OUTPUT_DIR=value, SYNC=value)[-3:] == ["--", value, value]
 
 
 @pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
@@ -178,7 +179,7 @@ def test_swap_size_and_file_arrive_whole(payload, marker, tmp_path):
 
 
 @pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
-def test_upload_bucket_checkpoint_and_endpoint_arrive_whole(payload, marker, tmp_path):
+def test_upload_bucket_checkpoint_and_endpoint_arrive_whole(payload, marker, tmp_path, recorder):
     run = _folder(tmp_path, payload)
     for name in ("config.json", "model.safetensors"):
         (run / name).write_text("{}")
@@ -194,6 +195,13 @@ def test_upload_bucket_checkpoint_and_endpoint_arrive_whole(payload, marker, tmp
     assert f"  {bucket}/config.json" in dry.stdout.splitlines()
     refused = make("upload", f"OUTPUT_DIR={run}", f"BUCKET=s3://{payload}", "DRY_RUN=1", marker=marker)
     assert refused.returncode == 2 and f"BUCKET 's3://{payload}' is not an s3://bucket[/prefix] URI" in refused.stderr
+    # For real (awscli replaced by the recorder): the bucket and the endpoint reach aws as one argument each.
+    real = make("upload", f"OUTPUT_DIR={run}", f"BUCKET={bucket}", f"S3_ENDPOINT=http://127.0.0.1:9/{payload}",
+                marker=marker, env=dict(env, AWS=str(recorder)))
+    assert real.returncode == 0, real.stdout + real.stderr
+    argv = (marker.parent / "argv").read_bytes().decode().split("\0")[:-1]
+    assert argv[:3] == ["s3", "cp", "--recursive"] and f"{bucket}/" in argv
+    assert argv[-2:] == ["--endpoint-url", f"http://127.0.0.1:9/{payload}"]
     missing = make("upload", f"OUTPUT_DIR={run}", f"BUCKET={bucket}", f"CKPT={payload}", "DRY_RUN=1", marker=marker)
     assert missing.returncode == 2 and f"checkpoint '{payload}' not found" in missing.stderr
 
