@@ -50,6 +50,7 @@ from qa import checkpoints, model_check, run_dir, run_lock, storage
 from qa.args import (
     ArgumentError,
     extra_flag,
+    flag_name,
     given_settings,
     parse_args,
     resume_hint,
@@ -203,7 +204,8 @@ def resume_checkpoint(args, notes=None):
         return path
     if damaged:
         raise checkpoints.CheckpointError("; ".join(damaged) + ": no checkpoint here can be trusted; restore one from a "
-                                          "copy (or --sync_checkpoints), or start afresh with --overwrite_output_dir")
+                                          f"copy (or {flag_name('--sync_checkpoints')}), or start afresh with "
+                                          f"{extra_flag('--overwrite_output_dir')}")
     return run_dir.resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)  # raises: none there
 
 
@@ -316,7 +318,7 @@ def choose_checkpoint(named, remote_run, newest_here, say):
         return newest_here[0], None  # every rank sees the same newest checkpoint: as with one process
     if not remote_run:
         return None, (f"the ranks' newest checkpoints differ ({', '.join(map(str, newest_here))}, by rank): nodes "
-                      "without a shared filesystem need --sync_checkpoints s3://... to resume together")
+                      f"without a shared filesystem need {flag_name('--sync_checkpoints')} s3://... to resume together")
     try:
         name = latest_remote_checkpoint(remote_run)
     except SyncError as exc:
@@ -536,7 +538,7 @@ def run_training(args, runtime, log, resume_from, sync=None):
     model = load_model(resume_from or args.model_name_or_path, args, runtime)
     if runtime.is_main:
         run_preflight(args, model, train_features, log, runtime.world_size,
-                      run_dir.load_train_state(resume_from)["global_step"] if resume_from else 0)
+                      run_dir.model_step(resume_from) if resume_from else 0)
     result = trainer.train(args, model, tokenizer, train_features, runtime, log, eval_set=eval_set, resume_from=resume_from,
                            sync=sync)
     if not result.stopped_by_signal:
@@ -566,9 +568,10 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
     if not targets:
         say(f"--eval_all_checkpoints: no complete checkpoint in {args.output_dir}, nothing evaluated")
     for label, folder, step in targets:
-        out, target_log = args.output_dir, log
-        if log is None:
-            out = run_dir.eval_dir(args.output_dir, args.predict_file, step, getattr(args, "eval_changed", None))
+        out, target_log, final = args.output_dir, log, None
+        if log is None:  # its own folder, written aside (.tmp-NAME-PID) and put in place whole when it is done
+            final = run_dir.eval_dir(args.output_dir, args.predict_file, step, getattr(args, "eval_changed", None))
+            out, free_at_start = storage.tmp_sibling(final), storage.free_bytes(final)
             if runtime.is_main:
                 os.makedirs(out, exist_ok=True)
                 save_run_config(args, out, argv)
@@ -576,15 +579,25 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
             for note in notes:
                 target_log.info(note)
         try:
-            target_log.info(f"evaluating {label} ({folder})" + ("" if out == args.output_dir else f" into {out}"))
+            target_log.info(f"evaluating {label} ({folder})" + ("" if final is None else f" into {final}"))
             model_check.verify_model_folder(folder, say)  # damaged, mixed or linked out: named, never evaluated
             tokenizer = load_tokenizer(args, folder)
             features = prepare_features(args.predict_file, examples, tokenizer, args, False, runtime, target_log)
             model = load_model(folder, args, runtime)
             results[label] = evaluate_model(model, examples, features, args, runtime, target_log, step, out)
+        except BaseException as exc:
+            if final is not None and runtime.is_main:
+                storage.discard(out)  # nothing half-written: never an eval folder with only predictions_N.json
+                if checkpoints.is_disk_full(exc):
+                    raise checkpoints.DiskFullError(storage.no_space_message(
+                        os.path.dirname(final), free_at_start, f"the evaluation {os.path.basename(final)}",
+                        "free space, then evaluate again", at_least=True)) from exc
+            raise
         finally:
             if target_log is not log:
                 target_log.close()
+        if final is not None and runtime.is_main:
+            storage.put_in_place(out, final)
         if runtime.is_main and train_result is not None and same_folder(folder, args.output_dir):
             record_final_best(args, train_result, results[label], log)
             write_final_model_notes(args, runtime, results[label])  # the card gets its scores and tuned threshold

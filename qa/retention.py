@@ -24,7 +24,6 @@ from qa.run_dir import (
     is_complete,
     is_previous_run_file,
     list_checkpoints,
-    load_train_state,
     model_step,
 )
 
@@ -50,7 +49,7 @@ def best_entry(output_dir, model_path):
         return FINAL, model_step(output_dir, default=FINAL)
     if not is_complete(model_path):
         raise CheckpointError(f"{model_path} is not a complete checkpoint: save it before recording it as best")
-    return os.path.basename(os.path.normpath(model_path)), load_train_state(model_path)["global_step"]
+    return os.path.basename(os.path.normpath(model_path)), model_step(model_path)
 
 
 def record_best(output_dir, model_path, metric_name, value, greater_is_better=True):

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from qa import checkpoints, retention, run_dir, sampling
 from qa.divergence import DivergenceWatch
 from qa.inference import EvaluationAbandoned, evaluate_model
+from qa.resume_record import ORDER_SETTINGS
 from qa.runtime import ModelFeed, barrier
 
 # Test hook: the process SIGKILLs itself after this many micro-batches (a real, uncatchable kill).
@@ -85,12 +86,13 @@ class TrainState:
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
 
     def record_eval(self, metric, value):
-        """Count an evaluation of `metric`; True when it is a new best (greater is better, NaN never). A resume
+        """Count an evaluation of `metric`; True when it is a new best (retention.improves: the one rule of "better",
+        also best_checkpoint.json's; greater is better, NaN never). A resume
         with another --metric_for_best_model starts counting afresh (comparing exact with an f1 is meaningless)."""
         if self.best_metric is not None and metric != self.best_metric:
             self.best_value, self.evals_since_best = None, 0
         self.best_metric = metric
-        improved = value == value and (self.best_value is None or value > self.best_value)
+        improved = retention.improves(value, self.best_value)
         self.best_value = value if improved else self.best_value
         self.evals_since_best = 0 if improved else self.evals_since_best + 1
         return improved
@@ -381,12 +383,11 @@ def evaluate_during_training(model, eval_set, args, runtime, log, state, stop):
 
 
 def warn_if_order_changes(saved, args, runtime, log):
-    """The position in an epoch means the same micro-batches only with the same seed, batch size and process count."""
+    """The position in an epoch means the same micro-batches only with the same ORDER_SETTINGS (seed, batch size,
+    windows, ...) and process count: a resume allowed to change one (--allow_changed_order) says so in the log."""
     before = saved.get("args", {})
-    now = {"seed": args.seed, "per_gpu_train_batch_size": args.per_gpu_train_batch_size,
-           "gradient_accumulation_steps": args.gradient_accumulation_steps, "max_train_samples": args.max_train_samples,
-           "group_by_length": args.group_by_length, "length_group_batches": args.length_group_batches}
-    changed = [f"--{k} {before[k]} -> {v}" for k, v in now.items() if k in before and before[k] != v]
+    changed = [f"--{name} {before[name]} -> {getattr(args, name)}" for name in ORDER_SETTINGS
+               if name in before and before[name] != getattr(args, name)]
     saved_world = saved.get("checkpoint_info", {}).get("world_size")
     if saved_world is not None and saved_world != runtime.world_size:
         changed.append(f"processes {saved_world} -> {runtime.world_size}")
@@ -409,8 +410,12 @@ def save(args, model, tokenizer, optimizer, scheduler, scaler, state, runtime, l
                                            dict(state.saved(), args=vars(args)), rank=runtime.rank,
                                            world_size=runtime.world_size)
     except checkpoints.DiskFullError as exc:
+        from qa.args import flag_name
+
+        latest = run_dir.latest_checkpoint(args.output_dir)
+        again = f"resume with: {resume_command(args.output_dir, latest)}" if latest else "start the training again"
         log.info(f"not enough disk space for a checkpoint, stopping: {exc}\n  earlier checkpoints are intact; free "
-                 "space (or lower --save_total_limit) and resume with --resume_from_checkpoint auto")
+                 f"space (or lower {flag_name('--save_total_limit')}) and {again}")
         raise SystemExit(f"disk full: {exc}") from exc
     log.info(f"saved {path}")
     if runtime.is_main:

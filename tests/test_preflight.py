@@ -57,8 +57,8 @@ def test_preflight_model_bytes_and_no_limit(machine, tmp_path):
 
 def test_preflight_warns_about_ram(machine, tmp_path):
     machine["ram"] = 3e9
-    features = pf.features_bytes(500_000, 512)  # 14 bytes per token + 20 per window
-    assert features == 500_000 * (512 * 14 + 20)
+    features = pf.features_bytes(500_000, 512)  # 14 bytes per token + 21 per window (answer_types: 1 byte)
+    assert features == 500_000 * (512 * 14 + 21)
     warnings = pf.preflight(tmp_path, ALBERT_XLARGE_PARAMS, 2, features, False, None)
     assert warnings == [
         "available RAM 3.0 GB < 3.6 GB of training features: they are memory-mapped from the feature cache, so "

@@ -188,3 +188,14 @@ def test_model_step_of_checkpoints_final_models_and_other_folders(run_copy, tiny
     assert run_dir.model_step(run_copy / "checkpoint-1") == 1
     assert run_dir.model_step(run_copy) == 2
     assert run_dir.model_step(tiny_model_dir, default="pretrained") == "pretrained"
+
+
+def test_evaluation_alone_takes_the_runs_thread_count_without_naming_its_folder(run_copy):
+    from qa.args import given_settings, parse_args
+    from qa.resume_record import eval_run_settings
+
+    for extra, threads in (([], 1), (["--torch_threads", "2"], 2)):
+        argv = ["--output_dir", str(run_copy), "--do_eval", *extra]
+        args = parse_args(argv)
+        eval_run_settings(args, given_settings(argv))
+        assert args.torch_threads == threads and "torch_threads" not in args.eval_changed  # speed, not the result
