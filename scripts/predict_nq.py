@@ -7,6 +7,7 @@
     python scripts/predict_nq.py --model_dir outputs/demo/run/checkpoint-400 --input data/demo/raw/nq-dev-sample.jsonl.gz \
         --output /tmp/nq/nq_predictions.json --candidates all --max_examples 50
     python scripts/predict_nq.py --model_dir MODEL --input nq-dev-10.simplified.jsonl --output preds.json --eval
+    python scripts/predict_nq.py --model_dir outputs/demo/run --input data/demo/raw/nq-dev-sample.jsonl.gz --rank logprob
     torchrun --nproc_per_node 8 scripts/predict_nq.py --model_dir RUN --input 'data/nq/raw/dev/*.jsonl.gz' --fp16
     make eval-nq [OUTPUT_DIR=outputs/nq-albert-xlarge-v2] [CKPT=checkpoint-1500|best|final] [NQ_DEV_GLOB=...]
 
@@ -20,7 +21,9 @@ qa.inference.predict_logits) and are post-processed as evaluation does (qa.postp
 
 - long answer: the candidate with the window whose best span beats that same window's null (CLS)
   score by the most, as the BERT-joint NQ baseline ranks them (its score is start + end logit minus
-  the window's CLS start + end logit); long_answer_score = that margin. Not the best span over all
+  the window's CLS start + end logit); long_answer_score = that margin. With --rank logprob, the window
+  whose best span has the highest log-probability under that window's start and end softmax instead
+  (s_i + e_j - logsumexp(s) - logsumexp(e)); the score is that log-probability. Not the best span over all
   of a candidate's windows minus the smallest null over them (qa.postprocess's per-question rule):
   the more windows a candidate has, the lower its smallest null, so long tables and lists would win;
 - short answer: that window's best span, mapped from characters to NQ tokens and HTML bytes
@@ -69,6 +72,7 @@ from qa.model_check import verify_model_folder
 from qa.nq.annotation import LONG_NON_NULL_THRESHOLD
 from qa.nq.evaluate import NQEvalError
 from qa.nq.predict import (
+    RANKS,
     RECORDS_PER_CHUNK,
     InputError,
     chunked_documents,
@@ -85,14 +89,6 @@ from qa.storage import atomic_write
 # ---------------------------------------------------------------------------------------------
 # The model folder
 # ---------------------------------------------------------------------------------------------
-def model_step(model_dir):
-    """The global step of a checkpoint (trainer_state.json) or final model (training_summary.json), else "final"."""
-    if os.path.exists(os.path.join(model_dir, run_dir.STATE_FILE)):
-        return run_dir.load_train_state(model_dir)["global_step"]
-    step = (run_dir.read_summary(model_dir) or {}).get("global_step")
-    return step if isinstance(step, int) and not isinstance(step, bool) else "final"
-
-
 def resolve_model(model_dir, checkpoint):
     """(folder to load, run folder it belongs to) for --model_dir and --checkpoint; raises CheckpointError.
 
@@ -130,6 +126,11 @@ def parse_args(argv=None):
     parser.add_argument("--candidates", choices=("top", "all"), default="top",
                         help="top: the top-level long-answer candidates (default); all: also the table rows and list "
                              "items nested in them (about 4x the candidates and 3x the windows on real dev records).")
+    parser.add_argument("--rank", choices=RANKS, default="margin",
+                        help="How a candidate's windows are scored: margin (default; BERT-joint's rule: the best span's "
+                             "start + end logit minus the window's null (CLS) score) or logprob (the best span's "
+                             "log-probability under the window's own softmax, s_i + e_j - logsumexp(s) - logsumexp(e), "
+                             "blind to the null score; written to eval/nq-<step>-logprob/).")
     parser.add_argument("--max_examples", type=int, default=0, help="Only the first N records (0 = all).")
     parser.add_argument("--batch_size", type=int, default=64, help="Windows per forward pass.")
     parser.add_argument("--max_seq_length", type=int, default=None, help="Tokens per window (default: the model's).")
@@ -185,43 +186,12 @@ def feature_params(config, args):
     return FeatureParams(**values)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        model_path, run = resolve_model(args.model_dir, args.checkpoint)
-        step = model_step(model_path)
-    except CheckpointError as exc:
-        print(f"predict_nq.py: {exc}", file=sys.stderr)
-        return 2
-    config = load_qa_config(model_path)
-    try:
-        params = feature_params(config, args)
-    except ValueError as exc:
-        print(f"predict_nq.py: {exc}", file=sys.stderr)
-        return 2
-    output = args.output or run_dir.nq_predictions_file(run_dir.nq_eval_dir(run, step, args.candidates == "all", args.max_examples))
-
-    import torch
-    import transformers
+def predict_documents(args, model, tokenizer, params, config, runtime, stats):
+    """(official predictions on rank 0, example ids) of every record of --input, chunk by chunk; counts in
+    `stats`; raises InputError."""
     from tqdm import tqdm
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from qa.runtime import init_runtime
-
-    runtime = init_runtime(no_cuda=args.no_cuda, fp16=args.fp16, bf16=args.bf16)
-    if runtime.is_main:
-        flags = [f"--{name}" for name in ("max_seq_length", "doc_stride", "max_query_length") if getattr(args, name)]
-        print(f"predict_nq: {model_path} (step {step}) on {runtime.device} x {runtime.world_size}; windows of "
-              f"{params.max_seq_length} tokens, stride {params.doc_stride}, question {params.max_query_length} "
-              f"(from {', '.join(flags) + ' and ' if flags else ''}{config['source']}); {args.candidates} candidates",
-              file=sys.stderr)
-    transformers.utils.logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_path).to(runtime.device)
-
-    stats = {"records": 0, "simplified": 0, "few_annotations": 0, "candidates": 0, "windows": 0}
     predictions, example_ids = [], []
-    started = time.perf_counter()
     bar = tqdm(total=args.max_examples or None, unit="doc", desc="predict_nq", disable=not runtime.is_main,
                file=sys.stderr)
     try:
@@ -229,33 +199,21 @@ def main(argv=None):
                                    args.records_per_chunk, stats, args.workers)
         for documents in prefetched(chunks):
             chunk_predictions, windows = predict_chunk(documents, model, tokenizer, params, config, runtime, args.batch_size,
-                                                       args.threads)
+                                                       args.threads, args.rank)
             stats["candidates"] += sum(len(doc.candidates) for doc in documents)
             stats["windows"] += windows
             example_ids += [doc.example_id for doc in documents]
             if runtime.is_main:
                 predictions += chunk_predictions
             bar.update(len(documents))
-    except InputError as exc:
+    finally:
         bar.close()
-        print(f"predict_nq.py: {exc}", file=sys.stderr)
-        return 2
-    bar.close()
-    seconds = time.perf_counter() - started
-    if not runtime.is_main:
-        return 0
-    if not predictions:
-        print(f"predict_nq.py: {args.input}: no NQ records in it; check --input", file=sys.stderr)
-        return 2
-    with atomic_write(output, "wb") as f:
-        f.write(orjson.dumps({"predictions": predictions}, option=orjson.OPT_INDENT_2))
-    print(f"predict_nq: {stats['records']} documents, {stats['candidates']} candidates, {stats['windows']} windows in "
-          f"{seconds:.1f} s ({stats['windows'] / max(seconds, 1e-9):.1f} windows/s, "
-          f"{stats['records'] / max(seconds, 1e-9):.2f} documents/s); wrote {output}")
-    del model
-    if runtime.cuda:
-        torch.cuda.empty_cache()
+    return predictions, example_ids
 
+
+def write_metrics(args, output, step, stats, example_ids):
+    """Score the prediction file when scoring_decision says so and write nq_eval_results_<step>.json beside it;
+    the exit status."""
     scored, message = scoring_decision(args.eval, stats)
     if message:
         print(message, file=sys.stdout if not scored else sys.stderr)
@@ -276,6 +234,57 @@ def main(argv=None):
           f"(P {metrics['short-best-threshold-precision']:.4f}, R {metrics['short-best-threshold-recall']:.4f}); "
           f"wrote {results_path}")
     return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        model_path, run = resolve_model(args.model_dir, args.checkpoint)
+        step = run_dir.model_step(model_path, default="final")  # a model that is not ours: "final"
+        config = load_qa_config(model_path)
+        params = feature_params(config, args)
+    except (CheckpointError, ValueError) as exc:
+        print(f"predict_nq.py: {exc}", file=sys.stderr)
+        return 2
+    output = args.output or run_dir.nq_predictions_file(run_dir.nq_eval_dir(run, step, args.candidates == "all", args.max_examples,
+                                                                             args.rank))
+
+    import torch
+
+    from qa.inference import load_inference_model
+    from qa.runtime import init_runtime
+
+    runtime = init_runtime(no_cuda=args.no_cuda, fp16=args.fp16, bf16=args.bf16)
+    if runtime.is_main:
+        flags = [f"--{name}" for name in ("max_seq_length", "doc_stride", "max_query_length") if getattr(args, name)]
+        print(f"predict_nq: {model_path} (step {step}) on {runtime.device} x {runtime.world_size}; windows of "
+              f"{params.max_seq_length} tokens, stride {params.doc_stride}, question {params.max_query_length} "
+              f"(from {', '.join(flags) + ' and ' if flags else ''}{config['source']}); {args.candidates} candidates",
+              file=sys.stderr)
+    model, tokenizer = load_inference_model(model_path, runtime.device)
+
+    stats = {"records": 0, "simplified": 0, "few_annotations": 0, "candidates": 0, "windows": 0}
+    started = time.perf_counter()
+    try:
+        predictions, example_ids = predict_documents(args, model, tokenizer, params, config, runtime, stats)
+    except InputError as exc:
+        print(f"predict_nq.py: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - started
+    if not runtime.is_main:
+        return 0
+    if not predictions:
+        print(f"predict_nq.py: {args.input}: no NQ records in it; check --input", file=sys.stderr)
+        return 2
+    with atomic_write(output, "wb") as f:
+        f.write(orjson.dumps({"predictions": predictions}, option=orjson.OPT_INDENT_2))
+    print(f"predict_nq: {stats['records']} documents, {stats['candidates']} candidates, {stats['windows']} windows in "
+          f"{seconds:.1f} s ({stats['windows'] / max(seconds, 1e-9):.1f} windows/s, "
+          f"{stats['records'] / max(seconds, 1e-9):.2f} documents/s); wrote {output}")
+    del model
+    if runtime.cuda:
+        torch.cuda.empty_cache()
+    return write_metrics(args, output, step, stats, example_ids)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ def nq_server(tmp_path_factory):
         yield server
 
 
-def make_data(server, data_dir, train_shards):
+def make_data(server, data_dir, train_shards, *variables):
     # PY: the interpreter running the tests (the project's venv); -o STAMP: never (re)create the venv here.
     command = ["make", "--no-print-directory", "-o", str(STAMP), "data", f"PY={sys.executable}", f"DATA_DIR={data_dir}",
-               f"NQ_BASE_URL={server.url}/v1.0", f"NQ_TRAIN_SHARDS={train_shards}", "NQ_DEV_SHARDS=0", "WORKERS=2"]
+               f"NQ_BASE_URL={server.url}/v1.0", f"NQ_TRAIN_SHARDS={train_shards}", "NQ_DEV_SHARDS=0", "WORKERS=2", *variables]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
@@ -92,6 +92,28 @@ def test_make_data_converts_exactly_the_selected_shards(tmp_path, nq_server):
     assert gets(nq_server)[gets_before:] == ["/v1.0/train/nq-train-02.jsonl.gz"]
     assert train_inputs() == ["nq-train-00.jsonl.gz", "nq-train-01.jsonl.gz", "nq-train-02.jsonl.gz"]
     assert dev.stat().st_mtime_ns == dev_mtime
+
+
+def test_make_data_candidate_mode_has_its_own_training_file(tmp_path, nq_server):
+    make_data(nq_server, tmp_path, "0")
+    guide = tmp_path / "nq" / "nq_train.json"
+    guide_bytes, dev_mtime = guide.read_bytes(), (tmp_path / "nq" / "nq_dev.json").stat().st_mtime_ns
+    out = make_data(nq_server, tmp_path, "0", "NQ_CONTEXT=candidates")
+    assert out.count("scripts/nq_to_squad.py") == 1 and "--context candidates" in out  # train only, dev as it was
+    candidates = tmp_path / "nq" / "nq_train.candidates.json"
+    stats = json.loads((tmp_path / "nq" / "nq_train.candidates.json.stats.json").read_text())
+    assert stats["options"]["context"] == "candidates" and stats["options"]["keep_negatives"] == 0.3
+    assert stats["counts"]["positives"] > 0 and stats["counts"]["negatives_kept"] > 0
+    ids = [qa["id"] for article in json.loads(candidates.read_text())["data"] for p in article["paragraphs"] for qa in p["qas"]]
+    assert len(ids) == stats["counts"]["questions"] and all(":" in qas_id for qas_id in ids)
+    assert guide.read_bytes() == guide_bytes and (tmp_path / "nq" / "nq_dev.json").stat().st_mtime_ns == dev_mtime
+    assert "scripts/nq_to_squad.py" not in make_data(nq_server, tmp_path, "0", "NQ_CONTEXT=candidates")  # up to date
+    done = subprocess.run(["make", "--no-print-directory", "-o", str(STAMP), "print-TRAIN_FILE", f"DATA_DIR={tmp_path}",
+                           "NQ_CONTEXT=candidates"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == str(candidates)  # make train NQ_CONTEXT=candidates trains on it
+    done = subprocess.run(["make", "--no-print-directory", "print-TRAIN_FILE", "NQ_CONTEXT=pages"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "NQ_CONTEXT must be guide or candidates, got 'pages'" in done.stderr
 
 
 def test_converting_without_make_data_says_what_to_do(tmp_path):

@@ -100,3 +100,22 @@ def test_char_span_to_tokens_hand_built():
     assert (context.text, context.token_spans, context.token_bytes) == ("Ada Brönner", ((0, 3), None, (4, 11), None), None)
     assert nq_document.char_span_to_tokens(context, 4, 11) == {"start_token": 4, "end_token": 5, "start_byte": -1, "end_byte": -1}
 
+
+def test_a_span_ending_before_combining_marks_takes_the_token_of_marks():
+    """A decomposed "Café": the acute accent is its own NQ token, joined to "Cafe" in the text (no space in the
+    HTML). A predicted span "Cafe" (characters 0-4) must map to both tokens, not cut the accent off."""
+    html = "<P>Cafe\u0301 is</P>"
+    data = html.encode("utf-8")
+    pieces = [("<P>", True), ("Cafe", False), ("\u0301", False), ("is", False), ("</P>", True)]
+    tokens, position = [], 0
+    for piece, is_tag in pieces:
+        start = data.index(piece.encode("utf-8"), position)
+        tokens.append({"token": piece, "html_token": is_tag, "start_byte": start, "end_byte": start + len(piece.encode("utf-8"))})
+        position = tokens[-1]["end_byte"]
+    candidate = {"start_token": 0, "end_token": 5, "start_byte": 0, "end_byte": len(data), "top_level": True}
+    rec = {"example_id": 1, "document_html": html, "document_tokens": tokens, "long_answer_candidates": [candidate]}
+    context = nq_document.candidate_context(rec, 0)
+    assert context.text == "Cafe\u0301 is" and context.token_spans[1:4] == ((0, 4), (4, 5), (6, 8))
+    assert nq_document.char_span_to_tokens(context, 0, 4) == {"start_token": 1, "end_token": 3, "start_byte": 3,
+                                                              "end_byte": tokens[2]["end_byte"]}
+

@@ -567,3 +567,26 @@ def test_non_utf8_bytes_name_file_and_line(tmp_path, capsys, monkeypatch, parser
     assert f"latin.jsonl.gz:2: not valid UTF-8 at byte {byte} of the line (invalid continuation byte: b'\\xe9')" in err
     code, data, counts = run(tmp_path, [path], "--skip-bad-records")
     assert code == 0 and counts["bad_records"] == 1 and counts["records_read"] == 3
+
+
+def test_inflated_in_bounded_pieces_and_an_overlong_line_is_refused(tmp_path, capsys, monkeypatch, reader):
+    """A gzip bomb never inflates at once, and a line longer than MAX_LINE_BYTES is refused before it is held
+    whole, naming the file and line (here with small limits; the real ones are 8 MB and 128 MB)."""
+    monkeypatch.setattr(nq_reader, "INFLATE_CHUNK", 4096)
+    zeros = tmp_path / "zeros.jsonl.gz"
+    zeros.write_bytes(gzip.compress(b"0" * 5_000_000 + b"\n"))
+    with open(zeros, "rb") as raw:
+        pieces = list(nq_reader._gzip_chunks(raw, raw.read(nq_reader.READ_CHUNK)))
+    assert max(map(len, pieces)) <= 4096 and sum(map(len, pieces)) == 5_000_001
+    monkeypatch.setattr(nq_reader, "MAX_LINE_BYTES", 10_000)
+    small = [b'{"example_id": %d}' % i for i in range(3)]
+    for name, content in (("long.jsonl.gz", b"\n".join(small[:2] + [b"x" * 50_000] + small[2:]) + b"\n"),
+                          ("long.jsonl", b"\n".join(small[:2] + [b"x" * 50_000]))):
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
+        with pytest.raises(nq_reader.InputError, match=rf"{name} line 3: longer than 0 MB \(the limit for one NQ record"):
+            list(nq_reader.iter_lines(str(path)))
+    code, data, _ = run(tmp_path, [tmp_path / "long.jsonl.gz"], "--skip-bad-records")  # lines 1-2: records without fields
+    err = capsys.readouterr().err
+    assert code == 2 and data is None and "long.jsonl.gz line 3: longer than" in err, err
+

@@ -134,6 +134,43 @@ def test_the_candidate_with_the_best_single_window_wins():
     assert nq_predict.best_candidate([("1:0", ["5"]), ("1:1", ["6"])], result) == ("1:1", 0.5, 2, 3)
 
 
+def test_rank_logprob_scores_a_span_by_its_own_windows_softmax():
+    """--rank logprob: s_i + e_j - logsumexp(s) - logsumexp(e) of each window's best span, blind to its null score."""
+    result = PostprocessResult(
+        predictions={},
+        nbest={"0": nbest(("Ada", 3, 6)), "1": nbest(None, ("Tom", 0, 3)), "2": nbest(None)},
+        null_score_diff={"0": 3.0, "1": -4.0, "2": -9.0},  # margins -3 | 4 | (no span)
+        best_non_null={},
+    )
+    result.nbest["0"][0].update(start_logit=2.0, end_logit=1.5)
+    windows = [("7:0", ["0"]), ("7:1", ["1"]), ("7:2", ["2"])]
+    assert nq_predict.best_candidate(windows, result) == ("7:1", 4.0, 0, 3)  # margin: window 1
+    # Window 0's span has most of its softmax (3.5 - 4.0 = -0.5); window 1's is one of many (2.0 - 6.0 = -4.0).
+    normalizers = {"0": 4.0, "1": 6.0, "2": 0.0}
+    assert nq_predict.best_candidate(windows, result, normalizers) == ("7:0", -0.5, 3, 6)
+    # The normalizers: logsumexp over each window's real tokens, padding left out.
+    starts = np.array([[0.0, 1.0, 2.0, 50.0], [3.0, -1.0, 99.0, 99.0]], dtype=np.float32)
+    ends = np.array([[1.0, 1.0, 1.0, 50.0], [0.0, 0.0, 99.0, 99.0]], dtype=np.float32)
+    got = nq_predict.window_log_normalizers(starts, ends, np.array([3, 2]))
+    expected = [np.log(np.exp([0.0, 1.0, 2.0]).sum()) + np.log(3 * np.e), np.log(np.exp([3.0, -1.0]).sum()) + np.log(2.0)]
+    assert list(got) == ["0", "1"] and np.allclose([got["0"], got["1"]], expected)
+
+
+def test_rank_logprob_end_to_end_writes_its_own_folder(model_dir, full_path, tmp_path, capsys):
+    run_folder = tmp_path / "run"
+    shutil.copytree(model_dir, run_folder)
+    code, _, err = run(["--model_dir", run_folder, "--input", full_path, "--max_examples", 2, "--rank", "logprob"], capsys)
+    assert code == 0, err
+    predictions = run_folder / "eval" / "nq-12-first-2-logprob" / "nq_predictions.json"
+    entries = json.loads(predictions.read_text())["predictions"]
+    for record, entry in zip(read_records(full_path)[:2], entries):
+        spans = [(c["start_token"], c["end_token"]) for c in record["long_answer_candidates"] if c["top_level"]]
+        assert entry["example_id"] == record["example_id"]
+        assert (entry["long_answer"]["start_token"], entry["long_answer"]["end_token"]) in spans
+        assert entry["long_answer_score"] == entry["short_answers_score"] <= 0  # a log-probability
+    assert json.loads((predictions.parent / "nq_eval_results_12.json").read_text())["examples"] == 2
+
+
 def test_prediction_entry_maps_the_span_to_the_candidates_tokens():
     record = {"example_id": 7, "question_text": "who read it",
               "document_text": "<H1> Books </H1> <P> Ada wrote it </P> <P> Tom read it , twice </P> <Table> </Table>",
@@ -317,6 +354,7 @@ def test_default_output_folder_names_the_mode_and_subset():
     assert name("all", 0) == "RUN/eval/nq-40-all-candidates/nq_predictions.json"
     assert name("top", 50) == "RUN/eval/nq-40-first-50/nq_predictions.json"
     assert name("all", 50) == "RUN/eval/nq-40-all-candidates-first-50/nq_predictions.json"
+    assert run_dir.nq_eval_dir("RUN", 40, rank="logprob") == "RUN/eval/nq-40-logprob"
 
 
 def test_full_format_gives_valid_official_predictions_and_scores(full_run, full_path):

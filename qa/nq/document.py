@@ -20,6 +20,7 @@ import urllib.parse
 
 from qa.nq.annotation import as_span
 from qa.nq.reader import RAW_TOKENS, BadRecord, LazyTokens
+from qa.text import extend_over_marks
 
 # Tags that separate words even when the HTML has no whitespace around them: on the real dev
 # records 458 word pairs are joined only by `</A></LI><LI><A>` (navigation lists); inline tags
@@ -234,7 +235,9 @@ def char_span_to_tokens(context, char_start, char_end):
     The span covers every token whose characters overlap [char_start, char_end), so a prediction
     cut inside a word ("Röntgen" of "Röntgen,") maps to the whole token. Bytes are those of
     document_html (full format), -1 in the simplified format, which has none. Raises ValueError
-    when no token overlaps (an empty span, or one holding only a space)."""
+    when no token overlaps (an empty span, or one holding only a space). An end right before combining marks
+    is moved past them (qa.text.extend_over_marks): a token that is only marks belongs with the letter before."""
+    char_end = extend_over_marks(context.text, char_end)
     inside = [i for i, span in enumerate(context.token_spans) if span and span[0] < char_end and span[1] > char_start]
     if char_start >= char_end or not inside:
         raise ValueError(f"characters [{char_start}, {char_end}) of the candidate at token {context.start_token} "

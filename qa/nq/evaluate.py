@@ -90,7 +90,7 @@ import sys
 from typing import NamedTuple
 
 from qa.nq.annotation import LONG_NON_NULL_THRESHOLD, NULL_SPAN, SHORT_NON_NULL_THRESHOLD, Annotation, Span
-from qa.nq.reader import JSONDecodeError, TruncatedInput, iter_lines, loads
+from qa.nq.reader import InputError, JSONDecodeError, TruncatedInput, iter_lines, loads
 from qa.storage import atomic_write, expand_inputs, is_s3, open_input
 
 # Defaults of the official flags (nq_eval.py, eval_utils.py); the two thresholds are in qa.nq.annotation.
@@ -511,6 +511,8 @@ def read_gold_file(path):
             out.append((example_id, line_number, annotations))
     except (TruncatedInput, OSError) as exc:  # a truncated or corrupt gzip, an unreadable file
         raise NQEvalError(f"{path}: cannot be read after line {line_number} ({exc}); download it again") from None
+    except InputError as exc:  # a line longer than any NQ record
+        raise NQEvalError(str(exc)) from None
     return out
 
 

@@ -25,8 +25,9 @@ from qa.nq.evaluate import NQEvalError, expand_gold_paths
 from qa.nq.reader import BadRecord, InputError, JSONDecodeError, TruncatedInput, iter_lines, loads
 
 # The score of a record without any candidate to answer from: far below any real margin (a difference of
-# two start+end logit sums), and finite, so the prediction file is plain JSON.
+# two start+end logit sums) or log-probability, and finite, so the prediction file is plain JSON.
 NO_ANSWER_SCORE = -1e6
+RANKS = ("margin", "logprob")  # predict_nq --rank: how a window's best span is scored (best_candidate)
 # Records per chunk: the chunk's windows and logits are what is held in memory, about 8.4 KB a 384-token
 # window (features + float32 logits). The 10 real dev records make 20 top-level candidates and 28 windows
 # a record with a 30k-word-piece tokenizer (865 candidates, 95 windows with --candidates all), so 500
@@ -95,26 +96,49 @@ def per_window(examples, features):
     return window_examples, window_features
 
 
-def best_candidate(candidate_windows, result):
-    """The candidate with the window whose best span beats that window's null score by the most.
+def best_candidate(candidate_windows, result, log_normalizers=None):
+    """The candidate with the best-scored window, and that window's best span.
 
     candidate_windows: [(candidate qas_id, [window qas_ids])] of one record, in document order; result:
     qa.postprocess's PostprocessResult of per_window's questions (or anything with its .nbest and
-    .null_score_diff dicts). Returns (qas_id, margin, start_char, end_char), margin = the window's best
-    span score - its null score = -null_score_diff, or None when no window has a span. Ties go to the
-    earlier candidate, then the earlier window. The best span is the first n-best entry with text:
-    postprocess lists spans best first (its n_best_size must be >= 2, or the null entry can take the
-    only slot)."""
+    .null_score_diff dicts). A window's score is, by default (--rank margin, BERT-joint's rule), its best
+    span score minus its null score = -null_score_diff; with log_normalizers ({window qas_id: logsumexp of
+    its start logits + logsumexp of its end logits}, --rank logprob) it is the log-probability of its best
+    span under the window's own start and end softmax, s_i + e_j - logsumexp(s) - logsumexp(e), which does
+    not depend on the window's null score. Returns (qas_id, score, start_char, end_char), or None when no
+    window has a span. Ties go to the earlier candidate, then the earlier window. The best span is the first
+    n-best entry with text: postprocess lists spans best first (its n_best_size must be >= 2, or the null
+    entry can take the only slot)."""
     best = None
     for qas_id, windows in candidate_windows:
         for window in windows:
             span = next((entry for entry in result.nbest[window] if entry["text"]), None)
             if span is None:
                 continue
-            margin = -result.null_score_diff[window]
-            if best is None or margin > best[1]:
-                best = (qas_id, margin, span["start_char"], span["end_char"])
+            if log_normalizers is None:
+                score = -result.null_score_diff[window]
+            else:
+                score = span["start_logit"] + span["end_logit"] - log_normalizers[window]
+            if best is None or score > best[1]:
+                best = (qas_id, score, span["start_char"], span["end_char"])
     return best
+
+
+def window_log_normalizers(starts, ends, lengths):
+    """{window qas_id: logsumexp(start logits) + logsumexp(end logits)} over each window's real tokens
+    (`lengths`; the padding after them is left out), in float64: --rank logprob's per-window normalizers."""
+    import numpy as np
+
+    starts, ends = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
+    padding = np.arange(starts.shape[1])[None, :] >= np.asarray(lengths)[:, None]
+
+    def logsumexp(logits):
+        logits = np.where(padding, -np.inf, logits)
+        peak = logits.max(axis=1, keepdims=True)
+        return (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))[:, 0]
+
+    totals = logsumexp(starts) + logsumexp(ends)
+    return {window_qas_id(window): float(total) for window, total in enumerate(totals)}
 
 
 def long_answer_span(candidate):
@@ -284,14 +308,17 @@ def prefetched(iterable, depth=1):
 # ---------------------------------------------------------------------------------------------
 # The model on a chunk of documents
 # ---------------------------------------------------------------------------------------------
-def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_size=64, threads=1):
-    """Official predictions of `documents` (on rank 0; None on the others) and the number of windows."""
+def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_size=64, threads=1, rank="margin"):
+    """Official predictions of `documents` (on rank 0; None on the others) and the number of windows.
+
+    rank: how windows are compared (best_candidate): "margin" (best span minus the window's null score) or
+    "logprob" (the best span's log-probability under the window's softmax)."""
     from qa.features import build_features
     from qa.inference import predict_logits
     from qa.postprocess import postprocess_predictions
 
     examples = candidate_examples(documents)
-    result, windows = None, 0
+    result, windows, normalizers = None, 0, None
     if examples:
         # One piece of the chunk per thread (build_features parallelises over pieces of examples).
         piece = max(1, -(-len(examples) // threads))
@@ -304,6 +331,8 @@ def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_si
         # Threshold 0.0 only sets `predictions`, unused here: the choice is made on the margins.
         result = postprocess_predictions(*per_window(examples, features), starts, ends, config["n_best_size"],
                                          config["max_answer_length"], True, 0.0)
+        if rank == "logprob":
+            normalizers = window_log_normalizers(starts, ends, features.lengths)
     if not runtime.is_main:
         return None, windows
     windows_of = {}  # candidate qas_id -> its window qas_ids, in window order
@@ -313,7 +342,7 @@ def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_si
     predictions = []
     for doc in documents:
         qas_ids = [candidate_qas_id(doc.example_id, index) for index, _, _ in doc.candidates]
-        choice = best_candidate([(qas_id, windows_of[qas_id]) for qas_id in qas_ids], result) if qas_ids else None
+        choice = best_candidate([(qas_id, windows_of[qas_id]) for qas_id in qas_ids], result, normalizers) if qas_ids else None
         predictions.append(prediction_entry(doc, choice))
     return predictions, windows
 

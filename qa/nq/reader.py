@@ -44,6 +44,11 @@ except ImportError:  # pragma: no cover - orjson is in requirements.txt
 
 
 READ_CHUNK = 1 << 20  # 1 MiB reads: NQ full lines average ~740 KB (up to tens of MB)
+INFLATE_CHUNK = 8 << 20  # at most this much inflated at once: 1 MiB of a gzip bomb would be ~1 GB in one piece
+# A line longer than this is refused before it is held whole (a 3 GB line took 6.3 GB of memory): real full-format
+# NQ records average 0.74 MB (the 10 real dev records in ../shared/data are all under 2 MB), so 128 MB is
+# far above any record, and a line of it costs a few hundred MB at most.
+MAX_LINE_BYTES = 128 << 20
 
 
 class BadRecord(ValueError):
@@ -166,28 +171,50 @@ class LazyTokens:
 # the same 44 MB of real records it read lines at 215 MB/s and converted in 0.278 s, slower than
 # inline zlib (406 MB/s, 0.172 s) and twice as slow as isal (730 MB/s, 0.125 s), even with a spare core.
 # ---------------------------------------------------------------------------------------------
+class LineTooLong(Exception):
+    """A line longer than MAX_LINE_BYTES; args[0], when given, is how many complete lines before it in its chunk."""
+
+
 class TruncatedInput(Exception):
     """The compressed stream ended early; `line` is the first line that could not be read."""
 
 
 def _split_lines(chunks):
-    """bytes chunks -> complete lines (without b"\\n"); a final unterminated line is yielded last."""
-    pending = []
+    """bytes chunks -> complete lines (without b"\\n"); a final unterminated line is yielded last. Raises
+    LineTooLong when a line grows past MAX_LINE_BYTES (it is never held whole)."""
+    pending, pending_bytes = [], 0
     for chunk in chunks:
         if b"\n" not in chunk:
             pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes > MAX_LINE_BYTES:
+                raise LineTooLong()
             continue
         lines = chunk.split(b"\n")
         if pending:
             pending.append(lines[0])
             lines[0] = b"".join(pending)
-            pending = []
+            pending, pending_bytes = [], 0
         tail = lines.pop()
         if tail:
             pending.append(tail)
+            pending_bytes = len(tail)
+        if max(map(len, lines)) > MAX_LINE_BYTES or pending_bytes > MAX_LINE_BYTES:
+            raise LineTooLong(next((i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES), len(lines)))
         yield from lines
     if pending:
         yield b"".join(pending)
+
+
+def _inflate(decompressor, data):
+    """The inflated bytes of `data`, in pieces of at most INFLATE_CHUNK (a gzip bomb never inflates at once)."""
+    while True:
+        out = decompressor.decompress(data, INFLATE_CHUNK)
+        if out:
+            yield out
+        data = decompressor.unconsumed_tail
+        if not data and (len(out) < INFLATE_CHUNK or decompressor.eof):
+            return
 
 
 def _gzip_chunks(raw, first):
@@ -200,11 +227,9 @@ def _gzip_chunks(raw, first):
             if not data:
                 break
         try:
-            out = decompressor.decompress(data)
+            yield from _inflate(decompressor, data)
         except (zlib.error, inflate_zlib.error) as exc:
             raise TruncatedInput(f"corrupt gzip data ({exc})") from exc
-        if out:
-            yield out
         data = b""
         if decompressor.eof:
             data = decompressor.unused_data
@@ -248,14 +273,18 @@ def iter_lines(uri):
     detected by magic bytes.
 
     Raises TruncatedInput(message) after the last complete line of a truncated gzip; a partial
-    last line of a truncated file is never yielded."""
+    last line of a truncated file is never yielded. Raises InputError, naming the file and line, for a
+    line longer than MAX_LINE_BYTES (no NQ record is: a damaged or hostile file), before holding it."""
     with contextlib.closing(open_raw(uri)) as raw:
         first = raw.read(READ_CHUNK)
         chunks = _gzip_chunks(raw, first) if first[:2] == GZIP_MAGIC else _plain_chunks(raw, first)
         line_number = 0
-        for line in _split_lines(_complete_or_truncated(chunks)):
-            line_number += 1
-            if line.strip():
-                yield line_number, line
-
-
+        try:
+            for line in _split_lines(_complete_or_truncated(chunks)):
+                line_number += 1
+                if line.strip():
+                    yield line_number, line
+        except LineTooLong as exc:
+            line_number += 1 + (exc.args[0] if exc.args else 0)
+            raise InputError(f"{uri} line {line_number}: longer than {MAX_LINE_BYTES >> 20} MB (the limit for one NQ "
+                             "record, MAX_LINE_BYTES in qa/nq/reader.py): not an NQ record (a damaged or hostile file?)") from None
