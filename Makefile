@@ -102,10 +102,15 @@ NQ_BASE_URL ?= https://storage.googleapis.com/natural_questions/v1.0
 SQUAD_BASE_URL ?= https://rajpurkar.github.io/SQuAD-explorer/dataset
 #: parallel downloads / converter and predict_nq processes
 WORKERS ?= 4
+#: NQ training questions: guide (the gold long answer as the context) or candidates (one per top-level candidate)
+NQ_CONTEXT ?= guide
+$(if $(filter-out 1,$(words $(filter guide candidates,$(NQ_CONTEXT)))),$(error NQ_CONTEXT must be guide or candidates, got '$(NQ_CONTEXT)'))
+# The NQ training file of NQ_CONTEXT (candidate mode has its own, so switching converts again).
+NQ_TRAIN_JSON := $(DATA_DIR)/nq/nq_train$(if $(filter candidates,$(NQ_CONTEXT)),.candidates).json
 
 ifeq ($(DATASET),nq)
 #: the training data (default: DATASET's train file)
-TRAIN_FILE ?= $(DATA_DIR)/nq/nq_train.json
+TRAIN_FILE ?= $(NQ_TRAIN_JSON)
 #: the evaluation data (default: DATASET's dev file)
 PREDICT_FILE ?= $(DATA_DIR)/nq/nq_dev.json
 else ifeq ($(DATASET),squad)
@@ -161,18 +166,25 @@ data: data-$(DATASET)
 data-nq: $(STAMP)
 	$(PY) scripts/download_nq.py --split train --shards=$(call q,$(NQ_TRAIN_SHARDS)) --out $(DATA_DIR)/nq/raw --base-url=$(call q,$(NQ_BASE_URL)) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_train.inputs
 	$(PY) scripts/download_nq.py --split dev --shards=$(call q,$(NQ_DEV_SHARDS)) --out $(DATA_DIR)/nq/raw --base-url=$(call q,$(NQ_BASE_URL)) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_dev.inputs
-	$(MAKE) --no-print-directory $(DATA_DIR)/nq/nq_train.json $(DATA_DIR)/nq/nq_dev.json
+	$(MAKE) --no-print-directory $(NQ_TRAIN_JSON) $(DATA_DIR)/nq/nq_dev.json
 
 # Second-level make: it reads the shard lists the downloads just wrote (nq_{train,dev}.inputs, rewritten only
 # when NQ_*_SHARDS selects other shards), so a split is converted again only when its selection, one of its
 # shards or the converter changed, and only the selected shards are converted (not every shard on disk).
 nq_inputs = $(if $(wildcard $(DATA_DIR)/nq/nq_$(1).inputs),$(strip $(file < $(DATA_DIR)/nq/nq_$(1).inputs)))
 
-$(DATA_DIR)/nq/nq_train.json: $(DATA_DIR)/nq/nq_train.inputs $(call nq_inputs,train) scripts/nq_to_squad.py
+# The converter: its command line and the qa/nq modules it runs (a change to either converts again).
+NQ_CONVERTER := scripts/nq_to_squad.py qa/nq/convert.py qa/nq/document.py qa/nq/reader.py qa/nq/annotation.py
+
+$(DATA_DIR)/nq/nq_train.json: $(DATA_DIR)/nq/nq_train.inputs $(call nq_inputs,train) $(NQ_CONVERTER)
 	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty
 
+# NQ_CONTEXT=candidates: one question per top-level candidate, 30 % of the negatives (nq_to_squad.py --help).
+$(DATA_DIR)/nq/nq_train.candidates.json: $(DATA_DIR)/nq/nq_train.inputs $(call nq_inputs,train) $(NQ_CONVERTER)
+	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --context candidates
+
 # Dev keeps every annotator's distinct short answer (--all-answers): the SQuAD metric takes the best match over them.
-$(DATA_DIR)/nq/nq_dev.json: $(DATA_DIR)/nq/nq_dev.inputs $(call nq_inputs,dev) scripts/nq_to_squad.py
+$(DATA_DIR)/nq/nq_dev.json: $(DATA_DIR)/nq/nq_dev.inputs $(call nq_inputs,dev) $(NQ_CONVERTER)
 	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --all-answers
 
 $(DATA_DIR)/nq/nq_%.inputs:
@@ -198,10 +210,10 @@ demo-data: $(DEMO_DIR)/train.json $(DEMO_DIR)/dev.json
 
 # Kept after conversion (make would delete them as intermediates): raw data is treated as immutable.
 .PRECIOUS: $(DEMO_DIR)/raw/nq-%-sample.jsonl.gz
-$(DEMO_DIR)/raw/nq-%-sample.jsonl.gz: scripts/make_nq_sample.py | $(STAMP)
+$(DEMO_DIR)/raw/nq-%-sample.jsonl.gz: scripts/make_nq_sample.py qa/nq/sample.py | $(STAMP)
 	$(PY) scripts/make_nq_sample.py --out $@ --split $* --num-examples $(if $(filter train,$*),$(DEMO_TRAIN_EXAMPLES),$(DEMO_DEV_EXAMPLES))
 
-$(DEMO_DIR)/%.json: $(DEMO_DIR)/raw/nq-%-sample.jsonl.gz scripts/nq_to_squad.py
+$(DEMO_DIR)/%.json: $(DEMO_DIR)/raw/nq-%-sample.jsonl.gz $(NQ_CONVERTER)
 	$(PY) scripts/nq_to_squad.py $< --output $@ --workers 1 --stats-json $@.stats.json
 
 # ---------------------------------------------------------------------------------------------
