@@ -516,3 +516,12 @@ report: $(STAMP)
 ask: $(STAMP)
 	$(strip $(PY) scripts/ask.py $(if $(QUESTIONS_FILE),--questions-file=$(call q,$(QUESTIONS_FILE)) $(call flag,--output,$(OUT)),\
 	  --question=$(call q,$(QUESTION)) --context-file=$(call q,$(CONTEXT_FILE))) $(call flag,--top_k,$(TOP_K)) -- $(call q,$(MODEL_DIR)))
+
+#: make export: where the ONNX export goes (default OUTPUT_DIR/onnx, or OUTPUT_DIR/onnx-checkpoint-N)
+ONNX_DIR ?=
+
+.PHONY: export
+## export: make export [CKPT=checkpoint-N|best|final] [ONNX_DIR=dir]: ONNX model + tokenizer + qa_config.json of OUTPUT_DIR's model, refused unless it scores like it on PREDICT_FILE (the run's)
+export: $(STAMP)
+	$(strip $(PY) scripts/export_onnx.py $(call flag,--checkpoint,$(CKPT)) $(call flag,--out,$(ONNX_DIR)) \
+	  $(if $(filter PREDICT_FILE,$(GIVEN_VARS)),$(call flag,--predict_file,$(PREDICT_FILE))) -- $(call q,$(OUTPUT_DIR)))

@@ -23,7 +23,9 @@ import torch
 import torch.distributed as dist
 
 from qa import run_dir
+from qa.run_dir import CheckpointError
 from qa.runtime import ModelFeed
+from qa.storage import MARKER, folder_problem
 
 # Logits of padding positions: far below any real score, and still finite in float16.
 PAD_LOGIT = -10000.0
@@ -40,13 +42,22 @@ def load_inference_model(model_dir, device=None):
     """(model, tokenizer) of a model folder (a final model or a checkpoint-N), ready to predict on `device`.
 
     The one place inference loads a model (scripts/ask.py, scripts/predict_nq.py, evaluation alone): the
-    tokenizer saved with the model (fast: features need its offsets) and AutoModelForQuestionAnswering,
-    without transformers' "Loading weights" progress bar between a question and its answer."""
+    tokenizer saved with the model (fast: features need its offsets) and the model, either
+    AutoModelForQuestionAnswering (without transformers' "Loading weights" progress bar between a question
+    and its answer) or, for a folder written by scripts/export_onnx.py (model.onnx), an onnxruntime runner
+    called the same way (qa.onnx_export.OnnxQAModel, CPU); an export is refused when incomplete."""
     import transformers
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+    from qa import onnx_export
+
     transformers.utils.logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True)
+    if onnx_export.is_onnx_model(model_dir):
+        problem = folder_problem(model_dir, MARKER)
+        if problem is not None:
+            raise CheckpointError(f"{model_dir}: an incomplete ONNX export ({problem}); export it again (make export)")
+        return onnx_export.OnnxQAModel(model_dir), tokenizer
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
     model.eval()
     return (model.to(device) if device is not None else model), tokenizer
