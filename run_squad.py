@@ -46,7 +46,7 @@ import sys
 import time
 import uuid
 
-from qa import checkpoints, model_check, run_dir, run_lock, storage
+from qa import checkpoints, eval_guard, model_check, run_dir, run_lock, storage
 from qa.args import (
     ArgumentError,
     extra_flag,
@@ -572,13 +572,9 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
         if log is None:  # its own folder, written aside (.tmp-NAME-PID) and put in place whole when it is done
             final = run_dir.eval_dir(args.output_dir, args.predict_file, step, getattr(args, "eval_changed", None))
             out, free_at_start = storage.tmp_sibling(final), storage.free_bytes(final)
-            if runtime.is_main:
-                os.makedirs(out, exist_ok=True)
-                save_run_config(args, out, argv)
-            target_log = open_log(args, out, runtime)
-            for note in notes:
-                target_log.info(note)
         try:
+            if final is not None:
+                target_log = open_eval_folder(args, out, runtime, argv, notes)
             target_log.info(f"evaluating {label} ({folder})" + ("" if final is None else f" into {final}"))
             model_check.verify_model_folder(folder, say)  # damaged, mixed or linked out: named, never evaluated
             tokenizer = load_tokenizer(args, folder)
@@ -592,6 +588,7 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
                     raise checkpoints.DiskFullError(storage.no_space_message(
                         os.path.dirname(final), free_at_start, f"the evaluation {os.path.basename(final)}",
                         "free space, then evaluate again", at_least=True)) from exc
+            eval_guard.raise_if_deleted(exc, folder, args.output_dir)  # rotation took it away: one line (qa.eval_guard)
             raise
         finally:
             if target_log is not log:
@@ -602,6 +599,17 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
             record_final_best(args, train_result, results[label], log)
             write_final_model_notes(args, runtime, results[label])  # the card gets its scores and tuned threshold
     return results
+
+
+def open_eval_folder(args, folder, runtime, argv, notes):
+    """An evaluation's own folder: its args.json and command line, and its log (returned), with `notes` in it."""
+    if runtime.is_main:
+        os.makedirs(folder, exist_ok=True)
+        save_run_config(args, folder, argv)
+    eval_log = open_log(args, folder, runtime)
+    for note in notes:
+        eval_log.info(note)
+    return eval_log
 
 
 def claim_output_dir(args, create=False):

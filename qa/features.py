@@ -525,32 +525,53 @@ def _write_cache(final, examples, tokenizer, params, training, threads, chunk_ex
     cache_dir, final_name = os.path.split(final)
     storage.reap_abandoned(cache_dir)  # temp folders of builds whose process is gone (killed, crashed)
     started = time.time()
-    sleep = float(os.environ.get(SLEEP_ENV, "0") or 0)
     names = [n for n in ARRAY_SPECS if training or n not in LABEL_ARRAYS]
     meta = {"code_version": CODE_VERSION, "examples": len(examples), "params": dataclasses.asdict(params),
             "training": bool(training)}
-    with storage.atomic_folder(final, COMPLETE, extra=lambda: meta, replace=False,
-                               tmp=f"{final}.tmp-{os.getpid()}") as tmp:
-        rows = 0
-        files = {name: open(os.path.join(tmp, f"{name}.bin"), "wb") for name in names}
-        try:
-            for chunk in _chunks(examples, tokenizer, params, training, threads, chunk_examples):
-                for name in names:
-                    # The array's own buffer, not a .tobytes() copy (the offsets of a chunk are ~6 MB).
-                    files[name].write(np.ascontiguousarray(chunk[name]).reshape(-1).view(np.uint8))
-                rows += len(chunk["lengths"])
-                # Let go of this chunk before the next one is built: `chunk` would otherwise keep it
-                # alive during the next build, and two chunks would be the floor of the peak.
-                del chunk
-                if sleep:
-                    time.sleep(sleep)
-        finally:
-            for handle in files.values():
-                handle.close()
-        meta.update(features=rows, seconds=round(time.time() - started, 3), arrays={
-            name: {"dtype": np.dtype(ARRAY_SPECS[name][0]).str, "shape": [rows, *ARRAY_SPECS[name][1](params.max_seq_length)]}
-            for name in names})
+    done = {"examples": 0, "bytes": 0}  # for the space a full disk needed: bytes per example so far, times all
+    try:
+        with storage.atomic_folder(final, COMPLETE, extra=lambda: meta, replace=False,
+                                   tmp=f"{final}.tmp-{os.getpid()}") as tmp:
+            rows = _write_arrays(tmp, names, examples, tokenizer, params, training, threads, chunk_examples, done)
+            meta.update(features=rows, seconds=round(time.time() - started, 3), arrays={
+                name: {"dtype": np.dtype(ARRAY_SPECS[name][0]).str,
+                       "shape": [rows, *ARRAY_SPECS[name][1](params.max_seq_length)]}
+                for name in names})
+    except Exception as exc:
+        from qa.checkpoints import DiskFullError, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        per_example = done["bytes"] / done["examples"] if done["examples"] else 0
+        raise DiskFullError(storage.no_space_message(
+            cache_dir, int(per_example * len(examples)) or done["bytes"], f"the feature cache {final_name}",
+            "free space there, or give --features_cache_dir a folder on a bigger disk",
+            at_least=not per_example)) from exc
     return meta
+
+
+def _write_arrays(tmp, names, examples, tokenizer, params, training, threads, chunk_examples, done):
+    """Every array file of the cache, chunk by chunk; returns the number of features (rows)."""
+    sleep = float(os.environ.get(SLEEP_ENV, "0") or 0)
+    rows = 0
+    files = {name: open(os.path.join(tmp, f"{name}.bin"), "wb") for name in names}
+    try:
+        for chunk in _chunks(examples, tokenizer, params, training, threads, chunk_examples):
+            for name in names:
+                # The array's own buffer, not a .tobytes() copy (the offsets of a chunk are ~6 MB).
+                files[name].write(np.ascontiguousarray(chunk[name]).reshape(-1).view(np.uint8))
+                done["bytes"] += chunk[name].nbytes
+            done["examples"] = min(len(examples), done["examples"] + chunk_examples)
+            rows += len(chunk["lengths"])
+            # Let go of this chunk before the next one is built: `chunk` would otherwise keep it
+            # alive during the next build, and two chunks would be the floor of the peak.
+            del chunk
+            if sleep:
+                time.sleep(sleep)
+    finally:
+        for handle in files.values():
+            handle.close()
+    return rows
 
 
 def load_or_build_features(data_file, examples, tokenizer, params, training, cache_dir=None, threads=1,

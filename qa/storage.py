@@ -348,7 +348,8 @@ def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None, plac
     os.makedirs(tmp)
     try:
         yield tmp
-        write_marker(tmp, marker, extra() if callable(extra) else extra)
+        if marker is not None:  # None: a folder without a marker (an evaluation's), only put in place whole
+            write_marker(tmp, marker, extra() if callable(extra) else extra)
         trash = None
         if os.path.lexists(final):
             if not replace and folder_problem(final, marker) is None:
@@ -370,6 +371,49 @@ def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None, plac
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def put_in_place(staged, final):
+    """Rename the folder `staged` to `final`; a previous `final` is renamed aside first and deleted after, so
+    `final` is always the old folder or the new one, whole."""
+    parent, name = os.path.split(os.path.normpath(final))
+    trash = os.path.join(parent, f"{TRASH_PREFIX}{name}-{os.getpid()}")
+    discard(trash)
+    if os.path.lexists(final):
+        os.replace(final, trash)
+    os.replace(staged, final)
+    fsync_path(parent or ".", directory=True)
+    discard(trash)
+    return final
+
+
+def free_bytes(path):
+    """Free bytes of the filesystem that holds `path` (or would: its nearest existing parent); None if unknown."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def folder_bytes(path):
+    """Total size of the files under `path` (0 when it is gone)."""
+    total = 0
+    for root, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def no_space_message(folder, needed, what, hint, at_least=False):
+    """One line for a full disk: the folder, the space needed (`at_least`: a lower bound) and what is free now."""
+    free = free_bytes(folder)
+    need = f"{'more than ' if at_least else '~'}{size_text(needed)}" if needed else "more space"
+    have = "an unknown amount" if free is None else size_text(free)
+    return f"not enough free disk in {folder} for {what}: need {need}, have {have}; nothing half-written is kept: {hint}"
 
 
 def _pid_alive(pid):
