@@ -554,23 +554,20 @@ def _write_arrays(tmp, names, examples, tokenizer, params, training, threads, ch
     """Every array file of the cache, chunk by chunk; returns the number of features (rows)."""
     sleep = float(os.environ.get(SLEEP_ENV, "0") or 0)
     rows = 0
-    files = {name: open(os.path.join(tmp, f"{name}.bin"), "wb") for name in names}
-    try:
+    with contextlib.ExitStack() as stack:  # every file closed even when closing one fails (a full disk)
+        files = {name: stack.enter_context(open(os.path.join(tmp, f"{name}.bin"), "wb")) for name in names}
         for chunk in _chunks(examples, tokenizer, params, training, threads, chunk_examples):
+            done["bytes"] += sum(chunk[name].nbytes for name in names)
+            done["examples"] = min(len(examples), done["examples"] + chunk_examples)
             for name in names:
                 # The array's own buffer, not a .tobytes() copy (the offsets of a chunk are ~6 MB).
                 files[name].write(np.ascontiguousarray(chunk[name]).reshape(-1).view(np.uint8))
-                done["bytes"] += chunk[name].nbytes
-            done["examples"] = min(len(examples), done["examples"] + chunk_examples)
             rows += len(chunk["lengths"])
             # Let go of this chunk before the next one is built: `chunk` would otherwise keep it
             # alive during the next build, and two chunks would be the floor of the peak.
             del chunk
             if sleep:
                 time.sleep(sleep)
-    finally:
-        for handle in files.values():
-            handle.close()
     return rows
 
 
