@@ -88,6 +88,16 @@ def parse_args(argv):
 
 def check_args(args):
     """Every argument check, in one place; the messages say what to do. Fills in derived values."""
+    _check_what(args)
+    _check_where(args)
+    _check_how(args)
+    if args.simplified_base_url is None:
+        args.simplified_base_url = simplified_base_url(args.base_url)
+    if not (args.squad or args.simplified):
+        args.shard_list = parse_shards(args.shards or "all", SHARD_COUNTS[args.split])
+
+
+def _check_what(args):
     if args.squad and args.simplified:
         raise ValueError("--squad and --simplified download different datasets: run them one at a time")
     if args.squad or args.simplified:
@@ -97,6 +107,9 @@ def check_args(args):
         raise ValueError("say what to download: --split train|dev (NQ shards), --simplified, or --squad")
     if args.simplified and args.split == "dev":
         raise ValueError("there is no simplified dev set; the dev set is the full format: --split dev without --simplified")
+
+
+def _check_where(args):
     if bool(args.out) == bool(args.dest):
         raise ValueError("give exactly one of --out DIR (local) or --dest s3://bucket/prefix")
     if args.dest and not storage.is_s3(args.dest):
@@ -109,22 +122,21 @@ def check_args(args):
             raise ValueError("--dest s3:// needs boto3: pip install boto3 (or download with --out and upload later)") from None
     if args.list_file and (storage.is_s3(args.list_file) or os.path.isdir(args.list_file)):
         raise ValueError(f"--list-file must be a local file name, e.g. data/nq/nq_train.inputs (got {args.list_file!r})")
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1 (got {args.workers})")
-    if args.retries < 0:
-        raise ValueError(f"--retries must be 0 or more (got {args.retries})")
-    if args.retry_wait < 0 or args.timeout <= 0:
-        raise ValueError("--retry-wait must be >= 0 and --timeout > 0 seconds")
     for flag in ("base_url", "simplified_base_url", "squad_base_url"):
         value = getattr(args, flag)
         if value is not None:
             if not value.startswith(("http://", "https://")):
                 raise ValueError(f"--{flag.replace('_', '-')} must start with http:// or https:// (got {value!r})")
             setattr(args, flag, value.rstrip("/"))
-    if args.simplified_base_url is None:
-        args.simplified_base_url = simplified_base_url(args.base_url)
-    if not (args.squad or args.simplified):
-        args.shard_list = parse_shards(args.shards or "all", SHARD_COUNTS[args.split])
+
+
+def _check_how(args):
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1 (got {args.workers})")
+    if args.retries < 0:
+        raise ValueError(f"--retries must be 0 or more (got {args.retries})")
+    if args.retry_wait < 0 or args.timeout <= 0:
+        raise ValueError("--retry-wait must be >= 0 and --timeout > 0 seconds")
 
 
 def plan(args):

@@ -84,9 +84,9 @@ def parse_args(argv=None):
     candidates.add_argument("--negative-seed", type=int, default=None,
                             help="another seed keeps another subset of the negatives at the same rate (default 0)")
     candidates.add_argument("--long-answers", choices=("whole", "impossible"), default=None,
-                            help="a gold long answer without a short answer, and a yes/no answer: whole (default) = the whole "
-                                 "candidate is the answer, with answer_type long / yes / no (BERT-joint's LONG target); "
-                                 "impossible = unanswerable, as in the guide")
+                            help="a gold long answer without a short answer, and a yes/no answer: impossible (default) = "
+                                 "unanswerable, as in the guide; whole = the whole candidate is the answer, with answer_type "
+                                 "long / yes / no (BERT-joint's LONG target; for a model with an answer-type head)")
     return parser, parser.parse_args(argv)
 
 

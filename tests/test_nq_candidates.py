@@ -59,7 +59,7 @@ def test_gold_candidate_carries_the_short_answer_every_other_one_is_impossible(t
 
 
 @pytest.mark.parametrize("flag, expected, key", [
-    ((), {"answers": [{"text": RIVER, "answer_start": 0}], "is_impossible": False, "answer_type": "long"}, "long_as_whole"),
+    ((), {"answers": [], "is_impossible": True, "answer_type": "none"}, "long_as_impossible"),
     (("--long-answers", "whole"), {"answers": [{"text": RIVER, "answer_start": 0}], "is_impossible": False,
                                    "answer_type": "long"}, "long_as_whole"),
     (("--long-answers", "impossible"), {"answers": [], "is_impossible": True, "answer_type": "none"}, "long_as_impossible"),
@@ -73,10 +73,10 @@ def test_long_answer_without_a_short_one(tmp_path, flag, expected, key):
 @pytest.mark.parametrize("yes_no, answer_type", [("YES", "yes"), ("NO", "no")])
 def test_yes_no_is_the_whole_candidate_with_its_type(tmp_path, yes_no, answer_type):
     rec = record(9, PARAGRAPH, "is the xarn long", lambda t, c: [annotation(t, c, 1, yes_no=yes_no)])
-    found, counts = convert_one(tmp_path, rec)
+    found, counts = convert_one(tmp_path, rec, "--long-answers", "whole")
     assert found["9:1"][1]["answers"] == [{"text": RIVER, "answer_start": 0}] and found["9:1"][1]["answer_type"] == answer_type
     assert counts["yes_no_as_whole"] == 1 and counts["answerable"] == 1
-    found, counts = convert_one(tmp_path, rec, "--long-answers", "impossible")
+    found, counts = convert_one(tmp_path, rec)  # the default: impossible
     assert found["9:1"][1]["is_impossible"] and counts["yes_no_as_impossible"] == 1 and counts["answerable"] == 0
 
 
@@ -103,10 +103,11 @@ def test_nested_gold_takes_its_top_level_parents_place(tmp_path):
 
 def test_keep_rate_is_deterministic_and_nested(tmp_path):
     path = tmp_path / "sample.jsonl.gz"
+    whole = ("--context", "candidates", "--long-answers", "whole")  # every impossible question is then a negative
     nq_sample.write_sample(str(path), nq_sample.generate(300, seed=2, split="train"))
     kept = {}
     for rate in (0.0, 0.3, 0.6, 1.0):
-        _, data, counts = run(tmp_path, [path], "--context", "candidates", "--keep-negatives", str(rate), name=f"{rate}.json")
+        _, data, counts = run(tmp_path, [path], *whole, "--keep-negatives", str(rate), name=f"{rate}.json")
         found = questions(data)
         kept[rate] = {qas_id for qas_id, (_, qa) in found.items() if qa["is_impossible"]}
         negatives = counts["negatives_kept"] + counts["negatives_dropped"]
@@ -117,12 +118,12 @@ def test_keep_rate_is_deterministic_and_nested(tmp_path):
     again = tmp_path / "again.json"
     shards = [write_jsonl_gz(tmp_path / f"s{i}.jsonl.gz", [json.loads(line) for line in gzip.open(path)][i::2]) for i in range(2)]
     for workers in ("1", "2"):
-        run(tmp_path, shards, "--context", "candidates", "--keep-negatives", "0.3", "--workers", workers, name="again.json")
+        run(tmp_path, shards, *whole, "--keep-negatives", "0.3", "--workers", workers, name="again.json")
         split = {qas_id for qas_id, (_, qa) in questions(json.loads(again.read_text())).items() if qa["is_impossible"]}
         assert split == kept[0.3]
-    _, data, _ = run(tmp_path, [path], "--context", "candidates", "--keep-negatives", "0.3", name="0.3b.json")
+    _, data, _ = run(tmp_path, [path], *whole, "--keep-negatives", "0.3", name="0.3b.json")
     assert (tmp_path / "0.3b.json").read_bytes() == (tmp_path / "0.3.json").read_bytes()
-    _, data, _ = run(tmp_path, [path], "--context", "candidates", "--keep-negatives", "0.3", "--negative-seed", "1", name="s1.json")
+    _, data, _ = run(tmp_path, [path], *whole, "--keep-negatives", "0.3", "--negative-seed", "1", name="s1.json")
     other = {qas_id for qas_id, (_, qa) in questions(data).items() if qa["is_impossible"]}
     assert other != kept[0.3] and abs(len(other) - len(kept[0.3])) < 0.2 * len(kept[0.3])
     assert nq_convert.keep_negative(5, 3, 0.3) == nq_convert.keep_negative(5, 3, 0.3, seed=0)
@@ -149,7 +150,7 @@ def test_flags_of_the_other_mode_are_refused(tmp_path, capsys):
 
 def test_real_records_every_top_level_candidate_once(tmp_path):
     path = shared_file("nq", "nq-dev-10.full.jsonl.gz")
-    code, data, counts = run(tmp_path, [path], "--context", "candidates", "--keep-negatives", "1")
+    code, data, counts = run(tmp_path, [path], "--context", "candidates", "--keep-negatives", "1", "--long-answers", "whole")
     assert code == 0
     found = questions(data)
     expected = {}
