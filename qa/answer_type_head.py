@@ -32,6 +32,7 @@ import torch
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from qa import answer_type
+from qa.run_dir import CheckpointError
 from qa.storage import atomic_write
 
 HEAD_WEIGHTS = "answer_type_head.safetensors"
@@ -40,8 +41,9 @@ HEAD_FILES = (HEAD_WEIGHTS, HEAD_CONFIG)
 HEAD_FORMAT = 1
 
 
-class HeadError(ValueError):
-    """A head file that cannot be used (damaged, another hidden size, other types); the message names it."""
+class HeadError(CheckpointError):
+    """A head file that cannot be used (damaged, another hidden size, other types), or a resume that would add or
+    drop the head; the message names the file and what to do (run_squad.py: one line, exit 2)."""
 
 
 @dataclasses.dataclass
@@ -164,6 +166,23 @@ def attach(qa_model, folder=None, want=None):
         return qa_model
     head = load_head(folder, qa_model.config) if has_head(folder) else None
     return AnswerTypeQA(qa_model, head)
+
+
+def training_head(flag, examples, resume_from=None, say=None):
+    """--answer_type_head decided for a training run: as given, else on exactly for data that carries answer types
+    (qa.answer_type.resolve_flag). A resume keeps its checkpoint's choice (the optimizer state holds the head's
+    parameters, or not): asking for the other one raises HeadError."""
+    want = answer_type.resolve_flag(flag, examples)
+    if resume_from is not None and has_head(resume_from) != want:
+        saved = "with" if has_head(resume_from) else "without"
+        raise HeadError(f"{resume_from} was trained {saved} the answer-type head, and this run asks for "
+                        f"{'one' if want else 'none'}: a resume continues the same model. Leave --answer_type_head / "
+                        "--no_answer_type_head out to take the run's own choice")
+    if say is not None:
+        why = "as asked" if flag is not None else (
+            "the training data carries answer types" if want else "the training data carries no answer types")
+        say(f"answer-type head: {'on' if want else 'off'} ({why})")
+    return want
 
 
 def load_qa_model(folder, **from_pretrained_kwargs):
