@@ -126,6 +126,15 @@ def load_model(path, args, runtime):
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
+    from qa.onnx_export import is_onnx_model
+
+    if os.path.isdir(path) and is_onnx_model(path):  # make export's folder: evaluated through onnxruntime
+        if args.do_train:
+            raise checkpoints.CheckpointError(f"{path} is an ONNX export: it evaluates only; train from the model it "
+                                              "was exported from")
+        from qa.inference import load_inference_model
+
+        return load_inference_model(path)[0]
     config_source = args.config_name if args.config_name and path == args.model_name_or_path else path
     try:
         config = AutoConfig.from_pretrained(config_source, cache_dir=args.cache_dir or None)
@@ -388,6 +397,18 @@ def same_folder(a, b):
     return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
 
 
+def export_folder(spec, output_dir):
+    """The ONNX export (scripts/export_onnx.py) that --eval_checkpoint names (a path, or a name in output_dir), or None."""
+    from qa.onnx_export import is_onnx_model
+
+    if spec is None:
+        return None
+    for path in (os.path.join(output_dir, spec), spec):
+        if os.path.isdir(path) and is_onnx_model(path):
+            return path
+    return None
+
+
 def eval_targets(args, train_result):
     """[(label, folder, step)] that --do_eval evaluates.
 
@@ -405,6 +426,9 @@ def eval_targets(args, train_result):
             targets = [t for t in targets if t[2] != final[2]] + [final]
         return targets
     spec = args.eval_checkpoint
+    export = export_folder(spec, args.output_dir)
+    if export is not None:  # `make eval CKPT=onnx`: the run's ONNX export (make export), through onnxruntime
+        return [(os.path.basename(os.path.normpath(export)), export, "onnx")]
     if spec is not None and same_folder(spec, args.output_dir):
         spec = run_dir.FINAL  # the final model is the run folder itself: it has no COMPLETE marker, and needs none
     if spec is None and train_result is None and not same_folder(args.model_name_or_path, args.output_dir):

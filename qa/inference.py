@@ -25,7 +25,7 @@ import torch.distributed as dist
 from qa import run_dir
 from qa.run_dir import CheckpointError
 from qa.runtime import ModelFeed
-from qa.storage import MARKER, folder_problem
+from qa.storage import folder_problem
 
 # Logits of padding positions: far below any real score, and still finite in float16.
 PAD_LOGIT = -10000.0
@@ -45,7 +45,8 @@ def load_inference_model(model_dir, device=None):
     tokenizer saved with the model (fast: features need its offsets) and the model, either
     AutoModelForQuestionAnswering (without transformers' "Loading weights" progress bar between a question
     and its answer) or, for a folder written by scripts/export_onnx.py (model.onnx), an onnxruntime runner
-    called the same way (qa.onnx_export.OnnxQAModel, CPU); an export is refused when incomplete."""
+    called the same way (qa.onnx_export.OnnxQAModel, CPU); an export is refused when incomplete or changed
+    since it was written (the hashes of its ONNX_COMPLETE marker)."""
     import transformers
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -54,9 +55,10 @@ def load_inference_model(model_dir, device=None):
     transformers.utils.logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True)
     if onnx_export.is_onnx_model(model_dir):
-        problem = folder_problem(model_dir, MARKER)
+        problem = folder_problem(model_dir, onnx_export.ONNX_MARKER, check_hashes=True)  # ~0.5 s for albert-xlarge's
         if problem is not None:
-            raise CheckpointError(f"{model_dir}: an incomplete ONNX export ({problem}); export it again (make export)")
+            raise CheckpointError(f"{model_dir}: an incomplete or changed ONNX export ({problem}); export it again "
+                                  "(make export)")
         return onnx_export.OnnxQAModel(model_dir), tokenizer
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
     model.eval()

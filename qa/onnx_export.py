@@ -30,6 +30,9 @@ import torch
 from qa import run_dir
 
 ONNX_FILE = "model.onnx"
+# The export's completion marker (qa.storage: every file's size and hash, written last). Not a checkpoint's
+# COMPLETE: an export is not a checkpoint to resume from, and evaluating one labels it "pretrained".
+ONNX_MARKER = "ONNX_COMPLETE"
 CHECK_FILE = "onnx_check.json"  # written into the export: both models' scores and speeds, and whether it passed
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("start_logits", "end_logits")

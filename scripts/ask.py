@@ -39,6 +39,7 @@ import sys
 from qa import run_dir
 from qa.model_card import load_qa_config
 from qa.model_check import verify_model_folder
+from qa.onnx_export import is_onnx_model
 from qa.run_dir import CheckpointError
 from qa.squad_io import SquadExample, SquadFormatError, read_squad
 from qa.storage import atomic_write
@@ -61,7 +62,8 @@ class QuestionAnswerer:
 
         model_dir = os.fspath(model_dir)
         # Damaged, changed since its hash record, weights or tokenizer of another model, a file linked out of it.
-        verify_model_folder(model_dir, warn=lambda line: print(f"ask.py: warning: {line}", file=sys.stderr))
+        if not is_onnx_model(model_dir):  # an ONNX export: load_inference_model checks it against its own marker
+            verify_model_folder(model_dir, warn=lambda line: print(f"ask.py: warning: {line}", file=sys.stderr))
         self.config = load_qa_config(model_dir)
         if threshold is not None:
             self.config.update(null_score_diff_threshold=threshold, source="--threshold")

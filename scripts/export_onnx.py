@@ -14,7 +14,8 @@ tuned null threshold the model was evaluated with), so `make ask MODEL_DIR=...`,
 Before the folder is put in place, both models are evaluated on the same windows of the run's dev file (its
 --predict_file, or --predict_file here) and timed: when exact or F1 differ by more than 0.1 points the export is
 refused (exit 1) and nothing is written; an earlier export at the same place is left as it was. The scores and
-windows/s of both go into the export's onnx_check.json. The folder is written atomically with a COMPLETE marker.
+windows/s of both go into the export's onnx_check.json. The folder is written atomically, ONNX_COMPLETE (its
+files' sizes and hashes) last.
 """
 
 import argparse
@@ -23,7 +24,7 @@ import os
 import sys
 
 from qa import run_dir
-from qa.onnx_export import CHECK_FILE, TOLERANCE, check_export, describe_check, export_onnx
+from qa.onnx_export import CHECK_FILE, ONNX_MARKER, TOLERANCE, check_export, describe_check, export_onnx
 from qa.run_dir import CheckpointError
 from qa.storage import atomic_folder
 
@@ -111,7 +112,7 @@ def main(argv=None):
     out = args.out or default_out(model_dir)
     print(f"exporting {model_dir} to {out}, checked on {predict_file}")
     try:
-        with atomic_folder(out) as tmp:
+        with atomic_folder(out, marker=ONNX_MARKER) as tmp:
             export_onnx(model_dir, tmp)
             report = check(model_dir, tmp, predict_file, args)
             if not report["passed"]:

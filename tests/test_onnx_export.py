@@ -50,14 +50,14 @@ def break_export(folder):
     (head,) = [t for t in graph.graph.initializer if list(t.dims) == [hidden, 2]]  # qa_outputs, as a MatMul
     head.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(head), head.name))
     onnx.save(graph, str(folder / "model.onnx"))
-    write_marker(str(folder), "COMPLETE")
+    write_marker(str(folder), onnx_export.ONNX_MARKER)
 
 
 def test_make_export_writes_an_export_that_scores_the_same_and_ask_runs_it(run, tmp_path):
     done = export(f"OUTPUT_DIR={run}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = run / "onnx"
-    assert folder_problem(str(out), "COMPLETE", check_hashes=True) is None
+    assert folder_problem(str(out), onnx_export.ONNX_MARKER, check_hashes=True) is None
     assert {"model.onnx", "tokenizer.json", "config.json", "qa_config.json", "onnx_check.json"} <= {p.name for p in out.iterdir()}
     check = json.loads((out / "onnx_check.json").read_text())
     assert check["passed"] and check["questions"] == 21 and check["max_logit_difference"] < 1e-4
@@ -80,6 +80,16 @@ def test_make_export_writes_an_export_that_scores_the_same_and_ask_runs_it(run, 
         assert [(a["answer"], a["start"], a["end"]) for a in onnx_answers[qas_id]] == \
             [(a["answer"], a["start"], a["end"]) for a in answers]
         assert [a["score"] for a in onnx_answers[qas_id]] == pytest.approx([a["score"] for a in answers], abs=1e-5)
+
+    # make eval CKPT=onnx: the run's dev file through onnxruntime, the predictions of the PyTorch model.
+    for ckpt in ("onnx", "final"):
+        done = subprocess.run(["make", "--no-print-directory", "eval", f"OUTPUT_DIR={run}", f"CKPT={ckpt}", "REPORT_TO=none",
+                               f"PREDICT_FILE={check['predict_file']}", "MAX_SEQ_LENGTH=96", "DOC_STRIDE=48"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (by_onnx_eval,) = run.glob("eval/*-onnx/predictions_onnx.json")
+    (by_torch_eval,) = run.glob("eval/*-final/predictions_final.json")
+    assert json.loads(by_onnx_eval.read_text()) == json.loads(by_torch_eval.read_text())
 
     # The same export broken on purpose: --check-only refuses it.
     broken = tmp_path / "broken"
