@@ -53,6 +53,16 @@ def evaluate(run, tmp_path):
     return done.returncode, done.stdout + done.stderr
 
 
+def ask(model_dir, tmp_path):
+    """make ask on `model_dir`: (exit status, stdout + stderr)."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text("The Rhine flows through Basel and Strasbourg.", encoding="utf-8")
+    done = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "ask", f"MODEL_DIR={model_dir}",
+                           "QUESTION=where does the Rhine flow?", f"CONTEXT_FILE={doc}"],
+                          env=env(), capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
 def check_cli(folder):
     done = subprocess.run([sys.executable, "-m", "qa.model_check", str(folder)], cwd=ROOT, env=env(),
                           capture_output=True, text=True, timeout=120)
@@ -87,6 +97,8 @@ def test_a_file_changed_since_the_record_is_refused_by_make_eval_and_upload(run_
     code, output = upload_dry_run(run_copy)
     assert code == 2 and "model.safetensors does not match the hash recorded" in output
     assert "would be written" not in output
+    code, output = ask(run_copy, tmp_path)
+    assert code == 2 and "model.safetensors does not match the hash recorded" in output, output[-3000:]
 
 
 def test_a_final_model_without_record_is_accepted_with_one_warning(run_copy, tmp_path):
@@ -111,6 +123,9 @@ def test_a_bert_config_in_an_albert_folder_is_refused(run_copy, tmp_path):
     assert code == 2, output[-3000:]
     assert f"{run_copy / 'model.safetensors'} does not match {run_copy / 'config.json'}" in output
     assert "config.json (bert) needs are missing" in output and "albert.embeddings" in output
+    assert "Traceback" not in output
+    code, output = ask(run_copy, tmp_path)
+    assert code == 2 and f"{run_copy / 'model.safetensors'} does not match" in output, output[-3000:]
     assert "Traceback" not in output
     assert check_cli(run_copy)[0] == 2
 
@@ -142,6 +157,8 @@ def test_a_tokenizer_of_another_model_is_refused(run_copy, tmp_path):
     assert f"only {rows} rows" in str(error.value)
     code, stderr = check_cli(run_copy)
     assert code == 2 and "tokenizer.json" in stderr and "Traceback" not in stderr
+    code, output = ask(run_copy, tmp_path)  # before: an IndexError traceback
+    assert code == 2 and "the tokenizer has token ids up to" in output and "Traceback" not in output, output[-3000:]
 
 
 def test_a_link_out_of_the_folder_is_refused_by_eval_and_upload(run_copy, tmp_path):
@@ -154,6 +171,8 @@ def test_a_link_out_of_the_folder_is_refused_by_eval_and_upload(run_copy, tmp_pa
     assert code == 2 and "model.safetensors" in output and "Traceback" not in output, output[-3000:]
     code, output = upload_dry_run(run_copy)
     assert code == 2 and "symbolic link to /etc/passwd" in output and "would be written" not in output
+    code, output = ask(run_copy, tmp_path)  # before: a SafetensorError traceback
+    assert code == 2 and "symbolic link to /etc/passwd" in output and "Traceback" not in output, output[-3000:]
 
 
 def test_links_inside_the_folder_and_checkpoints_elsewhere_are_fine(run_copy, tmp_path):
