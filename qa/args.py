@@ -214,12 +214,14 @@ def build_parser():
     p.add_argument("--eval_checkpoint", default=None,
                    help="What --do_eval evaluates: a checkpoint path, checkpoint-N, best or auto (default: best if recorded, else the final model).")
     # Speed (qa/sampling.py, qa/runtime.py, qa/trainer.py); each can be turned off.
-    p.add_argument("--group_by_length", action="store_true", default=True,
-                   help="Batch training windows of similar length (the default: less padding; still a seeded random "
-                        "order each epoch, a pure function of seed and epoch).")
+    p.add_argument("--group_by_length", action="store_true", default=False,
+                   help="Batch training windows of similar length: less padding, faster, but a batch is no longer a "
+                        "random sample and fine-tuned models answered less (issue 21; README, Speed). Off by default "
+                        "since issue 21: random order, each batch padded to its longest window. A run recorded with it "
+                        "resumes with it.")
     p.add_argument("--no_group_by_length", dest="group_by_length", action="store_false",
-                   help="The legacy order: windows in random order, batches of any lengths (on resume, with "
-                        "--allow_changed_order).")
+                   help="Random order (the default; the legacy order): switches a recorded --group_by_length off "
+                        "(on resume, with --allow_changed_order).")
     p.add_argument("--length_group_batches", type=int, default=None,
                    help="With --group_by_length: how many batches' windows are sorted by length together (default: "
                         "qa/sampling.py's MEGA_BATCH_SIZE, 50; never more than a quarter of an epoch's batches). "

@@ -1,10 +1,10 @@
 """The order of training windows: which micro-batches each process runs in each epoch, as a pure function.
 
     from qa.sampling import epoch_batches, steps_per_epoch, padding_fraction
+    batches = epoch_batches(features.lengths, 8, 0, 42, group_by_length=False)                # random order: run_squad.py's
+                                                                                              # default, as before grouping
     batches = epoch_batches(features.lengths, batch_size=8, epoch=0, seed=42)                 # grouped by length
     batches = epoch_batches(features.lengths, 8, epoch=3, seed=42, rank=1, world_size=4)      # rank 1 of 4
-    batches = epoch_batches(features.lengths, 8, 0, 42, group_by_length=False)                # the order of runs
-                                                                                              # made before grouping
     for indices in batches[step_in_epoch:]:                                                   # resume mid-epoch
         inputs = features.batch(indices)                                                      # trimmed to its longest
     steps_per_epoch(len(features), batch_size=8, grad_accum=2, world_size=4)                  # optimizer steps
@@ -16,10 +16,13 @@ read or advanced, so (epoch, micro-batches consumed in it) fully determines the 
 resuming skips the consumed micro-batches without running them.
 
 Two modes:
-- `group_by_length=False`: exactly the order of the runs made before grouping (a seeded
-  `torch.randperm` with seed + epoch, padded and sharded like torch's DistributedSampler:
-  padded[rank::world_size], cut into consecutive micro-batches), so those runs resume identically.
-- `group_by_length=True` (the default), in the spirit of the HuggingFace Trainer's
+- `group_by_length=False` (run_squad.py's default since issue 21): exactly the order of the runs made
+  before grouping (a seeded `torch.randperm` with seed + epoch, padded and sharded like torch's
+  DistributedSampler: padded[rank::world_size], cut into consecutive micro-batches), so those runs
+  resume identically. The trainer still pads each batch to its own longest window (not to
+  max_seq_length, unless --pad_to_max_length).
+- `group_by_length=True` (run_squad.py --group_by_length, the default of this function; run_squad.py's
+  default from the speed issue until issue 21), in the spirit of the HuggingFace Trainer's
   LengthGroupedSampler: the same seeded permutation, cut into mega-batches of `mega_batch_size`
   micro-batches, each mega-batch sorted by length (longest first), cut into micro-batches, the
   micro-batches shuffled (seeded) and dealt to the processes in turn. A batch then holds windows of
@@ -29,6 +32,11 @@ Two modes:
   35.3% when random batches are padded to their longest, and 3.0% when grouped (1,175 windows at
   256/128: 39.1%, 31.0%, 2.1%; means over epochs 0-4, seed 42). See
   benchmarks/bench_train.py for what that does to the training speed.
+  The cost: a grouped batch is no longer a random sample. In SQuAD the questions of one paragraph have
+  windows of nearly the same length, so they share a batch (batches of 8 at 256/128 hold 7.5
+  paragraphs in random order, 6.8 with mega_batch_size 4, 5.2 with 50), and wherever the answerable
+  share depends on length, a batch is mostly one kind. Fine-tuned so, models answered less (issue 21;
+  benchmarks/bench_grouping_quality.py measures each mega_batch_size against random order).
 
 Both modes give every process ceil(ceil(N / world_size) / batch_size) micro-batches, all processes
 the same count (DDP needs equal step counts): when N is not a multiple of world_size, the first

@@ -1,23 +1,31 @@
-"""benchmarks/bench_grouping_quality.py's arithmetic: paired differences over seeds, the verdict, the mean curves.
-(The benchmark itself needs the benchmark-only encoder package; `make bench-quality` runs it.)"""
+"""benchmarks/bench_grouping_quality.py's arithmetic: paired differences over seeds, the verdict, the summary per
+setting, the one table of speed and quality, and reusing finished runs. (The benchmark itself needs the
+benchmark-only encoder package; `make bench-quality` runs it.)"""
 
+import argparse
 import importlib.util
-import sys
+import json
 
 import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-_spec = importlib.util.spec_from_file_location("bench_grouping_quality", ROOT / "benchmarks" / "bench_grouping_quality.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+
+def load(name):
+    """A benchmark script as a module, from its file: benchmarks/ is a folder of scripts, not a package."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def run(f1, forced, loss_curve, heldout=2.5):
+bench = load("bench_grouping_quality")
+
+
+def run(candidate, seed, f1, has=10.0, best=55.0, setting="complexity"):
     scores = {name: 50.0 for name in bench.SCORES}
-    scores.update(f1=f1, forced_HasAns_f1=forced, heldout_loss=heldout)
-    return {"scores": scores, "loss_curve": loss_curve, "final_loss_mean": bench.tail_mean(loss_curve)}
+    scores.update(f1=f1, HasAns_f1=has, best_f1=best)
+    return {"setting": setting, "candidate": candidate, "seed": seed, "scores": scores, "train_features_per_s": 4.0}
 
 
 def test_paired_differences_and_their_standard_error():
@@ -28,31 +36,79 @@ def test_paired_differences_and_their_standard_error():
 
 
 def test_verdict_needs_a_drop_beyond_the_tolerance_and_the_noise():
-    def diff(mean, stderr):
-        return {"mean": mean, "stderr": stderr, "seeds": 3}
+    def diffs(**means):
+        out = {name: {"mean": 0.0, "stderr": 0.1, "seeds": 3} for name in bench.VERDICT_SCORES}
+        for name, (mean, stderr) in means.items():
+            out[name] = {"mean": mean, "stderr": stderr, "seeds": 3}
+        return out
 
-    assert bench.verdict({"f1": diff(-0.5, 0.1), "forced_HasAns_f1": diff(+2.0, 0.5)}).startswith("no drop")
-    assert bench.verdict({"f1": diff(-3.0, 2.0), "forced_HasAns_f1": diff(0.0, 0.1)}).startswith("no drop")  # noise
-    worse = bench.verdict({"f1": diff(0.0, 0.1), "forced_HasAns_f1": diff(-2.5, 0.5)})
-    assert worse.startswith("grouping is worse (forced_HasAns_f1)")
-    assert bench.verdict({"f1": {"mean": -9, "stderr": 0, "seeds": 1}}).startswith("one seed")
-
-
-def test_curves_are_compared_at_the_steps_every_run_logged():
-    assert bench.mean_curve([[[10, 3.0], [20, 2.0], [25, 1.0]], [[10, 1.0], [20, 4.0]]]) == [(10, 2.0), (20, 3.0)]
-    assert bench.tail_mean([[1, 4.0], [2, 3.0], [3, 2.0], [4, 1.0]]) == 1.0  # the last quarter
-    assert bench.tail_mean([[1, 4.0], [2, 3.0], [3, 2.0], [4, 1.0], [5, 1.0], [6, 3.0], [7, 3.0], [8, 3.0]]) == 3.0
+    assert bench.verdict(diffs(f1=(-0.5, 0.1))) == "within noise"  # small
+    assert bench.verdict(diffs(f1=(-3.0, 2.0))) == "within noise"  # within two standard errors
+    assert bench.verdict(diffs(HasAns_f1=(-6.0, 1.5), best_f1=(-1.2, 0.2))) == "worse (HasAns_f1, best_f1)"
+    one = {name: {"mean": -9.0, "stderr": 0.0, "seeds": 1} for name in bench.VERDICT_SCORES}
+    assert bench.verdict(one).startswith("one seed")
 
 
-def test_summarise_pairs_each_seed_and_averages_the_curves():
-    runs = {
-        42: {"grouped": run(50.0, 20.0, [[10, 3.0], [20, 2.0]]), "random": run(49.0, 18.0, [[10, 3.5], [20, 2.5]])},
-        1: {"grouped": run(51.0, 16.0, [[10, 2.0], [20, 1.0]]), "random": run(51.0, 15.0, [[10, 2.5], [20, 1.5]])},
-    }
+def test_summarise_pairs_each_candidate_with_random_on_the_seeds_both_have():
+    runs = {"random": {42: run("random", 42, 52.0, has=12.0), 1: run("random", 1, 51.0, has=6.0)},
+            "grouped-50": {42: run("grouped-50", 42, 50.0, has=4.0), 1: run("grouped-50", 1, 50.0, has=2.0),
+                           2: run("grouped-50", 2, 10.0, has=0.0)}}  # seed 2 has no random run: not paired
     summary = bench.summarise(runs)
-    assert summary["loss_table"] == [[10, 2.5, 3.0], [20, 1.5, 2.0]]
-    assert summary["mean_scores"]["forced_HasAns_f1"] == {"grouped": 18.0, "random": 16.5}
-    assert summary["grouped_minus_random"]["forced_HasAns_f1"]["mean"] == 1.5
-    assert summary["grouped_minus_random"]["f1"]["min"] == 0.0
-    assert summary["grouped_minus_random"]["train_loss_last_quarter"]["mean"] == -0.5
-    assert summary["verdict"].startswith("no drop")
+    assert "minus_random" not in summary["random"]
+    diff = summary["grouped-50"]["minus_random"]
+    assert diff["f1"]["mean"] == -1.5 and diff["f1"]["seeds"] == 2
+    assert diff["HasAns_f1"]["mean"] == -6.0 and diff["HasAns_f1"]["min"] == -8.0
+    assert summary["grouped-50"]["verdict"] == "worse (f1, HasAns_f1)"
+    assert summary["grouped-50"]["mean"]["f1"] == pytest.approx(110 / 3, abs=1e-3)  # its own mean: all its seeds
+
+
+def test_the_table_puts_speed_beside_quality():
+    speed = {"train_384": {"candidates": {"random": {"ratio_to_legacy": 1.6}, "grouped-50": {"ratio_to_legacy": 3.3}}},
+             "train_256": {"candidates": {"random": {"ratio_to_legacy": 1.1}, "grouped-50": {"ratio_to_legacy": 1.7}}}}
+    runs = {"random": {42: run("random", 42, 52.0), 1: run("random", 1, 51.0)},
+            "grouped-50": {42: run("grouped-50", 42, 50.0), 1: run("grouped-50", 1, 50.0)}}
+    summaries = {"complexity": bench.summarise(runs), "demo": bench.summarise({"random": runs["random"]})}
+    rows = bench.table(summaries, speed)
+    assert [r["candidate"] for r in rows] == ["random", "grouped-50"]
+    assert rows[1]["speed_x_legacy"] == {"train_384": 3.3, "train_256": 1.7}
+    assert rows[1]["settings"]["complexity"]["minus_random"]["f1"]["mean"] == -1.5
+    assert "demo" not in rows[1]["settings"]
+    text = bench.markdown(rows, ["complexity", "demo"])
+    assert "| grouped-50 | 3.30x | 1.70x | -1.50 +- 0.50 / " in text and "| not run |" in text
+    assert bench.table(summaries, None)[0]["speed_x_legacy"] == {}
+
+
+def test_keep_reuses_only_runs_of_the_same_setting(tmp_path):
+    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None)
+    settings = {name: bench.effective(bench.SETTINGS[name], args) for name in ("complexity", "demo")}
+    records = {name: bench.setting_record(s, args) for name, s in settings.items()}
+    changed = dict(records, demo=dict(records["demo"], learning_rate=1e-3))
+    path = tmp_path / "grouping_quality.json"
+    path.write_text(json.dumps({"setting_records": changed, "data": {"complexity": {"train_windows": 909}, "demo": {}},
+                                "runs": [run("random", 42, 50.0), run("random", 1, 50.0, setting="demo")]}))
+    runs, data = bench.previous_runs(path, records)
+    assert list(runs) == [("complexity", "random", 42)] and data == {"complexity": {"train_windows": 909}}
+    assert bench.previous_runs(tmp_path / "missing.json", records) == ({}, {})
+
+
+def test_bad_flags_say_what_is_wrong(capsys):
+    for argv, message in ((["--settings", "nope"], "unknown 'nope'"), (["--seeds", "1,1"], "has a value twice"),
+                          (["--candidates", "grouped-3"], "unknown 'grouped-3'")):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--out", "x", *argv])
+        assert message in capsys.readouterr().err
+
+
+def test_bench_train_times_each_candidate_once_and_reports_its_ratio_to_legacy():
+    train = bench.bench_train
+    assert [c.name for c in train.candidate_list("random,grouped-4,random")] == ["random", "grouped-4"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown 'grouped-3'"):
+        train.candidate_list("grouped-3")
+    # the default (run_squad.py's defaults) is random order: that candidate is the default's run, timed once
+    assert train.same_order(train.CANDIDATES["random"], train.DEFAULT)
+    assert not train.same_order(train.CANDIDATES["grouped-50"], train.DEFAULT)
+    kept = {"legacy": {"features_per_s": 2.0}, "default": {"features_per_s": 3.0}, "grouped-4": {"features_per_s": 5.0}}
+    padding = {"random": {"padding_fraction_dynamic": 0.33}, "grouped-4": {"padding_fraction_dynamic": 0.17}}
+    ratios = train.candidate_ratios(kept, padding, [train.CANDIDATES["random"], train.CANDIDATES["grouped-4"]])
+    assert ratios["random"] == {"features_per_s": 3.0, "ratio_to_legacy": 1.5, "is_default": True, "padding_fraction": 0.33}
+    assert ratios["grouped-4"]["ratio_to_legacy"] == 2.5 and not ratios["grouped-4"]["is_default"]

@@ -68,9 +68,10 @@ def test_torch_compile_trains_as_eager_does_with_few_graphs_for_many_lengths(tin
     and learns what the eager run learns (the same kernels' maths, in another order: close, not equal)."""
     cache = tmp_path / "cache"
     eager, compiled = tmp_path / "eager", tmp_path / "compiled"
-    run_process(train_argv(tiny_model_dir, eager, cache, "--max_steps", "6", "--save_steps", "0"))
+    # grouped by length: batches of several widths (random batches of 2 here are mostly as wide as the longest)
+    run_process(train_argv(tiny_model_dir, eager, cache, "--max_steps", "6", "--save_steps", "0", "--group_by_length"))
     done = run_process(train_argv(tiny_model_dir, compiled, cache, "--max_steps", "6", "--save_steps", "0",
-                                  "--torch_compile"))
+                                  "--group_by_length", "--torch_compile"))
     log = (compiled / "train.log").read_text()
     line = next(line for line in log.splitlines() if "torch.compile:" in line)
     graphs = int(line.split("torch.compile: ")[1].split(" graph")[0])
@@ -141,7 +142,8 @@ def test_length_group_batches_sets_how_many_batches_are_sorted_together():
     runtime = Runtime(device=torch.device("cpu"))
     orders = {}
     for value in (None, 1, 4):
-        argv = ["--model_name_or_path", "m", "--output_dir", "o"] + (["--length_group_batches", str(value)] if value else [])
+        argv = ["--model_name_or_path", "m", "--output_dir", "o", "--group_by_length"] + (
+            ["--length_group_batches", str(value)] if value else [])
         plan = {}
         trainer.next_group(features, trainer.TrainState(), parse_args(argv), runtime, plan)
         expected = sampling.epoch_batches(lengths, 8, 0, 42, mega_batch_size=value or sampling.MEGA_BATCH_SIZE)

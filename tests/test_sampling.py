@@ -233,3 +233,51 @@ def test_bad_arguments_say_what_is_wrong(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert message in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# run_squad.py's default order, and resuming runs recorded under the old default (issue 21)
+# ---------------------------------------------------------------------------------------------
+def trainer_order(argv, record=None):
+    """The micro-batches qa.trainer runs in epoch 0 for run_squad.py's `argv`, resumed on `record` if given."""
+    from qa import trainer
+    from qa.args import given_settings, parse_args
+    from qa.resume_record import NOT_FROM_RECORD, apply_record
+    from qa.runtime import Runtime
+
+    args = parse_args(argv)
+    if record is not None:
+        apply_record(args, given_settings(argv), record, [name for name in vars(args) if name not in NOT_FROM_RECORD])
+    plan = {}
+    lengths = synthetic_lengths(800)
+    trainer.next_group(type("Windows", (), {"lengths": lengths})(), trainer.TrainState(), args,
+                       Runtime(device=torch.device("cpu")), plan)
+    return args, [b.tolist() for b in plan[0]]
+
+
+def same(a, b):
+    return [x.tolist() for x in a] == b
+
+
+def test_the_default_is_random_order_and_grouping_is_opt_in():
+    """Since issue 21 run_squad.py trains in random order (each batch padded to its longest window): grouped
+    batches answered less on real SQuAD articles. --group_by_length [--length_group_batches N] turns grouping on."""
+    base = ["--model_name_or_path", "m", "--output_dir", "o"]
+    lengths = synthetic_lengths(800)
+    args, order = trainer_order(base)
+    assert args.group_by_length is False and same(S.epoch_batches(lengths, 8, 0, 42, group_by_length=False), order)
+    _, grouped = trainer_order([*base, "--group_by_length", "--length_group_batches", "4"])
+    assert same(S.epoch_batches(lengths, 8, 0, 42, mega_batch_size=4), grouped)
+
+
+@pytest.mark.parametrize("record,grouped", [
+    ({"group_by_length": True, "length_group_batches": 50}, True),  # a run started under the old default
+    ({"group_by_length": True}, True),  # ... before --length_group_batches existed (50, MEGA_BATCH_SIZE)
+    ({}, False),  # a run made before grouping existed: the random order it had
+])
+def test_a_resume_keeps_the_order_its_run_recorded(record, grouped):
+    resume = ["--model_name_or_path", "m", "--output_dir", "o", "--resume_from_checkpoint", "auto"]
+    args, order = trainer_order(resume, record)
+    lengths = synthetic_lengths(800)
+    expected = S.epoch_batches(lengths, 8, 0, 42, group_by_length=grouped, mega_batch_size=S.MEGA_BATCH_SIZE)
+    assert args.group_by_length is grouped and same(expected, order)
