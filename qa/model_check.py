@@ -30,9 +30,8 @@ import struct
 import sys
 
 from qa import storage
-from qa.run_dir import COMPLETE, MODEL_CONFIG, STATE_FILE, CheckpointError
+from qa.run_dir import COMPLETE, MODEL_CONFIG, MODEL_RECORD, STATE_FILE, CheckpointError
 
-MODEL_RECORD = "MODEL_COMPLETE"   # beside a final model: its files' sizes and blake2b hashes, written last
 RECORD_FORMAT = 1
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 MAX_HEADER_BYTES = 100 * 2**20    # a safetensors header of albert-xlarge is ~40 KB; more is not a weights file

@@ -55,6 +55,7 @@ DETACHED_LOG = "console.log"           # the LOG that `make train DETACH=1` give
 LOCK_FILE = ".run.lock"                # held (flock) by the training run writing the folder (qa/run_lock.py)
 QA_CONFIG_FILE = "qa_config.json"      # beside the final model: inference settings and the tuned threshold
 MODEL_CONFIG = "config.json"
+MODEL_RECORD = "MODEL_COMPLETE"        # beside the final model: its files' sizes and hashes, written last (qa/model_check.py)
 EVAL_DIR = "eval"
 EVAL_KINDS = ("predictions", "nbest_predictions", "null_odds", "eval_results")
 EVAL_RESULTS_NAME = re.compile(r"eval_results_(\d+)\.json")
@@ -66,7 +67,7 @@ RUN_STATE_DIRS = (TENSORBOARD_DIR, EVAL_DIR)
 # The final model of an earlier run: evaluation would take it for the new run's until the new one is saved.
 FINAL_MODEL_FILES = (MODEL_CONFIG, "model.safetensors", "pytorch_model.bin", "generation_config.json", QA_CONFIG_FILE,
                      "README.md", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
+                     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", MODEL_RECORD)
 # Every evaluation file of the training record: predictions_900.json, predictions_900_best_thresh.json, ...
 EVAL_FILE_NAME = re.compile(r"(predictions|nbest_predictions|null_odds|eval_results)_\w+?(_best_thresh)?\.json")
 REPORT_PNG, REPORT_HTML = "report.png", "report.html"  # make report
