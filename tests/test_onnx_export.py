@@ -136,3 +136,26 @@ def test_export_errors_say_what_to_do(run, tmp_path, capsys):
     assert "give --predict_file (make export PREDICT_FILE=...)" in capsys.readouterr().err
     assert export_onnx.main(["--checkpoint", "checkpoint-5", "--", str(run)]) == 2
     assert "checkpoint-5: no such checkpoint folder" in capsys.readouterr().err
+
+
+def test_predict_nq_runs_an_export_like_the_model(run, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    onnx_export.export_onnx(str(run), str(export))  # predict_nq needs no scores: the export alone
+    from qa.storage import write_marker
+
+    write_marker(str(export), onnx_export.ONNX_MARKER)
+    records = shared_file("nq", "nq-dev-10.simplified.jsonl")
+    outputs = {}
+    for name, model in (("onnx", export), ("pytorch", run)):
+        outputs[name] = tmp_path / f"{name}.json"
+        done = subprocess.run([sys.executable, "scripts/predict_nq.py", "--model_dir", str(model), "--input", str(records),
+                               "--output", str(outputs[name]), "--max_examples", "3"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    by_onnx, by_torch = (json.loads(outputs[n].read_text())["predictions"] for n in ("onnx", "pytorch"))
+    assert len(by_torch) == 3
+    for mine, theirs in zip(by_onnx, by_torch):
+        assert mine.keys() == theirs.keys()
+        for key, value in theirs.items():
+            assert mine[key] == (pytest.approx(value, abs=1e-4) if isinstance(value, float) else value), key
