@@ -24,7 +24,7 @@ usage() {
   echo "usage: bash scripts/upload.sh OUTPUT_DIR s3://bucket/prefix [--checkpoint NAME_OR_PATH] [--public] [--endpoint-url URL] [--dry-run]" >&2
   exit 2
 }
-die() { echo "upload.sh: $*" >&2; exit "${2:-1}"; }
+die() { echo "upload.sh: $1" >&2; exit "${2:-1}"; }  # die MESSAGE [EXIT_STATUS]
 
 # The final model's files, as glob patterns relative to OUTPUT_DIR.
 FINAL_FILES=(config.json generation_config.json "model*.safetensors" model.safetensors.index.json
@@ -38,6 +38,7 @@ checkpoint=""
 public=0
 endpoint=""
 dry_run=0
+positional=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --checkpoint) [[ $# -ge 2 ]] || usage; checkpoint="$2"; shift ;;
@@ -45,13 +46,15 @@ while [[ $# -gt 0 ]]; do
     --endpoint-url) [[ $# -ge 2 ]] || usage; endpoint="$2"; shift ;;
     --dry-run) dry_run=1 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --) shift; positional+=("$@"); break ;;  # every argument after -- is OUTPUT_DIR or the bucket, even -x
     -*) echo "upload.sh: unknown option '$1'" >&2; usage ;;
-    *) if [[ -z "$output_dir" ]]; then output_dir="$1"
-       elif [[ -z "$bucket" ]]; then bucket="$1"
-       else echo "upload.sh: unexpected argument '$1'" >&2; usage; fi ;;
+    *) positional+=("$1") ;;
   esac
   shift
 done
+[[ ${#positional[@]} -le 2 ]] || { echo "upload.sh: unexpected argument '${positional[2]}'" >&2; usage; }
+output_dir="${positional[0]:-}"
+bucket="${positional[1]:-}"
 
 # --- validate --------------------------------------------------------------------------------
 [[ -n "$output_dir" && -n "$bucket" ]] || usage
@@ -112,10 +115,15 @@ command=("$aws" s3 cp --recursive --only-show-errors "$source_dir" "$destination
 if [[ $public -eq 1 ]]; then command+=(--acl public-read); fi
 if [[ -n "$endpoint" ]]; then command+=(--endpoint-url "$endpoint"); fi
 
-echo "uploading ${#files[@]} file(s) from $source_dir to $destination/ ($([[ $public -eq 1 ]] && echo public-read || echo private))"
+acl=$([[ $public -eq 1 ]] && echo public-read || echo private)
+if [[ $dry_run -eq 1 ]]; then
+  echo "dry run: would upload ${#files[@]} file(s) from $source_dir to $destination/ ($acl); nothing is sent"
+else
+  echo "uploading ${#files[@]} file(s) from $source_dir to $destination/ ($acl)"
+fi
 echo "+ $(printf '%q ' "${command[@]}")"
 if [[ $dry_run -eq 1 ]]; then
-  echo "dry run: nothing uploaded; these objects would be written:"
+  echo "these objects would be written:"
   printf '  %s\n' "${files[@]/#/$destination/}"
   exit 0
 fi
