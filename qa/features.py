@@ -545,7 +545,8 @@ def _write_cache(final, examples, tokenizer, params, training, threads, chunk_ex
         per_example = done["bytes"] / done["examples"] if done["examples"] else 0
         raise DiskFullError(storage.no_space_message(
             cache_dir, int(per_example * len(examples)) or done["bytes"], f"the feature cache {final_name}",
-            "free space there, or give --features_cache_dir a folder on a bigger disk",
+            "free space there, or give " + ("EXTRA=--features_cache_dir DIR" if os.environ.get("QA_VIA_MAKE") == "1"
+                                            else "--features_cache_dir") + " a folder on a bigger disk",
             at_least=not per_example)) from exc
     return meta
 
