@@ -101,6 +101,10 @@ def test_python_targets_get_each_value_as_one_argument(payload, recorder, marker
     assert argv[-2:] == ["--", value] and f"--questions-file={value}" in argv and f"--output={value}" in argv
     assert f"--squad-base-url={value}" in recorded("data-squad", recorder, marker, SQUAD_BASE_URL=value)
     assert recorded("sync", recorder, marker, OUTPUT_DIR=value, SYNC=value)[-3:] == ["--", value, value]
+    argv = recorded("export", recorder, marker, OUTPUT_DIR=value, CKPT=value, ONNX_DIR=value, PREDICT_FILE=value)
+    assert argv[-2:] == ["--", value]
+    for flag in ("--checkpoint", "--out", "--predict_file"):
+        assert f"{flag}={value}" in argv, flag
 
 
 @pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
