@@ -3,8 +3,10 @@
     watch = DivergenceWatch(runtime, log)
     watch.add(loss)                 # each micro-batch's loss (stays on the device)
     watch.end_step()                # after the optimizer step
-    if watch.due(step, args, t_total, metrics, stop_reason):
-        watch.stop_if_diverged(step, model, runtime, output_dir)   # raises TrainingDiverged (exit 3)
+    checked = watch.stop_if_diverged(step, model, runtime, output_dir, t_total, args)  # at due steps: TrainingDiverged
+    ...evaluate, decide whether to stop...
+    if stop_reason is not None and not checked:       # a signal's checkpoint, at any step
+        watch.stop_if_diverged(step, model, runtime, output_dir)
 
 A run has diverged when its weights are no longer finite, or when the loss of PATIENCE optimizer steps in a row
 was not finite:
@@ -13,12 +15,13 @@ was not finite:
   run (a scale too large for the gradients) do not count here: their loss is finite.
 - fp32 and bf16: there is no scaler, a non-finite loss makes non-finite gradients, and AdamW writes them into the
   weights in that same step: the first one stops the run (patience 1).
-The counts and the weight check stay on the device and are read at `due` steps only (logging, saving,
-evaluation, the last step, a stop, and every CHECK_EVERY steps), so CUDA steps keep running without a host sync.
-Every checkpoint is written at a `due` step, after the check: no checkpoint and no final model holds the bad
-weights, and the newest complete checkpoint is the last good one.
+The counts and the weight check stay on the device and are read at `due` steps only (logging, saving and
+evaluation steps, the last step, and every CHECK_EVERY steps), so CUDA steps keep running without a host sync.
+The check comes before the step's evaluation and checkpoint (and before a signal's checkpoint at any step): no
+evaluation runs on, and no checkpoint or final model holds, weights the check found bad.
 """
 
+import contextlib
 import os
 import shlex
 
@@ -55,11 +58,11 @@ class DivergenceWatch:
         self.step_loss = torch.zeros_like(self.step_loss)
 
     @staticmethod
-    def due(step, args, t_total, metrics, stop_reason):
-        """A check before every checkpoint (log, save, evaluation, last step, a stop), and every CHECK_EVERY steps.
-        The same on every rank: each of these is decided alike by all of them."""
-        return any(interval > 0 and step % interval == 0 for interval in (CHECK_EVERY, args.logging_steps, args.save_steps)) \
-            or metrics is not None or step >= t_total or stop_reason is not None
+    def due(step, args, t_total):
+        """Steps checked without being asked: logging, saving and evaluation steps (evaluations and checkpoints
+        come only at those, but for a signal's), the last step, and every CHECK_EVERY steps. The same on every rank."""
+        return step >= t_total or any(interval > 0 and step % interval == 0
+                                      for interval in (CHECK_EVERY, args.logging_steps, args.save_steps))
 
     def problem(self, model, runtime):
         """Why the run diverged ('' when it did not); one host sync (and an all_reduce under torchrun)."""
@@ -76,10 +79,29 @@ class DivergenceWatch:
             return f"the loss was not finite (inf or NaN) for {int(streak)} optimizer step(s) in a row"
         return ""
 
-    def stop_if_diverged(self, step, model, runtime, output_dir):
+    def stop_if_diverged(self, step, model, runtime, output_dir, t_total=None, args=None):
+        """Raise TrainingDiverged when the run diverged. With t_total and args: only at a `due` step, and True when
+        the check ran (False: not due); without them: always (before a checkpoint a signal asks for)."""
+        if args is not None and not self.due(step, args, t_total):
+            return False
         problem = self.problem(model, runtime)
         if not problem:
-            return
+            return True
+        self.stop(step, problem, runtime, output_dir)
+
+    @contextlib.contextmanager
+    def evaluating(self, step, runtime, output_dir):
+        """An evaluation during training whose logits are NaN (weights finite, but too large for the forward pass:
+        the evaluation on rank 0 finds out first) stops the run as diverged, before this step's checkpoint."""
+        from qa.postprocess import NonFiniteLogits
+
+        try:
+            yield
+        except NonFiniteLogits as exc:
+            self.stop(step, "the evaluation's logits are not finite (NaN)", runtime, output_dir, cause=exc)
+
+    def stop(self, step, problem, runtime, output_dir, cause=None):
+        """Log the one line and raise TrainingDiverged."""
         from qa import run_dir
 
         newest = run_dir.latest_checkpoint(output_dir) if runtime.is_main else None
@@ -90,4 +112,4 @@ class DivergenceWatch:
                "lower --learning_rate (or use --bf16 / fp32 instead of --fp16) and train again or resume from it")
         message = (f"training diverged at step {step}: {problem}; stopping without saving these weights ({kept}): {fix}")
         self.log.info(f"error: {message}")
-        raise TrainingDiverged(message)
+        raise TrainingDiverged(message) from cause

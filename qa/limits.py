@@ -30,20 +30,24 @@ THREADS_PER_CPU = 4
 def refuse_non_finite(parser, args):
     """parser.error (exit 2, one line, the flag named) for the first float flag whose value is nan, +-inf, or beyond
     float32 (torch computes in it: `--learning_rate 1e39` failed in AdamW with a traceback)."""
+    from qa.args import flag_name  # here: qa.args imports this module
+
     for action in parser._actions:
         value = getattr(args, action.dest, None)
         if action.type is float and isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
-            parser.error(f"argument {action.option_strings[0]}: {value} is not a finite number (torch computes in "
-                         f"float32, up to 3.4e38): give a number, e.g. {action.option_strings[0]} {action.default}")
+            flag = action.option_strings[0]
+            example = f"{flag} {action.default}" if flag_name(flag) == flag else f"{flag_name(flag)}={action.default}"
+            parser.error(f"argument {flag}: {value} is not a finite number (torch computes in float32, up to 3.4e38): "
+                         f"give a number, e.g. {example}")
 
 
 def limit_problems(args, f=lambda flag: flag):
     """One line for each size flag beyond what any run can use (validation has the other checks)."""
-    from qa.preflight import position_problem
+    from qa.preflight import position_problem, setting
 
     problems = []
     if args.max_seq_length > MAX_SEQ_LENGTH:
-        problems.append(f"{f('--max_seq_length')} {args.max_seq_length} is beyond any encoder's positions (limit "
+        problems.append(f"{setting(f('--max_seq_length'), args.max_seq_length)} is beyond any encoder's positions (limit "
                         f"{MAX_SEQ_LENGTH}): use the model's length, e.g. 384 or 512")
     elif args.max_seq_length > 0:
         problems.append(position_problem(args.config_name or args.model_name_or_path, args.max_seq_length,
@@ -53,21 +57,24 @@ def limit_problems(args, f=lambda flag: flag):
                                args.do_eval or args.evaluate_during_training)):
         tokens = batch * args.max_seq_length
         if used and tokens > MAX_BATCH_TOKENS:
-            problems.append(f"{f(flag)} {batch} x {f('--max_seq_length')} {args.max_seq_length} = {tokens:,} tokens per "
+            problems.append(f"{setting(f(flag), batch)} x {setting(f('--max_seq_length'), args.max_seq_length)} = {tokens:,} tokens per "
                             f"device and micro-batch, more than any GPU holds (limit {MAX_BATCH_TOKENS:,}): lower it"
-                            + (" and raise --gradient_accumulation_steps for the same batch per step"
+                            + (f" and raise {f('--gradient_accumulation_steps')} for the same batch per step"
                                if flag.endswith("train_batch_size") else ""))
     if args.threads > MAX_THREADS:
-        problems.append(f"{f('--threads')} {args.threads} is more than any machine can use (limit {MAX_THREADS}; this "
+        problems.append(f"{setting(f('--threads'), args.threads)} is more than any machine can use (limit {MAX_THREADS}; this "
                         f"one has {cpu_count()} CPUs): use at most {cpu_count()}")
     return [p for p in problems if p]
 
 
 def limit_notes(args):
     """Warnings (logged, the run goes on) for values that only waste resources."""
+    from qa.args import flag_name  # here: qa.args imports this module
+    from qa.preflight import setting
+
     cpus = cpu_count()
     if args.threads > THREADS_PER_CPU * cpus:
-        return [f"warning: --threads {args.threads} is more than {THREADS_PER_CPU}x this machine's {cpus} CPUs: the "
+        return [f"warning: {setting(flag_name('--threads'), args.threads)} is more than {THREADS_PER_CPU}x this machine's {cpus} CPUs: the "
                 f"extra threads only hold more windows in memory (2 chunks each); {cpus} is enough"]
     return []
 

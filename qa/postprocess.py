@@ -65,6 +65,10 @@ from qa.text import extend_over_marks
 CHUNK_FEATURES = 2048
 
 
+class NonFiniteLogits(ValueError):
+    """The logits hold NaN (or the CLS logits inf): the model diverged (qa.divergence stops a training on it)."""
+
+
 @dataclasses.dataclass
 class PostprocessResult:
     predictions: dict  # qas_id -> answer text ("" = no answer) at the given threshold
@@ -196,7 +200,7 @@ def _check_inputs(examples, features, start_logits, end_logits, n_best_size, max
             )
         bad = np.flatnonzero(np.isnan(arr).any(axis=1))
         if len(bad):
-            raise ValueError(f"{name} of window {bad[0]} (and {len(bad) - 1} more) contain NaN: the model diverged "
+            raise NonFiniteLogits(f"{name} of window {bad[0]} (and {len(bad) - 1} more) contain NaN: the model diverged "
                              "(with --fp16, try --bf16 or a lower learning rate)")
         logits.append(arr)
     start, end = logits
@@ -212,7 +216,7 @@ def _check_inputs(examples, features, start_logits, end_logits, n_best_size, max
     rows = np.arange(n)
     bad = np.flatnonzero(~np.isfinite(start[rows, cls_index] + end[rows, cls_index]))
     if len(bad):
-        raise ValueError(f"window {bad[0]}: the CLS logits are not finite; the null score needs them")
+        raise NonFiniteLogits(f"window {bad[0]}: the CLS logits are not finite; the null score needs them")
     covered = np.zeros(len(examples), dtype=bool)
     covered[example_index] = True
     if not covered.all():

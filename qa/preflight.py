@@ -322,5 +322,10 @@ def position_problem(source, max_seq_length, cache_dir=None, flag="--max_seq_len
     positions = usable_positions(config) if config else None
     if positions is None or max_seq_length <= positions:
         return ""
-    return (f"{flag} {max_seq_length} is longer than the {positions} positions of the model ({source}: "
-            f"max_position_embeddings {config['max_position_embeddings']}): use {flag} {positions} or less")
+    return (f"{setting(flag, max_seq_length)} is longer than the {positions} positions of the model ({source}: "
+            f"max_position_embeddings {config['max_position_embeddings']}): use {setting(flag, positions)} or less")
+
+
+def setting(flag, value):
+    """How a setting is written: `--max_seq_length 512` for a flag, `MAX_SEQ_LENGTH=512` for a make variable."""
+    return f"{flag} {value}" if flag.startswith("-") else f"{flag}={value}"

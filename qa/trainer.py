@@ -312,11 +312,14 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                                "train/epoch": state.epoch + state.step_in_epoch / epoch_length})
                 bar.set_postfix(loss=f"{loss_value:.4f}")
                 running_loss, loss_steps = torch.zeros((), device=runtime.device), 0
+            # stop a diverged run here: its model is neither evaluated nor saved (qa.divergence)
+            checked = watch.stop_if_diverged(step, raw_model, runtime, args.output_dir, t_total, args)
             # evaluate (every rank takes its share; the metric drives best-model tracking and early stopping)
             metrics = None
             if eval_set is not None and args.evaluate_during_training and (
                     every(step, args.logging_steps) or every(step, args.save_steps)):
-                metrics = evaluate_during_training(raw_model, eval_set, args, runtime, log, state, stop)
+                with watch.evaluating(step, runtime, args.output_dir):  # NaN logits: diverged (qa.divergence)
+                    metrics = evaluate_during_training(raw_model, eval_set, args, runtime, log, state, stop)
                 model.train()
             improved = metrics is not None and state.record_eval(args.metric_for_best_model,
                                                                   metrics[args.metric_for_best_model])
@@ -327,7 +330,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                              or every(step, args.save_steps) or metrics is not None or step >= t_total)
             state.signum = stop.agreed(runtime) if decision_step else 0
             state.stop_reason = decide_stop(state, args, t_total, state.signum)
-            if watch.due(step, args, t_total, metrics, state.stop_reason):  # before any checkpoint of this step
+            if state.stop_reason is not None and not checked:  # a signal's checkpoint may come at any step
                 watch.stop_if_diverged(step, raw_model, runtime, args.output_dir)
             # checkpoint (also at a new best between save steps, so the best is always on disk)
             if every(step, args.save_steps) or improved or state.stop_reason in ("signal", "early_stop"):

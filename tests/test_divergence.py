@@ -88,12 +88,14 @@ def test_non_finite_weights_stop_the_run():
     assert step == 1 and "weights are no longer finite" in message
 
 
-def test_checks_come_before_every_checkpoint():
+def test_checks_come_at_every_log_save_and_evaluation_step():
     args = types.SimpleNamespace(logging_steps=0, save_steps=7)
-    due = [s for s in range(1, 31) if divergence.DivergenceWatch.due(s, args, 30, None, None)]
-    assert due == [7, 10, 14, 20, 21, 28, 30]
-    assert divergence.DivergenceWatch.due(3, args, 30, {"f1": 1.0}, None)  # an evaluation (a new best saves)
-    assert divergence.DivergenceWatch.due(3, args, 30, None, "signal")  # a signal's checkpoint
+    assert [s for s in range(1, 31) if divergence.DivergenceWatch.due(s, args, 30)] == [7, 10, 14, 20, 21, 28, 30]
+    args.logging_steps = 4
+    assert [s for s in range(1, 13) if divergence.DivergenceWatch.due(s, args, 30)] == [4, 7, 8, 10, 12]
+    watch = divergence.DivergenceWatch(FakeRuntime(), types.SimpleNamespace(info=print))
+    assert watch.stop_if_diverged(3, torch.nn.Linear(2, 2), FakeRuntime(), "/nonexistent", 30, args) is False
+    assert watch.stop_if_diverged(4, torch.nn.Linear(2, 2), FakeRuntime(), "/nonexistent", 30, args) is True
 
 
 def test_a_diverged_run_exits_3_and_keeps_the_last_good_checkpoint(tiny_model_dir, tmp_path, capsys, one_thread):

@@ -1,0 +1,63 @@
+"""Through make, as users run it (issue 18, items 4 and 11): a float that is not a number and windows longer than the
+model's positions are refused before anything is built, naming the make variable; a diverged `make train` fails
+(run_squad.py exit 3, "Error 3" in make's line) with one line and leaves the last finite checkpoint the newest,
+with no final model."""
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT, shared_file
+
+pytest.importorskip("torch")
+from qa import run_dir  # noqa: E402
+
+TRAIN = ("squad", "squad2-dev-normans-rhine.json")
+PREDICT = ("squad", "squad2-dev-normans-complexity.json")
+
+
+def make_train(model_dir, out, *variables):
+    return subprocess.run(["make", "--no-print-directory", "train", f"MODEL={model_dir}", f"OUTPUT_DIR={out}",
+                           f"TRAIN_FILE={shared_file(*TRAIN)}", f"PREDICT_FILE={shared_file(*PREDICT)}", "NGPUS=0",
+                           "REPORT_TO=none", *variables],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+
+
+def error_lines(done):
+    return [line for line in done.stderr.splitlines() if line.startswith("run_squad.py: error:")]
+
+
+def test_make_train_refuses_a_learning_rate_that_is_not_a_number(tiny_model_dir, tmp_path):
+    done = make_train(tiny_model_dir, tmp_path / "run", "LR=nan")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert error_lines(done) == ["run_squad.py: error: argument LR: nan is not a finite number (torch computes in "
+                                 "float32, up to 3.4e38): give a number, e.g. LR=5e-05"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_make_train_refuses_windows_longer_than_the_models_positions(tiny_model_dir, tmp_path):
+    done = make_train(tiny_model_dir, tmp_path / "run", "MAX_SEQ_LENGTH=1024")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert error_lines(done) == [f"run_squad.py: error: MAX_SEQ_LENGTH=1024 is longer than the 512 positions of the model "
+                                 f"({tiny_model_dir}: max_position_embeddings 512): use MAX_SEQ_LENGTH=512 or less"]
+    assert not (tmp_path / "run").exists()  # refused before any feature was built
+
+
+def test_a_diverged_make_train_exits_3_without_saving_the_bad_weights(tiny_model_dir, tmp_path):
+    """LR=1e38 with 4 warmup steps and an evaluation at every step: step 1 (learning rate 0) is evaluated and saved;
+    step 2's weights are finite, ~1e38, and its evaluation's logits NaN (a ValueError traceback before): the run stops
+    there, before step 2's checkpoint. No final model, exit 3."""
+    out = tmp_path / "run"
+    done = make_train(tiny_model_dir, out, "LR=1e38", "MAX_SEQ_LENGTH=128", "SAVE_STEPS=1", "LOGGING_STEPS=1",
+                      "EXTRA=--max_steps 6 --warmup_steps 4 --max_train_samples 8 --max_eval_samples 4")
+    assert done.returncode == 2 and "make: *** [Makefile:" in done.stderr and "] Error 3" in done.stderr, \
+        done.stderr[-3000:]  # make's own status is 2 for any failed recipe; run_squad.py's 3 is in its line
+    diverged = [line for line in done.stderr.splitlines() if "training diverged" in line]
+    assert len(diverged) == 1
+    assert "error: training diverged at step 2: the evaluation's logits are not finite (NaN); stopping without saving " \
+           "these weights (the newest checkpoint, checkpoint-1, holds the last finite weights): lower LR" in diverged[0]
+    assert "Traceback" not in done.stderr
+    assert [step for step, _ in run_dir.list_checkpoints(out)] == [1]
+    assert not run_dir.has_final_model(out)
