@@ -60,6 +60,10 @@ def test_hints_of_a_stopped_a_refused_and_a_finished_run_run_as_printed(tiny_mod
     [resume] = hints(output, "resume")
     assert f"OUTPUT_DIR='{out}'" in resume and "CKPT=checkpoint-" in resume
 
+    # make status says the run is not running and how to continue it.
+    stopped = shell(f"make --no-print-directory status OUTPUT_DIR='{out}'", timeout=120)
+    assert "ETA" not in stopped.stdout and hints(stopped.stdout, "resume") == [f"make resume OUTPUT_DIR='{out}'"]
+
     # A second start into the folder is refused; its hints are make's forms.
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0
