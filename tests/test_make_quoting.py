@@ -9,8 +9,10 @@ named by an environment variable, so the values hold no '/' and can be folder na
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -245,3 +247,27 @@ def test_values_make_decides_on_are_validated(variable, value, message, tmp_path
     refused = make("help", f"{variable}={value}", marker=marker)
     assert refused.returncode == 2 and message in refused.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", [PAYLOADS["all-at-once"], PAYLOADS["double-quote"]], ids=["all-at-once", "double-quote"])
+def test_a_detached_run_gets_the_values_whole_too(payload, recorder, marker, tmp_path):
+    # DETACH=1 adds two shells (detach.sh's session runs `bash -c`): the values must cross both untouched.
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed here; the detached path needs it")
+    env = dict(os.environ, TMUX_TMPDIR=str(tmp_path), MULTIPLEXER="tmux")
+    env.pop("TMUX", None)
+    run = tmp_path / payload
+    try:
+        started = make("train", "DETACH=1", "NAME=qa-quoting", f"PY={recorder}", f"OUTPUT_DIR={run}", f"MODEL={payload}",
+                       f"EXTRA={payload}", marker=marker, env=env)
+        assert started.returncode == 0, started.stdout + started.stderr
+        console = run / "console.log"
+        deadline = time.time() + 60
+        while time.time() < deadline and "exit status" not in (console.read_text() if console.exists() else ""):
+            time.sleep(0.05)
+        assert "exit status 0" in console.read_text(), console.read_text()
+    finally:
+        subprocess.run(["tmux", "kill-server"], env=env, capture_output=True)
+    argv = (marker.parent / "argv").read_bytes().decode().split("\0")[:-1]
+    assert f"--output_dir={run}" in argv and f"--model_name_or_path={payload}" in argv
+    assert_words(argv, payload)
