@@ -278,7 +278,7 @@ EXTRA ?=
 DETACH ?= 0
 #: which checkpoint: checkpoint-N, a path, best or final (resume: default the newest complete one)
 CKPT ?=
-#: yes: activation checkpointing (--gradient_checkpointing): less activation memory, a larger BATCH, ~1/3 slower steps
+#: yes: activation checkpointing (--gradient_checkpointing): less activation memory, a larger BATCH, slower steps (1.24x on CPU)
 GRAD_CKPT ?= 0
 
 $(call check_choice,PRECISION,fp16 bf16 fp32)
