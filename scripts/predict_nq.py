@@ -153,25 +153,37 @@ def parse_args(argv=None):
     return args
 
 
+# The Makefile variable behind each flag `make eval-nq` passes: its messages name what the user typed there.
+MAKE_VARIABLES = {"--model_dir": "OUTPUT_DIR", "--checkpoint": "CKPT", "--input": "NQ_DEV_GLOB", "--batch_size": "NQ_BATCH",
+                  "--max_examples": "NQ_MAX_EXAMPLES", "--threads": "THREADS", "--workers": "WORKERS"}
+
+
+def shown(flag):
+    """`flag` as the user gave it: its make variable under `make eval-nq` (QA_VIA_MAKE=1), else the flag."""
+    return MAKE_VARIABLES.get(flag, flag) if os.environ.get("QA_VIA_MAKE") == "1" else flag
+
+
 def check_args(parser, args):
     """Every argument checked here, right after parsing; parser.error exits 2 with the message."""
     for name in ("batch_size", "threads", "workers", "records_per_chunk"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+            parser.error(f"{shown('--' + name)} must be at least 1, got {getattr(args, name)}")
     if args.max_examples < 0:
-        parser.error(f"--max_examples must be >= 0 (0 = all records), got {args.max_examples}")
+        parser.error(f"{shown('--max_examples')} must be >= 0 (0 = all records), got {args.max_examples}")
     for name in ("max_seq_length", "doc_stride", "max_query_length"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive number of tokens, got {getattr(args, name)}")
     if args.fp16 and args.bf16:
         parser.error("give at most one of --fp16 and --bf16")
     if not os.path.isdir(args.model_dir):
-        parser.error(f"--model_dir {args.model_dir}: no such folder")
+        parser.error(f"{shown('--model_dir')} {args.model_dir}: no such folder")
     if args.fp16:
         import torch
 
         if args.no_cuda or not torch.cuda.is_available():
-            parser.error("--fp16 needs a CUDA GPU and none is in use: drop --fp16 (or use --bf16 on the CPU)")
+            parser.error("PRECISION=fp16 needs a CUDA GPU and none is in use: PRECISION=fp32 (or bf16 on the CPU)"
+                         if os.environ.get("QA_VIA_MAKE") == "1" else
+                         "--fp16 needs a CUDA GPU and none is in use: drop --fp16 (or use --bf16 on the CPU)")
 
 
 def feature_params(config, args):

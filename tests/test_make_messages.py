@@ -104,3 +104,11 @@ def test_bad_data_under_make_names_extra_once(tiny_model_dir, tmp_path):
     assert done.stderr.count(f"question id {qa['id']!r}") == 1, done.stderr  # said once
     assert "add EXTRA=--skip_bad_examples to skip" in done.stderr and "skip_bad=True" not in done.stderr
     assert "question id" in (tmp_path / "run" / "train.log").read_text()  # and kept in the run's log
+
+
+def test_make_eval_nq_names_its_variables(tmp_path):
+    done = make("eval-nq", f"OUTPUT_DIR={tmp_path / 'nope'}")
+    assert done.returncode != 0 and f"OUTPUT_DIR {tmp_path / 'nope'}: no such folder" in done.stderr
+    (tmp_path / "run").mkdir()
+    done = make("eval-nq", f"OUTPUT_DIR={tmp_path / 'run'}", "NQ_MAX_EXAMPLES=-1")
+    assert done.returncode != 0 and "NQ_MAX_EXAMPLES must be >= 0" in done.stderr
