@@ -14,6 +14,7 @@ features' cache key, the weights) can be the one that finds the folder gone.
 import os
 
 from qa.args import flag_name
+from qa.preflight import setting
 from qa.run_dir import CheckpointError
 
 
@@ -27,5 +28,5 @@ def raise_if_deleted(exc, folder, output_dir):
     if isinstance(exc, Exception) and not os.path.isdir(folder):
         raise ModelFolderDeleted(
             f"{folder} was deleted while it was being evaluated (the training in {output_dir} rotates its checkpoints: "
-            f"--save_total_limit): evaluate another one ({flag_name('--eval_checkpoint')} best, or the newest "
+            f"--save_total_limit): evaluate another one ({setting(flag_name('--eval_checkpoint'), 'best')}, or the newest "
             "checkpoint), or evaluate after the training ends") from exc

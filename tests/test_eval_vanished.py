@@ -64,3 +64,13 @@ def test_an_evaluation_that_succeeds_keeps_its_folder(run_with_checkpoints, tmp_
     run = run_with_checkpoints
     assert run_squad.main(eval_argv(run, tmp_path, "checkpoint-2")) == 0
     assert len(list((run / run_dir.EVAL_DIR).glob("*-2/eval_results_2.json"))) == 1
+
+
+def test_through_make_the_message_names_ckpt(tmp_path, monkeypatch):
+    from qa import eval_guard
+
+    monkeypatch.setenv("QA_VIA_MAKE", "1")
+    with pytest.raises(eval_guard.ModelFolderDeleted, match=r"evaluate another one \(CKPT=best, or the newest"):
+        eval_guard.raise_if_deleted(OSError("gone"), str(tmp_path / "checkpoint-9"), str(tmp_path))
+    eval_guard.raise_if_deleted(OSError("other"), str(tmp_path), str(tmp_path))  # the folder is there: not this case
+    eval_guard.raise_if_deleted(KeyboardInterrupt(), str(tmp_path / "checkpoint-9"), str(tmp_path))  # Ctrl-C stays
