@@ -172,7 +172,7 @@ def check_export(model_dir, onnx_dir, predict_file, max_examples=None, batch_siz
                                              config["null_score_diff_threshold"])
             scores = evaluate_predictions(examples, result.predictions)
             report[name] = {"exact": scores["exact"], "f1": scores["f1"], "seconds": round(seconds, 3),
-                            "windows_per_s": round(len(features) / seconds, 1)}
+                            "windows_per_s": round(len(features) / seconds, 3)}
             logits[name] = (starts, ends)
     finally:
         torch.set_num_threads(before)
@@ -185,7 +185,7 @@ def check_export(model_dir, onnx_dir, predict_file, max_examples=None, batch_siz
 
 def describe_check(report):
     """One line per model and the verdict, for the terminal."""
-    lines = [f"{name:8} exact {r['exact']:.4f}  F1 {r['f1']:.4f}  {r['windows_per_s']:.1f} windows/s"
+    lines = [f"{name:8} exact {r['exact']:.4f}  F1 {r['f1']:.4f}  {r['windows_per_s']:.3g} windows/s ({r['seconds']:.1f} s)"
              for name, r in ((n, report[n]) for n in ("pytorch", "onnx"))]
     lines.append(f"{report['questions']} questions, {report['windows']} windows of {report['predict_file']}, "
                  f"{report['threads']} thread(s); largest logit difference {report['max_logit_difference']:.2e}")
