@@ -250,3 +250,167 @@ def test_what_predict_nq_and_ask_make_of_the_types():
     assert answer_type.example_type(windows)[0] == "yes"
     assert [answer_type.spoken_answer(kind, "Swiss Alps") for kind in answer_type.TYPES] == [
         "", "Swiss Alps", "Swiss Alps", "yes", "no"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Through run_squad.py: the flag, resume with the head, and a tiny training that learns the types
+# ---------------------------------------------------------------------------------------------
+ANIMALS = ["fox", "owl", "bear", "wolf", "deer", "hare", "crow", "seal", "lynx", "mole", "frog", "swan"]
+PLACES = ["the forest", "the river", "the hills", "the city", "the marsh", "the coast", "the valley"]
+FOODS = ["fish", "berries", "grass", "seeds", "insects", "roots"]
+
+
+def candidate_style_file(path, first, count):
+    """Candidate-mode-like SQuAD JSON: short contexts (one window each) and a question of each type per context,
+    the type told by the question's first word (short: where, yes: does, no: was, long: what, none: who)."""
+    paragraphs = []
+    for n in range(first, first + count):
+        animal, place, food = ANIMALS[n % len(ANIMALS)], PLACES[n % len(PLACES)], FOODS[n % len(FOODS)]
+        context = f"The {animal} lives in {place}. It eats {food} every day."
+        whole = {"text": context, "answer_start": 0}
+        paragraphs.append({"context": context, "qas": [
+            {"id": f"{n}-short", "question": f"where does the {animal} live?", "answer_type": "short",
+             "answers": [{"text": place, "answer_start": context.index(place)}], "is_impossible": False},
+            {"id": f"{n}-yes", "question": f"does the {animal} eat {food}?", "answer_type": "yes",
+             "answers": [whole], "is_impossible": False},
+            {"id": f"{n}-no", "question": f"was the {animal} born in {place}?", "answer_type": "no",
+             "answers": [whole], "is_impossible": False},
+            {"id": f"{n}-long", "question": f"what is known about the {animal}?", "answer_type": "long",
+             "answers": [whole], "is_impossible": False},
+            {"id": f"{n}-none", "question": f"who painted the {animal}?", "answer_type": "none", "answers": [],
+             "is_impossible": True}]})
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "animals", "paragraphs": paragraphs}]}))
+    return path
+
+
+def run_squad(argv, **extra_env):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", **extra_env}
+    return subprocess.run([sys.executable, str(ROOT / "run_squad.py"), *argv], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def train_argv(model_dir, train_file, output_dir, cache_dir, *extra):
+    return ["--model_name_or_path", str(model_dir), "--output_dir", str(output_dir), "--do_train", "--train_file",
+            str(train_file), "--version_2_with_negative", "--max_seq_length", "64", "--doc_stride", "32",
+            "--max_query_length", "24", "--features_cache_dir", str(cache_dir), "--report_to", "none", "--seed", "7",
+            *extra]
+
+
+def type_accuracy(model, data_file, tokenizer):
+    """Share of windows whose most probable type is their label."""
+    examples = read_squad(data_file)
+    features = F.build_features(examples, tokenizer, F.FeatureParams(64, 32, 24), training=True)
+    batch = {k: torch.as_tensor(v) for k, v in features.batch(np.arange(len(features))).items()}
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       token_type_ids=batch["token_type_ids"]).answer_type_logits
+    return float((logits.argmax(-1) == batch["answer_types"]).float().mean())
+
+
+def test_training_on_candidate_style_data_learns_the_types(tiny_model_dir, tokenizer, tmp_path):
+    train = candidate_style_file(tmp_path / "train.json", 0, 24)
+    held_out = candidate_style_file(tmp_path / "dev.json", 100, 8)  # other animal/place/food combinations
+    done = run_squad(train_argv(tiny_model_dir, train, tmp_path / "run", tmp_path / "cache", "--num_train_epochs", "20",
+                                "--per_gpu_train_batch_size", "8", "--learning_rate", "2e-3", "--save_steps", "0",
+                                "--logging_steps", "10"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "run" / "args.json").read_text())["answer_type_head"] is True  # on by default
+    assert "answer-type head: on (the training data carries answer types)" in (tmp_path / "run" / "train.log").read_text()
+    trained = H.load_qa_model(tmp_path / "run")
+    torch.manual_seed(7)
+    untrained = H.attach(H.load_qa_model(tiny_model_dir), tiny_model_dir, want=True)
+    before, after = type_accuracy(untrained, held_out, tokenizer), type_accuracy(trained, held_out, tokenizer)
+    # five balanced classes: chance is 0.2
+    print(f"type accuracy on held-out questions: {before:.3f} before training, {after:.3f} after")
+    assert after >= 0.5 and after > before + 0.25, (before, after)
+
+
+def test_resume_with_the_head_is_bit_identical(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from qa import checkpoints, run_dir
+
+    train = candidate_style_file(tmp_path / "train.json", 0, 6)  # 30 windows: 15 micro-batches of 2 an epoch
+    common = ["--per_gpu_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--num_train_epochs", "2",
+              "--save_steps", "4", "--logging_steps", "3", "--learning_rate", "1e-3", "--warmup_steps", "2"]
+    cache = tmp_path / "cache"
+    whole = run_squad(train_argv(tiny_model_dir, train, tmp_path / "a", cache, *common))
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    # micro-batch 20 = the 5th of epoch 2: after checkpoint-8 (16 micro-batches), before step 12
+    killed = run_squad(train_argv(tiny_model_dir, train, tmp_path / "b", cache, *common),
+                       QA_TEST_KILL_AT_MICRO_STEP="20")
+    assert killed.returncode < 0, killed.stdout + killed.stderr
+    checkpoint = tmp_path / "b" / "checkpoint-8"
+    assert (checkpoint / H.HEAD_WEIGHTS).exists() and run_dir.is_complete(checkpoint)
+    # the head is in the checkpoint's hash record: a changed byte is refused before anything is loaded
+    marker = json.loads((checkpoint / run_dir.COMPLETE).read_text())
+    assert set(H.HEAD_FILES) <= set(marker["files"])
+    resumed = run_squad(train_argv(tiny_model_dir, train, tmp_path / "b", cache, *common,
+                                   "--resume_from_checkpoint", "auto"))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    for name in ("model.safetensors", H.HEAD_WEIGHTS):
+        a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    initial = H.attach(H.load_qa_model(tiny_model_dir), None, want=True)  # the run did move the head
+    trained = load_file(tmp_path / "a" / H.HEAD_WEIGHTS)
+    assert trained["weight"].shape == initial.answer_type_head.weight.shape
+    assert not torch.equal(trained["bias"], torch.zeros_like(trained["bias"]))
+    # a resume that would drop the head is refused in one line, naming the checkpoint
+    data = bytearray((checkpoint / H.HEAD_WEIGHTS).read_bytes())
+    refused = run_squad(train_argv(tiny_model_dir, train, tmp_path / "b", cache, *common, "--resume_from_checkpoint",
+                                   "checkpoint-8", "--no_answer_type_head", "--continue_finished"))
+    assert refused.returncode == 2 and "trained with the answer-type head" in refused.stderr, refused.stderr
+    data[-1] ^= 1
+    (checkpoint / H.HEAD_WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(checkpoints.CheckpointError, match=H.HEAD_WEIGHTS):
+        checkpoints.verify_checkpoint(checkpoint)
+
+
+def test_untyped_squad_data_trains_without_the_head_unless_asked(tiny_model_dir, tmp_path):
+    path = squad_file(tmp_path / "squad.json", [qa("s", "Swiss Alps"), qa("i")])  # SQuAD 2.0: no answer_type keys
+    common = ["--max_steps", "1", "--per_gpu_train_batch_size", "2", "--save_steps", "0"]
+    plain = run_squad(train_argv(tiny_model_dir, path, tmp_path / "plain", tmp_path / "cache", *common))
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert not (tmp_path / "plain" / H.HEAD_WEIGHTS).exists()
+    assert json.loads((tmp_path / "plain" / "args.json").read_text())["answer_type_head"] is False
+    asked = run_squad(train_argv(tiny_model_dir, path, tmp_path / "asked", tmp_path / "cache", *common,
+                                 "--answer_type_head"))
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert H.has_head(tmp_path / "asked") and isinstance(H.load_qa_model(tmp_path / "asked"), H.AnswerTypeQA)
+    typed = candidate_style_file(tmp_path / "typed.json", 0, 2)
+    off = run_squad(train_argv(tiny_model_dir, typed, tmp_path / "off", tmp_path / "cache", *common,
+                               "--no_answer_type_head"))
+    assert off.returncode == 0, off.stdout + off.stderr
+    assert not H.has_head(tmp_path / "off")
+
+
+def test_predict_logits_returns_the_type_logits_of_every_window(tokenizer, one_thread):
+    from transformers import AutoModelForQuestionAnswering
+
+    from qa.inference import predict_logits
+    from qa.runtime import Runtime
+
+    torch.manual_seed(0)
+    config = tiny_config("albert")
+    config.vocab_size = len(tokenizer)
+    model = H.AnswerTypeQA(AutoModelForQuestionAnswering.from_config(config)).eval()
+    examples = [SquadExample(f"q{i}", "t", question, CONTEXT, (), True)
+                for i, question in enumerate(["where does the rhine rise?", "is the rhine long?"])]
+    features = F.build_features(examples, tokenizer, F.FeatureParams(48, 16, 12), training=False)
+    runtime = Runtime(device=torch.device("cpu"))
+    starts, ends, types = predict_logits(model, features, 3, runtime, with_types=True)
+    assert types.shape == (len(features), len(answer_type.TYPES)) and len(features) > 3
+    batch = {k: torch.as_tensor(v) for k, v in features.batch(np.arange(len(features)), pad_to_max_length=True).items()}
+    with torch.no_grad():
+        direct = model(**batch)
+    assert np.allclose(types, direct.answer_type_logits.numpy(), atol=1e-5)  # feature order, every window
+    assert np.allclose(starts, direct.start_logits.numpy(), atol=1e-5)
+    assert len(predict_logits(model, features, 3, runtime)) == 2  # callers that do not ask are unchanged
+    assert predict_logits(model.qa_model, features, 3, runtime, with_types=True)[2] is None  # no head: None

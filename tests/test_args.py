@@ -277,5 +277,10 @@ def test_precision_given_overrides_both_recorded_flags():
     changed = apply_record(args, given, {"fp16": True, "bf16": False, "precision": None}, ["fp16", "bf16"])
     assert (args.fp16, args.bf16) == (False, False) and changed == [("fp16", True, False)]
     assert parse_args([*BASE, "--precision", "bf16"]).bf16 is True
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit):  # the CLI: one line, exit 2
         parse_args([*BASE, "--precision", "fp32", "--fp16"])
+    # The library raises an error the CLI turns into that line, never SystemExit itself.
+    contradicting = parse_args([*BASE, "--fp16"])
+    contradicting.precision = "fp32"
+    with pytest.raises(ArgumentError, match="--precision fp32 contradicts --fp16"):
+        qa_args.apply_precision(contradicting)

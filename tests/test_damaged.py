@@ -85,7 +85,7 @@ def test_a_checkpoint_zeroed_in_place_is_refused_by_resume_eval_and_ask(tiny_mod
         checkpoints.verify_checkpoint(str(out / "checkpoint-4"))  # ...the hashes do not
     # Named explicitly: refused, nothing written.
     code, output = finish(start(train_argv(tiny_model_dir, out, folder / "cache", "--max_steps", "6", "--save_steps", "2",
-                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "checkpoint-4")))
+                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "checkpoint-4", "--continue_finished")))
     assert code == 2 and "checkpoint-4 cannot be trusted: model.safetensors does not match the hash" in output
     assert "Traceback" not in output
     assert weights.read_bytes() == b"\0" * size  # never overwritten silently
@@ -100,7 +100,7 @@ def test_a_checkpoint_zeroed_in_place_is_refused_by_resume_eval_and_ask(tiny_mod
     assert done.returncode == 2 and "model.safetensors does not match the hash" in done.stderr
     # auto: the newest checkpoint that verifies, saying which one was skipped and why.
     code, output = finish(start(train_argv(tiny_model_dir, out, folder / "cache", "--max_steps", "6", "--save_steps", "2",
-                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "auto")))
+                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "auto", "--continue_finished")))
     assert code == 0, output
     assert "checkpoint-4 cannot be trusted: model.safetensors does not match the hash" in output
     assert "resuming from checkpoint-2 instead" in output and f"resuming from {out / 'checkpoint-2'}: step 2" in output
@@ -130,7 +130,7 @@ def test_leftover_temporary_checkpoints_of_dead_processes_are_removed_at_start(t
     stale = out / f".tmp-checkpoint-6-{int(dead.stdout)}"
     shutil.copytree(out / "checkpoint-4", stale)
     code, output = finish(start(train_argv(tiny_model_dir, out, folder / "cache", "--max_steps", "6", "--save_steps", "0",
-                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "auto")))
+                                           "--per_gpu_train_batch_size", "2", "--resume_from_checkpoint", "auto", "--continue_finished")))
     assert code == 0, output  # no --save_total_limit, and still removed
     assert not stale.exists() and f"half-written by processes that were killed: {stale.name}" in output
     assert json.loads((out / "training_summary.json").read_text())["global_step"] == 6

@@ -129,7 +129,9 @@ def test_two_nodes_without_a_shared_folder_resume_from_s3_at_the_same_step(dropo
 
     # Resumed again from auto (the record supplies --sync_checkpoints): node 1's own copy is older than node 0's
     # newest, so both take S3's newest, checkpoint-20 (uploaded before the last run ended), and node 1 fetches it.
-    results = finish_nodes(launch_nodes(tmp_path, "again", free_port(), node_argv("b", "--resume_from_checkpoint", "auto")))
+    # The run finished at step 22: going back to checkpoint-20 is asked for (--continue_finished).
+    results = finish_nodes(launch_nodes(tmp_path, "again", free_port(), node_argv("b", "--resume_from_checkpoint", "auto",
+                                                                                "--continue_finished")))
     assert [code for code, _ in results] == [0, 0], results
     (_, output0), (_, output1) = results
     assert (f"resuming from checkpoint-20, the newest complete checkpoint in {remote} (the newest in each rank's "
@@ -142,7 +144,8 @@ def test_two_nodes_without_a_shared_folder_resume_from_s3_at_the_same_step(dropo
     # 2) rather than rank 1 waiting for rank 0 at the next collective.
     missing = f"{remote}/checkpoint-99"
     results = finish_nodes(launch_nodes(tmp_path, "missing", free_port(),
-                                        node_argv("b", "--sync_checkpoints", remote, "--resume_from_checkpoint", missing)))
+                                        node_argv("b", "--sync_checkpoints", remote, "--resume_from_checkpoint", missing,
+                                                  "--continue_finished")))
     for code, output in results:
         assert code != 0 and "exitcode  : 2" in output, output
         assert f"run_squad.py: rank 0: {missing}/: no such checkpoint in S3" in output, output

@@ -157,6 +157,14 @@ def test_make_eval_defaults_to_the_best_checkpoint(guide_run, one_thread):
     assert results[best["metric"]] == pytest.approx(best["value"])
 
 
+def test_the_best_is_the_best_of_every_evaluation_the_final_one_included(guide_run):
+    """Issue 19 item 4: the evaluation of the final model after training takes part in "best"."""
+    best, final_step = run_dir.best_checkpoint(guide_run), run_dir.finished_step(guide_run)
+    scores = {step: results["f1"] for step, results in run_dir.all_eval_results(guide_run)}
+    assert final_step in scores and best["value"] == pytest.approx(max(scores.values()))
+    assert scores[run_dir.model_step(run_dir.run_model(guide_run))] == pytest.approx(max(scores.values()))
+
+
 def test_eval_all_checkpoints(guide_run, one_thread):
     saved = run_dir.list_checkpoints(guide_run)
     final_step = json.loads((guide_run / "training_summary.json").read_text())["global_step"]
