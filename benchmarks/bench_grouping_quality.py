@@ -43,8 +43,12 @@ and a verdict: "within noise" unless one of VERDICT_SCORES has a mean difference
 `make bench`) beside its quality differences. OUT/grouping_quality.json is rewritten after every run; with
 --keep, runs already in it with the same setting, candidate and seed are not run again.
 
-Time: a real run is 228 steps (2 epochs of 909 windows at 192/128): 4-8 minutes on one shared CPU core; a demo
-run about 30 s. The defaults are what README's table was measured with; see /work/notes or README for the numbers.
+Time (one CPU thread): a MiniLM run is 228 steps (2 epochs of 909 windows at 192/128); a step took 1.2 s on a
+free core and 2.1-7.9 s on a core shared with other work (load average 2.5-10), so the default's 24 MiniLM runs
+take about 2 hours on a free core, far more on a busy one: use --settings, --candidates and --seeds (make
+QUALITY_ARGS=...) to run part of it, and --keep to add runs to an earlier report. A demo run is 1,120 steps:
+180-315 s of training measured at load average 10 (one core shared with other work). On a GPU the whole
+default takes minutes. What README's table was measured with, and what was not run: README, Speed.
 """
 
 import argparse
@@ -230,6 +234,9 @@ def train_and_score(data, setting, candidate, seed, steps, runtime, run_folder, 
         started = time.perf_counter()
         state = trainer.train(run, model, data["tokenizer"], data["train"], runtime, log)
         train_seconds = time.perf_counter() - started
+        if state.global_step != steps:  # the trainer stops early on SIGTERM/SIGINT (after saving): not a result
+            raise SystemExit(f"bench_grouping_quality.py: {setting.name} {candidate} seed {seed} stopped at step "
+                             f"{state.global_step} of {steps} (interrupted?): not recorded; --keep resumes")
         metrics = score(model, data["eval_examples"], data["eval"], run, runtime)
         log.log(state.global_step, {f"eval/{name}": metrics[name] for name in SCORES})
     finally:

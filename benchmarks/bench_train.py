@@ -36,9 +36,11 @@ Evaluation times qa.inference.predict_logits over the evaluation windows after o
 Targets (2 CPU cores): training >= 1.5x legacy at 384/128 (issue 21 kept this one; the 1.3x at 256/128
 of the speed issue was met only by grouping, which cost answers), evaluation >= 1.5x; 256/128 is still
 measured. Prints a table with the ratios and whether each target is met; writes OUT/train.json.
-The default run uses about 6 CPU-minutes (3 minutes on 2 free cores; 8 minutes measured with a load
-average of 4-5 on 2 cores). The machine's load average is recorded, because other work on the
-cores slows both settings and blurs the ratios.
+Without candidates (--candidates '') a run uses about 6 CPU-minutes (3 minutes on 2 free cores; 8
+minutes measured with a load average of 4-5 on 2 cores); the five candidates add their own training
+runs: 1,527 s measured with --threads 1 on one core shared with other work (load average 10). The
+machine's load average is recorded, because other work on the cores slows every setting and blurs the
+ratios (under load the candidates' order of speed can swap; their padding fractions do not move).
 """
 
 import argparse
