@@ -529,7 +529,8 @@ def test_next_run_removes_what_a_killed_run_left(tmp_path, capsys):
     killed = subprocess.Popen([sys.executable, script, str(fifo), "--output", str(out)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while not list(tmp_path.glob("out.json.tmp-*")):
+    # Both files, not only OUT.tmp-PID: on a loaded machine the part file comes a moment after it.
+    while not (list(tmp_path.glob("out.json.tmp-*")) and list(tmp_path.glob(".nq_to_squad-*/part-*"))):
         assert killed.poll() is None and time.monotonic() < deadline, "the converter never started writing"
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
