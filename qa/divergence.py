@@ -23,7 +23,6 @@ evaluation runs on, and no checkpoint or final model holds, weights the check fo
 
 import contextlib
 import os
-import shlex
 
 import torch
 
@@ -107,9 +106,12 @@ class DivergenceWatch:
         newest = run_dir.latest_checkpoint(output_dir) if runtime.is_main else None
         kept = (f"the newest checkpoint, {os.path.basename(newest)}, holds the last finite weights" if newest
                 else "no checkpoint was saved")
-        fix = ("lower LR (or PRECISION=bf16 / fp32 instead of fp16) and train again, or resume from it (`make resume "
-               f"OUTPUT_DIR={shlex.quote(str(output_dir))}` with a lower LR)" if os.environ.get("QA_VIA_MAKE") == "1" else
-               "lower --learning_rate (or use --bf16 / fp32 instead of --fp16) and train again or resume from it")
+        # Not "resume with a lower rate": a resume restores the checkpoint's optimizer and schedule, whose learning
+        # rate wins over the one given (measured: --learning_rate 1e-6 on resume still trained at the run's 2.5e-4).
+        fix = ("train again with a lower LR (or PRECISION=bf16 / fp32 instead of fp16) into a new OUTPUT_DIR: a resume "
+               "would restore this run's learning rate" if os.environ.get("QA_VIA_MAKE") == "1" else
+               "train again with a lower --learning_rate (or --bf16 / fp32 instead of --fp16) into a new --output_dir: a "
+               "resume would restore this run's learning rate")
         message = (f"training diverged at step {step}: {problem}; stopping without saving these weights ({kept}): {fix}")
         self.log.info(f"error: {message}")
         raise TrainingDiverged(message) from cause

@@ -57,7 +57,9 @@ def test_a_diverged_make_train_exits_3_without_saving_the_bad_weights(tiny_model
     diverged = [line for line in done.stderr.splitlines() if "training diverged" in line]
     assert len(diverged) == 1
     assert "error: training diverged at step 2: the evaluation's logits are not finite (NaN); stopping without saving " \
-           "these weights (the newest checkpoint, checkpoint-1, holds the last finite weights): lower LR" in diverged[0]
+           "these weights (the newest checkpoint, checkpoint-1, holds the last finite weights): train again with a " \
+           "lower LR (or PRECISION=bf16 / fp32 instead of fp16) into a new OUTPUT_DIR: a resume would restore this " \
+           "run's learning rate" in diverged[0]
     assert "Traceback" not in done.stderr
     assert [step for step, _ in run_dir.list_checkpoints(out)] == [1]
     assert not run_dir.has_final_model(out)
