@@ -648,6 +648,10 @@ def claim_output_dir(args, create=False):
         return None
     try:
         return run_lock.hold(args.output_dir)
+    except run_lock.LocksUnsupported as exc:
+        if create:  # said once: the call after the checks tries again
+            print(f"run_squad.py: warning: {exc}", file=sys.stderr)
+        return None
     except OSError as exc:
         raise ArgumentError(f"error: {args.output_dir}: its lock file cannot be written ({exc}): give a folder you can "
                             "write") from exc

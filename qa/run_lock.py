@@ -14,6 +14,7 @@ flock over NFS is emulated with POSIX byte-range locks (Linux 2.6.12+), which ot
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -26,6 +27,14 @@ from qa.run_dir import LOCK_FILE
 # How long a start retries a lock held by a reader's probe (`holder` holds it for microseconds); a run's lock is
 # held for hours, so a start that still finds it taken after this is refused.
 PROBE_GRACE_S = 1.0
+
+
+# flock's errors on filesystems without locks (some FUSE mounts; NFS without its lock daemon).
+UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
+
+
+class LocksUnsupported(OSError):
+    """The folder's filesystem cannot lock files: the run goes on unprotected (run_squad.py warns)."""
 
 
 class FolderBusy(RuntimeError):
@@ -70,7 +79,8 @@ def describe(record):
 
 def busy_message(output_dir, record, make=False):
     """The one line a second start gets: who holds the folder and what to do."""
-    status = f"make status OUTPUT_DIR={shlex.quote(str(output_dir))}" if make else f"scripts/status.py {output_dir}"
+    status = f"make status OUTPUT_DIR={shlex.quote(str(output_dir))}" if make else \
+        f"python scripts/status.py {shlex.quote(str(output_dir))}"
     return (f"{output_dir} is in use by a training run, {describe(record)}: wait for it to finish or stop it "
             f"(kill {record.get('pid', 'PID')} on that host), or give another output folder; reading the run works "
             f"meanwhile ({status})")
@@ -93,6 +103,12 @@ def hold(output_dir, environ=None):
                 raise FolderBusy(busy_message(output_dir, _read_record(output_dir),
                                               environ.get("QA_VIA_MAKE") == "1")) from None
             time.sleep(0.02)  # a reader's probe lets go within microseconds
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in UNSUPPORTED:
+                raise LocksUnsupported(f"{output_dir}: its filesystem has no file locks ({exc.strerror}): nothing "
+                                       "stops a second run from writing into it") from exc
+            raise
     record = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": None,  # RunLock.note_run_id
               "since": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
     _write_record(fd, record)

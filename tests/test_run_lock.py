@@ -122,3 +122,15 @@ def test_run_id_is_recorded_and_a_resume_keeps_it(tmp_path):
     assert args.run_id is None
     continue_run_settings(args, given_settings(argv), 1, checkpoint=str(checkpoint))
     assert args.run_id == "abc123"
+
+
+def test_a_filesystem_without_locks_is_named_not_a_crash(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(run_lock.LocksUnsupported, match="its filesystem has no file locks"):
+        run_lock.hold(tmp_path)
