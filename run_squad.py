@@ -81,6 +81,11 @@ def save_run_config(args, output_dir, argv=None):
     line = f"# {time.strftime('%Y-%m-%d %H:%M:%S')}{launcher}\n{shlex.join([sys.executable, *(sys.argv if argv is None else [__file__, *argv])])}\n"
     with atomic_write(command_file, "w", encoding="utf-8") as f:
         f.write(previous + line)
+    write_args(args, output_dir)
+
+
+def write_args(args, output_dir):
+    """args.json: the run's settings (written again once a setting that depends on the data is decided)."""
     with atomic_write(os.path.join(output_dir, run_dir.ARGS_FILE), "w", encoding="utf-8") as f:
         json.dump(vars(args), f, indent=2, sort_keys=True)
 
@@ -121,11 +126,13 @@ def open_log(args, folder, runtime, resume_step=None):
                      config=dict(vars(args), world_size=runtime.world_size), rank=runtime.rank, resume_step=resume_step)
 
 
-def load_model(path, args, runtime):
-    """AutoModelForQuestionAnswering from `path` (a hub name, the output folder, or a checkpoint)."""
+def load_model(path, args, runtime, answer_type_head=None):
+    """AutoModelForQuestionAnswering from `path` (a hub name, the output folder, or a checkpoint), with the
+    answer-type head (qa.answer_type_head.attach): answer_type_head True/False when training, None: the folder's."""
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
+    from qa.answer_type_head import attach
     from qa.onnx_export import is_onnx_model
 
     if os.path.isdir(path) and is_onnx_model(path):  # make export's folder: evaluated through onnxruntime
@@ -147,7 +154,7 @@ def load_model(path, args, runtime):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise checkpoints.CheckpointError(f"{where}: the model cannot be loaded ({reason}): copy or download it "
                                           "again, or give another --model_name_or_path") from exc
-    return model.to(runtime.device)
+    return attach(model, path, answer_type_head).to(runtime.device)
 
 
 def load_examples(path, max_samples, skip_bad=False, log=None, purpose="evaluate"):
@@ -548,18 +555,22 @@ def run_preflight(args, model, train_features, log, world_size=1, first_step=0):
 def run_training(args, runtime, log, resume_from, sync=None):
     """Features, model (fresh or from the checkpoint `resume_from`), the loop, and the final model."""
     from qa import trainer
+    from qa.answer_type_head import training_head
     from qa.runtime import barrier, set_seed
 
     # A resume reads the tokenizer saved in its checkpoint: nothing is fetched from a hub to continue a run.
     tokenizer = load_tokenizer(args, args.model_name_or_path) if resume_from is None else load_checkpoint_tokenizer(args, resume_from)
     train_examples = load_examples(args.train_file, args.max_train_samples, args.skip_bad_examples, log, "train on")
     train_features = prepare_features(args.train_file, train_examples, tokenizer, args, True, runtime, log)
+    args.answer_type_head = training_head(args.answer_type_head, train_examples, resume_from, log.info)
+    if runtime.is_main:
+        write_args(args, args.output_dir)  # the decided --answer_type_head, for the record
     eval_set = None
     if args.evaluate_during_training:
         eval_examples = load_examples(args.predict_file, args.max_eval_samples, args.skip_bad_examples, log)
         eval_set = (eval_examples, prepare_features(args.predict_file, eval_examples, tokenizer, args, False, runtime, log))
     set_seed(args.seed)  # before loading: a new QA head is initialised from it
-    model = load_model(resume_from or args.model_name_or_path, args, runtime)
+    model = load_model(resume_from or args.model_name_or_path, args, runtime, args.answer_type_head)
     if runtime.is_main:
         run_preflight(args, model, train_features, log, runtime.world_size,
                       run_dir.model_step(resume_from) if resume_from else 0)

@@ -252,6 +252,12 @@ def build_parser():
                    help="torch's threads for the model's work on the CPU (default: torch's own: OMP_NUM_THREADS, else one "
                         "per core; torchrun sets 1). Recorded as used: a resume and an evaluation of the run take the same "
                         "unless given (for a tiny model on 2 shared cores, 2 threads are ~10x slower than 1).")
+    p.add_argument("--answer_type_head", action="store_true", default=None,
+                   help="Train an answer-type head (none/short/long/yes/no from the first token, BERT-joint's; "
+                        "qa/answer_type_head.py) with the span layer. Default: on when the training data carries "
+                        "\"answer_type\" (candidate-mode NQ data), off otherwise.")
+    p.add_argument("--no_answer_type_head", dest="answer_type_head", action="store_false",
+                   help="No answer-type head, even for data that carries answer types.")
     # A resume takes every setting from the run's record: these switch a recorded flag off again.
     for name in OFF_SWITCHES:  # default SUPPRESS: the flag's own default stands, and --help shows none here
         order = " (it changes the windows: with --allow_changed_order)" if name in ORDER_SETTINGS else ""

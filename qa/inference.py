@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from qa import run_dir
+from qa.answer_type import TYPES
 from qa.run_dir import CheckpointError
 from qa.runtime import ModelFeed
 from qa.storage import folder_problem
@@ -51,6 +52,7 @@ def load_inference_model(model_dir, device=None):
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from qa import onnx_export
+    from qa.answer_type_head import attach
 
     transformers.utils.logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True)
@@ -60,7 +62,7 @@ def load_inference_model(model_dir, device=None):
             raise CheckpointError(f"{model_dir}: an incomplete or changed ONNX export ({problem}); export it again "
                                   "(make export)")
         return onnx_export.OnnxQAModel(model_dir), tokenizer
-    model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
+    model = attach(AutoModelForQuestionAnswering.from_pretrained(model_dir), model_dir)  # the answer-type head too
     model.eval()
     return (model.to(device) if device is not None else model), tokenizer
 
@@ -71,9 +73,11 @@ def length_order(lengths):
 
 
 def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False, lang_id=0, pad_to_multiple_of=1,
-                   should_stop=None):
+                   should_stop=None, with_types=False):
     """Start/end logits [N, L] (float32, L = the windows' max_seq_length) in feature order, on rank 0
     ((None, None) on the others: only rank 0 post-processes, so only it receives every share).
+    with_types: a third value, the answer-type logits [N, 5] (qa/answer_type_head.py), None for a model without
+    the head (and on ranks other than 0).
 
     Each rank computes its share of the length order. `should_stop()` is asked before every batch; when
     it says so on any rank, every rank raises EvaluationAbandoned (after agreeing, so none waits forever)."""
@@ -81,6 +85,11 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
     mine = length_order(features.lengths)[runtime.rank :: runtime.world_size]
     starts = np.full((len(mine), length), PAD_LOGIT, dtype=np.float32)
     ends = np.full((len(mine), length), PAD_LOGIT, dtype=np.float32)
+    types = None
+    if with_types:  # imported here: the head's module imports transformers
+        from qa.answer_type_head import has_type_output
+
+        types = np.zeros((len(mine), len(TYPES)), dtype=np.float32) if has_type_output(model) else None
     feed = ModelFeed(model, runtime, lang_id)
     was_training = model.training
     model.eval()
@@ -94,12 +103,14 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
                     break
                 indices = mine[first : first + batch_size]
                 batch = features.batch(indices, pad_to_max_length, pad_to_multiple_of)
-                batch.pop("start_positions", None), batch.pop("end_positions", None)
+                batch.pop("start_positions", None), batch.pop("end_positions", None), batch.pop("answer_types", None)
                 with runtime.autocast():
                     out = model(**feed(batch))
                 width = out.start_logits.shape[1]
                 starts[first : first + len(indices), :width] = out.start_logits.float().cpu().numpy()
                 ends[first : first + len(indices), :width] = out.end_logits.float().cpu().numpy()
+                if types is not None:
+                    types[first : first + len(indices)] = out.answer_type_logits.float().cpu().numpy()
                 if sleep:
                     time.sleep(sleep)
     finally:
@@ -112,16 +123,21 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
         raise EvaluationAbandoned("evaluation abandoned: a stop signal arrived")
     all_starts = np.empty((len(features), length), dtype=np.float32) if runtime.is_main else None
     all_ends = np.empty((len(features), length), dtype=np.float32) if runtime.is_main else None
+    all_types = np.empty((len(features), len(TYPES)), dtype=np.float32) if runtime.is_main and types is not None else None
     if not runtime.distributed:
         all_starts[mine], all_ends[mine] = starts, ends
-        return all_starts, all_ends
+        if all_types is not None:
+            all_types[mine] = types
+        return (all_starts, all_ends, all_types) if with_types else (all_starts, all_ends)
     shares = [None] * runtime.world_size if runtime.is_main else None
-    dist.gather_object((mine, starts, ends), shares, dst=0)
+    dist.gather_object((mine, starts, ends, types), shares, dst=0)
     if not runtime.is_main:
-        return None, None
-    for indices, share_starts, share_ends in shares:
+        return (None, None, None) if with_types else (None, None)
+    for indices, share_starts, share_ends, share_types in shares:
         all_starts[indices], all_ends[indices] = share_starts, share_ends
-    return all_starts, all_ends
+        if all_types is not None:
+            all_types[indices] = share_types
+    return (all_starts, all_ends, all_types) if with_types else (all_starts, all_ends)
 
 
 def evaluate_model(model, examples, features, args, runtime, log, step, output_dir, should_stop=None):

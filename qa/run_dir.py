@@ -67,7 +67,8 @@ RUN_STATE_DIRS = (TENSORBOARD_DIR, EVAL_DIR)
 # The final model of an earlier run: evaluation would take it for the new run's until the new one is saved.
 FINAL_MODEL_FILES = (MODEL_CONFIG, "model.safetensors", "pytorch_model.bin", "generation_config.json", QA_CONFIG_FILE,
                      "README.md", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", MODEL_RECORD)
+                     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", MODEL_RECORD,
+                     "answer_type_head.safetensors", "answer_type_head.json")  # qa/answer_type_head.py HEAD_FILES
 # Every evaluation file of the training record: predictions_900.json, predictions_900_best_thresh.json, ...
 EVAL_FILE_NAME = re.compile(r"(predictions|nbest_predictions|null_odds|eval_results)_\w+?(_best_thresh)?\.json")
 REPORT_PNG, REPORT_HTML = "report.png", "report.html"  # make report
