@@ -24,12 +24,14 @@ import shlex
 
 from qa import run_dir
 from qa.limits import limit_notes, limit_problems, refuse_non_finite
+from qa.nq.train_eval import nq_dev_file_errors
 from qa.resume_record import ORDER_SETTINGS, resumes_from_s3, takes_record
 from qa.runlog import REPORT_CHOICES
 
 # Metrics a checkpoint can be ranked by (every one of them: greater is better).
 BEST_METRIC_CHOICES = (
     "f1", "exact", "best_f1", "best_exact", "HasAns_f1", "HasAns_exact", "NoAns_f1", "NoAns_exact",
+    "nq_long_f1", "nq_short_f1",  # whole-page NQ F1 x 100, with --nq_dev_file (qa/nq/train_eval.py)
 )
 # What legacy read from --data_dir when --train_file/--predict_file were not given (SquadV1/V2Processor).
 LEGACY_DEFAULT_FILES = {
@@ -201,6 +203,10 @@ def build_parser():
                         "without it such a resume is refused, since it would train steps again and write over the final "
                         "model.")
     p.add_argument("--metric_for_best_model", default="f1", choices=BEST_METRIC_CHOICES, help="Evaluation metric that ranks checkpoints (greater is better).")
+    p.add_argument("--nq_dev_file", default=None,
+                   help="Raw NQ dev records (a path, quoted glob or folder of *.jsonl.gz): every evaluation also answers "
+                        "their whole pages as predict_nq does and adds nq_long_f1 / nq_short_f1 (official F1 x 100), "
+                        "which --metric_for_best_model can rank by (qa/nq/train_eval.py).")
     p.add_argument("--early_stopping_patience", type=int, default=None, help="Stop after N evaluations without improvement of --metric_for_best_model.")
     p.add_argument("--report_to", nargs="+", default=["tensorboard"], choices=REPORT_CHOICES, help="Where metrics go (several allowed).")
     p.add_argument("--wandb_project", default=os.environ.get("WANDB_PROJECT"), help="wandb project (default: $WANDB_PROJECT).")
@@ -429,7 +435,8 @@ def validate_args(args, cuda_available):
     --model_name_or_path that is one of our checkpoints becomes --resume_from_checkpoint when training
     (the guide resumes that way). Each group of checks is one function below, run in this order."""
     errors = [*task_errors(args, cuda_available and not args.no_cuda), *data_file_errors(args), *model_errors(args),
-              *output_dir_errors(args), *number_errors(args), *combination_errors(args)]
+              *output_dir_errors(args), *number_errors(args), *combination_errors(args),
+              *nq_dev_file_errors(args)]
     # Resuming, the guide's way (--model_name_or_path outputs/run/checkpoint-1500): see guide_resume.
     guide_resume(args)
     errors += resume_errors(args)
