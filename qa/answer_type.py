@@ -106,6 +106,16 @@ def nq_short_answer(probabilities, short_span):
     return [], kind.upper() if kind in (TYPES[YES], TYPES[NO]) else "NONE"
 
 
+def nq_prediction_with_type(entry, window_probabilities):
+    """An official NQ prediction (predict_nq's entry for a page, its long answer chosen) given the type
+    probabilities [W, 5] of the chosen candidate's windows: the window most likely to hold an answer (lowest
+    "none") decides among short, long, yes and no (nq_short_answer). A new dict; the scores are unchanged."""
+    window = min(range(len(window_probabilities)), key=lambda w: (window_probabilities[w][NONE], w))
+    span = entry["short_answers"][0] if entry["short_answers"] else None
+    short_answers, yes_no = nq_short_answer(window_probabilities[window], span)
+    return {**entry, "short_answers": short_answers, "yes_no_answer": yes_no}
+
+
 def answer_probabilities(probabilities):
     """{type name: probability} of one window, for JSON output (`ask`, predictions)."""
     return {name: round(float(p), 6) for name, p in zip(TYPES, probabilities)}

@@ -250,6 +250,14 @@ def test_what_predict_nq_and_ask_make_of_the_types():
     assert answer_type.example_type(windows)[0] == "yes"
     assert [answer_type.spoken_answer(kind, "Swiss Alps") for kind in answer_type.TYPES] == [
         "", "Swiss Alps", "Swiss Alps", "yes", "no"]
+    # predict_nq's entry: the candidate's window least likely "none" decides; scores stay
+    entry = {"example_id": 1, "long_answer": {"start_token": 0}, "long_answer_score": 6.0, "short_answers": [span],
+             "short_answers_score": 6.0, "yes_no_answer": "NONE"}
+    no_window = p([[0.0, 0.0, 0.0, 0.0, 3.0], [0.0, 9.0, 0.0, 0.0, 0.0]])  # 2nd window: "none" least likely
+    assert answer_type.nq_prediction_with_type(entry, no_window) == {**entry}  # short wins there: unchanged
+    assert answer_type.nq_prediction_with_type(entry, no_window[:1]) == {**entry, "short_answers": [],
+                                                                        "yes_no_answer": "NO"}
+    assert entry["short_answers"] == [span]  # not changed in place
 
 
 # ---------------------------------------------------------------------------------------------
