@@ -103,6 +103,8 @@ def test_trainer_flag_names_are_aliases_of_the_legacy_ones():
     assert (trainer.per_gpu_train_batch_size, trainer.per_gpu_eval_batch_size) == (4, 16)
     assert not any(name.startswith("per_device") for name in vars(trainer))
     assert parse_args([*common, "--fp16"]).fp16 and not parse_args(common).gradient_checkpointing
+    # A resume takes a recorded --gradient_checkpointing; --no_gradient_checkpointing (make GRAD_CKPT=0) turns it off.
+    assert parse_args([*common, "--gradient_checkpointing", "--no_gradient_checkpointing"]).gradient_checkpointing is False
 
 
 def test_run_with_trainer_flags_records_them_once(tiny_model_dir, tmp_path, one_thread):
