@@ -94,7 +94,8 @@ def export_onnx(model_dir, out_dir, opset=OPSET):
     tokenizer.save_pretrained(out_dir)
     model.config.save_pretrained(out_dir)
     config = load_qa_config(model_dir)
-    config["null_threshold_source"] = config.pop("source")
+    source = config.pop("source")  # where load_qa_config found the settings; the folder's own account wins
+    config.setdefault("null_threshold_source", source)
     config["exported_from"] = os.path.abspath(model_dir)
     with open(os.path.join(out_dir, run_dir.QA_CONFIG_FILE), "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
