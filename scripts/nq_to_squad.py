@@ -5,6 +5,8 @@
     python scripts/nq_to_squad.py 'data/nq/raw/train/nq-train-0[0-4].jsonl.gz' --output data/nq/nq_train.json \
         --workers 5 --stats-json data/nq/nq_train.json.stats.json --fail-on-empty
     python scripts/nq_to_squad.py s3://my-bucket/nq/dev/ --output nq_dev.json          # streamed from S3
+    python scripts/nq_to_squad.py 'natural_questions/dev/validation-*.parquet' --output nq_dev.json --all-answers
+                                                      # the hub's parquet (qa/nq/parquet.py; needs pyarrow)
     python scripts/nq_to_squad.py nq-train-00.jsonl.gz --output small.json --fraction 0.1 --max-examples 5000
     python scripts/nq_to_squad.py simplified-nq-train.jsonl.gz --output train.json \
         --yes-no keep --multi-span span --long-answer-types paragraph --annotation first
@@ -48,7 +50,7 @@ from qa.storage import is_s3  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("inputs", nargs="+", help="NQ jsonl(.gz) files, globs or s3:// URIs (a prefix ending in / is listed)")
+    parser.add_argument("inputs", nargs="+", help="NQ jsonl(.gz) files or the hub's parquet files (pyarrow needed for those), globs or s3:// URIs (a prefix ending in / is listed)")
     parser.add_argument("--output", required=True, help="SQuAD 2.0 JSON file to write (atomically)")
     parser.add_argument("--workers", type=int, default=1, help="files converted in parallel (one process each)")
     parser.add_argument("--stats-json", help="also write the statistics table as JSON here")

@@ -120,7 +120,7 @@ def parse_args(argv=None):
                              "final (default) = --model_dir itself.")
     parser.add_argument("--input", required=True,
                         help="NQ records: a path, a quoted glob ('data/nq/raw/dev/nq-dev-*.jsonl.gz') or s3:// URI; "
-                             "full or simplified format, gzip or plain.")
+                             "full or simplified format, gzip or plain, or the hub's parquet files (pyarrow).")
     parser.add_argument("--output", default=None,
                         help="The prediction file (default: <run>/eval/nq-<step>/nq_predictions.json).")
     parser.add_argument("--candidates", choices=("top", "all"), default="top",

@@ -5,6 +5,7 @@
         --pretty_print
     python -m qa.nq_eval --gold_path s3://my-bucket/nq/dev/ --predictions_path predictions.json --num_threads 5
     python -m qa.nq_eval --gold_path data/nq/raw/dev/ --predictions_path predictions.json    # a folder: its *.jsonl.gz
+    python -m qa.nq_eval --gold_path 'natural_questions/dev/validation-*.parquet' --predictions_path predictions.json
     python -m qa.nq_eval --gold_path 'data/nq/raw/dev/nq-dev-*.jsonl.gz' --predictions_path predictions.json \
         --cache_gold_data --long_non_null_threshold 2 --short_non_null_threshold 2
 
@@ -501,12 +502,16 @@ def parse_gold_line(line, where):
     )
 
 
+GOLD_FIELDS = ("example_id", "annotations")  # all the gold needs of a record
+
+
 def read_gold_file(path):
-    """[(example_id, line_number, annotations), ...] of one shard, streamed (.jsonl.gz, .jsonl, s3://)."""
+    """[(example_id, line_number, annotations), ...] of one shard, streamed (.jsonl.gz, .jsonl, the hub's .parquet
+    (its row numbers as line numbers), s3://)."""
     out = []
     line_number = 0
     try:
-        for line_number, line in iter_lines(path):
+        for line_number, line in iter_lines(path, fields=GOLD_FIELDS):  # a parquet file: only these columns are read
             example_id, annotations = parse_gold_line(line, f"{path} line {line_number}")
             out.append((example_id, line_number, annotations))
     except (TruncatedInput, OSError) as exc:  # a truncated or corrupt gzip, an unreadable file
@@ -517,7 +522,7 @@ def read_gold_file(path):
 
 
 def expand_gold_paths(paths):
-    """The gold files of paths, globs, s3:// URIs and local folders (a folder: its *.jsonl.gz and *.jsonl
+    """The gold files of paths, globs, s3:// URIs and local folders (a folder: its *.jsonl.gz, *.jsonl and *.parquet
     files, sorted, e.g. data/nq/raw/dev/ -> its 5 nq-dev-NN.jsonl.gz); raises NQEvalError / FileNotFoundError."""
     patterns = [paths] if isinstance(paths, (str, os.PathLike)) else paths
     out = []
@@ -526,10 +531,11 @@ def expand_gold_paths(paths):
             out.extend(expand_inputs([pattern]))
             continue
         folder = glob.escape(pattern)
-        files = sorted(glob.glob(os.path.join(folder, "*.jsonl.gz")) + glob.glob(os.path.join(folder, "*.jsonl")))
+        files = sorted(glob.glob(os.path.join(folder, "*.jsonl.gz")) + glob.glob(os.path.join(folder, "*.jsonl"))
+                       + glob.glob(os.path.join(folder, "*.parquet")))
         if not files:
             raise NQEvalError(
-                f"{pattern}: a folder without *.jsonl.gz or *.jsonl files; give the gold files or a glob such as "
+                f"{pattern}: a folder without *.jsonl.gz, *.jsonl or *.parquet files; give the gold files or a glob such as "
                 f"'{os.path.join(pattern, 'nq-dev-*.jsonl.gz')}'"
             )
         out.extend(files)
@@ -712,8 +718,8 @@ def build_parser():
     parser.add_argument(
         "--gold_path",
         required=True,
-        help="Gold NQ data: a path, a glob ('data/nq/raw/dev/nq-dev-*.jsonl.gz'), a folder (its *.jsonl.gz and *.jsonl) "
-        "or s3:// URI.",
+        help="Gold NQ data: a path, a glob ('data/nq/raw/dev/nq-dev-*.jsonl.gz'), a folder (its *.jsonl.gz, *.jsonl and "
+        "*.parquet) or s3:// URI; the hub's parquet files (google-research-datasets/natural_questions) too.",
     )
     parser.add_argument("--predictions_path", required=True, help="Prediction JSON in the official format.")
     _add_bool_flag(parser, "cache_gold_data", "Keep the parsed gold beside the shards to speed up later evaluations.")

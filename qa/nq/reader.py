@@ -268,15 +268,23 @@ def _complete_or_truncated(chunks):
         yield held
 
 
-def iter_lines(uri):
+def iter_lines(uri, fields=None):
     """Yield (line_number, line bytes) of the non-blank lines of a local or s3:// file, gzip
-    detected by magic bytes.
+    detected by magic bytes. A parquet file (the hub's, by its magic bytes) is read by qa.nq.parquet
+    (pyarrow needed): one JSON line a row, numbered from 1; `fields` (record keys, e.g. ("example_id",
+    "annotations")) limits the columns it reads. A jsonl line is always whole.
 
     Raises TruncatedInput(message) after the last complete line of a truncated gzip; a partial
     last line of a truncated file is never yielded. Raises InputError, naming the file and line, for a
     line longer than MAX_LINE_BYTES (no NQ record is: a damaged or hostile file), before holding it."""
     with contextlib.closing(open_raw(uri)) as raw:
         first = raw.read(READ_CHUNK)
+        if first[:4] == b"PAR1":  # parquet's magic: the hub's Natural Questions files
+            raw.close()
+            from qa.nq import parquet
+
+            yield from parquet.iter_lines(uri, fields)
+            return
         chunks = _gzip_chunks(raw, first) if first[:2] == GZIP_MAGIC else _plain_chunks(raw, first)
         line_number = 0
         try:
