@@ -329,7 +329,8 @@ def speed_columns(speed):
 def table(summaries, speed):
     """The one table: a row per candidate, its speed and, per setting, its differences to random and verdict."""
     columns = speed_columns(speed)
-    candidates = list(dict.fromkeys(c for summary in summaries.values() for c in summary))
+    present = {c for summary in summaries.values() for c in summary}
+    candidates = [c for c in CANDIDATES if c in present]  # random first, then by mega-batch size
     rows = []
     for candidate in candidates:
         row = {"candidate": candidate, "speed_x_legacy": columns.get(candidate, {}), "settings": {}}
@@ -424,6 +425,8 @@ def main(argv=None):
                                       load_before, time.perf_counter() - started)
                 with atomic_write(out / "grouping_quality.json", "w", encoding="utf-8") as f:  # after every run
                     json.dump(report, f, indent=2)
+    with atomic_write(out / "grouping_quality.json", "w", encoding="utf-8") as f:  # --keep with nothing left to run too
+        json.dump(report, f, indent=2)
     print_report(report)
     return 0
 
