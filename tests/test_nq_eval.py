@@ -494,7 +494,7 @@ def test_a_folder_is_its_jsonl_gz_and_jsonl_files(tmp_path, scenario):
     (empty / "notes.txt").write_text("x")
     result = _cli("--gold_path", str(empty), "--predictions_path", str(scenario[1]))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert f"{empty}: a folder without *.jsonl.gz or *.jsonl files" in result.stderr and "glob" in result.stderr
+    assert f"{empty}: a folder without *.jsonl.gz, *.jsonl or *.parquet files" in result.stderr and "glob" in result.stderr
     assert "download it again" not in result.stderr
 
 
