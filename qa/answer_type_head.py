@@ -83,6 +83,17 @@ class AnswerTypeQA(torch.nn.Module):
     def config(self):
         return self.qa_model.config
 
+    def __getattr__(self, name):
+        """What the wrapper lacks is the QA model's (supports_gradient_checkpointing, activation_checkpointing_enable,
+        dtype, device, ...): code written for the model alone keeps working."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            qa_model = self.__dict__.get("_modules", {}).get("qa_model")
+            if qa_model is None:
+                raise
+            return getattr(qa_model, name)
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
                 langs=None, start_positions=None, end_positions=None, answer_types=None):
         given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,

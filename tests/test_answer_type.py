@@ -123,6 +123,23 @@ def test_a_folder_without_a_head_loads_as_the_plain_model_and_a_bad_head_is_name
         H.load_qa_model(tmp_path)
 
 
+@pytest.mark.parametrize("kind", ["albert", "bert"])
+def test_the_wrapped_model_keeps_what_the_trainer_asks_of_the_model(kind, one_thread):
+    from qa.activation_checkpointing import enable_activation_checkpointing
+
+    model = H.AnswerTypeQA(tiny_qa_model(kind))
+    assert model.dtype == torch.float32 and model.device.type == "cpu"  # the QA model's, through the wrapper
+    how = enable_activation_checkpointing(model)  # --gradient_checkpointing: transformers' own, or ALBERT's layers
+    assert how == ("albert layers" if kind == "albert" else "transformers")
+    model.train()
+    out = model(**inputs(), start_positions=torch.tensor([1, 2, 3]), end_positions=torch.tensor([1, 2, 3]),
+                answer_types=torch.tensor([1, 0, 4]))
+    out.loss.backward()
+    assert model.answer_type_head.weight.grad is not None
+    with pytest.raises(AttributeError):
+        getattr(model, "no_such_attribute")  # noqa: B009
+
+
 # ---------------------------------------------------------------------------------------------
 # The data: "answer_type" in SQuAD JSON, and each window's label
 # ---------------------------------------------------------------------------------------------
