@@ -103,9 +103,10 @@ class Options:
     negative_seed: int = 0  # candidates: which negatives the hash keeps
     # candidates: a long answer without a short one, and a yes/no: "impossible" (as the guide) or "whole" (the whole
     # candidate is the answer, answer_type long / yes / no). Measured on the demo (tiny ALBERT, 4 epochs, keep 0.3, no
-    # answer-type head): impossible 77.9 / 76.2 whole-page long / short F1, whole 100 / 29.7 (without a head that says
-    # "long, no short answer" every page gets a short span). Re-measure with the answer-type head: its gate is what
-    # whole targets need (issue 17's study: 100 / 72.4).
+    # answer-type head, seeds 42 and 2): impossible 77.9 / 76.2 and 78.8 / 56.5 whole-page long / short F1 (oracle F1
+    # 90.4, 77.4), whole 100 / 29.7 and 100 / 52.4 (oracle 31.6, 49.5): without a head that says "long, no short
+    # answer" every page gets a short span. Re-measure with the answer-type head: its gate is what whole targets
+    # need (issue 17's study: 100 / 72.4).
     long_answers: str = "impossible"
 
 
