@@ -23,7 +23,10 @@ qa.inference.predict_logits) and are post-processed as evaluation does (qa.postp
   score by the most, as the BERT-joint NQ baseline ranks them (its score is start + end logit minus
   the window's CLS start + end logit); long_answer_score = that margin. With --rank logprob, the window
   whose best span has the highest log-probability under that window's start and end softmax instead
-  (s_i + e_j - logsumexp(s) - logsumexp(e)); the score is that log-probability. Not the best span over all
+  (s_i + e_j - logsumexp(s) - logsumexp(e)); the score is that log-probability. --rank auto (the default)
+  takes logprob for a model without the answer-type head (trained the guide's way: on the demo margin gives
+  6.56 / 5.50 long / short F1, logprob 57.01 / 59.71) and margin for one with it (candidate mode: both about
+  77.9 / 76); the choice and why are printed, and nq_eval_results_<step>.json records it ("rank"). Not the best span over all
   of a candidate's windows minus the smallest null over them (qa.postprocess's per-question rule):
   the more windows a candidate has, the lower its smallest null, so long tables and lists would win;
 - short answer: that window's best span, mapped from characters to NQ tokens and HTML bytes
@@ -82,6 +85,7 @@ from qa.nq.predict import (
     score_nq_predictions,
     scoring_decision,
 )
+from qa.nq.train_eval import AUTO, resolve_rank
 from qa.run_dir import CheckpointError
 from qa.storage import atomic_write
 
@@ -126,8 +130,10 @@ def parse_args(argv=None):
     parser.add_argument("--candidates", choices=("top", "all"), default="top",
                         help="top: the top-level long-answer candidates (default); all: also the table rows and list "
                              "items nested in them (about 4x the candidates and 3x the windows on real dev records).")
-    parser.add_argument("--rank", choices=RANKS, default="margin",
-                        help="How a candidate's windows are scored: margin (default; BERT-joint's rule: the best span's "
+    parser.add_argument("--rank", choices=(*RANKS, AUTO), default=AUTO,
+                        help="How a candidate's windows are scored: auto (default: logprob for a model without the "
+                             "answer-type head, trained the guide's way, else margin; qa/nq/train_eval.py), margin "
+                             "(BERT-joint's rule: the best span's "
                              "start + end logit minus the window's null (CLS) score) or logprob (the best span's "
                              "log-probability under the window's own softmax, s_i + e_j - logsumexp(s) - logsumexp(e), "
                              "blind to the null score; written to eval/nq-<step>-logprob/).")
@@ -236,7 +242,7 @@ def write_metrics(args, output, step, stats, example_ids):
     except NQEvalError as exc:
         print(f"predict_nq.py: {exc}", file=sys.stderr)
         return 2
-    metrics = {**metrics, "step": step, "candidates": args.candidates, "examples": stats["records"]}
+    metrics = {**metrics, "step": step, "candidates": args.candidates, "examples": stats["records"], "rank": args.rank}
     results_path = run_dir.nq_eval_results_file(os.path.dirname(os.path.abspath(output)), step)
     with atomic_write(results_path, "wb") as f:
         f.write(orjson.dumps(metrics, option=orjson.OPT_INDENT_2))
@@ -258,8 +264,11 @@ def main(argv=None):
     except (CheckpointError, ValueError) as exc:
         print(f"predict_nq.py: {exc}", file=sys.stderr)
         return 2
+    # The default (auto) writes eval/nq-<step>/ whatever it picks; a --rank given writes where it always did.
+    folder_rank = "margin" if args.rank == AUTO else args.rank
+    args.rank, rank_why = resolve_rank(args.rank, model_path)
     output = args.output or run_dir.nq_predictions_file(run_dir.nq_eval_dir(run, step, args.candidates == "all", args.max_examples,
-                                                                             args.rank))
+                                                                             folder_rank))
 
     import torch
 
@@ -271,7 +280,8 @@ def main(argv=None):
         flags = [f"--{name}" for name in ("max_seq_length", "doc_stride", "max_query_length") if getattr(args, name)]
         print(f"predict_nq: {model_path} (step {step}) on {runtime.device} x {runtime.world_size}; windows of "
               f"{params.max_seq_length} tokens, stride {params.doc_stride}, question {params.max_query_length} "
-              f"(from {', '.join(flags) + ' and ' if flags else ''}{config['source']}); {args.candidates} candidates",
+              f"(from {', '.join(flags) + ' and ' if flags else ''}{config['source']}); {args.candidates} candidates; "
+              f"--rank {args.rank}: {rank_why}",
               file=sys.stderr)
     model, tokenizer = load_inference_model(model_path, runtime.device)
 

@@ -270,7 +270,8 @@ def test_planted_logits_choose_candidate_span_and_score_end_to_end(model_dir, fu
     seen = []
     monkeypatch.setattr(qa.inference, "predict_logits", planted_logits(targets, seen))
     out = tmp_path / "out" / "nq_predictions.json"
-    code, stdout, err = run(["--model_dir", model_dir, "--input", folder, "--output", out], capsys)
+    # --rank margin: the default (auto) takes logprob for this model without the answer-type head
+    code, stdout, err = run(["--model_dir", model_dir, "--input", folder, "--output", out, "--rank", "margin"], capsys)
     assert code == 0, err
     assert planted["decoy"] != 1
     # The planted logits do tell the two rules apart: merging each candidate's windows (best span over
@@ -303,7 +304,7 @@ def test_planted_logits_choose_candidate_span_and_score_end_to_end(model_dir, fu
     # Scored by default (5 annotators each), against the input folder: exactly qa.nq.evaluate.evaluate's numbers.
     results = json.loads((out.parent / "nq_eval_results_12.json").read_text())
     expected = evaluate(str(path), str(out))
-    assert results == {**expected, "step": 12, "candidates": "top", "examples": 2}
+    assert results == {**expected, "step": 12, "candidates": "top", "examples": 2, "rank": "margin"}
     # Threshold 6.0: the Röntgen answers only, both right; the other record has no gold long or short answer.
     assert (expected["long-best-threshold-f1"], expected["short-best-threshold-f1"], expected["long-best-threshold"]) == (1.0, 1.0, 6.0)
     assert "NQ long answer F1 1.0000" in stdout
