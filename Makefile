@@ -98,6 +98,8 @@ NQ_TRAIN_SHARDS ?= 0-4
 NQ_DEV_SHARDS ?= all
 #: where NQ shards are downloaded from (a mirror, or a test server)
 NQ_BASE_URL ?= https://storage.googleapis.com/natural_questions/v1.0
+#: the hub's NQ parquet instead of the download: a folder or s3:// prefix of google-research-datasets/natural_questions (its default/train-*.parquet, dev/validation-*.parquet; needs pyarrow)
+NQ_PARQUET ?=
 #: where SQuAD 2.0 is downloaded from
 SQUAD_BASE_URL ?= https://rajpurkar.github.io/SQuAD-explorer/dataset
 #: parallel downloads / converter and predict_nq processes
@@ -164,8 +166,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 data: data-$(DATASET)
 
 data-nq: $(STAMP)
+ifneq ($(strip $(NQ_PARQUET)),)
+	$(PY) -m qa.nq.parquet --source=$(call q,$(NQ_PARQUET)) --split train --list-file $(DATA_DIR)/nq/nq_train.inputs
+	$(PY) -m qa.nq.parquet --source=$(call q,$(NQ_PARQUET)) --split dev --list-file $(DATA_DIR)/nq/nq_dev.inputs
+else
 	$(PY) scripts/download_nq.py --split train --shards=$(call q,$(NQ_TRAIN_SHARDS)) --out $(DATA_DIR)/nq/raw --base-url=$(call q,$(NQ_BASE_URL)) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_train.inputs
 	$(PY) scripts/download_nq.py --split dev --shards=$(call q,$(NQ_DEV_SHARDS)) --out $(DATA_DIR)/nq/raw --base-url=$(call q,$(NQ_BASE_URL)) --workers $(WORKERS) --list-file $(DATA_DIR)/nq/nq_dev.inputs
+endif
 	$(MAKE) --no-print-directory $(NQ_TRAIN_JSON) $(DATA_DIR)/nq/nq_dev.json
 
 # Second-level make: it reads the shard lists the downloads just wrote (nq_{train,dev}.inputs, rewritten only
@@ -174,18 +181,18 @@ data-nq: $(STAMP)
 nq_inputs = $(if $(wildcard $(DATA_DIR)/nq/nq_$(1).inputs),$(strip $(file < $(DATA_DIR)/nq/nq_$(1).inputs)))
 
 # The converter: its command line and the qa/nq modules it runs (a change to either converts again).
-NQ_CONVERTER := scripts/nq_to_squad.py qa/nq/convert.py qa/nq/document.py qa/nq/reader.py qa/nq/annotation.py
+NQ_CONVERTER := scripts/nq_to_squad.py qa/nq/convert.py qa/nq/document.py qa/nq/reader.py qa/nq/annotation.py qa/nq/parquet.py
 
 $(DATA_DIR)/nq/nq_train.json: $(DATA_DIR)/nq/nq_train.inputs $(call nq_inputs,train) $(NQ_CONVERTER)
-	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty
+	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz %.parquet,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty
 
 # NQ_CONTEXT=candidates: one question per top-level candidate, 30 % of the negatives (nq_to_squad.py --help).
 $(DATA_DIR)/nq/nq_train.candidates.json: $(DATA_DIR)/nq/nq_train.inputs $(call nq_inputs,train) $(NQ_CONVERTER)
-	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --context candidates
+	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz %.parquet,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --context candidates
 
 # Dev keeps every annotator's distinct short answer (--all-answers): the SQuAD metric takes the best match over them.
 $(DATA_DIR)/nq/nq_dev.json: $(DATA_DIR)/nq/nq_dev.inputs $(call nq_inputs,dev) $(NQ_CONVERTER)
-	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --all-answers
+	$(PY) scripts/nq_to_squad.py $(call qwords,$(filter %.jsonl.gz %.parquet,$^)) --output $@ --workers $(WORKERS) --stats-json $@.stats.json --fail-on-empty --all-answers
 
 $(DATA_DIR)/nq/nq_%.inputs:
 	$(error $@ is missing: run `make data` (it downloads the selected shards and writes this list))

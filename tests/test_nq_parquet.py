@@ -292,3 +292,47 @@ def test_predict_nq_reads_parquet_with_the_same_predictions(model_dir, hub_dir, 
     scores = [json.loads(out.with_name("nq_eval_results_12.json").read_text()) for out in outputs]
     metric_keys = [key for key in scores[0] if "f1" in key or "recall" in key or "precision" in key]
     assert metric_keys and {k: scores[1][k] for k in metric_keys} == {k: scores[0][k] for k in metric_keys}
+
+
+# ---------------------------------------------------------------------------------------------
+# make data NQ_PARQUET=...
+# ---------------------------------------------------------------------------------------------
+def test_split_files_take_the_dev_config_and_name_what_is_missing(tmp_path):
+    for name in ("default/train-00001-of-00002.parquet", "default/train-00000-of-00002.parquet",
+                 "default/validation-00000-of-00001.parquet", "dev/validation-00000-of-00001.parquet"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"PAR1")
+    assert nq_parquet.split_files(str(tmp_path), "train") == [str(tmp_path / f"default/train-0000{i}-of-00002.parquet")
+                                                               for i in (0, 1)]
+    assert nq_parquet.split_files(str(tmp_path), "dev") == [str(tmp_path / "dev/validation-00000-of-00001.parquet")]
+    (tmp_path / "dev/validation-00000-of-00001.parquet").rename(tmp_path / "dev/other.parquet")
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more/validation-00000-of-00001.parquet").write_bytes(b"PAR1")
+    with pytest.raises(InputError, match=r"validation-\*.parquet files in several folders"):
+        nq_parquet.split_files(str(tmp_path), "dev")
+    with pytest.raises(InputError, match="no train-\\*.parquet file under it"):
+        nq_parquet.split_files(str(tmp_path / "dev"), "train")
+
+
+def test_make_data_converts_the_hubs_parquet(hub_dir, records, jsonl_path, tmp_path):
+    """make data NQ_PARQUET=<the hub's folder>: both splits converted from parquet, the dev file the jsonl's bytes;
+    a second run converts nothing."""
+    import subprocess
+
+    hub = hub_dir.parent  # holds dev/validation-*; default/ gets a train file and the validation split again
+    (hub / "default").mkdir(exist_ok=True)
+    write_parquet(hub / "default" / "train-00000-of-00001.parquet", [hub_row(r) for r in records])
+    write_parquet(hub / "default" / "validation-00000-of-00001.parquet", [hub_row(r) for r in records])
+    data_dir = tmp_path / "data"
+    command = ["make", "--no-print-directory", "-o", str(ROOT / ".venv" / ".installed"), "data", f"PY={sys.executable}",
+               f"DATA_DIR={data_dir}", f"NQ_PARQUET={hub}", "WORKERS=2"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (data_dir / "nq" / "nq_dev.inputs").read_text().splitlines() == [str(p) for p in sorted(hub_dir.glob("*.parquet"))]
+    code, expected, _ = convert(tmp_path, [jsonl_path], "--all-answers", name="jsonl.json")
+    assert (data_dir / "nq" / "nq_dev.json").read_bytes() == expected.read_bytes()
+    train = json.loads((data_dir / "nq" / "nq_train.json").read_text())
+    assert json.loads((data_dir / "nq" / "nq_train.json.stats.json").read_text())["counts"]["records_read"] == 10
+    assert train["data"]
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "nq_to_squad" not in again.stdout, again.stdout

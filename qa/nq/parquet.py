@@ -24,11 +24,15 @@ token byte offsets, no long-answer candidates and no candidate_index: they are r
 and the missing columns, since neither the converter nor the official evaluation can work without them.
 """
 
+import argparse
 import contextlib
+import glob
 import io
+import os
+import sys
 
 from qa.nq.reader import InputError, dumps
-from qa.storage import is_s3, s3_client, split_s3
+from qa.storage import expand_inputs, is_s3, s3_client, split_s3
 
 PARQUET_MAGIC = b"PAR1"  # the first (and last) 4 bytes of every parquet file
 BATCH_ROWS = 16  # rows decoded at once: ~7 MB of Python objects at ~465 KB a row
@@ -217,3 +221,54 @@ def iter_lines(uri, fields=None):
     """(row number from 1, the record as one compact JSON line) of every row, as qa.nq.reader.iter_lines yields them."""
     for row_number, record in iter_records(uri, fields):
         yield row_number, dumps(record)
+
+
+# ---------------------------------------------------------------------------------------------
+# The files of a split in a copy of the hub's dataset (make data NQ_PARQUET=...)
+# ---------------------------------------------------------------------------------------------
+SPLIT_FILES = {"train": "train-", "dev": "validation-"}
+
+
+def split_files(source, split):
+    """The sorted parquet files of `split` (train-*.parquet / validation-*.parquet) anywhere under a local folder or an
+    s3:// prefix. The validation split is in both configs (default/ and dev/): when it is in several folders, the
+    one named dev is taken (the same records twice would be duplicates), else they are refused by name."""
+    if is_s3(source):
+        found = [uri for uri in expand_inputs([source.rstrip("/") + "/"]) if uri.endswith(".parquet")]
+    else:
+        if not os.path.isdir(source):
+            raise InputError(f"{source}: not a folder; give the folder of the hub's natural_questions parquet files "
+                             "(the one holding default/ and dev/)")
+        found = glob.glob(os.path.join(glob.escape(source), "**", "*.parquet"), recursive=True)
+    files = sorted(path for path in found if os.path.basename(path).startswith(SPLIT_FILES[split]))
+    folders = sorted({os.path.dirname(path) for path in files})
+    if len(folders) > 1:
+        named_dev = [folder for folder in folders if os.path.basename(folder) == "dev"]
+        if not named_dev:
+            raise InputError(f"{source}: {SPLIT_FILES[split]}*.parquet files in several folders ({', '.join(folders)}); give one of them")
+        files = [path for path in files if os.path.dirname(path) == named_dev[0]]
+    if not files:
+        raise InputError(f"{source}: no {SPLIT_FILES[split]}*.parquet file under it; give the folder of the hub's "
+                         "google-research-datasets/natural_questions (its default/train-*.parquet, dev/validation-*.parquet)")
+    return files
+
+
+def main(argv=None):
+    """python -m qa.nq.parquet --source DIR --split train --list-file data/nq/nq_train.inputs: what `make data` converts."""
+    parser = argparse.ArgumentParser(prog="python -m qa.nq.parquet", description=main.__doc__)
+    parser.add_argument("--source", required=True, help="a folder or s3:// prefix holding the hub's natural_questions parquet files")
+    parser.add_argument("--split", choices=tuple(SPLIT_FILES), required=True)
+    parser.add_argument("--list-file", required=True, help="write the split's files here, one a line (kept when unchanged)")
+    args = parser.parse_args(argv)
+    from qa.nq.download import write_list_file
+
+    try:
+        write_list_file(args.list_file, split_files(args.source, args.split))
+    except (InputError, FileNotFoundError) as exc:
+        print(f"nq parquet: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
