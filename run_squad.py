@@ -568,7 +568,8 @@ def run_training(args, runtime, log, resume_from, sync=None):
     eval_set = None
     if args.evaluate_during_training:
         eval_examples = load_examples(args.predict_file, args.max_eval_samples, args.skip_bad_examples, log)
-        eval_set = (eval_examples, prepare_features(args.predict_file, eval_examples, tokenizer, args, False, runtime, log))
+        eval_set = (eval_examples, prepare_features(args.predict_file, eval_examples, tokenizer, args, False, runtime, log),
+                    tokenizer)  # the tokenizer: whole-page NQ scores with --nq_dev_file (qa/nq/train_eval.py)
     set_seed(args.seed)  # before loading: a new QA head is initialised from it
     model = load_model(resume_from or args.model_name_or_path, args, runtime, args.answer_type_head)
     if runtime.is_main:
@@ -595,6 +596,7 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
     Evaluation alone (log None) gives each target its own folder, run_dir.eval_dir(...): its files, its
     log, metrics and args.json, so the training record is never written over."""
     from qa.inference import evaluate_model
+    from qa.nq.train_eval import add_whole_page_scores
 
     say = log.info if log is not None else (lambda message: print(message, file=sys.stderr))
     examples = load_examples(args.predict_file, args.max_eval_samples, args.skip_bad_examples, log)
@@ -615,7 +617,9 @@ def run_evaluation(args, runtime, log, train_result, argv=None, notes=()):
             tokenizer = load_tokenizer(args, folder)
             features = prepare_features(args.predict_file, examples, tokenizer, args, False, runtime, target_log)
             model = load_model(folder, args, runtime)
-            results[label] = evaluate_model(model, examples, features, args, runtime, target_log, step, out)
+            results[label] = add_whole_page_scores(evaluate_model(model, examples, features, args, runtime, target_log,
+                                                                  step, out), model, tokenizer, args, runtime, target_log,
+                                                   step, out)  # with --nq_dev_file (qa/nq/train_eval.py)
         except BaseException as exc:
             if final is not None and runtime.is_main:
                 storage.discard(out)  # nothing half-written: never an eval folder with only predictions_N.json

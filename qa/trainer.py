@@ -43,6 +43,7 @@ import torch.distributed as dist
 from qa import checkpoints, retention, run_dir, sampling
 from qa.divergence import DivergenceWatch
 from qa.inference import EvaluationAbandoned, evaluate_model
+from qa.nq.train_eval import add_whole_page_scores
 from qa.resume_record import ORDER_SETTINGS
 from qa.runtime import ModelFeed, barrier
 
@@ -373,10 +374,15 @@ def compiled_graphs():
 
 def evaluate_during_training(model, eval_set, args, runtime, log, state, stop):
     """Metrics of the model at state.global_step, or None when a stop signal made it give up (then
-    state.eval_pending is set, saved in the checkpoint, and the evaluation runs after resume)."""
+    state.eval_pending is set, saved in the checkpoint, and the evaluation runs after resume). eval_set: (examples,
+    features[, tokenizer]); with the tokenizer and --nq_dev_file, whole-page NQ scores too (qa/nq/train_eval.py)."""
+    examples, features, *tokenizer = eval_set
     try:
-        metrics = evaluate_model(model, *eval_set, args, runtime, log, state.global_step, args.output_dir,
+        metrics = evaluate_model(model, examples, features, args, runtime, log, state.global_step, args.output_dir,
                                  should_stop=lambda: bool(stop.signum))
+        if tokenizer:
+            metrics = add_whole_page_scores(metrics, model, tokenizer[0], args, runtime, log, state.global_step,
+                                            args.output_dir)
     except EvaluationAbandoned:
         log.info(f"evaluation at step {state.global_step} abandoned for the signal; it runs again after resume")
         state.eval_pending = True

@@ -70,7 +70,7 @@ def nq_dev_file_errors(args, flag_name=lambda flag: flag):
 def _first_record_errors(pattern):
     """The files of `pattern` exist and their first record can be scored (local files; s3:// is read later)."""
     from qa.nq.evaluate import NQEvalError
-    from qa.nq.predict import InputError, input_lines, parse_record, unscored_reason
+    from qa.nq.predict import InputError, input_lines, parse_record
 
     if str(pattern).startswith("s3://"):
         return []
@@ -78,10 +78,10 @@ def _first_record_errors(pattern):
         line, where = next(input_lines(pattern, max_examples=1), (None, None))
         if line is None:
             return [f"--nq_dev_file {pattern}: no NQ records in it"]
-        reason = unscored_reason(parse_record(line, where))
+        annotations = parse_record(line, where).get("annotations")
     except (InputError, NQEvalError, OSError) as exc:
         return [f"--nq_dev_file {pattern}: {exc}"]
-    if reason == "few_annotations":
+    if not isinstance(annotations, list) or len(annotations) < LONG_NON_NULL_THRESHOLD:  # simplified ones too
         return [f"--nq_dev_file {pattern}: {where} has fewer than {LONG_NON_NULL_THRESHOLD} annotations (a train "
                 "record?): gold has an answer only when that many annotators give one, so every F1 would be 0; give "
                 "the dev records (5 annotations each)"]
@@ -100,7 +100,9 @@ def score_whole_pages(model, tokenizer, args, runtime, step, output_dir):
     params = FeatureParams(max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
                            max_query_length=args.max_query_length)
     config = {"n_best_size": args.n_best_size, "max_answer_length": args.max_answer_length}
-    rank, _ = auto_rank(bool(getattr(args, "answer_type_head", False)))
+    from qa.answer_type_head import has_type_output
+
+    rank, _ = auto_rank(has_type_output(model))  # as predict_nq --rank auto decides for this model's folder
     stats = {"records": 0, "simplified": 0, "few_annotations": 0}
     predictions = []
     chunks = chunked_documents(input_lines(args.nq_dev_file), True, RECORDS_PER_CHUNK, stats)
