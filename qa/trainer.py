@@ -226,28 +226,12 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
 
     if len(train_features) == 0:
         raise ValueError(f"{args.train_file}: no training windows (no questions, or --max_train_samples 0): nothing to train on")
-    raw_model = model
-    if getattr(args, "gradient_checkpointing", False):  # before DDP wraps the model (absent from older records)
-        from qa.activation_checkpointing import enable_activation_checkpointing
-
-        log.info(f"activation checkpointing on ({enable_activation_checkpointing(raw_model)})")
-    if runtime.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[runtime.local_rank] if runtime.cuda else None)
-    if args.torch_compile:
-        model = torch.compile(model)  # after DDP, as torch's DDP + compile notes ask
+    raw_model, model = model, wrap_model(model, args, runtime, log)
     t_total = total_steps(len(train_features), args, runtime.world_size)
     optimizer, scheduler = make_optimizer(raw_model, args, t_total, fused=runtime.cuda)
     # fp16 needs loss scaling; bf16 and fp32 do not (the scaler is then a pass-through).
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    state = TrainState()
-    if resume_from:
-        # optimizer, scheduler (so no learning rate is set by hand), scaler, and this rank's RNG states
-        saved = checkpoints.restore_training_state(resume_from, optimizer, scheduler, scaler, runtime.rank,
-                                                   verified=True)  # run_squad.py verified it before loading the model
-        state = TrainState.from_checkpoint(saved)
-        warn_if_order_changes(saved, args, runtime, log)
-        log.info(f"resuming from {resume_from}: step {state.global_step}, epoch {state.epoch}, "
-                 f"{state.step_in_epoch} micro-batches into it")
+    state = restore_state(resume_from, optimizer, scheduler, scaler, args, runtime, log) if resume_from else TrainState()
     plan = {"total_steps": t_total, "num_features": len(train_features), "world_size": runtime.world_size,
             "per_gpu_train_batch_size": args.per_gpu_train_batch_size,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
@@ -266,13 +250,9 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     watch = DivergenceWatch(runtime, log)  # a non-finite loss or weights stop the run, unsaved (qa.divergence)
     running_loss, loss_steps = torch.zeros((), device=runtime.device), 0
     bar = progress(total=t_total, initial=state.global_step, desc="train", disable=not runtime.is_main)
-    model.train()
     if state.eval_pending and eval_set is not None:  # the evaluation a signal interrupted before the checkpoint
-        metrics = evaluate_during_training(raw_model, eval_set, args, runtime, log, state, stop)
-        value = metrics[args.metric_for_best_model] if metrics is not None else None
-        if metrics is not None and state.record_eval(args.metric_for_best_model, value) and runtime.is_main:
-            retention.record_best(args.output_dir, resume_from, args.metric_for_best_model, value)
-        model.train()
+        run_pending_evaluation(raw_model, eval_set, args, runtime, log, state, stop, resume_from)
+    model.train()
     # A resumed run may have nothing left to do (early stopping due at its checkpoint, or the last step reached).
     state.stop_reason = decide_stop(state, args, t_total)
     try:
@@ -282,8 +262,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
             # forward and backward over the step's micro-batches (DDP syncs gradients on the last one only)
             for i, indices in enumerate(group):
                 inputs = feed(train_features.batch(indices, args.pad_to_max_length, args.pad_to_multiple_of))
-                if args.torch_compile:
-                    shapes.add(tuple(inputs["input_ids"].shape))
+                shapes.add(tuple(inputs["input_ids"].shape))  # metadata only: no host sync
                 no_sync = runtime.distributed and i + 1 < len(group)
                 with model.no_sync() if no_sync else contextlib.nullcontext():
                     with runtime.autocast():
@@ -340,11 +319,54 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
     finally:
         stop.restore()
         bar.close()
+    # Used by run_squad.py when the final model cannot be written: the weights are then kept as a checkpoint.
+    state.save_last_step = lambda: save(args, raw_model, tokenizer, optimizer, scheduler, scaler, state, runtime, log)
+    log_stop(state, args, runtime, log, shapes)
+    return state
+
+
+def wrap_model(model, args, runtime, log):
+    """The model the loop runs: activation checkpointing, then DDP under torchrun, then torch.compile (after DDP,
+    as torch's DDP + compile notes ask); the raw model stays what is saved and evaluated."""
+    if getattr(args, "gradient_checkpointing", False):  # before DDP wraps the model (absent from older records)
+        from qa.activation_checkpointing import enable_activation_checkpointing
+
+        log.info(f"activation checkpointing on ({enable_activation_checkpointing(model)})")
+    if runtime.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[runtime.local_rank] if runtime.cuda else None)
+    if args.torch_compile:
+        model = torch.compile(model)
+    return model
+
+
+def restore_state(resume_from, optimizer, scheduler, scaler, args, runtime, log):
+    """The TrainState of the checkpoint `resume_from`, with the optimizer, scheduler (so no learning rate is set
+    by hand), scaler and this rank's RNG states restored."""
+    saved = checkpoints.restore_training_state(resume_from, optimizer, scheduler, scaler, runtime.rank,
+                                               verified=True)  # run_squad.py verified it before loading the model
+    state = TrainState.from_checkpoint(saved)
+    warn_if_order_changes(saved, args, runtime, log)
+    log.info(f"resuming from {resume_from}: step {state.global_step}, epoch {state.epoch}, "
+             f"{state.step_in_epoch} micro-batches into it")
+    return state
+
+
+def run_pending_evaluation(model, eval_set, args, runtime, log, state, stop, checkpoint):
+    """The evaluation a signal interrupted before `checkpoint` was saved: it counts (and may be the best) now."""
+    metrics = evaluate_during_training(model, eval_set, args, runtime, log, state, stop)
+    if metrics is None:
+        return
+    value = metrics[args.metric_for_best_model]
+    if state.record_eval(args.metric_for_best_model, value) and runtime.is_main:
+        retention.record_best(args.output_dir, checkpoint, args.metric_for_best_model, value)
+
+
+def log_stop(state, args, runtime, log, shapes):
+    """Why the run stopped, with what to do next, when it stopped before its last step; with --torch_compile, how
+    many graphs it compiled for the batch `shapes` the loop saw."""
     if args.torch_compile:
         log.info(f"torch.compile: {compiled_graphs()} graph(s) compiled for {len(shapes)} batch shape(s) in this "
                  f"process (a new batch length or size recompiles once, with that dimension dynamic)")
-    # Used by run_squad.py when the final model cannot be written: the weights are then kept as a checkpoint.
-    state.save_last_step = lambda: save(args, raw_model, tokenizer, optimizer, scheduler, scaler, state, runtime, log)
     if state.stop_reason == "signal":
         log.info(f"stopped by signal {state.signum} at step {state.global_step}; checkpoint saved: {state.last_checkpoint}\n"
                  f"  resume with: {resume_command(args.output_dir, state.last_checkpoint)}")
@@ -353,7 +375,6 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
         log.info(f"early stopping at step {state.global_step}: {args.metric_for_best_model} did not improve over "
                  f"{state.best_value} in {args.early_stopping_patience} evaluations; best: "
                  f"{best['checkpoint'] if best else 'unknown'} (step {best['step'] if best else '?'})")
-    return state
 
 
 def resume_command(output_dir, checkpoint):
