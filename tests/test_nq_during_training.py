@@ -156,3 +156,31 @@ def test_rank_auto_picks_logprob_without_the_answer_type_head(tmp_path):
     (tmp_path / "answer_type_head.safetensors").write_bytes(b"")
     assert train_eval.resolve_rank("auto", tmp_path)[0] == "margin"
     assert train_eval.resolve_rank("logprob", tmp_path) == ("logprob", "as given (--rank)")
+
+
+def test_torchrun_ranks_share_the_pages_and_rank_0_scores(tiny_model_dir, nq_dev, tmp_path, capsys):
+    """Two processes (gloo): one set of whole-page scores, equal to predict_nq's of the same checkpoint alone."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    argv = train_argv(tiny_model_dir, out, nq_dev, "--report_to", "none")
+    argv[argv.index("--max_steps") + 1] = "4"
+    argv.remove("--do_eval")
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(ROOT / "run_squad.py"), *argv], cwd=ROOT, env=environment, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged if "eval/nq_long_f1" in entry] == [4]  # written once, by rank 0
+    assert (out / "train.log").read_text().count("whole-page NQ at step 4") == 1
+    metrics = eval_results(out)[4]
+    torch.set_num_threads(1)
+    code = predict_nq_main(["--model_dir", str(out), "--checkpoint", "checkpoint-4", "--input", str(nq_dev),
+                            "--batch_size", "8", "--threads", "2"])
+    assert code == 0, capsys.readouterr().err
+    official = json.loads((out / "eval" / "nq-4" / "nq_eval_results_4.json").read_text())
+    assert 100 * official["long-best-threshold-f1"] == pytest.approx(metrics["nq_long_f1"], abs=1e-9)
+    assert 100 * official["short-best-threshold-f1"] == pytest.approx(metrics["nq_short_f1"], abs=1e-9)
