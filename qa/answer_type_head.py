@@ -182,7 +182,10 @@ def attach(qa_model, folder=None, want=None):
 def training_head(flag, examples, resume_from=None, say=None):
     """--answer_type_head decided for a training run: as given, else on exactly for data that carries answer types
     (qa.answer_type.resolve_flag). A resume keeps its checkpoint's choice (the optimizer state holds the head's
-    parameters, or not): asking for the other one raises HeadError."""
+    parameters, or not; a run recorded before the flag existed takes the checkpoint's): asking for the other one
+    raises HeadError."""
+    if flag is None and resume_from is not None:  # a record from before the flag: the checkpoint says
+        flag = has_head(resume_from)
     want = answer_type.resolve_flag(flag, examples)
     if resume_from is not None and has_head(resume_from) != want:
         saved = "with" if has_head(resume_from) else "without"
@@ -190,7 +193,7 @@ def training_head(flag, examples, resume_from=None, say=None):
                         f"{'one' if want else 'none'}: a resume continues the same model. Leave --answer_type_head / "
                         "--no_answer_type_head out to take the run's own choice")
     if say is not None:
-        why = "as asked" if flag is not None else (
+        why = "as asked, or as the run was trained" if flag is not None else (
             "the training data carries answer types" if want else "the training data carries no answer types")
         say(f"answer-type head: {'on' if want else 'off'} ({why})")
     return want

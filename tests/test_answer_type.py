@@ -191,6 +191,20 @@ def test_resolve_flag_turns_the_head_on_for_typed_data_only():
     assert answer_type.resolve_flag(False, typed) is False and answer_type.resolve_flag(True, untyped) is True
 
 
+def test_training_head_follows_the_checkpoint_when_resuming(tmp_path, one_thread):
+    typed = [SquadExample("a", "t", "q", "c", (Answer("c", 0),), False, "long", True)]
+    with_head, without = tmp_path / "with", tmp_path / "without"
+    H.AnswerTypeQA(tiny_qa_model("bert")).save_pretrained(with_head)
+    tiny_qa_model("bert").save_pretrained(without)
+    said = []
+    assert H.training_head(None, typed, without, said.append) is False  # a record from before the flag
+    assert H.training_head(None, [], with_head) is True
+    assert H.training_head(True, typed, with_head) is True and H.training_head(None, typed, None) is True
+    with pytest.raises(H.HeadError, match="trained without the answer-type head"):
+        H.training_head(True, typed, without)
+    assert said == ["answer-type head: off (as asked, or as the run was trained)"]
+
+
 @pytest.fixture(scope="module")
 def tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
