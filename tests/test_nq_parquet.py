@@ -136,6 +136,16 @@ def test_each_row_is_the_record_of_the_jsonl(hub_dir, records):
     row = hub_row(records[0])
     row["annotations"]["yes_no_answer"] = [1, 0, -1, -1, -1]
     assert [a["yes_no_answer"] for a in nq_parquet.record_from_row(row)["annotations"]] == ["YES", "NO", "NONE", "NONE", "NONE"]
+    # Sequences stored as lists of dicts (not the hub's layout, but arrow's other one) read the same; the viewer
+    # shows annotation ids above 2**63 (13676402902866580638): kept exact.
+    listed = hub_row(records[0])
+    listed["document"]["tokens"] = nq_parquet._rows(listed["document"]["tokens"])
+    listed["long_answer_candidates"] = nq_parquet._rows(listed["long_answer_candidates"])
+    listed["annotations"]["id"][0] = "13676402902866580638"
+    record = json.loads(nq_parquet.dumps(nq_parquet.record_from_row(listed)))
+    assert record["annotations"][0]["annotation_id"] == 13676402902866580638
+    assert record == {**records[0], "annotations": [{**records[0]["annotations"][0], "annotation_id": 13676402902866580638},
+                                                    *records[0]["annotations"][1:]]}
     row["annotations"]["yes_no_answer"][0] = 2
     with pytest.raises(ValueError, match="yes_no_answer 2 is not a class label"):
         nq_parquet.record_from_row(row)
