@@ -403,7 +403,7 @@ def evaluate_during_training(model, eval_set, args, runtime, log, state, stop):
                                  should_stop=lambda: bool(stop.signum))
         if tokenizer:
             metrics = add_whole_page_scores(metrics, model, tokenizer[0], args, runtime, log, state.global_step,
-                                            args.output_dir)
+                                            args.output_dir, should_stop=lambda: bool(stop.signum))
     except EvaluationAbandoned:
         log.info(f"evaluation at step {state.global_step} abandoned for the signal; it runs again after resume")
         state.eval_pending = True

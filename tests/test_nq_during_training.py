@@ -111,7 +111,7 @@ def test_early_stopping_by_nq_short_f1(tiny_model_dir, nq_dev, tmp_path, monkeyp
     planted = {4: 30.0, 8: 20.0}
     seen = []
 
-    def scores(model, tokenizer, args, runtime, step, output_dir):
+    def scores(model, tokenizer, args, runtime, step, output_dir, should_stop=None):
         seen.append(step)
         return {"nq_long_f1": 0.0, "nq_short_f1": planted.get(step, 10.0), "rank": "logprob", "folder": str(output_dir)}
 
@@ -184,3 +184,22 @@ def test_torchrun_ranks_share_the_pages_and_rank_0_scores(tiny_model_dir, nq_dev
     official = json.loads((out / "eval" / "nq-4" / "nq_eval_results_4.json").read_text())
     assert 100 * official["long-best-threshold-f1"] == pytest.approx(metrics["nq_long_f1"], abs=1e-9)
     assert 100 * official["short-best-threshold-f1"] == pytest.approx(metrics["nq_short_f1"], abs=1e-9)
+
+
+def test_a_stop_signal_abandons_the_whole_page_scoring(tiny_model_dir, nq_dev, tmp_path):
+    """As the SQuAD evaluation: EvaluationAbandoned (the trainer then marks the evaluation pending for the resume),
+    nothing written."""
+    import argparse
+
+    from qa.inference import EvaluationAbandoned, load_inference_model
+    from qa.runtime import init_runtime
+
+    runtime = init_runtime(no_cuda=True)
+    model, tokenizer = load_inference_model(str(tiny_model_dir), runtime.device)
+    args = argparse.Namespace(nq_dev_file=str(nq_dev), max_seq_length=128, doc_stride=64, max_query_length=32,
+                              n_best_size=20, max_answer_length=30, per_gpu_eval_batch_size=8, threads=1)
+    asked = []
+    with pytest.raises(EvaluationAbandoned):
+        train_eval.add_whole_page_scores({"f1": 1.0}, model, tokenizer, args, runtime, None, 4, str(tmp_path),
+                                         should_stop=lambda: asked.append(1) or True)
+    assert asked and not (tmp_path / "eval").exists()

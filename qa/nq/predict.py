@@ -308,11 +308,13 @@ def prefetched(iterable, depth=1):
 # ---------------------------------------------------------------------------------------------
 # The model on a chunk of documents
 # ---------------------------------------------------------------------------------------------
-def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_size=64, threads=1, rank="margin"):
+def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_size=64, threads=1, rank="margin",
+                  should_stop=None):
     """Official predictions of `documents` (on rank 0; None on the others) and the number of windows.
 
     rank: how windows are compared (best_candidate): "margin" (best span minus the window's null score) or
-    "logprob" (the best span's log-probability under the window's softmax)."""
+    "logprob" (the best span's log-probability under the window's softmax). should_stop: as predict_logits's
+    (training's whole-page scores give up for a stop signal, qa/nq/train_eval.py)."""
     from qa.features import build_features
     from qa.inference import predict_logits
     from qa.postprocess import postprocess_predictions
@@ -325,7 +327,7 @@ def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_si
         features = build_features(examples, tokenizer, params, training=False, threads=threads, chunk_examples=piece)
         windows = len(features)
         starts, ends = predict_logits(model, features, batch_size, runtime,
-                                      pad_to_multiple_of=8 if runtime.cuda else 1)
+                                      pad_to_multiple_of=8 if runtime.cuda else 1, should_stop=should_stop)
         if not runtime.is_main:
             return None, windows
         # Threshold 0.0 only sets `predictions`, unused here: the choice is made on the margins.

@@ -91,9 +91,10 @@ def _first_record_errors(pattern):
 # ---------------------------------------------------------------------------------------------
 # Scoring
 # ---------------------------------------------------------------------------------------------
-def score_whole_pages(model, tokenizer, args, runtime, step, output_dir):
+def score_whole_pages(model, tokenizer, args, runtime, step, output_dir, should_stop=None):
     """{"nq_long_f1", "nq_short_f1"} (0-100) of `model` on the records of args.nq_dev_file, on every rank, plus
-    the folder its predictions and official metrics were written to and the rank rule used (rank 0's values)."""
+    the folder its predictions and official metrics were written to and the rank rule used (rank 0's values).
+    should_stop: asked before every batch; when it says so, every rank raises qa.inference.EvaluationAbandoned."""
     from qa.features import FeatureParams
     from qa.nq.predict import RECORDS_PER_CHUNK, chunked_documents, input_lines, predict_chunk, prefetched
 
@@ -108,7 +109,8 @@ def score_whole_pages(model, tokenizer, args, runtime, step, output_dir):
     chunks = chunked_documents(input_lines(args.nq_dev_file), True, RECORDS_PER_CHUNK, stats)
     for documents in prefetched(chunks):
         chunk, _ = predict_chunk(documents, model, tokenizer, params, config, runtime,
-                                 batch_size=args.per_gpu_eval_batch_size, threads=args.threads, rank=rank)
+                                 batch_size=args.per_gpu_eval_batch_size, threads=args.threads, rank=rank,
+                                 should_stop=should_stop)
         predictions += chunk or []
     scores = _write_and_score(predictions, args, step, output_dir, rank) if runtime.is_main else None
     if runtime.distributed:
@@ -142,12 +144,13 @@ def _write_and_score(predictions, args, step, output_dir, rank):
             "nq_short_f1": 100.0 * official["short-best-threshold-f1"], "rank": rank, "folder": folder}
 
 
-def add_whole_page_scores(metrics, model, tokenizer, args, runtime, log, step, output_dir):
+def add_whole_page_scores(metrics, model, tokenizer, args, runtime, log, step, output_dir, should_stop=None):
     """`metrics` (an evaluation's, on every rank) with nq_long_f1 and nq_short_f1 added when --nq_dev_file is given;
-    rank 0 rewrites eval_results_<step>.json with them and logs them (metrics.jsonl, tensorboard)."""
+    rank 0 rewrites eval_results_<step>.json with them and logs them (metrics.jsonl, tensorboard). A stop signal
+    (should_stop) abandons it as it does the evaluation (EvaluationAbandoned: it runs again after resume)."""
     if not getattr(args, "nq_dev_file", None):
         return metrics
-    scores = score_whole_pages(model, tokenizer, args, runtime, step, output_dir)
+    scores = score_whole_pages(model, tokenizer, args, runtime, step, output_dir, should_stop)
     nq = {name: scores[name] for name in NQ_METRICS}
     metrics = {**metrics, **nq}
     if runtime.is_main:
