@@ -53,3 +53,74 @@ def test_demo_summary_prints_whole_document_scores_beside_the_oracle(tmp_path):
     nq.write_text(json.dumps({"f1": 1.0}))
     done = summary(run, dev, "--nq-results", nq)
     assert done.returncode == 1 and "not the output of the NQ evaluation" in done.stderr
+
+
+def nq_eval(folder, long_f1, short_f1, yes_no):
+    """An NQ evaluation folder as predict_nq writes it: nq_eval_results_10.json (official metrics, 0-1) and
+    nq_predictions.json with four pages, the first `yes_no` of them answered YES or NO."""
+    folder.mkdir(parents=True)
+    metrics = {"rank": "margin"}
+    for key, f1 in (("long", long_f1), ("short", short_f1)):
+        metrics.update({f"{key}-best-threshold-f1": f1, f"{key}-best-threshold-precision": f1,
+                        f"{key}-best-threshold-recall": f1})
+    (folder / "nq_eval_results_10.json").write_text(json.dumps(metrics))
+    answers = ["YES", "NO", "NONE", "NONE"][:yes_no] + ["NONE"] * (4 - yes_no)
+    (folder / "nq_predictions.json").write_text(json.dumps({"predictions": [
+        {"example_id": i, "yes_no_answer": answer} for i, answer in enumerate(answers)]}))
+    return folder / "nq_eval_results_10.json"
+
+
+def side_by_side(tmp_path, candidates_f1=(70.0, 90.0)):
+    """The arguments of a guide run and a candidate-mode run (each with NQ results and a training-time file)."""
+    guide, dev = demo_run(tmp_path, {10: (80.0, 85.0)})
+    candidates = tmp_path / "run-candidates"
+    candidates.mkdir()
+    (candidates / "eval_results_10.json").write_text(json.dumps(dict(zip(("exact", "f1"), candidates_f1))))
+    (tmp_path / "guide.time").write_text("100.0\n112.5\n")
+    (tmp_path / "candidates.time").write_text("200.0\n230.5\n")
+    return [guide, dev, "--nq-results", nq_eval(guide / "eval" / "nq-10", 0.5, 0.25, 0),
+            "--train-time", tmp_path / "guide.time", "--candidates", candidates,
+            "--candidates-nq-results", nq_eval(candidates / "eval" / "nq-10", 0.875, 0.75, 2),
+            "--candidates-train-time", tmp_path / "candidates.time", "--json", tmp_path / "out" / "summary.json"]
+
+
+def test_side_by_side_table_and_summary_json(tmp_path):
+    done = summary(*side_by_side(tmp_path))
+    assert done.returncode == 0, done.stderr
+    rows = {line[:44].strip(): line[44:].split() for line in done.stdout.splitlines() if len(line) > 44}
+    assert rows["oracle F1 (dev.json, gold paragraph given)"] == ["85.00", "90.00"]
+    assert rows["NQ long answer F1 (whole page)"] == ["50.00", "87.50"]
+    assert rows["NQ short answer F1 (whole page)"] == ["25.00", "75.00"]
+    assert rows["pages answered yes / no"] == ["0", "2"]
+    assert rows["training time (s)"] == ["12.5", "30.5"]
+    assert "The guide model learnt: F1 85.00 against 50.00" in done.stdout
+    assert "The candidates model learnt: F1 90.00 against 50.00" in done.stdout
+    written = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(written) == {"guide", "candidates"}
+    for entry in written.values():
+        assert {"oracle_f1", "nq_long_f1", "nq_short_f1", "train_seconds", "yes_no_answered"} <= set(entry)
+    assert written["candidates"]["nq_long_f1"] == 87.5 and written["guide"]["nq_short_f1"] == 25.0
+    assert written["candidates"]["train_seconds"] == 30.5 and written["candidates"]["yes_no_answered"] == 2
+    assert written["guide"]["oracle_f1"] == 85.0 and written["candidates"]["nq_pages"] == 4
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["summary.json"]  # no temporary file left
+
+
+def test_side_by_side_fails_when_the_candidate_model_did_not_learn(tmp_path):
+    done = summary(*side_by_side(tmp_path, candidates_f1=(50.0, 55.0)))
+    assert done.returncode == 1
+    assert "FAIL: The candidates model F1 55.00 is only +5.00 points" in done.stderr
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["candidates"]["oracle_f1"] == 55.0
+
+
+def test_side_by_side_needs_every_file_and_says_which(tmp_path):
+    args = side_by_side(tmp_path)
+    partial = args[:args.index("--candidates-train-time")]
+    done = summary(*partial)
+    assert done.returncode == 2 and "needs --candidates, --candidates-nq-results, --candidates-train-time" in done.stderr
+    (tmp_path / "candidates.time").write_text("200.0\n")
+    done = summary(*args)
+    assert done.returncode == 1 and "candidates.time: expected two numbers" in done.stderr
+    (tmp_path / "run-candidates" / "eval" / "nq-10" / "nq_predictions.json").unlink()
+    done = summary(*args)
+    assert done.returncode == 1 and "nq_predictions.json: no such file" in done.stderr
+    assert not (tmp_path / "out" / "summary.json").exists()
