@@ -453,3 +453,56 @@ def test_predict_logits_returns_the_type_logits_of_every_window(tokenizer, one_t
     assert np.allclose(starts, direct.start_logits.numpy(), atol=1e-5)
     assert len(predict_logits(model, features, 3, runtime)) == 2  # callers that do not ask are unchanged
     assert predict_logits(model.qa_model, features, 3, runtime, with_types=True)[2] is None  # no head: None
+
+
+# ---------------------------------------------------------------------------------------------
+# predict_nq: yes_no_answer and the short answer from the head
+# ---------------------------------------------------------------------------------------------
+def planted_model(tiny_model_dir, folder, bias=None):
+    """The tiny model as a final model folder (predict_nq reads qa_config.json), with a head whose type logits are
+    `bias` for every window (weight 0), or no head."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "qa_config.json").write_text(json.dumps({
+        "max_seq_length": 128, "doc_stride": 64, "max_query_length": 32, "max_answer_length": 30, "n_best_size": 20,
+        "version_2_with_negative": True, "null_score_diff_threshold": 0.0}))
+    if bias is not None:
+        model = H.attach(H.load_qa_model(tiny_model_dir), None, want=True)
+        with torch.no_grad():
+            model.answer_type_head.weight.zero_()
+            model.answer_type_head.bias.copy_(torch.tensor(bias))
+        model.save_pretrained(folder)
+    return folder
+
+
+def test_predict_nq_answers_yes_no_and_long_alone_from_the_head(tiny_model_dir, tmp_path, capsys, one_thread):
+    import runpy
+
+    from conftest import ROOT, shared_file
+
+    records = shared_file("nq", "nq-dev-10.full.jsonl.gz")
+    main = runpy.run_path(str(ROOT / "scripts" / "predict_nq.py"))["main"]
+
+    def predictions(name, bias):
+        model = planted_model(tiny_model_dir, tmp_path / name, bias)
+        out = tmp_path / f"{name}.json"
+        assert main(["--model_dir", str(model), "--input", str(records), "--output", str(out), "--max_examples", "3",
+                     "--no-eval", "--rank", "margin"]) == 0, capsys.readouterr().err
+        return json.loads(out.read_text())["predictions"]
+
+    plain = predictions("plain", None)
+    answered = [p for p in plain if p["long_answer"]["start_token"] >= 0]
+    assert answered and all(p["short_answers"] and p["yes_no_answer"] == "NONE" for p in answered)
+    for name, bias, short, yes_no in [("yes", [0, 0, 0, 9, 0], False, "YES"), ("no", [9, 0, 0, 1, 5], False, "NO"),
+                                      ("long", [0, 1, 5, 0, 0], False, "NONE"), ("short", [9, 5, 0, 0, 0], True, "NONE")]:
+        typed = predictions(name, bias)
+        # the long answers and the scores are the span's, as without the head (the same encoder weights)
+        assert [(p["long_answer"], p["long_answer_score"]) for p in typed] == [
+            (p["long_answer"], p["long_answer_score"]) for p in plain], name
+        for with_head, without in zip(typed, plain):
+            if without["long_answer"]["start_token"] < 0:
+                assert with_head == without
+                continue
+            assert with_head["yes_no_answer"] == yes_no, name
+            assert with_head["short_answers"] == (without["short_answers"] if short else []), name

@@ -315,19 +315,23 @@ def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_si
     rank: how windows are compared (best_candidate): "margin" (best span minus the window's null score) or
     "logprob" (the best span's log-probability under the window's softmax). should_stop: as predict_logits's
     (training's whole-page scores give up for a stop signal, qa/nq/train_eval.py)."""
+    from qa.answer_type import nq_prediction_with_type, type_probabilities
+    from qa.answer_type_head import has_type_output
     from qa.features import build_features
     from qa.inference import predict_logits
     from qa.postprocess import postprocess_predictions
 
     examples = candidate_examples(documents)
-    result, windows, normalizers = None, 0, None
+    result, windows, normalizers, types = None, 0, None, None
     if examples:
         # One piece of the chunk per thread (build_features parallelises over pieces of examples).
         piece = max(1, -(-len(examples) // threads))
         features = build_features(examples, tokenizer, params, training=False, threads=threads, chunk_examples=piece)
         windows = len(features)
-        starts, ends = predict_logits(model, features, batch_size, runtime,
-                                      pad_to_multiple_of=8 if runtime.cuda else 1, should_stop=should_stop)
+        # With the answer-type head, a third array: each window's type logits [N, 5] (else None)
+        starts, ends, types = (*predict_logits(model, features, batch_size, runtime, with_types=has_type_output(model),
+                                               pad_to_multiple_of=8 if runtime.cuda else 1, should_stop=should_stop),
+                               None)[:3]
         if not runtime.is_main:
             return None, windows
         # Threshold 0.0 only sets `predictions`, unused here: the choice is made on the margins.
@@ -345,7 +349,11 @@ def predict_chunk(documents, model, tokenizer, params, config, runtime, batch_si
     for doc in documents:
         qas_ids = [candidate_qas_id(doc.example_id, index) for index, _, _ in doc.candidates]
         choice = best_candidate([(qas_id, windows_of[qas_id]) for qas_id in qas_ids], result, normalizers) if qas_ids else None
-        predictions.append(prediction_entry(doc, choice))
+        entry = prediction_entry(doc, choice)
+        if types is not None and choice is not None:  # the head (qa/answer_type.py): yes / no / long alone / short
+            rows = [int(window) for window in windows_of[choice[0]]]  # window_qas_id(window) is str(window)
+            entry = nq_prediction_with_type(entry, type_probabilities(types[rows]))
+        predictions.append(entry)
     return predictions, windows
 
 
