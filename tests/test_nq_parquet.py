@@ -207,7 +207,7 @@ def test_converter_writes_the_same_bytes_from_parquet(hub_dir, jsonl_path, tmp_p
     assert counts == dict(expected_counts, files=2)
 
 
-def test_converter_reads_parquet_from_s3(hub_dir, jsonl_path, tmp_path, s3):  # noqa: F811  (the fixture)
+def test_converter_and_nq_eval_read_parquet_from_s3(hub_dir, jsonl_path, tmp_path, s3, capsys):  # noqa: F811  (the fixture)
     s3.create_bucket(Bucket="nq-hub")
     for path in sorted(hub_dir.glob("*.parquet")):
         s3.upload_file(str(path), "nq-hub", f"natural_questions/dev/{path.name}")
@@ -215,6 +215,15 @@ def test_converter_reads_parquet_from_s3(hub_dir, jsonl_path, tmp_path, s3):  # 
     code, got, counts = convert(tmp_path, ["s3://nq-hub/natural_questions/dev/"], "--all-answers", name="s3.json")
     assert code == 0 and counts["records_read"] == 10
     assert got.read_bytes() == expected.read_bytes()
+    # The official evaluation reads its gold columns from s3:// the same way.
+    predictions = tmp_path / "predictions.json"
+    predictions.write_text(json.dumps(official_predictions([json.loads(line) for line in gzip.open(jsonl_path)])))
+    capsys.readouterr()  # the converter's tables
+    results = []
+    for gold in (jsonl_path, "s3://nq-hub/natural_questions/dev/"):
+        assert nq_eval_main(["--gold_path", str(gold), "--predictions_path", str(predictions), "--num_threads", "1"]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[1] == results[0]
 
 
 def test_old_cache_is_refused_naming_the_missing_columns(records, tmp_path, capsys):
