@@ -634,5 +634,8 @@ def unused_flag_notes(args):
     if args.doc_stride >= args.max_seq_length - args.max_query_length:
         notes.append(f"warning: --doc_stride {args.doc_stride} >= --max_seq_length - --max_query_length: consecutive "
                      "windows may leave context tokens unseen (legacy gave the same warning)")
+    if args.answer_type_head is not None and not args.do_train:
+        notes.append("--answer_type_head / --no_answer_type_head apply to training: evaluation uses the answer-type head "
+                     "saved with the model, when it has one")
     notes += limit_notes(args)  # qa.limits: e.g. --threads far beyond the CPUs
     return notes

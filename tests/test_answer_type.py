@@ -506,3 +506,14 @@ def test_predict_nq_answers_yes_no_and_long_alone_from_the_head(tiny_model_dir, 
                 continue
             assert with_head["yes_no_answer"] == yes_no, name
             assert with_head["short_answers"] == (without["short_answers"] if short else []), name
+
+
+def test_the_flag_in_evaluation_alone_is_said_to_do_nothing():
+    from qa.args import parse_args, unused_flag_notes
+
+    common = ["--model_name_or_path", "x", "--do_eval", "--predict_file", "dev.json", "--output_dir", "out"]
+    assert parse_args(common + ["--answer_type_head"]).answer_type_head is True
+    assert parse_args(common).answer_type_head is None
+    notes = unused_flag_notes(parse_args(common + ["--no_answer_type_head"]))
+    assert any("apply to training" in note for note in notes)
+    assert not any("answer_type_head" in note for note in unused_flag_notes(parse_args(common)))
