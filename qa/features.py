@@ -37,11 +37,13 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
 import os
 import resource
+import socket
 import sys
 import time
 
@@ -572,6 +574,31 @@ def _write_arrays(tmp, names, examples, tokenizer, params, training, threads, ch
     return rows
 
 
+# A process that reads or writes a cache folder holds a shared flock on this file in it until it ends (the kernel
+# drops it then, however the process ends): scripts/clean_cache.sh deletes a features-<key> folder only under
+# the exclusive lock, so never one a live run maps. The file's text names the last process that took it.
+IN_USE_LOCK = ".in_use.lock"
+_held_cache_locks = {}  # cache folder -> open descriptor holding the shared lock, for the process's lifetime
+
+
+def hold_cache_dir(cache_dir):
+    """Take (once per process) the shared lock of `cache_dir`; filesystems without locks go on unprotected."""
+    cache_dir = os.path.abspath(cache_dir)
+    if cache_dir in _held_cache_locks:
+        return
+    fd = os.open(os.path.join(cache_dir, IN_USE_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while clean_cache.sh deletes a folder here
+    except OSError:
+        os.close(fd)
+        return
+    with contextlib.suppress(OSError):
+        note = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note, 0)
+    _held_cache_locks[cache_dir] = fd
+
+
 def load_or_build_features(data_file, examples, tokenizer, params, training, cache_dir=None, threads=1,
                            overwrite_cache=False, log=print, chunk_examples=CHUNK_EXAMPLES, check_hashes=True):
     """Features of `examples` (read from `data_file`), from the cache when it matches, else built into it.
@@ -583,6 +610,7 @@ def load_or_build_features(data_file, examples, tokenizer, params, training, cac
     exists, and only written through a temp folder renamed at the end."""
     cache_dir = cache_dir or default_cache_dir(data_file)
     os.makedirs(cache_dir, exist_ok=True)
+    hold_cache_dir(cache_dir)
     final = os.path.join(cache_dir, f"features-{cache_key(data_file, tokenizer, params, training, examples)}")
     meta = storage.read_marker(final, COMPLETE)
     if meta is not None and not overwrite_cache:

@@ -75,6 +75,28 @@ for run in "${live[@]}"; do
   echo "a training run is live in $run${holder:+ ($holder)}: its features may be among these" >&2
 done
 
+# A process reading or building features holds a shared lock on .in_use.lock in their cache folder (qa/features.py;
+# it dies with the process), wherever that folder is: its features-<key> folders are kept, and the others are
+# deleted only under the exclusive lock, so no run can start mapping one while it goes.
+in_use_note() {  # "in use by ..." when the cache folder holding $1 is locked by a live process, else nothing
+  local lockf holder
+  lockf="$(dirname -- "$1")/.in_use.lock"
+  [[ -f "$lockf" ]] || return 0
+  flock --exclusive --nonblock "$lockf" true 2>/dev/null && return 0
+  holder=$(sed -n 's/.*"pid": *\([0-9]*\).*"host": *"\([^"]*\)".*/, last taken by pid \1 on host \2/p' "$lockf" 2>/dev/null || true)
+  echo "in use by a live process${holder}"
+}
+kept=()
+declare -A is_kept=()
+for path in "${caches[@]}"; do
+  note=$(in_use_note "$path")
+  if [[ -n "$note" ]]; then
+    kept+=("$path")
+    is_kept[$path]=1
+    echo "keeping $path: ${note}" >&2
+  fi
+done
+
 if [[ $dry_run -eq 1 ]]; then
   echo "dry run: nothing deleted"
   exit 0
@@ -97,7 +119,20 @@ if [[ $assume_yes -eq 0 ]]; then
 fi
 
 for path in "${caches[@]}"; do
-  rm -rf -- "$path"
+  [[ -z "${is_kept[$path]:-}" ]] || continue
+  lockf="$(dirname -- "$path")/.in_use.lock"
+  if [[ -f "$lockf" ]]; then
+    rc=0
+    flock --exclusive --nonblock --conflict-exit-code 75 "$lockf" rm -rf -- "$path" || rc=$?
+    if [[ $rc -eq 75 ]]; then echo "keeping $path: a process started using it" >&2; kept+=("$path"); continue; fi
+    [[ $rc -eq 0 ]] || exit "$rc"
+  else
+    rm -rf -- "$path"
+  fi
   echo "removed ${path}"
 done
-echo "freed ${total}"
+if [[ ${#kept[@]} -gt 0 ]]; then
+  echo "kept ${#kept[@]} item(s) in use: run clean-cache again after the process using them ends"
+else
+  echo "freed ${total}"
+fi

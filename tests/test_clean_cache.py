@@ -156,3 +156,32 @@ def test_make_clean_cache_keeps_the_caches_while_a_run_trains(tmp_path):
     deleted = clean("YES=1")  # the run ended: its lock file stays, nobody holds it
     assert deleted.returncode == 0, deleted.stderr
     assert not cache.exists() and "live" not in deleted.stderr
+
+
+def test_make_clean_cache_keeps_a_cache_a_live_process_uses_outside_dirs_and_outputs(tmp_path):
+    # Review #1: a run whose folder is outside DIRS and outputs/ (no .run.lock found) still maps its features:
+    # the shared lock qa/features.py takes in the cache folder protects them; it dies with the process.
+    data = tmp_path / "data"
+    cache_dir = data / ".features_cache"
+    used, unused = cache_dir / ("features-" + "a" * 32), tmp_path / "other" / ("features-" + "b" * 32)
+    for folder in (used, unused):
+        folder.mkdir(parents=True)
+        (folder / "part-0.npy").write_bytes(b"\0" * 64)
+    holder = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c",
+         "import sys; from qa import features; features.hold_cache_dir(sys.argv[1]); print('held', flush=True); "
+         "sys.stdin.read()", str(cache_dir)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cleaned = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(ROOT), "clean-cache",
+                                  f"DIRS={data} {tmp_path / 'other'}", "YES=1"], capture_output=True, text=True)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert used.exists() and not unused.exists()
+    assert f"keeping {used}: in use by a live process, last taken by pid {holder.pid} on host " in cleaned.stderr
+    again = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(ROOT), "clean-cache", f"DIRS={data}",
+                            "YES=1"], capture_output=True, text=True)
+    assert again.returncode == 0 and not used.exists(), again.stderr
