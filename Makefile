@@ -77,6 +77,10 @@ check_choice = $(if $(filter-out 1,$(words $($(1))))$(filter-out $(2),$($(1))),$
   $(1) must be one of: $(2); got '$($(1))'))
 check_path = $(if $(call made_of,$($(1)),$(PATH_SAFE)),,$(error \
   $(1) must be a path of letters$(comma) digits and _-./+@ (make uses it as a file name)$(comma) got '$($(1))'))
+# A folder whose files a recipe deletes (rm -rf): not one made only of / and . (/, ., .., /..), which names the
+# root, the repository or a folder above it rather than one of its own.
+check_own_dir = $(if $(call _visible,$(call _drop,$($(1)),/ .)),,$(error \
+  $(1) must name a folder of its own (make deletes files in it)$(comma) e.g. outputs/demo$(comma) got '$($(1))'))
 
 # ---------------------------------------------------------------------------------------------
 # Variables: each maps to exactly one flag. Defaults follow the guide.
@@ -388,6 +392,8 @@ DEMO_EPOCHS ?= 10
 DEMO_LR ?= 2e-3
 #: the demo's training epochs of the candidate-mode model (its data has ~2.4x the guide's questions)
 DEMO_CANDIDATES_EPOCHS ?= 4
+$(call check_path,DEMO_OUT)
+$(call check_own_dir,DEMO_OUT)
 
 # Both demo models: the same tiny model, flags and dev.json; only the training data and epochs differ.
 DEMO_TRAIN = OMP_NUM_THREADS=1 $(PY) run_squad.py --model_type albert --model_name_or_path=$(call q,$(DEMO_OUT)/tiny-albert) \

@@ -63,3 +63,13 @@ def test_a_diverged_make_train_exits_3_without_saving_the_bad_weights(tiny_model
     assert "Traceback" not in done.stderr
     assert [step for step, _ in run_dir.list_checkpoints(out)] == [1]
     assert not run_dir.has_final_model(out)
+
+
+@pytest.mark.parametrize("demo_out", ["", "/", "//", "..", "/.."])
+def test_make_demo_refuses_an_output_folder_that_is_not_its_own_before_anything_runs(tmp_path, demo_out):
+    # Review #2: the demo recipe runs `rm -rf -- DEMO_OUT/run ...`; DEMO_OUT= or / would name /run.
+    done = subprocess.run(["make", "--no-print-directory", "demo", f"DEMO_OUT={demo_out}", f"DEMO_DIR={tmp_path}/d"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "*** DEMO_OUT must " in done.stderr and f"got '{demo_out}'" in done.stderr
+    assert done.stdout == "" and not (tmp_path / "d").exists()  # refused before demo-data made DEMO_DIR
