@@ -565,7 +565,9 @@ def _fetch_best(client, bucket, run_key, fetched_name, local_output_dir, log, at
         log(f"sync: best checkpoint not fetched: {exc}")
         return
     best_name = best.get("checkpoint") if isinstance(best, dict) else None
-    if not best_name or best_name == fetched_name or run_dir.is_complete(os.path.join(local_output_dir, best_name)):
+    # "final": the final model's evaluation scored best; it is no checkpoint to fetch (the model is the run's root files)
+    if not best_name or best_name in (fetched_name, run_dir.FINAL) or \
+            run_dir.is_complete(os.path.join(local_output_dir, best_name)):
         return
     try:
         _fetch_one(client, bucket, run_key, best_name, local_output_dir, log, attempts, backoff_s)

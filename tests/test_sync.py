@@ -630,3 +630,31 @@ def test_fetch_refuses_a_damaged_remote_copy(s3, bucket, model, tmp_path):
     with pytest.raises(CheckpointError, match=short):
         sync.fetch_checkpoint(f"s3://{bucket}/runs/a/checkpoint-10", str(fresh), log=lambda line: None)
     assert os.listdir(fresh) == []
+
+
+def test_fetch_with_the_final_model_as_best_fetches_no_checkpoint_named_final(s3, bucket, model, tmp_path):
+    run = tmp_path / "run"
+    newest = save(run, model, 20)
+    (run / "best_checkpoint.json").write_text('{"checkpoint": "final", "step": 25, "metric": "f1", "value": 76.0}')
+    upload_run(bucket, run, [newest], files=["best_checkpoint.json"])
+
+    fresh, lines = tmp_path / "fresh", []
+    assert sync.fetch_checkpoint(f"s3://{bucket}/runs/a", str(fresh), log=lines.append) == str(fresh / "checkpoint-20")
+    assert not [line for line in lines if "final" in line and "could not be fetched" in line], lines
+    assert sorted(os.listdir(fresh)) == ["best_checkpoint.json", "checkpoint-20"]
+
+
+def test_the_run_lock_never_goes_to_s3(s3, bucket, model, tmp_path):
+    from qa import run_lock
+
+    run = tmp_path / "run"
+    save(run, model, 10)
+    (run / "args.json").write_text('{"run_id": "0123456789ab"}')
+    lock = run_lock.hold(str(run))
+    try:
+        assert (run / run_dir.LOCK_FILE).exists()
+        assert run_dir.LOCK_FILE not in sync.missing_in_s3(str(run), f"s3://{bucket}/runs/l")
+        assert sync.upload_missing(str(run), f"s3://{bucket}/runs/l", log=lambda line: None, **FAST) == []
+    finally:
+        lock.release()
+    assert not [key for key in remote(s3, bucket, "runs/l/") if key.endswith(run_dir.LOCK_FILE)]
