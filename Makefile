@@ -373,7 +373,7 @@ NQ_MAX_EXAMPLES ?= 0
 $(call check_choice,NQ_CANDIDATES,top all)
 
 .PHONY: eval-nq
-## eval-nq: whole-document NQ predictions + official NQ metrics of CKPT (checkpoint-N, best, a path; default the final model) of OUTPUT_DIR on NQ_DEV_GLOB, into OUTPUT_DIR/eval/nq-<step>/
+## eval-nq: whole-document NQ predictions + official NQ metrics of CKPT (checkpoint-N, best, final, a path; default: the run's model, as make eval) of OUTPUT_DIR on NQ_DEV_GLOB, into OUTPUT_DIR/eval/nq-<step>/
 eval-nq: $(STAMP)
 	$(strip $(LAUNCH) scripts/predict_nq.py --model_dir=$(call q,$(OUTPUT_DIR)) $(call flag,--checkpoint,$(CKPT)) \
 	  --input=$(call q,$(NQ_DEV_GLOB)) --candidates $(NQ_CANDIDATES) --batch_size=$(call q,$(NQ_BATCH)) \

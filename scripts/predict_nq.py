@@ -96,17 +96,17 @@ from qa.storage import atomic_write
 def resolve_model(model_dir, checkpoint):
     """(folder to load, run folder it belongs to) for --model_dir and --checkpoint; raises CheckpointError.
 
-    checkpoint None or "final": model_dir itself (a final model, or a checkpoint-N folder given directly);
-    else run_dir.resolve_checkpoint's names ("checkpoint-N", "best", "latest", a path) inside model_dir."""
-    if checkpoint in (None, "final"):
-        path = model_dir
-    else:
-        path = run_dir.resolve_checkpoint(checkpoint, model_dir)
+    A checkpoint-N folder given as --model_dir without --checkpoint is that checkpoint. Otherwise --model_dir is
+    the run and run_dir.resolve_model decides, as `make eval` does: no --checkpoint -> the run's model (the best,
+    checkpoint or final model; else the final model; else the newest complete checkpoint); "final" -> the final
+    model; "best" -> the best, the final model included; "checkpoint-N", "latest" or a path -> that checkpoint."""
+    is_checkpoint = os.path.exists(os.path.join(model_dir, run_dir.STATE_FILE))
+    path = model_dir if checkpoint is None and is_checkpoint else run_dir.resolve_model(checkpoint, model_dir)
     is_checkpoint = os.path.exists(os.path.join(path, run_dir.STATE_FILE))
     if not run_dir.has_final_model(path):
         names = run_dir.complete_names(model_dir)
         raise CheckpointError(f"{path}: no model (no {run_dir.MODEL_CONFIG}); training has not finished: give "
-                              f"--checkpoint checkpoint-N (complete ones: {names})")
+                              f"{shown('--checkpoint')} checkpoint-N (complete ones: {names})")
     verify_model_folder(path)  # hashes, weights against config.json, tokenizer, links (qa.model_check)
     run = os.path.dirname(os.path.abspath(path)) if is_checkpoint else path
     return path, run
@@ -118,10 +118,11 @@ def resolve_model(model_dir, checkpoint):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_dir", required=True,
-                        help="A final model folder (a run's --output_dir after training) or a checkpoint-N folder.")
+                        help="A run's --output_dir (its model as --checkpoint says), a final model or a checkpoint-N folder.")
     parser.add_argument("--checkpoint", default=None,
-                        help="Use this checkpoint of the run in --model_dir: checkpoint-N, best, latest or a path; "
-                             "final (default) = --model_dir itself.")
+                        help="Which model of the run in --model_dir: checkpoint-N, best (a checkpoint or the final "
+                             "model), latest, final or a path; default: the run's model, as make eval takes it (the "
+                             "best, else the final model, else the newest complete checkpoint).")
     parser.add_argument("--input", required=True,
                         help="NQ records: a path, a quoted glob ('data/nq/raw/dev/nq-dev-*.jsonl.gz') or s3:// URI; "
                              "full or simplified format, gzip or plain, or the hub's parquet files (pyarrow).")

@@ -476,10 +476,34 @@ def test_damaged_or_missing_model_is_refused(model_dir, full_path, tmp_path, cap
     code, _, err = run(["--model_dir", checkpoint, "--input", full_path], capsys)
     assert code == 2 and "cannot be trusted" in err and "model.safetensors" in err
     assert not (folder / "eval").exists()
-    code, _, err = run(["--model_dir", folder, "--input", full_path], capsys)  # a run without a final model
-    assert code == 2 and "no model" in err and "--checkpoint" in err
+    code, _, err = run(["--model_dir", folder, "--input", full_path], capsys)  # a run without a final model: its newest
+    assert code == 2 and "cannot be trusted" in err and str(checkpoint) in err  # checkpoint, as make eval takes
+    code, _, err = run(["--model_dir", folder, "--checkpoint", "final", "--input", full_path], capsys)
+    assert code == 2 and "no final model" in err and "checkpoint-N" in err
+    code, _, err = run(["--model_dir", tmp_path, "--input", full_path], capsys)  # no model at all
+    assert code == 2 and "no complete checkpoint" in err
     code, _, err = run(["--model_dir", folder, "--checkpoint", "checkpoint-9", "--input", full_path], capsys)
     assert code == 2 and "checkpoint-9" in err
+
+
+def test_the_runs_model_is_the_one_make_eval_takes(model_dir, full_path, tmp_path, capsys):
+    """No --checkpoint: run_dir.run_model (the best, the final model included); --checkpoint best names it too."""
+    folder = tmp_path / "run"
+    shutil.copytree(model_dir, folder)  # a finished run: the final model at step 12 ...
+    make_checkpoint(model_dir, folder, 4)  # ... and a checkpoint
+    best = {"checkpoint": run_dir.FINAL, "step": 12, "metric": "f1", "value": 60.0}
+    (folder / run_dir.BEST_FILE).write_text(json.dumps(best))
+    for extra in ([], ["--checkpoint", "best"], ["--checkpoint", "final"]):
+        code, _, err = run(["--model_dir", folder, *extra, "--input", full_path, "--max_examples", 1], capsys)
+        assert code == 0, err
+        assert f"predict_nq: {folder} (step 12)" in err
+    assert (folder / "eval" / "nq-12-first-1" / "nq_predictions.json").exists()
+
+    (folder / run_dir.BEST_FILE).write_text(json.dumps({**best, "checkpoint": "checkpoint-4", "step": 4}))
+    for extra in ([], ["--checkpoint", "best"]):
+        code, _, err = run(["--model_dir", folder, *extra, "--input", full_path, "--max_examples", 1], capsys)
+        assert code == 0 and f"predict_nq: {folder / 'checkpoint-4'} (step 4)" in err, err
+    assert json.loads((folder / "eval" / "nq-4-first-1" / "nq_eval_results_4.json").read_text())["step"] == 4
 
 
 def test_bad_input_is_named(model_dir, full_path, simplified_path, tmp_path, capsys):
