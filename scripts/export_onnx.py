@@ -5,15 +5,16 @@
     python scripts/export_onnx.py --checkpoint checkpoint-1500 -- outputs/nq-albert   # -> RUN/onnx-checkpoint-1500
     python scripts/export_onnx.py --out deploy/onnx --predict_file data/squad/dev-v2.0.json -- outputs/run
     python scripts/export_onnx.py --check-only -- outputs/run/onnx                   # check an export again
-    make export [CKPT=checkpoint-1500|best|final] [OUT=deploy/onnx]
+    make export [CKPT=checkpoint-1500|best|final] [ONNX_DIR=deploy/onnx]
 
 The folder written holds model.onnx, the tokenizer files, config.json and qa_config.json (the windows and the
 tuned null threshold the model was evaluated with), so `make ask MODEL_DIR=...`, `scripts/ask.py`,
 `scripts/predict_nq.py` and anything calling qa.inference.load_inference_model run it through onnxruntime.
 
 Before the folder is put in place, both models are evaluated on the same windows of the run's dev file (its
---predict_file, or --predict_file here) and timed: when exact or F1 differ by more than 0.1 points the export is
-refused (exit 1) and nothing is written; an earlier export at the same place is left as it was. The scores and
+--predict_file, or --predict_file here) and timed: when exact or F1 (at the tuned threshold, or of the best
+non-null answers, every question answered) differ by more than 0.1 points, or a logit by more than 1e-3 of the
+logits' scale, the export is refused (exit 1) and nothing is written; an earlier export at the same place is left as it was. The scores and
 windows/s of both go into the export's onnx_check.json. The folder is written atomically, ONNX_COMPLETE (its
 files' sizes and hashes) last.
 """
@@ -24,9 +25,12 @@ import os
 import sys
 
 from qa import run_dir
-from qa.onnx_export import CHECK_FILE, ONNX_MARKER, TOLERANCE, check_export, describe_check, export_onnx
+from qa.onnx_export import CHECK_FILE, LOGIT_TOLERANCE, ONNX_MARKER, TOLERANCE, check_export, describe_check, export_onnx
 from qa.run_dir import CheckpointError
 from qa.storage import atomic_folder
+
+DIFFERS = (f"exact or F1 (at the threshold, or always answering) differs from the PyTorch model's by more than "
+           f"{TOLERANCE} points, or a logit by more than {LOGIT_TOLERANCE} of their scale")
 
 
 class ExportRejected(Exception):
@@ -88,8 +92,8 @@ def check_only(args):
         return 2
     report = check(model_dir, args.folder, predict_file, args)
     if not report["passed"]:
-        print(f"export_onnx.py: {args.folder} does NOT score like {model_dir}: exact or F1 differ by more than "
-              f"{TOLERANCE}; export it again", file=sys.stderr)
+        print(f"export_onnx.py: {args.folder} does NOT score like {model_dir}: {DIFFERS}; export it again",
+              file=sys.stderr)
         return 1
     print(f"{args.folder} scores like {model_dir}")
     return 0
@@ -120,8 +124,7 @@ def main(argv=None):
             with open(os.path.join(tmp, CHECK_FILE), "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=2)
     except ExportRejected:
-        print(f"export_onnx.py: refused: the export's exact or F1 differs from the PyTorch model's by more than "
-              f"{TOLERANCE} points; nothing was written to {out}", file=sys.stderr)
+        print(f"export_onnx.py: refused: the export's {DIFFERS}; nothing was written to {out}", file=sys.stderr)
         return 1
     print(f"wrote {out}: scores like {model_dir}")
     return 0

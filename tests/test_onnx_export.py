@@ -116,7 +116,7 @@ def test_an_export_that_scores_differently_is_refused_and_not_written(run, monke
     monkeypatch.setattr(onnx_export, "write_onnx", wrong_conversion)
     assert export_onnx.main(["--", str(run)]) == 1
     err = capsys.readouterr().err
-    assert "refused: the export's exact or F1 differs" in err and f"nothing was written to {run / 'onnx'}" in err
+    assert "refused: the export's exact or F1 (at the threshold, or always answering) differs" in err and f"nothing was written to {run / 'onnx'}" in err
     assert not (run / "onnx").exists() and not [p for p in run.iterdir() if p.name.startswith(".tmp-")]
     report = onnx_export.check_export  # the parity numbers themselves, on a broken export written by hand
     monkeypatch.undo()
@@ -126,6 +126,24 @@ def test_an_export_that_scores_differently_is_refused_and_not_written(run, monke
     break_export(broken)
     result = report(str(run), str(broken), json.loads((run / "args.json").read_text())["predict_file"])
     assert not result["passed"] and result["max_logit_difference"] > 1e-3
+
+
+def test_a_broken_export_is_refused_even_when_neither_model_answers(run, one_thread):
+    # Review #3: at a null threshold no span reaches, both models answer "" to every question and their exact/F1
+    # agree exactly; the scores of the best non-null answers and the logits themselves still tell them apart.
+    broken = run.parent / "silent"
+    broken.mkdir()
+    onnx_export.export_onnx(str(run), str(broken))
+    config = json.loads((broken / "qa_config.json").read_text())
+    (broken / "qa_config.json").write_text(json.dumps(dict(config, null_score_diff_threshold=-1e9)))
+    break_export(broken)
+    predict_file = json.loads((run / "args.json").read_text())["predict_file"]
+    result = onnx_export.check_export(str(run), str(broken), predict_file)
+    assert result["pytorch"]["exact"] == result["onnx"]["exact"] and result["pytorch"]["f1"] == result["onnx"]["f1"]
+    assert not result["passed"]
+    assert result["max_logit_difference"] > onnx_export.LOGIT_TOLERANCE * result["logit_scale"]
+    lines = onnx_export.describe_check(result)
+    assert "always answering: exact" in lines[0] and "(allowed " in lines[2]
 
 
 def test_export_errors_say_what_to_do(run, tmp_path, capsys):
