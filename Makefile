@@ -473,7 +473,7 @@ SIZE ?=
 SWAPFILE ?= /swapfile
 #: yes: make swap also adds the swap file to /etc/fstab
 PERSIST ?= 0
-#: make upload: s3://bucket/prefix to copy the final model (or CKPT) to
+#: make upload: s3://bucket/prefix to copy the run's model (or CKPT) to
 BUCKET ?=
 #: yes: make upload makes the objects public-read (default: private)
 PUBLIC ?= 0
@@ -511,7 +511,7 @@ swap:
 	  $(if $(call is_true,DRY_RUN),--dry-run) -- $(call q,$(SIZE)))
 
 .PHONY: upload
-## upload: copy the final model (or CKPT=checkpoint-N) of OUTPUT_DIR to BUCKET=s3://bucket/prefix; private unless PUBLIC=1; S3_ENDPOINT=http://... for S3-compatible stores
+## upload: copy the run's model of OUTPUT_DIR (as make eval takes it; or CKPT=checkpoint-N, the whole checkpoint) to BUCKET=s3://bucket/prefix; private unless PUBLIC=1; S3_ENDPOINT=http://... for S3-compatible stores
 upload: $(STAMP)
 	$(if $(strip $(BUCKET)),,$(error BUCKET is required, e.g. make upload BUCKET=s3://my-bucket/models/albert-nq))
 	$(strip bash scripts/upload.sh $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(call is_true,PUBLIC),--public) \

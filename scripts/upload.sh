@@ -8,11 +8,16 @@
 #   bash scripts/upload.sh outputs/run s3://bucket/prefix --dry-run                # print, upload nothing
 #   make upload BUCKET=s3://bucket/prefix [CKPT=checkpoint-1500] [PUBLIC=1] [S3_ENDPOINT=http://...]
 #
-# Without --checkpoint: the final model files at the top of OUTPUT_DIR go to s3://bucket/prefix/:
-# config.json, the weights (model*.safetensors, model.safetensors.index.json, pytorch_model*.bin),
-# the tokenizer files, README.md (model card), qa_config.json (the tuned null threshold and window
-# sizes that scripts/ask.py reads), eval_results*.json, best_checkpoint.json, training_summary.json;
-# not the checkpoints, logs, predictions or caches. With --checkpoint NAME_OR_PATH: that whole
+# Without --checkpoint: the run's model, the one make eval, make ask and make eval-nq take (qa.run_dir.run_model,
+# said in one line), goes to s3://bucket/prefix/ as a final model folder. When it is the final model (the best,
+# or no best recorded): the files at the top of OUTPUT_DIR: config.json, the weights (model*.safetensors,
+# model.safetensors.index.json, pytorch_model*.bin, the answer-type head), the tokenizer files, README.md (model
+# card), qa_config.json (the tuned null threshold and window sizes that scripts/ask.py reads), eval_results*.json,
+# best_checkpoint.json, training_summary.json, MODEL_COMPLETE; not the checkpoints, logs, predictions, caches or
+# .run.lock. When it is checkpoint-N (the best; or the newest, before training has finished): that checkpoint's
+# config, weights and tokenizer (not its optimizer, scheduler or RNG state), a qa_config.json of its window sizes
+# and the threshold tuned at its step, and a MODEL_COMPLETE hash record (qa/model_pick.py), so that it loads and
+# answers as a final model does. With --checkpoint NAME_OR_PATH: that whole
 # checkpoint folder (weights, optimizer, scheduler, so training can resume elsewhere) goes to
 # s3://bucket/prefix/NAME/; it must hold its COMPLETE marker. Objects are private unless --public.
 # Credentials and region come from the usual AWS settings (aws configure, AWS_* variables, instance
@@ -30,7 +35,8 @@ die() { echo "upload.sh: $1" >&2; exit "${2:-1}"; }  # die MESSAGE [EXIT_STATUS]
 FINAL_FILES=(config.json generation_config.json "model*.safetensors" model.safetensors.index.json
   "pytorch_model*.bin" pytorch_model.bin.index.json tokenizer.json tokenizer_config.json
   special_tokens_map.json added_tokens.json spiece.model vocab.txt merges.txt vocab.json
-  README.md qa_config.json "eval_results*.json" best_checkpoint.json training_summary.json MODEL_COMPLETE)
+  README.md qa_config.json "eval_results*.json" best_checkpoint.json training_summary.json MODEL_COMPLETE
+  answer_type_head.safetensors answer_type_head.json)
 
 output_dir=""
 bucket=""
@@ -45,7 +51,7 @@ while [[ $# -gt 0 ]]; do
     --public) public=1 ;;
     --endpoint-url) [[ $# -ge 2 ]] || usage; endpoint="$2"; shift ;;
     --dry-run) dry_run=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     --) shift; positional+=("$@"); break ;;  # every argument after -- is OUTPUT_DIR or the bucket, even -x
     -*) echo "upload.sh: unknown option '$1'" >&2; usage ;;
     *) positional+=("$1") ;;
@@ -73,6 +79,8 @@ fi
 [[ $dry_run -eq 1 ]] || command -v "$aws" >/dev/null || die "awscli not found ('$aws'): run make setup (it installs awscli into .venv) or pip install awscli"
 
 # --- what goes where -------------------------------------------------------------------------
+repo="$(cd -- "$(dirname -- "$0")/.." && pwd)"
+python="${PYTHON:-}"; [[ -n "$python" ]] || { [[ -x "$repo/.venv/bin/python" ]] && python="$repo/.venv/bin/python" || python=python3; }
 files=()   # paths relative to the source folder
 if [[ -n "$checkpoint" ]]; then
   if [[ -d "$checkpoint" ]]; then source_dir="$checkpoint"
@@ -87,7 +95,14 @@ if [[ -n "$checkpoint" ]]; then
   done < <(find "$source_dir" -type f -print0 | sort -z)
   filters=()
 else
-  source_dir="${output_dir%/}"
+  # The run's model (qa.run_dir.run_model); a checkpoint's model laid out as a final model folder in a staging folder.
+  stage="$(mktemp -d "${output_dir%/}/.tmp-upload-XXXXXX" 2>/dev/null || mktemp -d)" || die "cannot create a staging folder"
+  trap 'rm -rf -- "$stage"' EXIT
+  picked="$(PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m qa.model_pick "${output_dir%/}" --stage "$stage")" \
+    || die "nothing uploaded; name a checkpoint with --checkpoint checkpoint-N (make upload CKPT=checkpoint-N)"
+  model_dir="${picked%%$'\n'*}"  # line 1: the run's model; line 2 (a checkpoint's): its model files, staged
+  source_dir="${picked##*$'\n'}"
+  [[ "$source_dir" == "$model_dir" ]] || shown="$model_dir (its model files, staged in $source_dir)"
   destination="$bucket"
   shopt -s nullglob
   for pattern in "${FINAL_FILES[@]}"; do
@@ -107,8 +122,6 @@ fi
 [[ ${#files[@]} -gt 0 ]] || die "nothing to upload in $source_dir"
 # A folder that is not what it says is refused before anything is sent: a file linked out of the folder, a file
 # changed since its hash record (COMPLETE, MODEL_COMPLETE), weights or a tokenizer of another model (qa/model_check.py).
-repo="$(cd -- "$(dirname -- "$0")/.." && pwd)"
-python="${PYTHON:-}"; [[ -n "$python" ]] || { [[ -x "$repo/.venv/bin/python" ]] && python="$repo/.venv/bin/python" || python=python3; }
 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m qa.model_check "$source_dir" || die "$source_dir not uploaded (above)" 2
 
 command=("$aws" s3 cp --recursive --only-show-errors "$source_dir" "$destination/" "${filters[@]}")
@@ -117,9 +130,9 @@ if [[ -n "$endpoint" ]]; then command+=(--endpoint-url "$endpoint"); fi
 
 acl=$([[ $public -eq 1 ]] && echo public-read || echo private)
 if [[ $dry_run -eq 1 ]]; then
-  echo "dry run: would upload ${#files[@]} file(s) from $source_dir to $destination/ ($acl); nothing is sent"
+  echo "dry run: would upload ${#files[@]} file(s) from ${shown:-$source_dir} to $destination/ ($acl); nothing is sent"
 else
-  echo "uploading ${#files[@]} file(s) from $source_dir to $destination/ ($acl)"
+  echo "uploading ${#files[@]} file(s) from ${shown:-$source_dir} to $destination/ ($acl)"
 fi
 echo "+ $(printf '%q ' "${command[@]}")"
 if [[ $dry_run -eq 1 ]]; then

@@ -1,12 +1,16 @@
 """scripts/upload.sh against a real moto S3 server on 127.0.0.1 (tests/servers.py)."""
 
+import json
 import pathlib
+import shutil
 import subprocess
 
 import pytest
 
 import make_tiny_model
-from qa import storage
+from qa import model_check, storage
+from qa import run_dir as qa_run_dir
+from qa.model_card import load_qa_config
 from servers import moto_server, s3  # noqa: F401  (fixtures)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -42,6 +46,7 @@ def run_dir(tmp_path):
         "checkpoint-1500/COMPLETE": b"",
         "checkpoint-3000/model.safetensors": b"half written",
         ".features_cache/features-abc/part-0.npy": b"cache",
+        ".run.lock": b'{"pid": 1}',  # the training run's lock (qa/run_lock.py): never uploaded
     }
     for name, data in files.items():
         (run / name).parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +115,8 @@ def test_refusals_upload_nothing(s3, run_dir, tmp_path):
     (no_model / "train.log").write_text("training...\n")
     result = upload(no_model, "s3://models-refused/x")
     assert result.returncode == 1
-    assert "no final model" in result.stderr and "--checkpoint checkpoint-N" in result.stderr
+    assert "no complete checkpoint" in result.stderr and "--checkpoint checkpoint-N" in result.stderr
+    assert sorted(p.name for p in no_model.iterdir()) == ["checkpoint-5", "train.log"]  # no staging folder left
     bad_uri = upload(run_dir, "models-refused/x")
     assert bad_uri.returncode == 2 and "is not an s3://bucket[/prefix] URI" in bad_uri.stderr
     assert objects(s3, "models-refused") == {}
@@ -130,3 +136,57 @@ def test_failed_upload_is_reported(s3, run_dir):
     result = upload(run_dir, "s3://no-such-bucket-here/p")
     assert result.returncode == 1
     assert "aws s3 cp failed" in result.stderr
+
+
+def best_checkpoint_run(run_dir, step=1500):
+    """run_dir whose best is a real checkpoint-<step> (model, tokenizer, optimizer, trainer_state, hashed COMPLETE)
+    with the threshold tuned at its step in eval/."""
+    checkpoint = run_dir / f"checkpoint-{step}"
+    shutil.rmtree(checkpoint)
+    make_tiny_model.build(str(checkpoint), ["a checkpoint of the run"] * 4, vocab_size=60, hidden_size=32, seed=1)
+    (checkpoint / "optimizer.pt").write_bytes(b"adam state")
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "args": {
+        "max_seq_length": 128, "doc_stride": 64, "max_query_length": 32}}))
+    storage.write_marker(str(checkpoint), "COMPLETE")
+    results = pathlib.Path(qa_run_dir.eval_file(str(run_dir), "eval_results", step))
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({"f1": 74.7, "best_f1_thresh": -2.5}))
+    (run_dir / "best_checkpoint.json").write_text(json.dumps({"checkpoint": f"checkpoint-{step}", "step": step,
+                                                              "metric": "f1", "value": 74.7}))
+    return checkpoint
+
+
+def test_the_runs_model_is_uploaded_when_the_best_is_a_checkpoint(s3, run_dir, tmp_path):
+    """As make eval / ask / eval-nq take it: the best checkpoint's model files, loadable as a final model."""
+    checkpoint = best_checkpoint_run(run_dir)
+    s3.create_bucket(Bucket="models-best")
+    result = upload(run_dir, "s3://models-best/m")
+    assert result.returncode == 0, result.stderr
+    assert f"the run's model: checkpoint-1500 (step 1500) of {run_dir}: the best by f1 (74.70)" in result.stderr
+    stored = objects(s3, "models-best")
+    names = sorted(key.removeprefix("m/") for key in stored)
+    assert names == sorted(["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "qa_config.json",
+                            "MODEL_COMPLETE"] + [n for n in ("special_tokens_map.json", "vocab.txt", "added_tokens.json")
+                                                 if (checkpoint / n).exists()])
+    assert not {"optimizer.pt", "trainer_state.json", "COMPLETE"} & set(names)  # no training state
+    assert stored["m/model.safetensors"] == (checkpoint / "model.safetensors").read_bytes()
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".tmp-upload")]  # the staging folder is gone
+    # What was uploaded is a model folder that verifies and answers with the checkpoint's windows and threshold.
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    for key, data in stored.items():
+        (fetched / key.removeprefix("m/")).write_bytes(data)
+    model_check.verify_model_folder(str(fetched), warn=pytest.fail)
+    config = load_qa_config(str(fetched))
+    assert (config["null_score_diff_threshold"], config["max_seq_length"], config["doc_stride"]) == (-2.5, 128, 64)
+
+
+def test_the_final_model_is_uploaded_when_it_is_the_best(s3, run_dir):
+    best_checkpoint_run(run_dir)
+    (run_dir / "best_checkpoint.json").write_text('{"checkpoint": "final", "step": 3000, "metric": "f1", "value": 76.1}')
+    s3.create_bucket(Bucket="models-final-best")
+    result = upload(run_dir, "s3://models-final-best/m", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert f"the run's model: the final model (step 3000) of {run_dir}: the best by f1 (76.10)" in result.stderr
+    assert f"would upload {len(FINAL)} file(s) from {run_dir} to" in result.stdout
+    assert "  s3://models-final-best/m/eval_results_1500.json" in result.stdout and ".run.lock" not in result.stdout
