@@ -45,7 +45,8 @@ class TrainingDiverged(SystemExit):
 class DivergenceWatch:
     def __init__(self, runtime, log):
         self.log = log
-        self.patience = FP16_PATIENCE if runtime.amp_dtype == torch.float16 else 1
+        self.fp16 = runtime.amp_dtype == torch.float16
+        self.patience = FP16_PATIENCE if self.fp16 else 1
         self.step_loss = torch.zeros((), device=runtime.device)
         self.streak = torch.zeros((), device=runtime.device)  # optimizer steps in a row whose loss was not finite
 
@@ -99,6 +100,14 @@ class DivergenceWatch:
         except NonFiniteLogits as exc:
             self.stop(step, "the evaluation's logits are not finite (NaN)", runtime, output_dir, cause=exc)
 
+    def fix(self):
+        """What to do, for make or the command line; another precision only for a run in fp16."""
+        make = os.environ.get("QA_VIA_MAKE") == "1"
+        precision = (" (or PRECISION=bf16 / fp32 instead of fp16)" if make else " (or --bf16 / fp32 instead of --fp16)") \
+            if self.fp16 else ""
+        return (f"train again with a lower {'LR' if make else '--learning_rate'}{precision} into a new "
+                f"{'OUTPUT_DIR' if make else '--output_dir'}: a resume would restore this run's learning rate")
+
     def stop(self, step, problem, runtime, output_dir, cause=None):
         """Log the one line and raise TrainingDiverged."""
         from qa import run_dir
@@ -108,10 +117,36 @@ class DivergenceWatch:
                 else "no checkpoint was saved")
         # Not "resume with a lower rate": a resume restores the checkpoint's optimizer and schedule, whose learning
         # rate wins over the one given (measured: --learning_rate 1e-6 on resume still trained at the run's 2.5e-4).
-        fix = ("train again with a lower LR (or PRECISION=bf16 / fp32 instead of fp16) into a new OUTPUT_DIR: a resume "
-               "would restore this run's learning rate" if os.environ.get("QA_VIA_MAKE") == "1" else
-               "train again with a lower --learning_rate (or --bf16 / fp32 instead of --fp16) into a new --output_dir: a "
-               "resume would restore this run's learning rate")
-        message = (f"training diverged at step {step}: {problem}; stopping without saving these weights ({kept}): {fix}")
+        message = (f"training diverged at step {step}: {problem}; stopping without saving these weights ({kept}): "
+                   f"{self.fix()}")
+        if runtime.is_main:
+            record_divergence(output_dir, step, problem)
         self.log.info(f"error: {message}")
         raise TrainingDiverged(message) from cause
+
+
+def record_divergence(output_dir, step, problem):
+    """run_dir.DIVERGED_FILE: make status then offers a new training, not a resume (which would diverge again)."""
+    import json
+
+    from qa import run_dir, storage
+
+    try:
+        with storage.atomic_write(os.path.join(output_dir, run_dir.DIVERGED_FILE), "w", encoding="utf-8") as f:
+            json.dump({"step": step, "problem": problem}, f)
+    except OSError:
+        pass  # the log line says it all the same
+
+
+def read_divergence(output_dir):
+    """{"step", "problem"} of a run that stopped diverged, else None."""
+    import json
+
+    from qa import run_dir
+
+    try:
+        with open(os.path.join(output_dir, run_dir.DIVERGED_FILE), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("step"), int) else None

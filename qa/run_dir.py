@@ -62,7 +62,8 @@ EVAL_RESULTS_NAME = re.compile(r"eval_results_(\d+)\.json")
 # What a training run leaves that a later fresh run would read back as its own (--overwrite_output_dir
 # clears these): resume (newest checkpoint), rotation and evaluation (best), status/report (metrics,
 # plan), wandb (run id), tensorboard.
-RUN_STATE_FILES = (BEST_FILE, SUMMARY_FILE, PLAN_FILE, METRICS_FILE, WANDB_ID_FILE)
+DIVERGED_FILE = "diverged.json"        # written by a run that stopped diverged (qa/divergence.py): step, problem
+RUN_STATE_FILES = (BEST_FILE, SUMMARY_FILE, PLAN_FILE, METRICS_FILE, WANDB_ID_FILE, DIVERGED_FILE)
 RUN_STATE_DIRS = (TENSORBOARD_DIR, EVAL_DIR)
 # The final model of an earlier run: evaluation would take it for the new run's until the new one is saved.
 FINAL_MODEL_FILES = (MODEL_CONFIG, "model.safetensors", "pytorch_model.bin", "generation_config.json", QA_CONFIG_FILE,
@@ -77,7 +78,7 @@ REPORT_FILES = (REPORT_PNG, REPORT_HTML)
 # (no checkpoint, no final model) is the trace of a start that failed (no network, bad data), not a run to
 # protect: a new start takes it (failed_start).
 START_RECORD = frozenset({ARGS_FILE, COMMAND_FILE, TRAIN_LOG, METRICS_FILE, PLAN_FILE, TENSORBOARD_DIR, WANDB_ID_FILE,
-                          "wandb", DETACHED_LOG, LOCK_FILE})
+                          "wandb", DETACHED_LOG, LOCK_FILE, DIVERGED_FILE})
 # The names of checkpoints that are not a step: --resume_from_checkpoint / --eval_checkpoint / CKPT=.
 AUTO = "auto"                          # the newest complete checkpoint (what a bare --resume_from_checkpoint means)
 LATEST = "latest"                      # the same, by another name

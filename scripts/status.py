@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from qa import run_dir, run_lock
+from qa import divergence, run_dir, run_lock, train_hint
 from qa.run_dir import DETACHED_LOG, LOCK_FILE, read_json, read_metrics
 
 RATE_WINDOW = 200  # metrics lines used for the rate: recent enough to follow a change of speed
@@ -161,6 +161,9 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
     running = is_running(output_dir, holder, session)
     if running is False:
         eta_s = None  # nothing is training: an ETA would be a promise nobody keeps
+    diverged = divergence.read_divergence(output_dir)
+    if diverged is not None and newest is not None and newest[0] >= diverged["step"]:
+        diverged = None  # a later resume trained past it
     return {
         "output_dir": output_dir,
         "step": step,
@@ -180,6 +183,8 @@ def summarize(output_dir, now=None, gpus=None, gpu_note=None):
         "incomplete_reasons": {path: problem for _, path, problem in ckpts if problem is not None},
         "best_checkpoint": read_json(os.path.join(output_dir, run_dir.BEST_FILE)),
         "finished": finished,
+        "diverged": diverged,
+        "restart_hint": _restart_hint(output_dir, args, newest, diverged),
         "detached_session": session,
         "running": running,
         "holder": holder,
@@ -201,12 +206,28 @@ def is_running(output_dir, holder, session):
     return None
 
 
+def _restart_hint(output_dir, args, newest, diverged):
+    """(why it stopped, what to do) for a stopped, unfinished run: `make resume` from its newest complete checkpoint; a new training
+    when it diverged (a resume restores the learning rate that diverged) or saved no checkpoint yet."""
+    if diverged is not None:
+        lr = args.get("learning_rate")
+        lower = {"learning_rate": lr / 10} if isinstance(lr, (int, float)) else {}
+        command = train_hint.train_command(args, output_dir.rstrip("/") + "-2", overrides=lower)
+        return (f"diverged at step {diverged['step']}: {diverged.get('problem', '?')}", "a resume would restore its "
+                f"learning rate: train again with a lower LR into a new OUTPUT_DIR, e.g. {command}")
+    if newest is None:
+        command = train_hint.train_command(args, output_dir)
+        if run_dir.failed_start(output_dir) is None:  # anything but a failed start's traces: train refuses it
+            command += " EXTRA=--overwrite_output_dir"
+        return "stopped before its first complete checkpoint: nothing to resume", f"start it again: {command}"
+    return "stopped before the end", f"continue it: make resume OUTPUT_DIR={shlex.quote(output_dir)}"
+
+
 def _running_line(s):
     if s.get("running"):
         return f"process:      training now, {run_lock.describe(s['holder'])}"
     if s.get("running") is False and not s.get("finished"):
-        return (f"process:      not running (stopped before the end); continue it: "
-                f"make resume OUTPUT_DIR={shlex.quote(s['output_dir'])}")
+        return "process:      not running ({}); {}".format(*s["restart_hint"])
     return None
 
 

@@ -167,3 +167,19 @@ def test_threads_beyond_the_cpus_are_warned(monkeypatch):
             "memory (2 chunks each); 2 is enough"] == [n for n in unused_flag_notes(args) if "threads" in n]
     args.threads = 8
     assert not [n for n in unused_flag_notes(args) if "threads" in n]
+
+
+@pytest.mark.parametrize("amp_dtype, via_make, precision", [
+    (torch.float16, "1", "(or PRECISION=bf16 / fp32 instead of fp16) "), (None, "1", ""), (torch.bfloat16, "1", ""),
+    (torch.float16, "", "(or --bf16 / fp32 instead of --fp16) "), (None, "", "")])
+def test_the_hint_names_another_precision_only_for_an_fp16_run(amp_dtype, via_make, precision, monkeypatch, tmp_path):
+    # Review #10: "instead of fp16" told an fp32 run to change what it did not use.
+    monkeypatch.setenv("QA_VIA_MAKE", via_make)
+    watch = divergence.DivergenceWatch(FakeRuntime(amp_dtype), types.SimpleNamespace(info=lambda message: None))
+    with pytest.raises(divergence.TrainingDiverged) as exc:
+        watch.stop(7, "the weights are no longer finite (inf or NaN)", FakeRuntime(amp_dtype), str(tmp_path))
+    rate, folder = ("LR ", "OUTPUT_DIR") if via_make else ("--learning_rate ", "--output_dir")
+    assert exc.value.message.endswith(f"train again with a lower {rate}{precision}into a new {folder}: a resume would "
+                                      "restore this run's learning rate")
+    assert divergence.read_divergence(str(tmp_path)) == {"step": 7, "problem": "the weights are no longer finite (inf "
+                                                                                "or NaN)"}

@@ -3,6 +3,7 @@ model's positions are refused before anything is built, naming the make variable
 (run_squad.py exit 3, "Error 3" in make's line) with one line and leaves the last finite checkpoint the newest,
 with no final model."""
 
+import json
 import os
 import subprocess
 
@@ -58,11 +59,18 @@ def test_a_diverged_make_train_exits_3_without_saving_the_bad_weights(tiny_model
     assert len(diverged) == 1
     assert "error: training diverged at step 2: the evaluation's logits are not finite (NaN); stopping without saving " \
            "these weights (the newest checkpoint, checkpoint-1, holds the last finite weights): train again with a " \
-           "lower LR (or PRECISION=bf16 / fp32 instead of fp16) into a new OUTPUT_DIR: a resume would restore this " \
-           "run's learning rate" in diverged[0]
+           "lower LR into a new OUTPUT_DIR: a resume would restore this run's learning rate" in diverged[0]  # fp32
     assert "Traceback" not in done.stderr
     assert [step for step, _ in run_dir.list_checkpoints(out)] == [1]
     assert not run_dir.has_final_model(out)
+    # Review #4: make status offers a new training, not `make resume` (which would restore the rate that diverged)
+    status = subprocess.run(["make", "-s", "--no-print-directory", "status", f"OUTPUT_DIR={out}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    (hint,) = [line for line in status.stdout.splitlines() if line.startswith("process:")]
+    assert "make resume" not in hint and "diverged at step 2" in hint
+    assert f"e.g. make train MODEL={tiny_model_dir} OUTPUT_DIR={out}-2 " in hint, hint
+    assert " LR=1e+37 " in hint and " MAX_SEQ_LENGTH=128 " in hint  # a tenth of the rate, the run's other settings
+    assert json.loads((out / run_dir.DIVERGED_FILE).read_text())["step"] == 2
 
 
 @pytest.mark.parametrize("demo_out", ["", "/", "//", "..", "/.."])

@@ -168,3 +168,25 @@ def test_make_status_shows_an_eta_only_while_the_run_holds_its_folder(tmp_path):
     assert "steps/s when it last ran" in ended
     hint = next(line for line in ended.splitlines() if line.startswith("process:"))
     assert hint.endswith(f"continue it: make resume OUTPUT_DIR='{run}'")
+
+
+def test_make_status_offers_make_train_when_there_is_no_checkpoint_to_resume(tmp_path):
+    # Review #4: a run that stopped before its first complete checkpoint has nothing to resume; the hint starts it
+    # again with its recorded settings (a failed start's traces are taken over: no --overwrite_output_dir needed).
+    run = tmp_path / "run a"
+    run.mkdir()
+    (run / "args.json").write_text(json.dumps({"model_name_or_path": "albert-base-v2", "learning_rate": 5e-5,
+                                               "num_train_epochs": 2.0, "per_gpu_train_batch_size": 8}))
+    (run / "train.log").write_text("started\n")
+    (run / run_dir.LOCK_FILE).write_text("{}")  # its lock file, free: the run is not running
+    done = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(SCRIPTS.parent), "status",
+                           f"OUTPUT_DIR={run}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (hint,) = [line for line in done.stdout.splitlines() if line.startswith("process:")]
+    assert "make resume" not in hint
+    assert hint.endswith(f"start it again: make train MODEL=albert-base-v2 OUTPUT_DIR='{run}' LR=5e-05 EPOCHS=2 "
+                         "BATCH=8"), hint
+    (run / "notes.txt").write_text("mine")  # not a failed start's trace: train refuses the folder without overwrite
+    again = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(SCRIPTS.parent), "status",
+                            f"OUTPUT_DIR={run}"], capture_output=True, text=True, timeout=120)
+    assert "BATCH=8 EXTRA=--overwrite_output_dir\n" in again.stdout
