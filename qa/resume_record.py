@@ -13,7 +13,7 @@ import hashlib
 import os
 import shlex
 
-from qa import run_dir
+from qa import run_dir, train_hint
 
 # A resume takes every setting from the run's record except these: what this invocation is (resume, which
 # process of the launcher), the folder it reads the record from, remote debugging, and one-time actions of the
@@ -133,14 +133,12 @@ def refuse_finished(args, from_step=None):
     redo = (f"resuming from step {from_step} would train steps {from_step + 1}-{finished} again and write over its "
             "final model" if isinstance(from_step, int) and from_step < finished else "there is nothing left to resume")
     epochs = f"{float(args.num_train_epochs) + 1:g}"  # one more than it trained: an example that runs as printed
+    # The run's recorded settings (qa.train_hint): `make train` alone would start from the guide's defaults.
+    record = run_dir.read_args(out) or {k: v for k, v in vars(args).items() if k in ("train_file", "predict_file")}
+    new_run = train_hint.train_command(record, out.rstrip("/") + "-more", model=out, make=via_make())
     if via_make():
-        q = shlex.quote
-        data = "".join(f" {name}={q(path)}" for name, path in (("TRAIN_FILE", args.train_file),
-                                                               ("PREDICT_FILE", args.predict_file)) if path)
-        new_run = f"make train MODEL={q(out)} OUTPUT_DIR={q(out.rstrip('/') + '-more')}{data}"
-        more = f"make resume OUTPUT_DIR={q(out)} EPOCHS={epochs} EXTRA=--continue_finished"
+        more = f"make resume OUTPUT_DIR={shlex.quote(out)} EPOCHS={epochs} EXTRA=--continue_finished"
     else:
-        new_run = f"--model_name_or_path {out} --output_dir {out.rstrip('/')}-more"
         more = f"{flag_name('--num_train_epochs')} {epochs} --continue_finished"
     raise ArgumentError(f"error: {out} finished training at step {finished} (its final model is saved): {redo}. To "
                         f"train it further, start a new run from its model ({new_run}), or continue this run with more "

@@ -54,7 +54,11 @@ def test_hints_of_a_stopped_a_refused_and_a_finished_run_run_as_printed(tiny_mod
         deadline = time.time() + 300
         while time.time() < deadline and training.poll() is None and not (metrics.exists() and metrics.read_text()):
             time.sleep(0.05)
-        os.kill(child_of(training.pid), signal.SIGTERM)  # what a spot instance's shutdown sends the training
+        child = child_of(training.pid)
+        if child is None:  # make ended (or never started run_squad.py) before metrics.jsonl had a line
+            training.kill()
+            pytest.fail(f"make train ended before its first logged step: {training.communicate(timeout=60)[0][-3000:]}")
+        os.kill(child, signal.SIGTERM)  # what a spot instance's shutdown sends the training
         output = training.communicate(timeout=300)[0]
     assert "stopped by signal" in output, output[-3000:]
     [resume] = hints(output, "resume")

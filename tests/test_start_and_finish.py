@@ -120,6 +120,11 @@ def test_resuming_a_finished_run_is_refused_saying_how_to_train_further(run_copy
     assert run_squad.main(["--output_dir", str(run_copy), "--do_train", "--resume_from_checkpoint", "auto"]) == 2
     message = "\n".join(stderr_lines(capsys))
     assert f"make train MODEL={run_copy} OUTPUT_DIR={run_copy}-more" in message
+    # Review #11: the new run carries the run's own settings, not the guide's defaults (EPOCHS=7, BATCH=1, LR 3e-5)
+    record = json.loads((run_copy / "args.json").read_text())
+    assert f" EPOCHS={record['num_train_epochs']:g} " in message and f" LR={record['learning_rate']:g} " in message
+    assert f" BATCH={record['per_gpu_train_batch_size']} " in message
+    assert f" MAX_SEQ_LENGTH={record['max_seq_length']} " in message
     assert f"make resume OUTPUT_DIR={run_copy} EPOCHS=4 EXTRA=--continue_finished" in message
     assert (weights.stat().st_mtime_ns, sorted(os.listdir(run_copy))) == before  # nothing trained, nothing written
 
