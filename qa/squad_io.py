@@ -374,9 +374,13 @@ def read_input(path):
     limit, name = MAX_INPUT_BYTES, "a data file read whole, MAX_INPUT_BYTES in qa/squad_io.py"
     if os.environ.get(MAX_INPUT_ENV):
         try:
-            limit, name = int(float(os.environ[MAX_INPUT_ENV]) * 2**30), f"{MAX_INPUT_ENV}={os.environ[MAX_INPUT_ENV]}"
+            gib = float(os.environ[MAX_INPUT_ENV])
+            if not 0 < gib < 2**33:  # also nan and inf (int() of them raises ValueError, OverflowError)
+                raise ValueError(gib)
+            limit, name = int(gib * 2**30), f"{MAX_INPUT_ENV}={os.environ[MAX_INPUT_ENV]}"
         except ValueError:
-            raise SquadFormatError(f"{MAX_INPUT_ENV}={os.environ[MAX_INPUT_ENV]!r}: expected a number of GiB") from None
+            raise SquadFormatError(f"{MAX_INPUT_ENV}={os.environ[MAX_INPUT_ENV]!r}: expected a positive, finite number "
+                                   "of GiB, e.g. 8") from None
     try:
         return read_bytes(path, limit, f"{name}; {MAX_INPUT_ENV}=N raises it to N GiB",
                           check_start=lambda head: _check_text(path, head))

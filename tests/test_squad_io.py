@@ -273,9 +273,11 @@ def test_the_default_limit_is_named_and_an_unreadable_override_refused(tmp_path,
         read_squad(path)
     monkeypatch.setenv("QA_MAX_INPUT_GB", "1")
     assert len(read_squad(path)) == 1
-    monkeypatch.setenv("QA_MAX_INPUT_GB", "lots")
-    with pytest.raises(SquadFormatError, match="QA_MAX_INPUT_GB='lots': expected a number of GiB"):
-        read_squad(path)
+    for value in ("lots", "inf", "nan", "-1", "0", "1e300"):  # review #12: inf was an OverflowError traceback
+        monkeypatch.setenv("QA_MAX_INPUT_GB", value)
+        with pytest.raises(SquadFormatError, match=f"QA_MAX_INPUT_GB='{value}': expected a positive, finite number "
+                                                   "of GiB, e.g. 8"):
+            read_squad(path)
 
 
 def test_a_sparse_file_is_refused_at_its_first_block(tmp_path):
