@@ -849,6 +849,7 @@ def train_and_evaluate(args, argv, runtime, log, resume_from, notes):
     """--do_train and/or --do_eval, each error ending in one line; the exit status."""
     import torch
 
+    from qa.postprocess import NonFiniteLogits
     from qa.runtime import barrier
 
     sync = None
@@ -868,6 +869,11 @@ def train_and_evaluate(args, argv, runtime, log, resume_from, notes):
         return 1
     except SquadFormatError as exc:
         report_bad_data(exc, args, log)
+        return 2
+    except NonFiniteLogits:  # an evaluation outside training (in training qa.divergence stops the run instead)
+        model = args.output_dir if args.do_train else args.model_name_or_path
+        print(f"run_squad.py: {model}: the model's logits are not finite (NaN): its weights are broken (a run that "
+              "diverged?); evaluate an earlier checkpoint-N, or train again", file=sys.stderr)
         return 2
     finally:
         if sync is not None:  # rank 0 drains the uploads (a SIGTERM's checkpoint among them) ...
