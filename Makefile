@@ -336,7 +336,7 @@ RECORD_OVERRIDES = $(call given,MODEL,--model_name_or_path) $(call given,TRAIN_F
   --gradient_checkpointing,--no_gradient_checkpointing)) $(call qwords,$(EXTRA))
 
 # run_squad.py's error messages then name these variables (TRAIN_FILE, EPOCHS, CKPT) instead of its flags.
-train resume eval eval-nq demo: export QA_VIA_MAKE = 1
+train resume eval eval-nq demo upload: export QA_VIA_MAKE = 1
 
 .PHONY: train
 ## train: fine-tune MODEL on TRAIN_FILE with the guide's hyperparameters (EPOCHS, LR, BATCH, GRAD_ACCUM, NGPUS, PRECISION, DETACH=1, EXTRA=...)

@@ -78,6 +78,15 @@ if [[ -z "$aws" ]]; then
 fi
 [[ $dry_run -eq 1 ]] || command -v "$aws" >/dev/null || die "awscli not found ('$aws'): run make setup (it installs awscli into .venv) or pip install awscli"
 
+# The command that uploads checkpoint-N instead, as the user ran this one (make sets QA_VIA_MAKE=1), runnable as printed.
+name_a_checkpoint() {
+  if [[ "${QA_VIA_MAKE:-}" == 1 ]]; then
+    printf 'make upload OUTPUT_DIR=%q BUCKET=%q CKPT=checkpoint-N' "$output_dir" "$bucket"
+  else
+    printf 'bash scripts/upload.sh --checkpoint checkpoint-N -- %q %q' "$output_dir" "$bucket"
+  fi
+}
+
 # --- what goes where -------------------------------------------------------------------------
 repo="$(cd -- "$(dirname -- "$0")/.." && pwd)"
 python="${PYTHON:-}"; [[ -n "$python" ]] || { [[ -x "$repo/.venv/bin/python" ]] && python="$repo/.venv/bin/python" || python=python3; }
@@ -85,7 +94,7 @@ files=()   # paths relative to the source folder
 if [[ -n "$checkpoint" ]]; then
   if [[ -d "$checkpoint" ]]; then source_dir="$checkpoint"
   elif [[ -d "$output_dir/$checkpoint" ]]; then source_dir="$output_dir/$checkpoint"
-  else die "checkpoint '$checkpoint' not found (neither a folder nor $output_dir/$checkpoint); list them with: ls $output_dir" 2
+  else die "checkpoint '$checkpoint' not found (neither a folder nor $output_dir/$checkpoint); list them with: ls $(printf '%q' "$output_dir")" 2
   fi
   source_dir="${source_dir%/}"
   [[ -f "$source_dir/COMPLETE" ]] || die "$source_dir has no COMPLETE marker: it was not fully written; choose another checkpoint"
@@ -99,7 +108,7 @@ else
   stage="$(mktemp -d "${output_dir%/}/.tmp-upload-XXXXXX" 2>/dev/null || mktemp -d)" || die "cannot create a staging folder"
   trap 'rm -rf -- "$stage"' EXIT
   picked="$(PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m qa.model_pick "${output_dir%/}" --stage "$stage")" \
-    || die "nothing uploaded; name a checkpoint with --checkpoint checkpoint-N (make upload CKPT=checkpoint-N)"
+    || die "nothing uploaded; name a checkpoint: $(name_a_checkpoint)"
   model_dir="${picked%%$'\n'*}"  # line 1: the run's model; line 2 (a checkpoint's): its model files, staged
   source_dir="${picked##*$'\n'}"
   [[ "$source_dir" == "$model_dir" ]] || shown="$model_dir (its model files, staged in $source_dir)"

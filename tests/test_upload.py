@@ -190,3 +190,32 @@ def test_the_final_model_is_uploaded_when_it_is_the_best(s3, run_dir):
     assert f"the run's model: the final model (step 3000) of {run_dir}: the best by f1 (76.10)" in result.stderr
     assert f"would upload {len(FINAL)} file(s) from {run_dir} to" in result.stdout
     assert "  s3://models-final-best/m/eval_results_1500.json" in result.stdout and ".run.lock" not in result.stdout
+
+
+def test_refusal_hints_run_as_printed_with_spaces_in_the_path(tmp_path):
+    # Review #6: `ls` of an unquoted path with a space; `(make upload CKPT=checkpoint-N)` without OUTPUT_DIR and BUCKET.
+    run = tmp_path / "my runs" / "run x"
+    (run / "checkpoint-5").mkdir(parents=True)
+    (run / "train.log").write_text("training...\n")
+    missing = upload("--checkpoint", "checkpoint-9", "--", run, "s3://models-refused/x")
+    listing = missing.stderr.strip().split("list them with: ", 1)[1]
+    shown = subprocess.run(["bash", "-c", listing], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.split() == ["checkpoint-5", "train.log"], shown.stderr
+    script = upload(run, "s3://models-refused/x")
+    hint = script.stderr.strip().split("name a checkpoint: ", 1)[1]
+    assert hint.startswith("bash scripts/upload.sh --checkpoint checkpoint-N -- ")
+    words = subprocess.run(["bash", "-c", f"printf '%s\\n' {hint.split(' -- ', 1)[1]}"], capture_output=True,
+                           text=True).stdout.splitlines()
+    assert words == [str(run), "s3://models-refused/x"]
+    made = subprocess.run(["make", "-s", "--no-print-directory", "upload", f"OUTPUT_DIR={run}",
+                           "BUCKET=s3://models-refused/x", "DRY_RUN=1"], cwd=ROOT, capture_output=True, text=True)
+    assert made.returncode != 0
+    hint = made.stderr.split("name a checkpoint: ", 1)[1].splitlines()[0]
+    assert hint.startswith("make upload OUTPUT_DIR=") and "--checkpoint" not in hint
+    planned = subprocess.run(["bash", "-c", hint.replace("make upload", "make -n -s --no-print-directory upload", 1)
+                              .replace("checkpoint-N", "checkpoint-5")], cwd=ROOT, capture_output=True, text=True)
+    assert planned.returncode == 0, planned.stderr
+    words = subprocess.run(["bash", "-c", f"printf '%s\\n' {planned.stdout.strip().splitlines()[-1]}"],
+                           capture_output=True, text=True).stdout.splitlines()
+    assert words[-3:] == ["--", str(run), "s3://models-refused/x"]
+    assert words[words.index("--checkpoint") + 1] == "checkpoint-5"
