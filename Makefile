@@ -529,7 +529,7 @@ sync: $(STAMP)
 # ---------------------------------------------------------------------------------------------
 #: make report: the run's folder (default OUTPUT_DIR)
 RUN ?= $(OUTPUT_DIR)
-#: make ask: a final model or checkpoint folder (default OUTPUT_DIR)
+#: make ask: a run folder (its model, as make eval takes it) or a checkpoint-N folder (default OUTPUT_DIR)
 MODEL_DIR ?= $(OUTPUT_DIR)
 #: make ask: one question about CONTEXT_FILE
 QUESTION ?=

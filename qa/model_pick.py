@@ -59,7 +59,10 @@ def recorded_threads(folder):
     """The torch thread count the run of model `folder` recorded (--torch_threads, as used), or None: a checkpoint's
     trainer_state.json args, else its run's args.json; a final model's (the run folder's) args.json."""
     if os.path.exists(os.path.join(folder, run_dir.STATE_FILE)):
-        threads = (run_dir.load_train_state(folder).get("args") or {}).get("torch_threads")
+        try:
+            threads = (run_dir.load_train_state(folder).get("args") or {}).get("torch_threads")
+        except CheckpointError:  # a damaged state: the model's loader says so
+            threads = None
         if threads is None:
             threads = (run_dir.read_args(os.path.dirname(os.path.abspath(folder))) or {}).get("torch_threads")
     else:

@@ -4,12 +4,18 @@
     python scripts/ask.py outputs/nq-albert-xlarge-v2 --question "who discovered x-rays" --context-file doc.txt
     python scripts/ask.py MODEL_DIR --questions-file questions.json --output predictions.json
     make ask MODEL_DIR=outputs/demo/run QUESTION="how long is the river xarn" CONTEXT_FILE=doc.txt
+    make ask MODEL_DIR=outputs/demo/run/checkpoint-400 QUESTION="how long is the river xarn" CONTEXT_FILE=doc.txt
     make ask MODEL_DIR=outputs/demo/run QUESTIONS_FILE=questions.jsonl OUT=answers.json
     make ask MODEL_DIR=outputs/demo/run QUESTIONS_FILE=questions.jsonl OUT=answers.json TOP_K=3
 
     from ask import QuestionAnswerer                       # scripts/ on sys.path
     qa = QuestionAnswerer("outputs/demo/run")
     qa(question="how long is the river xarn", context=document, top_k=3)
+
+A run folder answers with the run's model, the one make eval, make eval-nq and make upload take
+(qa.run_dir.run_model: the best, a checkpoint or the final model; else the final model; else the newest complete
+checkpoint), said in one line; a checkpoint-N folder (or an ONNX export) is that model. torch's thread count is
+--torch_threads, else the one the run recorded (args.json), else torch's own.
 
 The document is cut into sliding windows and answered with the same features and
 post-processing as evaluation (qa.features, qa.postprocess). "No answer" is decided with the
@@ -39,6 +45,8 @@ import sys
 from qa import run_dir
 from qa.model_card import load_qa_config
 from qa.model_check import verify_model_folder
+from qa.model_pick import describe as describe_model
+from qa.model_pick import use_recorded_threads
 from qa.onnx_export import is_onnx_model
 from qa.run_dir import CheckpointError
 from qa.squad_io import SquadExample, SquadFormatError, read_squad
@@ -53,14 +61,15 @@ class QuestionAnswerer:
         qa(question="who discovered x-rays", context=document, top_k=3)   # a list of 3, best first
         qa.answer_many([{"id": "q1", "question": ..., "context": ...}], top_k=1)   # {id: answer(s)}
 
-    The folder is verified before it is loaded (qa.model_check: CheckpointError naming the file). `threshold`
-    overrides the tuned null threshold of the folder's qa_config.json."""
+    A run folder means the run's model (`which_model`); the folder is verified before it is loaded (qa.model_check:
+    CheckpointError naming the file). `threshold` overrides the tuned null threshold of the folder's qa_config.json."""
 
     def __init__(self, model_dir, threshold=None, threads=1, batch_size=16):
         from qa.inference import load_inference_model
         from qa.runtime import init_runtime
 
-        model_dir = os.fspath(model_dir)
+        model_dir, self.which = which_model(os.fspath(model_dir))
+        self.model_dir = model_dir
         # Damaged, changed since its hash record, weights or tokenizer of another model, a file linked out of it.
         if not is_onnx_model(model_dir):  # an ONNX export: load_inference_model checks it against its own marker
             verify_model_folder(model_dir, warn=lambda line: print(f"ask.py: warning: {line}", file=sys.stderr))
@@ -99,6 +108,16 @@ class QuestionAnswerer:
 
     def __call__(self, question, context, top_k=1):
         return self.answer_many([{"id": "question", "question": question, "context": context}], top_k)["question"]
+
+
+def which_model(model_dir):
+    """(folder to load, a line saying which model of the run it is, or None): a checkpoint-N folder or an ONNX export
+    is itself; anything else is a run folder (or a final model folder) whose model is run_dir.run_model's, as
+    `make eval` takes it. Raises CheckpointError when it holds no model."""
+    if is_onnx_model(model_dir) or os.path.exists(os.path.join(model_dir, run_dir.STATE_FILE)):
+        return model_dir, None
+    path = run_dir.run_model(model_dir)
+    return path, describe_model(model_dir, path)
 
 
 def pipeline_answers(nbest, top_k, threshold=0.0, handle_impossible_answer=True):
@@ -149,7 +168,8 @@ def describe(result, qas_id):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir", help="a final model folder or a checkpoint-N folder")
+    parser.add_argument("model_dir", help="a run's output folder (its model: the best, else the final model), a final "
+                                          "model folder or a checkpoint-N folder")
     parser.add_argument("--question", help="one question about --context-file")
     parser.add_argument("--context-file", help="the document, plain UTF-8 text of any length")
     parser.add_argument("--questions-file", help="JSON Lines {id, question, context} or SQuAD JSON; answers not needed")
@@ -158,10 +178,14 @@ def parse_args(argv=None):
     parser.add_argument("--top_k", type=int, metavar="N",
                         help="answers shaped as transformers' question-answering pipeline gave them: per question "
                              "{answer, score, start, end} (a list of the N best when N > 1) instead of {id: answer}")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="threads tokenising the document")
+    parser.add_argument("--torch_threads", type=int, metavar="N",
+                        help="torch's threads for the model (default: the run's recorded --torch_threads, else torch's)")
     args = parser.parse_args(argv)
-    if not run_dir.has_final_model(args.model_dir):
-        parser.error(f"{args.model_dir}: not a model folder (no config.json); give a run's output folder or checkpoint-N")
+    if not os.path.isdir(args.model_dir):
+        parser.error(f"{args.model_dir}: no such folder; give a run's output folder or checkpoint-N")
+    if args.torch_threads is not None and args.torch_threads < 1:
+        parser.error(f"--torch_threads must be at least 1, got {args.torch_threads}")
     if args.top_k is not None and args.top_k < 1:
         parser.error(f"--top_k must be at least 1, got {args.top_k}")
     if bool(args.question) == bool(args.questions_file):
@@ -177,7 +201,15 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        answerer = QuestionAnswerer(args.model_dir, args.threshold, args.threads)
+        model_dir, which = which_model(args.model_dir)
+    except CheckpointError as exc:
+        print(f"ask.py: {args.model_dir}: not a model folder, nor a run with a model: {exc}", file=sys.stderr)
+        return 2
+    torch_threads, threads_from = use_recorded_threads(model_dir, args.torch_threads)
+    label = f"the run's model: {which}" if which else model_dir
+    print(f"ask: {label}; {torch_threads} torch thread(s) ({threads_from})", file=sys.stderr)
+    try:
+        answerer = QuestionAnswerer(model_dir, args.threshold, args.threads)
     except CheckpointError as exc:
         print(f"ask.py: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -70,9 +71,11 @@ def test_questions_file(model_dir, tmp_path):
 def test_bad_arguments(model_dir, tmp_path):
     done = subprocess.run([sys.executable, "scripts/ask.py", str(model_dir), "--question", "q"], capture_output=True, text=True)
     assert done.returncode == 2 and "--context-file" in done.stderr
-    done = subprocess.run([sys.executable, "scripts/ask.py", str(tmp_path), "--question", "q", "--context-file", "x"],
-                          capture_output=True, text=True)
-    assert done.returncode == 2 and "not a model folder" in done.stderr
+    (tmp_path / "doc.txt").write_text(DOC, encoding="utf-8")
+    done = subprocess.run([sys.executable, "scripts/ask.py", str(tmp_path), "--question", "q", "--context-file",
+                           str(tmp_path / "doc.txt")], capture_output=True, text=True)  # no model, no checkpoint
+    assert done.returncode == 2 and "not a model folder, nor a run with a model" in done.stderr
+    assert "Traceback" not in done.stderr
     truncated = tmp_path / "questions.json"
     truncated.write_text('{"version": "v2.0", "data": [', encoding="utf-8")
     done = subprocess.run([sys.executable, "scripts/ask.py", str(model_dir), "--questions-file", str(truncated)],
@@ -197,3 +200,48 @@ def test_make_ask_top_k_writes_pipeline_shaped_answers(model_dir, tmp_path):
     bad = subprocess.run([sys.executable, "scripts/ask.py", str(model_dir), "--question", "q", "--context-file", str(doc),
                           "--top_k", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--top_k must be at least 1" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# A run folder: the run's model, as make eval takes it (issue 19 item 4), and the run's torch threads
+# ---------------------------------------------------------------------------------------------
+def test_make_ask_on_a_run_answers_with_the_runs_model(model_dir, tmp_path):
+    from conftest import ROOT
+
+    run = tmp_path / "run"
+    shutil.copytree(model_dir, run)  # the final model at step 9 ...
+    (run / "training_summary.json").write_text(json.dumps({"global_step": 9}))
+    (run / "args.json").write_text(json.dumps({"torch_threads": 1}))
+    checkpoint = run / "checkpoint-7"  # ... and the best checkpoint, its threshold tuned at step 7
+    shutil.copytree(model_dir, checkpoint)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 7, "args": {
+        "max_seq_length": 64, "doc_stride": 32, "max_query_length": 16}}))
+    storage.write_marker(str(checkpoint), run_dir.COMPLETE)
+    results = run_dir.eval_file(str(run), "eval_results", 7)
+    os.makedirs(os.path.dirname(results), exist_ok=True)
+    with open(results, "w", encoding="utf-8") as f:
+        json.dump({"f1": 55.0, "best_f1_thresh": 1e9}, f)
+    (run / run_dir.BEST_FILE).write_text(json.dumps({"checkpoint": "checkpoint-7", "step": 7, "metric": "f1", "value": 55.0}))
+    doc = tmp_path / "doc.txt"
+    doc.write_text(DOC, encoding="utf-8")
+    ask_run = ["make", "--no-print-directory", "ask", f"MODEL_DIR={run}", "QUESTION=where does the rhine flow",
+               f"CONTEXT_FILE={doc}"]
+
+    done = subprocess.run(ask_run, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"ask: the run's model: checkpoint-7 (step 7) of {run}: the best by f1 (55.00); 1 torch thread(s) " \
+           "(the run's record)" in done.stderr
+    assert f"null threshold 1000000000.0000 from {results} (tuned at step 7)" in done.stderr
+    assert re.search(r"^Answer: .+$", done.stdout, re.M)
+
+    # The final model's evaluation scored best: it answers (its qa_config.json), as make eval takes it.
+    (run / run_dir.BEST_FILE).write_text(json.dumps({"checkpoint": "final", "step": 9, "metric": "f1", "value": 60.0}))
+    (run / "qa_config.json").write_text(json.dumps({"null_score_diff_threshold": -1e9, "max_seq_length": 64,
+                                                    "doc_stride": 32, "max_query_length": 16}))
+    done = run_ask(run, "--question", "where does the rhine flow", "--context-file", doc, "--torch_threads", "2")
+    assert f"ask: the run's model: the final model (step 9) of {run}: the best by f1 (60.00); 2 torch thread(s) " \
+           "(--torch_threads)" in done.stderr
+    assert f"from {run / 'qa_config.json'}" in done.stderr and "No answer" in done.stdout
+    # A checkpoint named is that checkpoint, whatever the best.
+    done = run_ask(checkpoint, "--question", "where does the rhine flow", "--context-file", doc)
+    assert f"ask: {checkpoint}; 1 torch thread(s) (the run's record)" in done.stderr
