@@ -56,7 +56,7 @@ class RunLogger:
         os.makedirs(output_dir, exist_ok=True)
         formatter = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
         self._file_handler = logging.FileHandler(os.path.join(output_dir, run_dir.TRAIN_LOG))
-        for handler in (self._file_handler, logging.StreamHandler(sys.stderr)):
+        for handler in (self._file_handler, ConsoleHandler()):
             handler.setFormatter(formatter)
             self.logger.addHandler(handler)
         # Also ends a line a crash left unfinished, which the next record would otherwise be glued to.
@@ -144,6 +144,19 @@ def _finish_wandb(wandb_run):
         wandb.teardown()
     except SystemExit as exc:  # teardown exits with the writer's own status when the writer failed
         logging.getLogger(__name__).warning("wandb's writer process ended with status %s", exc.code)
+
+
+class ConsoleHandler(logging.Handler):
+    """Records to the current sys.stderr through tqdm.write: a progress bar on it is cleared first and drawn again
+    after, so a log line never lands at the end of a bar's line (issue 19 item 7)."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging's rule: a handler never raises
+            self.handleError(record)
 
 
 def progress(total, initial=0, desc="train", disable=False):
