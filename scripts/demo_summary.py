@@ -31,6 +31,7 @@ writes that table as {"guide": {...}, "candidates": {...}} (atomically).
 import argparse
 import json
 import os
+import re
 import sys
 
 from qa.metrics import evaluate
@@ -119,9 +120,18 @@ def train_seconds(path):
     return end - start
 
 
+def scored_results(run_dir, nq_results):
+    """(step, eval_results) of the model predict_nq scored (the step in nq_eval_results_<step>.json: the run's
+    model, which may be its best checkpoint) when the run evaluated that step, else of the newest evaluation."""
+    scored = re.fullmatch(r"nq_eval_results_(\d+)\.json", os.path.basename(nq_results or ""))
+    if scored and int(scored.group(1)) in eval_steps(run_dir):
+        return int(scored.group(1)), read_eval_results(run_dir, int(scored.group(1)))
+    return final_results(run_dir)
+
+
 def model_summary(run_dir, nq_results, time_file):
     """The summary.json entry of one model: oracle and whole-page scores, yes/no answers, training time."""
-    step, oracle = final_results(run_dir)
+    step, oracle = scored_results(run_dir, nq_results)
     entry = {"run_dir": run_dir, "step": step, "oracle_f1": oracle["f1"], "oracle_exact": oracle["exact"]}
     if nq_results:
         nq = read_nq_results(nq_results)
@@ -141,7 +151,7 @@ SIDE_ROWS = (("oracle F1 (dev.json, gold paragraph given)", "oracle_f1", "{:.2f}
              ("NQ short answer F1 (whole page)", "nq_short_f1", "{:.2f}"),
              ("pages answered yes / no", "yes_no_answered", "{}"),
              ("training time (s)", "train_seconds", "{:.1f}"),
-             ("training steps", "step", "{}"),
+             ("step of the model scored", "step", "{}"),
              ("candidate rank rule (predict_nq)", "rank", "{}"))
 
 

@@ -124,3 +124,18 @@ def test_side_by_side_needs_every_file_and_says_which(tmp_path):
     done = summary(*args)
     assert done.returncode == 1 and "nq_predictions.json: no such file" in done.stderr
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_the_oracle_score_is_that_of_the_model_scored_on_whole_pages(tmp_path):
+    # predict_nq scored the run's model (its best checkpoint, step 10), not the last evaluation (step 20).
+    args = side_by_side(tmp_path)
+    (tmp_path / "run" / "eval_results_20.json").write_text(json.dumps({"exact": 70.0, "f1": 75.0}))
+    done = summary(*args)
+    assert done.returncode == 0, done.stderr
+    guide = json.loads((tmp_path / "out" / "summary.json").read_text())["guide"]
+    assert (guide["step"], guide["oracle_f1"]) == (10, 85.0)
+    # Without an evaluation at the scored step, the newest one.
+    (tmp_path / "run" / "eval_results_10.json").unlink()
+    assert summary(*args).returncode == 0
+    guide = json.loads((tmp_path / "out" / "summary.json").read_text())["guide"]
+    assert (guide["step"], guide["oracle_f1"]) == (20, 75.0)
