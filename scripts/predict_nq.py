@@ -72,6 +72,7 @@ import orjson
 from qa import run_dir
 from qa.model_card import load_qa_config
 from qa.model_check import verify_model_folder
+from qa.model_pick import use_recorded_threads
 from qa.nq.annotation import LONG_NON_NULL_THRESHOLD
 from qa.nq.evaluate import NQEvalError
 from qa.nq.predict import (
@@ -144,6 +145,9 @@ def parse_args(argv=None):
     parser.add_argument("--doc_stride", type=int, default=None, help="Step between window starts (default: the model's).")
     parser.add_argument("--max_query_length", type=int, default=None, help="Question tokens kept (default: the model's).")
     parser.add_argument("--threads", type=int, default=1, help="Threads tokenising the candidates.")
+    parser.add_argument("--torch_threads", type=int, default=None,
+                        help="torch's threads for the model on the CPU (default: the run's recorded --torch_threads, "
+                             "else torch's own).")
     parser.add_argument("--workers", type=int, default=1,
                         help="Processes reading the records and building the candidates' texts (default 1: this one).")
     parser.add_argument("--records_per_chunk", type=int, default=RECORDS_PER_CHUNK,
@@ -172,8 +176,8 @@ def shown(flag):
 
 def check_args(parser, args):
     """Every argument checked here, right after parsing; parser.error exits 2 with the message."""
-    for name in ("batch_size", "threads", "workers", "records_per_chunk"):
-        if getattr(args, name) < 1:
+    for name in ("batch_size", "threads", "workers", "records_per_chunk", "torch_threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"{shown('--' + name)} must be at least 1, got {getattr(args, name)}")
     if args.max_examples < 0:
         parser.error(f"{shown('--max_examples')} must be >= 0 (0 = all records), got {args.max_examples}")
@@ -256,7 +260,17 @@ def write_metrics(args, output, step, stats, example_ids):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    """The command line; torch's thread count is the caller's again at the end (main called from Python)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        return predict(parse_args(argv))
+    finally:
+        torch.set_num_threads(before)
+
+
+def predict(args):
     try:
         model_path, run = resolve_model(args.model_dir, args.checkpoint)
         step = run_dir.model_step(model_path, default="final")  # a model that is not ours: "final"
@@ -277,12 +291,13 @@ def main(argv=None):
     from qa.runtime import init_runtime
 
     runtime = init_runtime(no_cuda=args.no_cuda, fp16=args.fp16, bf16=args.bf16)
+    torch_threads, threads_from = use_recorded_threads(model_path, args.torch_threads)
     if runtime.is_main:
         flags = [f"--{name}" for name in ("max_seq_length", "doc_stride", "max_query_length") if getattr(args, name)]
         print(f"predict_nq: {model_path} (step {step}) on {runtime.device} x {runtime.world_size}; windows of "
               f"{params.max_seq_length} tokens, stride {params.doc_stride}, question {params.max_query_length} "
               f"(from {', '.join(flags) + ' and ' if flags else ''}{config['source']}); {args.candidates} candidates; "
-              f"--rank {args.rank}: {rank_why}",
+              f"--rank {args.rank}: {rank_why}; {torch_threads} torch thread(s) ({threads_from})",
               file=sys.stderr)
     model, tokenizer = load_inference_model(model_path, runtime.device)
 

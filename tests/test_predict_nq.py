@@ -15,6 +15,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 
 import qa.inference
 from conftest import ROOT, shared_file
@@ -493,10 +494,15 @@ def test_the_runs_model_is_the_one_make_eval_takes(model_dir, full_path, tmp_pat
     make_checkpoint(model_dir, folder, 4)  # ... and a checkpoint
     best = {"checkpoint": run_dir.FINAL, "step": 12, "metric": "f1", "value": 60.0}
     (folder / run_dir.BEST_FILE).write_text(json.dumps(best))
-    for extra in ([], ["--checkpoint", "best"], ["--checkpoint", "final"]):
+    (folder / "args.json").write_text(json.dumps({"torch_threads": 1}))  # the run's threads, as recorded
+    threads_before = torch.get_num_threads()
+    for extra, threads in (([], "1 torch thread(s) (the run's record)"),
+                           (["--checkpoint", "best", "--torch_threads", "2"], "2 torch thread(s) (--torch_threads)"),
+                           (["--checkpoint", "final"], "1 torch thread(s) (the run's record)")):
         code, _, err = run(["--model_dir", folder, *extra, "--input", full_path, "--max_examples", 1], capsys)
         assert code == 0, err
-        assert f"predict_nq: {folder} (step 12)" in err
+        assert f"predict_nq: {folder} (step 12)" in err and threads in err
+        assert torch.get_num_threads() == threads_before  # the caller's count again
     assert (folder / "eval" / "nq-12-first-1" / "nq_predictions.json").exists()
 
     (folder / run_dir.BEST_FILE).write_text(json.dumps({**best, "checkpoint": "checkpoint-4", "step": 4}))
