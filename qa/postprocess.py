@@ -172,6 +172,18 @@ def _check_inputs(examples, features, start_logits, end_logits, n_best_size, max
         raise ValueError(f"n_best_size must be a positive integer, got {n_best_size!r}")
     if not isinstance(max_answer_length, (int, np.integer)) or max_answer_length < 1:
         raise ValueError(f"max_answer_length must be a positive integer (in tokens), got {max_answer_length!r}")
+    arrays = _feature_arrays(features)
+    n, seq_len = arrays["n"], arrays["offsets"].shape[1]
+    start = _checked_logits("start_logits", start_logits, n, seq_len)
+    end = _checked_logits("end_logits", end_logits, n, seq_len)
+    if start.shape != end.shape:
+        raise ValueError(f"start_logits {start.shape} and end_logits {end.shape} must have the same shape")
+    _check_windows_fit(examples, arrays["example_index"], arrays["cls_index"], start, end)
+    return dict(arrays, start=start, end=end)
+
+
+def _feature_arrays(features):
+    """The arrays of `features` that post-processing reads, converted, their shapes checked against each other."""
     names = ("example_index", "cls_index", "offsets", "token_is_max_context", "lengths")
     missing = [name for name in names if not hasattr(features, name)]
     if missing:
@@ -189,23 +201,29 @@ def _check_inputs(examples, features, start_logits, end_logits, n_best_size, max
                              ("token_is_max_context", max_context, (n, seq_len))):
         if arr.shape != shape:
             raise ValueError(f"features.{name} must have shape {shape} (N windows, L tokens), got {arr.shape}")
-    logits = []
-    for name, arr in (("start_logits", start_logits), ("end_logits", end_logits)):
-        arr = np.asarray(arr)
-        if arr.dtype not in (np.float32, np.float64):  # float16, ints: ranked and summed as float32
-            arr = arr.astype(np.float32)
-        if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] > seq_len or arr.shape[1] == 0:
-            raise ValueError(
-                f"{name} must be [N, L'] with N={n} windows and 1 <= L' <= L={seq_len}, got shape {arr.shape}"
-            )
-        bad = np.flatnonzero(np.isnan(arr).any(axis=1))
-        if len(bad):
-            raise NonFiniteLogits(f"{name} of window {bad[0]} (and {len(bad) - 1} more) contain NaN: the model diverged "
-                             "(with --fp16, try --bf16 or a lower learning rate)")
-        logits.append(arr)
-    start, end = logits
-    if start.shape != end.shape:
-        raise ValueError(f"start_logits {start.shape} and end_logits {end.shape} must have the same shape")
+    return dict(n=n, example_index=example_index, cls_index=cls_index, offsets=offsets,
+                token_is_max_context=max_context, lengths=lengths)
+
+
+def _checked_logits(name, arr, n, seq_len):
+    """One of the logits arrays as float32/float64 [n, L'] (1 <= L' <= seq_len), without NaN."""
+    arr = np.asarray(arr)
+    if arr.dtype not in (np.float32, np.float64):  # float16, ints: ranked and summed as float32
+        arr = arr.astype(np.float32)
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] > seq_len or arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} must be [N, L'] with N={n} windows and 1 <= L' <= L={seq_len}, got shape {arr.shape}"
+        )
+    bad = np.flatnonzero(np.isnan(arr).any(axis=1))
+    if len(bad):
+        raise NonFiniteLogits(f"{name} of window {bad[0]} (and {len(bad) - 1} more) contain NaN: the model diverged "
+                         "(with --fp16, try --bf16 or a lower learning rate)")
+    return arr
+
+
+def _check_windows_fit(examples, example_index, cls_index, start, end):
+    """Each window names an example given and a CLS position inside its finite logits; each example has a window."""
+    n = len(example_index)
     if n and (example_index.min() < 0 or example_index.max() >= len(examples)):
         raise ValueError(f"features.example_index must lie in [0, {len(examples)}) (one per example given), "
                          f"got values in [{example_index.min()}, {example_index.max()}]: features and examples "
@@ -223,8 +241,6 @@ def _check_inputs(examples, features, start_logits, end_logits, n_best_size, max
         i = int(np.flatnonzero(~covered)[0])
         raise ValueError(f"example {i} (qas_id {examples[i].qas_id!r}) has no window in features: "
                          "build the features from these same examples")
-    return dict(n=n, example_index=example_index, cls_index=cls_index, offsets=offsets,
-                token_is_max_context=max_context, lengths=lengths, start=start, end=end)
 
 
 def _top_k_positions(x, k):
