@@ -198,12 +198,7 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
         raise ValueError("preflight needs model_num_params or model_bytes")
     if model_num_params is None:
         model_num_params = model_bytes // BYTES_PER_PARAM_WEIGHTS
-    if log is None:
-        emit = lambda message: None  # noqa: E731
-    elif isinstance(log, logging.Logger):
-        emit = log.warning
-    else:
-        emit = log
+    emit = _emitter(log)
     warnings = []
 
     def warn(message):
@@ -222,8 +217,22 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
             "check nvidia-smi and that the CUDA build of torch is installed, or "
             + ("run on the CPU with NGPUS=0" if os.environ.get("QA_VIA_MAKE") == "1" else "pass --no_cuda to run on CPU")
         )
+    _check_disk(warn, fail, output_dir, model_num_params, model_name, save_total_limit, checkpoints_planned)
+    _check_ram(warn, expected_features_bytes)
+    return warnings
 
-    # Disk: checkpoints, then the final model.
+
+def _emitter(log):
+    """`log` (None, a logging.Logger or a callable) as a callable taking one message."""
+    if log is None:
+        return lambda message: None
+    if isinstance(log, logging.Logger):
+        return log.warning
+    return log
+
+
+def _check_disk(warn, fail, output_dir, model_num_params, model_name, save_total_limit, checkpoints_planned):
+    """Disk: checkpoints, then the final model (preflight's parameters)."""
     if checkpoints_planned is not None and checkpoints_planned < 0:
         raise ValueError(f"checkpoints_planned must be 0 or more, got {checkpoints_planned}")
     per_checkpoint = checkpoint_bytes(model_num_params)
@@ -238,31 +247,39 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
                 f"free disk {_gb(free)} at {output_dir} < the final model's ~{_gb(final_model)} ({model_name}, "
                 f"{model_num_params / 1e6:.3g}M parameters): free space or choose another --output_dir"
             )
+        return
+    if free < per_checkpoint:
+        fail(
+            f"free disk {_gb(free)} at {output_dir} < one checkpoint of {what}: "
+            "free space or choose another --output_dir"
+        )
+    if save_total_limit is not None and save_total_limit > 0:
+        warn_if_rotation_does_not_fit(warn, free, per_checkpoint, final_model, what, save_total_limit,
+                                      checkpoints_planned)
     else:
-        if free < per_checkpoint:
-            fail(
-                f"free disk {_gb(free)} at {output_dir} < one checkpoint of {what}: "
-                "free space or choose another --output_dir"
-            )
-        if save_total_limit is not None and save_total_limit > 0:
-            warn_if_rotation_does_not_fit(warn, free, per_checkpoint, final_model, what, save_total_limit,
-                                          checkpoints_planned)
-        else:
-            fits = int((free - final_model) // per_checkpoint)
-            if checkpoints_planned is None:
-                warn(
-                    f"no --save_total_limit: every checkpoint is kept, {what} each; free disk {_gb(free)} holds "
-                    f"about {fits}; set --save_total_limit (e.g. 3) so old ones are rotated out"
-                )
-            elif fits < checkpoints_planned:
-                needed = checkpoints_planned * per_checkpoint + final_model
-                warn(
-                    f"no --save_total_limit: all {checkpoints_planned} checkpoints this run writes are kept, "
-                    f"{what} each: ~{_gb(needed)} with the final model, but free disk {_gb(free)} holds about "
-                    f"{fits}; set --save_total_limit (e.g. 3) so old ones are rotated out, or free space"
-                )
+        warn_if_all_kept_do_not_fit(warn, free, per_checkpoint, final_model, what, checkpoints_planned)
 
-    # RAM: the features are memory-mapped; training reads a random batch of them at every step.
+
+def warn_if_all_kept_do_not_fit(warn, free, per_checkpoint, final_model, what, checkpoints_planned):
+    """No --save_total_limit: every checkpoint stays on disk; warn when they may not all fit (or may not be
+    known to)."""
+    fits = int((free - final_model) // per_checkpoint)
+    if checkpoints_planned is None:
+        warn(
+            f"no --save_total_limit: every checkpoint is kept, {what} each; free disk {_gb(free)} holds "
+            f"about {fits}; set --save_total_limit (e.g. 3) so old ones are rotated out"
+        )
+    elif fits < checkpoints_planned:
+        needed = checkpoints_planned * per_checkpoint + final_model
+        warn(
+            f"no --save_total_limit: all {checkpoints_planned} checkpoints this run writes are kept, "
+            f"{what} each: ~{_gb(needed)} with the final model, but free disk {_gb(free)} holds about "
+            f"{fits}; set --save_total_limit (e.g. 3) so old ones are rotated out, or free space"
+        )
+
+
+def _check_ram(warn, expected_features_bytes):
+    """RAM: the features are memory-mapped; training reads a random batch of them at every step."""
     if expected_features_bytes:
         available = ram_available_bytes()
         if available < expected_features_bytes:
@@ -272,7 +289,6 @@ def preflight(output_dir, model_num_params=None, save_total_limit=None, expected
                 "instead of memory (slower); a machine with more RAM, a smaller --max_seq_length or a "
                 "subset of the data (--max_train_samples) avoids it"
             )
-    return warnings
 
 
 # Models whose position table starts after the padding index (fairseq's convention): max_position_embeddings
