@@ -110,6 +110,43 @@ def _end_of_import_block(module):
     return end
 
 
+def _wandb_calls(source, lines, newline, main, project, filename, need_init, need_watch):
+    """The wandb.watch (after) and wandb.init (before) lines around main()'s first `model.to(args.device)`, as
+    (line index, text, description) in that order; under the main-process guard when main() reads args.local_rank."""
+    targets = [n for n in _statements(main.body) if _is_model_to_device(n)]
+    if not targets:
+        raise PatternMissing(
+            f"{filename}: `model.to(args.device)` not found in main(): the wandb.init/wandb.watch "
+            "lines go around it; add them by hand (see the docstring of scripts/patch_wandb.py)"
+        )
+    target = targets[0]  # the model loaded for training; later ones reload it for evaluation
+    line = lines[target.lineno - 1]
+    indent = line[: target.col_offset]
+    if indent.strip():
+        raise PatternMissing(
+            f"{filename}:{target.lineno}: `model.to(args.device)` shares its line with other code; "
+            "put it on its own line and run again"
+        )
+    body_indent = main.body[0].col_offset - main.col_offset
+    step = " " * (body_indent or 4)
+    guarded = "args.local_rank" in ast.get_source_segment(source, main)
+    inner = indent + step if guarded else indent
+    guard = [f"{indent}{MAIN_PROCESS_GUARD}{newline}"] if guarded else []
+    calls = []
+    if need_watch:
+        watch = guard + [f"{inner}wandb.watch(model, log=\"all\"){newline}"]
+        calls.append((target.end_lineno, "".join(watch), f"wandb.watch(model, log=\"all\") after line {target.end_lineno}"))
+    if need_init:
+        init = guard + [
+            f"{inner}wandb.init(project={json.dumps(project)}, sync_tensorboard=True){newline}",
+            f"{inner}wandb.config.update(args){newline}",
+        ]
+        calls.append((target.lineno - 1, "".join(init),
+                      f"wandb.init(project={json.dumps(project)}, sync_tensorboard=True) + wandb.config.update(args) "
+                      f"before line {target.lineno}"))
+    return calls
+
+
 def patch_source(source, project=DEFAULT_PROJECT, filename="run_squad.py"):
     """Return (new_source, list of applied edit descriptions). Pure: reads and writes nothing.
 
@@ -131,40 +168,10 @@ def patch_source(source, project=DEFAULT_PROJECT, filename="run_squad.py"):
     need_init = not _calls_wandb(main, "init")
     need_watch = not _calls_wandb(main, "watch")
     if need_init or need_watch:
-        targets = [n for n in _statements(main.body) if _is_model_to_device(n)]
-        if not targets:
-            raise PatternMissing(
-                f"{filename}: `model.to(args.device)` not found in main(): the wandb.init/wandb.watch "
-                "lines go around it; add them by hand (see the docstring of scripts/patch_wandb.py)"
-            )
-        target = targets[0]  # the model loaded for training; later ones reload it for evaluation
-        line = lines[target.lineno - 1]
-        indent = line[: target.col_offset]
-        if indent.strip():
-            raise PatternMissing(
-                f"{filename}:{target.lineno}: `model.to(args.device)` shares its line with other code; "
-                "put it on its own line and run again"
-            )
-        body_indent = main.body[0].col_offset - main.col_offset
-        step = " " * (body_indent or 4)
-        guarded = "args.local_rank" in ast.get_source_segment(source, main)
-        inner = indent + step if guarded else indent
-
-        if need_watch:
-            watch = [f"{inner}wandb.watch(model, log=\"all\"){newline}"]
-            if guarded:
-                watch.insert(0, f"{indent}{MAIN_PROCESS_GUARD}{newline}")
-            insertions.append((target.end_lineno, "".join(watch)))
-            applied.append(f"wandb.watch(model, log=\"all\") after line {target.end_lineno}")
-        if need_init:
-            init = [
-                f"{inner}wandb.init(project={json.dumps(project)}, sync_tensorboard=True){newline}",
-                f"{inner}wandb.config.update(args){newline}",
-            ]
-            if guarded:
-                init.insert(0, f"{indent}{MAIN_PROCESS_GUARD}{newline}")
-            insertions.append((target.lineno - 1, "".join(init)))
-            applied.append(f"wandb.init(project={json.dumps(project)}, sync_tensorboard=True) + wandb.config.update(args) before line {target.lineno}")
+        for index, text, description in _wandb_calls(source, lines, newline, main, project, filename, need_init,
+                                                         need_watch):
+            insertions.append((index, text))
+            applied.append(description)
 
     if not _imports_wandb(module):
         end = _end_of_import_block(module)
