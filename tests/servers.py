@@ -94,7 +94,8 @@ class RangeServer:
     def __exit__(self, *exc):
         self.stop()
 
-    def _handler_class(self):
+    # Exempt from C901 (15 > 12): the count adds up the nested Handler's methods (which close over `server`).
+    def _handler_class(self):  # noqa: C901
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
