@@ -36,7 +36,8 @@ def refuse_non_finite(parser, args):
         value = getattr(args, action.dest, None)
         if action.type is float and isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
             flag = action.option_strings[0]
-            example = f"{flag} {action.default}" if flag_name(flag) == flag else f"{flag_name(flag)}={action.default}"
+            default = 0.0 if action.default is None else action.default  # a flag without a default: any number
+            example = f"{flag} {default}" if flag_name(flag) == flag else f"{flag_name(flag)}={default}"
             parser.error(f"argument {flag}: {value} is not a finite number (torch computes in float32, up to 3.4e38): "
                          f"give a number, e.g. {example}")
 

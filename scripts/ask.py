@@ -43,11 +43,13 @@ import os
 import sys
 
 from qa import run_dir
+from qa.limits import refuse_non_finite
 from qa.model_card import load_qa_config
 from qa.model_check import verify_model_folder
 from qa.model_pick import describe as describe_model
 from qa.model_pick import use_recorded_threads
 from qa.onnx_export import is_onnx_model
+from qa.postprocess import NonFiniteLogits
 from qa.run_dir import CheckpointError
 from qa.squad_io import SquadExample, SquadFormatError, read_squad
 from qa.storage import atomic_write
@@ -182,6 +184,7 @@ def parse_args(argv=None):
     parser.add_argument("--torch_threads", type=int, metavar="N",
                         help="torch's threads for the model (default: the run's recorded --torch_threads, else torch's)")
     args = parser.parse_args(argv)
+    refuse_non_finite(parser, args)  # --threshold nan would answer every question, or none, without a word
     if not os.path.isdir(args.model_dir):
         parser.error(f"{args.model_dir}: no such folder; give a run's output folder or checkpoint-N")
     if args.torch_threads is not None and args.torch_threads < 1:
@@ -200,6 +203,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        return answer(args)
+    except NonFiniteLogits:
+        print(f"ask.py: {args.model_dir}: the model's logits are not finite (NaN): its weights are broken (a run "
+              "that diverged?); ask an earlier checkpoint-N of the run, or train it again", file=sys.stderr)
+        return 2
+
+
+def answer(args):
+    """main's work once the arguments are parsed; the exit status."""
     try:
         model_dir, which = which_model(args.model_dir)
     except CheckpointError as exc:

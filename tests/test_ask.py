@@ -245,3 +245,31 @@ def test_make_ask_on_a_run_answers_with_the_runs_model(model_dir, tmp_path):
     # A checkpoint named is that checkpoint, whatever the best.
     done = run_ask(checkpoint, "--question", "where does the rhine flow", "--context-file", doc)
     assert f"ask: {checkpoint}; 1 torch thread(s) (the run's record)" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_threshold_that_is_not_a_number_is_refused(model_dir, tmp_path, value):
+    # Review #8: --threshold nan answered without a word (every comparison with nan is False).
+    (tmp_path / "doc.txt").write_text(DOC, encoding="utf-8")
+    done = subprocess.run([sys.executable, "scripts/ask.py", str(model_dir), "--question", "q", "--context-file",
+                           str(tmp_path / "doc.txt"), f"--threshold={value}"], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"argument --threshold: {float(value)} is not a finite number" in done.stderr
+
+
+def test_a_model_whose_logits_are_nan_is_named_in_one_line(model_dir, tmp_path):
+    # Review #9: NonFiniteLogits ended ask in a traceback.
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(model_dir / "model.safetensors"))
+    head = next(name for name in weights if name.startswith("qa_outputs") and name.endswith("weight"))
+    weights[head] = torch.full_like(weights[head], float("nan"))
+    save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
+    for record in model_dir.glob("MODEL_COMPLETE"):  # its hash record would refuse the changed file first
+        record.unlink()
+    (tmp_path / "doc.txt").write_text(DOC, encoding="utf-8")
+    done = subprocess.run([sys.executable, "scripts/ask.py", str(model_dir), "--question", "where does the Rhine flow",
+                           "--context-file", str(tmp_path / "doc.txt")], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"ask.py: {model_dir}: the model's logits are not finite (NaN)" in done.stderr
