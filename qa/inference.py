@@ -90,17 +90,28 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
         from qa.answer_type_head import has_type_output
 
         types = np.zeros((len(mine), len(TYPES)), dtype=np.float32) if has_type_output(model) else None
+    abandoned = _predict_share(model, features, mine, batch_size, runtime, (starts, ends, types), pad_to_max_length,
+                               lang_id, pad_to_multiple_of, should_stop)
+    if _any_rank(abandoned, runtime):
+        raise EvaluationAbandoned("evaluation abandoned: a stop signal arrived")
+    gathered = _gather_shares(features, mine, (starts, ends, types), runtime)
+    return gathered if with_types else gathered[:2]
+
+
+def _predict_share(model, features, mine, batch_size, runtime, outputs, pad_to_max_length, lang_id, pad_to_multiple_of,
+                   should_stop):
+    """Fill `outputs` (starts, ends, types or None), row i for window mine[i], batch by batch, the model in eval
+    mode (its training mode restored after). True when `should_stop()` said so before a batch."""
+    starts, ends, types = outputs
     feed = ModelFeed(model, runtime, lang_id)
     was_training = model.training
     model.eval()
-    abandoned = False
     sleep = float(os.environ.get(SLEEP_ENV, "0") or 0)
     try:
         with torch.no_grad():
             for first in range(0, len(mine), batch_size):
                 if should_stop is not None and should_stop():
-                    abandoned = True
-                    break
+                    return True
                 indices = mine[first : first + batch_size]
                 batch = features.batch(indices, pad_to_max_length, pad_to_multiple_of)
                 batch.pop("start_positions", None), batch.pop("end_positions", None), batch.pop("answer_types", None)
@@ -115,12 +126,23 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
                     time.sleep(sleep)
     finally:
         model.train(was_training)
-    if runtime.distributed:
-        flag = torch.tensor([int(abandoned)], device=runtime.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        abandoned = bool(flag.item())
-    if abandoned:
-        raise EvaluationAbandoned("evaluation abandoned: a stop signal arrived")
+    return False
+
+
+def _any_rank(flag, runtime):
+    """True when `flag` is True on any rank (every rank takes part, so none waits forever)."""
+    if not runtime.distributed:
+        return flag
+    tensor = torch.tensor([int(flag)], device=runtime.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def _gather_shares(features, mine, share, runtime):
+    """(starts, ends, types) of every window in feature order on rank 0, from each rank's `share` (its rows for the
+    windows `mine`); (None, None, None) on the other ranks. types is None for a model without the answer-type head."""
+    starts, ends, types = share
+    length = starts.shape[1]
     all_starts = np.empty((len(features), length), dtype=np.float32) if runtime.is_main else None
     all_ends = np.empty((len(features), length), dtype=np.float32) if runtime.is_main else None
     all_types = np.empty((len(features), len(TYPES)), dtype=np.float32) if runtime.is_main and types is not None else None
@@ -128,16 +150,16 @@ def predict_logits(model, features, batch_size, runtime, pad_to_max_length=False
         all_starts[mine], all_ends[mine] = starts, ends
         if all_types is not None:
             all_types[mine] = types
-        return (all_starts, all_ends, all_types) if with_types else (all_starts, all_ends)
+        return all_starts, all_ends, all_types
     shares = [None] * runtime.world_size if runtime.is_main else None
     dist.gather_object((mine, starts, ends, types), shares, dst=0)
     if not runtime.is_main:
-        return (None, None, None) if with_types else (None, None)
+        return None, None, None
     for indices, share_starts, share_ends, share_types in shares:
         all_starts[indices], all_ends[indices] = share_starts, share_ends
         if all_types is not None:
             all_types[indices] = share_types
-    return (all_starts, all_ends, all_types) if with_types else (all_starts, all_ends)
+    return all_starts, all_ends, all_types
 
 
 def evaluate_model(model, examples, features, args, runtime, log, step, output_dir, should_stop=None):
