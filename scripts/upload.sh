@@ -107,8 +107,11 @@ else
   # The run's model (qa.run_dir.run_model); a checkpoint's model laid out as a final model folder in a staging folder.
   stage="$(mktemp -d "${output_dir%/}/.tmp-upload-XXXXXX" 2>/dev/null || mktemp -d)" || die "cannot create a staging folder"
   trap 'rm -rf -- "$stage"' EXIT
-  picked="$(PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m qa.model_pick "${output_dir%/}" --stage "$stage")" \
+  # Decided by the repo's own Python (qa.run_dir), whatever PYTHON names (tests stub the model check with it).
+  pick_python="$repo/.venv/bin/python"; [[ -x "$pick_python" ]] || pick_python=python3
+  picked="$(PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$pick_python" -m qa.model_pick "${output_dir%/}" --stage "$stage")" \
     || die "nothing uploaded; name a checkpoint: $(name_a_checkpoint)"
+  [[ -n "$picked" ]] || die "qa.model_pick named no model for $output_dir; name a checkpoint: $(name_a_checkpoint)"
   model_dir="${picked%%$'\n'*}"  # line 1: the run's model; line 2 (a checkpoint's): its model files, staged
   source_dir="${picked##*$'\n'}"
   [[ "$source_dir" == "$model_dir" ]] || shown="$model_dir (its model files, staged in $source_dir)"
