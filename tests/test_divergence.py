@@ -162,7 +162,7 @@ def test_threads_beyond_the_cpus_are_warned(monkeypatch):
 
     monkeypatch.setattr(limits, "cpu_count", lambda: 2)
     args = types.SimpleNamespace(threads=9, fp16=False, fp16_opt_level="O1", model_type=None, doc_stride=128,
-                                 max_seq_length=384, max_query_length=64)
+                                 max_seq_length=384, max_query_length=64, answer_type_head=None, do_train=True)
     assert ["warning: --threads 9 is more than 4x this machine's 2 CPUs: the extra threads only hold more windows in "
             "memory (2 chunks each); 2 is enough"] == [n for n in unused_flag_notes(args) if "threads" in n]
     args.threads = 8
