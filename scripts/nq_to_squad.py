@@ -43,7 +43,7 @@ try:
 except ImportError:  # a bare python3 without the venv: the package is beside this script
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from qa.nq.convert import KEEP_NEGATIVES, ConversionError, Options, convert, format_stats  # noqa: E402
+from qa.nq.convert import KEEP_NEGATIVES, ConversionError, DiskFullError, Options, convert, format_stats  # noqa: E402
 from qa.nq.reader import InputError  # noqa: E402
 from qa.storage import is_s3  # noqa: E402
 
@@ -138,7 +138,7 @@ def main(argv=None):
                       context=args.context, **candidate_options(args))
     try:
         summary = convert(args.inputs, args.output, options, workers=args.workers, stats_json=args.stats_json)
-    except InputError as exc:
+    except (InputError, DiskFullError) as exc:  # DiskFullError: one line naming the folder and the space needed
         print(f"nq_to_squad: error: {exc}", file=sys.stderr)
         return 2
     except (ConversionError, FileNotFoundError) as exc:

@@ -14,6 +14,7 @@ scripts/nq_to_squad.py. Standard library only (qa.nq.reader guards the optional 
 import collections
 import contextlib
 import dataclasses
+import errno
 import glob
 import hashlib
 import json
@@ -36,7 +37,7 @@ from qa.nq.document import (
     token_span_to_chars,
 )
 from qa.nq.reader import BadRecord, InputError, JSONDecodeError, TruncatedInput, dumps, iter_lines, parse_line, unparsable
-from qa.storage import _pid_alive, atomic_write, expand_inputs, is_s3
+from qa.storage import _pid_alive, atomic_write, expand_inputs, folder_bytes, is_s3, no_space_message
 
 MAX_WARNINGS = 20  # bad records reported one by one with --skip-bad-records, then only counted
 FRACTION_BUCKETS = 1_000_000  # --fraction resolution: 1e-6
@@ -85,6 +86,15 @@ CANDIDATE_COUNT_KEYS = (
 
 class ConversionError(RuntimeError):
     """A fatal problem; the message names the file, line and example, and says what to do (exit 1)."""
+
+
+class DiskFullError(RuntimeError):
+    """The output's disk filled up (ENOSPC/EDQUOT): one line naming the folder and the space needed (exit 2).
+    Nothing half-written is left: no output temporary file, no part folder; a previous output is untouched."""
+
+
+def is_disk_full(exc):
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -459,21 +469,25 @@ def _check_not_empty(uri, stats, options):
     print(f"warning: {empty}; converted the other inputs (--fail-on-empty makes this an error)", file=sys.stderr)
 
 
-def _append_part(out, part_path, limit, written):
-    """Copy a part's articles (at most `limit`; None: all) into the output array; returns the new count."""
+def _append_part(out, part_path, limit, written, progress):
+    """Copy a part's articles (at most `limit`; None: all) into the output array; returns the new count.
+    progress["output"] counts the bytes handed to the output (the disk-full estimate)."""
     with open(part_path, "rb") as part:
         for count, line in enumerate(part):
             if limit is not None and count >= limit:
                 break
-            out.write(b",\n" if written else b"")
-            out.write(line.rstrip(b"\n"))
+            data = (b",\n" if written else b"") + line.rstrip(b"\n")
+            out.write(data)
+            progress["output"] += len(data)
             written += 1
     os.remove(part_path)
     return written
 
 
-def _concatenate(jobs, results, output, options):
-    """Write the parts into `output` in input order, cut at --max-examples; returns the total statistics."""
+def _concatenate(jobs, results, output, options, progress):
+    """Write the parts into `output` in input order, cut at --max-examples; returns the total statistics.
+    progress["inputs_done"]: the bytes of the (local) inputs whose articles are all in the output, and
+    progress["output_done"] the output bytes written for them."""
     total = collections.Counter()
     with atomic_write(output, "wb") as out:
         out.write(b'{"version": "v2.0", "data": [\n')
@@ -486,7 +500,9 @@ def _concatenate(jobs, results, output, options):
             if limit is not None and stats["kept"] >= limit:
                 stats = collections.Counter(snapshots[limit - 1]) if limit else collections.Counter()
             total.update(stats)
-            written = _append_part(out, part_path, limit, written)
+            written = _append_part(out, part_path, limit, written, progress)
+            progress["inputs_done"] += _input_bytes([uri]) or 0
+            progress["output_done"] = progress["output"]
             if options.max_examples and total["kept"] >= options.max_examples:
                 break
         out.write(b"\n]}\n")
@@ -496,32 +512,90 @@ def _concatenate(jobs, results, output, options):
 def convert(inputs, output, options, workers=1, stats_json=None):
     """Convert `inputs` (paths, globs, s3:// URIs) into the SQuAD 2.0 file `output`; returns statistics.
 
-    Output is identical for any number of workers: parts are concatenated in input order."""
+    Output is identical for any number of workers: parts are concatenated in input order. A full disk raises
+    DiskFullError (one line) with nothing half-written left beside `output`."""
     uris = expand_inputs(inputs)
     check_inputs(uris)
     for path in remove_leftovers(output, stats_json):
         print(f"removed {path}, left by an interrupted run", file=sys.stderr)
     out_dir = os.path.dirname(os.path.abspath(output))
-    os.makedirs(out_dir, exist_ok=True)
-    parts_dir = tempfile.mkdtemp(prefix=f"{PARTS_PREFIX}{os.getpid()}-", dir=out_dir)
+    progress = collections.Counter()
+    full = None
     try:
-        workers = max(1, min(workers, len(uris)))
-        jobs = [(uri, options, os.path.join(parts_dir, f"part-{i:05d}.jsonl"), options.max_examples) for i, uri in enumerate(uris)]
-        with contextlib.ExitStack() as stack:
-            if workers > 1:
-                results = stack.enter_context(multiprocessing.Pool(workers)).imap(_convert_file_job, jobs)
-            else:
-                results = map(_convert_file_job, jobs)
-            total = _concatenate(jobs, results, output, options)
+        os.makedirs(out_dir, exist_ok=True)
+        parts_dir = tempfile.mkdtemp(prefix=f"{PARTS_PREFIX}{os.getpid()}-", dir=out_dir)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError(_no_space(output, uris, options, progress)) from exc
+    try:
+        total = _convert_parts(uris, output, options, workers, parts_dir, progress)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        progress["parts"] = folder_bytes(parts_dir)
+        full = exc
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
+    if full is not None:  # the message after the clean-up: the free space it names is what the user has now
+        raise DiskFullError(_no_space(output, uris, options, progress)) from full
+    summary = _summary(total, options)
+    if stats_json:
+        _write_stats(stats_json, {"inputs": uris, "output": output, "options": dataclasses.asdict(options),
+                                  "counts": summary})
+    return summary
+
+
+def _convert_parts(uris, output, options, workers, parts_dir, progress):
+    """Each input into a part (in `workers` processes), then the parts into `output`; the total statistics."""
+    workers = max(1, min(workers, len(uris)))
+    jobs = [(uri, options, os.path.join(parts_dir, f"part-{i:05d}.jsonl"), options.max_examples) for i, uri in enumerate(uris)]
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            results = stack.enter_context(multiprocessing.Pool(workers)).imap(_convert_file_job, jobs)
+        else:
+            results = map(_convert_file_job, jobs)
+        return _concatenate(jobs, results, output, options, progress)
+
+
+def _summary(total, options):
     keys = COUNT_KEYS + (CANDIDATE_COUNT_KEYS if options.context == "candidates" else ())
     summary = {key: total.get(key, 0) for key in keys}
     summary.update(sorted((key, value) for key, value in total.items() if key.startswith("context_type ")))
-    if stats_json:
-        with atomic_write(stats_json, "w", encoding="utf-8") as f:
-            json.dump({"inputs": uris, "output": output, "options": dataclasses.asdict(options), "counts": summary}, f, indent=2)
     return summary
+
+
+def _write_stats(stats_json, content):
+    text = json.dumps(content, indent=2)
+    try:
+        with atomic_write(stats_json, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        folder = os.path.dirname(stats_json) or "."
+        raise DiskFullError(no_space_message(folder, len(text.encode()), f"the statistics file {os.path.basename(stats_json)}",
+                                             "free space there, or give --stats-json on a bigger disk "
+                                             "(the converted file itself was written)", at_least=True)) from exc
+
+
+def _input_bytes(uris):
+    """The summed size of local inputs; None when one is an s3:// URI (not measured)."""
+    if any(is_s3(uri) for uri in uris):
+        return None
+    return sum(os.path.getsize(uri) for uri in uris)
+
+
+def _no_space(output, uris, options, progress):
+    """The one line for a full disk while converting. The space needed is estimated as the output bytes written
+    for the inputs fully written scaled by input bytes (all inputs / those inputs); before a whole input is written, or
+    with --max-examples, or s3:// inputs, it is a lower bound: the bytes this run had on disk when it filled up."""
+    on_disk = progress["output"] + progress["parts"]
+    total_in = _input_bytes(uris)
+    estimate = progress["inputs_done"] and total_in and not options.max_examples
+    needed = round(progress["output_done"] * total_in / progress["inputs_done"]) if estimate else on_disk
+    return no_space_message(os.path.dirname(output) or ".", max(needed, on_disk), f"the converted file {os.path.basename(output)}",
+                            "free space there, or give --output on a bigger disk", at_least=not estimate)
 
 
 def format_stats(summary):
