@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_file
-from test_resume import env, finish, start, train_argv
+from helpers import env, finish, start, train_argv
 
 torch = pytest.importorskip("torch")
 from qa import checkpoints, run_dir, storage  # noqa: E402

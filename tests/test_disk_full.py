@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, shared_file
-from test_resume import PREDICT, TRAIN, env
+from helpers import PREDICT, TRAIN, env
 
 torch = pytest.importorskip("torch")
 import run_squad  # noqa: E402

@@ -4,7 +4,7 @@ do, exit 2, and no empty or half-written evaluation folder left (issue 18, item 
 import pytest
 
 from conftest import shared_file
-from test_resume import PREDICT, TRAIN
+from helpers import PREDICT, TRAIN
 
 torch = pytest.importorskip("torch")
 import run_squad  # noqa: E402

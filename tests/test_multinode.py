@@ -16,7 +16,7 @@ import pytest
 
 import servers
 from conftest import ROOT
-from test_resume import dropout_model_dir, read_weights, train_argv  # noqa: F401  (dropout_model_dir: a fixture)
+from helpers import dropout_model_dir, read_weights, train_argv  # noqa: F401  (dropout_model_dir: a fixture)
 
 torch = pytest.importorskip("torch")
 from qa import run_dir  # noqa: E402

@@ -3,62 +3,16 @@ SIGTERM saves a checkpoint and exits; rotation keeps the best; early stopping ev
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import ROOT, shared_file
+from conftest import shared_file
+from helpers import PREDICT, TRAIN, dropout_model_dir, finish, read_weights, start, train_argv  # noqa: F401 (a fixture)
 
 torch = pytest.importorskip("torch")
 from qa import checkpoints, run_dir  # noqa: E402
-
-TRAIN = ("squad", "squad2-dev-normans-rhine.json")
-PREDICT = ("squad", "squad2-dev-normans-complexity.json")
-
-
-def env(**extra):
-    # One intra-op thread: the runs share two cores (and thread count must match between runs compared bit for bit).
-    return {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false", **extra}
-
-
-def start(argv, **extra_env):
-    return subprocess.Popen([sys.executable, str(ROOT / "run_squad.py"), *argv], cwd=ROOT, env=env(**extra_env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(proc, timeout=240):
-    output, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, output
-
-
-@pytest.fixture(scope="module")
-def dropout_model_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny model with dropout 0.1 everywhere: random draws at every step, so RNG states must be restored."""
-    out = tmp_path_factory.mktemp("tiny-dropout")
-    for name in os.listdir(tiny_model_dir):
-        shutil.copy(tiny_model_dir / name, out / name)
-    config = json.loads((out / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, classifier_dropout_prob=0.1)
-    (out / "config.json").write_text(json.dumps(config))
-    return out
-
-
-def train_argv(model_dir, output_dir, cache_dir, *extra):
-    return ["--model_name_or_path", str(model_dir), "--output_dir", str(output_dir), "--do_train",
-            "--train_file", str(shared_file(*TRAIN)), "--max_train_samples", "12", "--version_2_with_negative",
-            "--max_seq_length", "128", "--doc_stride", "64", "--features_cache_dir", str(cache_dir),
-            "--report_to", "none", "--seed", "7", *extra]
-
-
-def read_weights(folder):
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "model.safetensors"))
 
 
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(dropout_model_dir, tmp_path):

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from test_resume import dropout_model_dir, env, finish, read_weights, start, train_argv  # noqa: F401 (a fixture)
+from helpers import dropout_model_dir, env, finish, read_weights, start, train_argv  # noqa: F401 (a fixture)
 
 torch = pytest.importorskip("torch")
 import run_squad  # noqa: E402

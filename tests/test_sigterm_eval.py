@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import shared_file
-from test_resume import PREDICT, finish, start, train_argv
+from helpers import PREDICT, finish, start, train_argv
 
 torch = pytest.importorskip("torch")
 from qa import run_dir  # noqa: E402

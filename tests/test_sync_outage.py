@@ -15,9 +15,9 @@ import pytest
 import make_tiny_model
 import servers
 from conftest import ROOT, shared_file
+from helpers import TRAIN, env
 from qa import run_dir, storage, sync
 from qa.checkpoints import save_checkpoint
-from test_resume import TRAIN, env
 
 torch = pytest.importorskip("torch")
 moto_server, s3 = servers.moto_server, servers.s3

@@ -12,7 +12,7 @@ import pytest
 
 import servers
 from conftest import ROOT
-from test_resume import env, finish, read_weights, start, train_argv
+from helpers import env, finish, read_weights, start, train_argv
 
 torch = pytest.importorskip("torch")
 from qa import run_dir  # noqa: E402
