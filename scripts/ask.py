@@ -29,6 +29,14 @@ A questions file needs no answers: JSON Lines, one `{"id": ..., "question": ...,
 line, or SQuAD JSON (`{"data": [{"paragraphs": [{"context": ..., "qas": [{"id", "question"}]}]}]}`,
 answers optional). The output maps each question id to its answer ("" = no answer).
 
+A model trained with the answer-type head (run_squad --answer_type_head, on by default for candidate-mode NQ
+data; answer_type_head.safetensors beside the model) also says what kind of answer it is: "yes" or "no" (those
+two strings, lower case, as the answer), the best span (short answer; for a long-only answer the span the model
+was trained to give, the whole passage), or no answer (""). The head decides, not the null threshold: the window
+least likely "none" is read over none / short / long / yes / no (qa.answer_type.example_type). With --top_k each
+entry also carries "answer_type" and "answer_type_probabilities" (the spans and scores stay the span layer's).
+A model without the head answers as above.
+
 With `--top_k N` the answers take the shape of transformers' question-answering pipeline (gone from
 transformers 5.x): per question `{"answer", "score", "start", "end"}` (a list of the N best when N > 1),
 `start`/`end` character offsets into the context, `score` a softmax over the n-best candidates; the
@@ -42,7 +50,7 @@ import math
 import os
 import sys
 
-from qa import run_dir
+from qa import answer_type, run_dir
 from qa.limits import refuse_non_finite
 from qa.model_card import load_qa_config
 from qa.model_check import verify_model_folder
@@ -84,6 +92,11 @@ class QuestionAnswerer:
 
     def postprocess(self, examples, n_best_size=None):
         """PostprocessResult of `examples` (SquadExamples), with the folder's windows and null threshold."""
+        return self.typed_postprocess(examples, n_best_size)[0]
+
+    def typed_postprocess(self, examples, n_best_size=None):
+        """(PostprocessResult, {id: (type, its window's probabilities [5])}); the types are None for a model without
+        the answer-type head (qa/answer_type_head.py)."""
         from qa.features import FeatureParams, build_features
         from qa.inference import predict_logits
         from qa.postprocess import postprocess_predictions
@@ -91,25 +104,73 @@ class QuestionAnswerer:
         config = self.config
         params = FeatureParams(config["max_seq_length"], config["doc_stride"], config["max_query_length"])
         features = build_features(examples, self.tokenizer, params, training=False, threads=self.threads)
-        starts, ends = predict_logits(self.model, features, self.batch_size, self.runtime)
-        return postprocess_predictions(examples, features, starts, ends, n_best_size or config["n_best_size"],
-                                       config["max_answer_length"], config["version_2_with_negative"],
-                                       config["null_score_diff_threshold"])
+        starts, ends, types = predict_logits(self.model, features, self.batch_size, self.runtime, with_types=True)
+        result = postprocess_predictions(examples, features, starts, ends, n_best_size or config["n_best_size"],
+                                         config["max_answer_length"], config["version_2_with_negative"],
+                                         config["null_score_diff_threshold"])
+        return result, (None if types is None else question_types(examples, features.example_index, types))
+
+    def answers(self, examples):
+        """{id: answer text} ("" = no answer): the thresholded predictions, or with the head what it says (spoken)."""
+        result, types = self.typed_postprocess(examples)
+        return result.predictions if types is None else spoken_answers(result, types)
 
     def answer_many(self, questions, top_k=1):
         """{id: answer} in the pipeline's shape (a dict when top_k is 1, else a list of up to top_k, best first)
-        for `questions`: SquadExamples or {"id", "question", "context"} dicts."""
+        for `questions`: SquadExamples or {"id", "question", "context"} dicts. With the answer-type head every
+        entry also carries the question's "answer_type" and "answer_type_probabilities" (the spans and scores
+        stay the span layer's)."""
         examples = [q if isinstance(q, SquadExample) else SquadExample(str(q["id"]), "", q["question"], q["context"], (), True)
                     for q in questions]
         # One n-best slot more than asked: the no-answer entry may take one, and the best span must stay in.
-        result = self.postprocess(examples, max(self.config["n_best_size"], top_k + 1))
+        result, types = self.typed_postprocess(examples, max(self.config["n_best_size"], top_k + 1))
         handle_impossible = self.config["version_2_with_negative"]
         threshold = self.config["null_score_diff_threshold"]
-        return {qas_id: pipeline_shape(pipeline_answers(entries, top_k, threshold, handle_impossible), top_k)
-                for qas_id, entries in result.nbest.items()}
+        shaped = {}
+        for qas_id, entries in result.nbest.items():
+            answers = pipeline_answers(entries, top_k, threshold, handle_impossible)
+            if types is not None:
+                kind, probabilities = types[qas_id]
+                extra = {"answer_type": kind, "answer_type_probabilities": answer_type.answer_probabilities(probabilities)}
+                answers = [{**a, **extra} for a in answers]
+            shaped[qas_id] = pipeline_shape(answers, top_k)
+        return shaped
 
     def __call__(self, question, context, top_k=1):
         return self.answer_many([{"id": "question", "question": question, "context": context}], top_k)["question"]
+
+
+def question_types(examples, example_index, type_logits):
+    """{id: (type name, the deciding window's probabilities [5])} from every window's type logits [N, 5]: per question
+    the window least likely "none" decides over all five types (answer_type.example_type)."""
+    import numpy as np
+
+    probabilities = answer_type.type_probabilities(type_logits)
+    decided = {}
+    for index, example in enumerate(examples):
+        windows = probabilities[np.flatnonzero(example_index == index)]
+        if not len(windows):  # no window at all (cannot happen for a non-empty context): no answer
+            decided[example.qas_id] = (answer_type.TYPES[answer_type.NONE], np.eye(len(answer_type.TYPES))[0])
+            continue
+        best = min(range(len(windows)), key=lambda w: (windows[w][answer_type.NONE], w))
+        decided[example.qas_id] = (answer_type.example_type(windows)[0], windows[best])
+    return decided
+
+
+def best_span(nbest):
+    """The best non-null span's n-best entry of one question, or None."""
+    return next((entry for entry in nbest if entry["start_char"] >= 0 and entry["text"]), None)
+
+
+def spoken_answers(result, types):
+    """{id: what ask says} for a model with the head: "yes" / "no", the best span (short or long; a long-only answer
+    is the span the model was trained to give for it, the whole passage), or "" when the head says none. The head,
+    not the null threshold, decides whether there is an answer."""
+    spoken = {}
+    for qas_id, (kind, _) in types.items():
+        span = best_span(result.nbest[qas_id])
+        spoken[qas_id] = answer_type.spoken_answer(kind, span["text"] if span else "")
+    return spoken
 
 
 def which_model(model_dir):
@@ -151,8 +212,11 @@ def pipeline_shape(answers, top_k):
     return answers[0] if top_k == 1 else answers
 
 
-def describe(result, qas_id):
-    """Lines for the terminal: the answer, its score and its character span, or that there is none."""
+def describe(result, qas_id, types=None):
+    """Lines for the terminal: the answer, its score and its character span, or that there is none. With the
+    answer-type head's `types` (question_types), the head decides: yes, no, the span or no answer."""
+    if types is not None:
+        return describe_typed(result, qas_id, *types[qas_id])
     text = result.predictions[qas_id]
     diff = result.null_score_diff.get(qas_id)
     best = next((c for c in result.nbest[qas_id] if c["text"]), None)
@@ -166,6 +230,22 @@ def describe(result, qas_id):
     return [f"Answer: {text}",
             f"score {chosen['start_logit'] + chosen['end_logit']:.3f} (probability {chosen['probability']:.3f}), "
             f"characters {chosen['start_char']}-{chosen['end_char']}, null score difference {diff:.3f}"]
+
+
+def describe_typed(result, qas_id, kind, probabilities):
+    """describe's lines for a model with the answer-type head: what it says, then the type's probabilities."""
+    span = best_span(result.nbest[qas_id])
+    said = answer_type.spoken_answer(kind, span["text"] if span else "")
+    chances = ", ".join(f"{name} {p:.3f}" for name, p in answer_type.answer_probabilities(probabilities).items())
+    head = f"answer type {kind} ({chances})"
+    where = (f"{span['text']!r}, chars {span['start_char']}-{span['end_char']}, probability {span['probability']:.3f}"
+             if span else "none")
+    if not said:
+        return ["No answer: the document does not seem to contain one.", f"({head}; best span was {where})"]
+    if kind in ("yes", "no"):
+        return [f"Answer: {said}", f"{head}; best span {where}"]
+    return [f"Answer: {said}", f"{head}; characters {span['start_char']}-{span['end_char']}, "
+                               f"probability {span['probability']:.3f}"]
 
 
 def parse_args(argv=None):
@@ -237,14 +317,15 @@ def answer(args):
             print(json.dumps(answerer(args.question, context, args.top_k), indent=2, ensure_ascii=False))
             return 0
         example = SquadExample("question", "", args.question, context, (), True)
-        print("\n".join(describe(answerer.postprocess([example]), "question")))
+        result, types = answerer.typed_postprocess([example])
+        print("\n".join(describe(result, "question", types)))
         return 0
     try:
         examples = read_squad(args.questions_file, check_answers=False, questions_only=True)
     except SquadFormatError as exc:  # the message names the file and the question or line
         print(f"ask.py: {exc}", file=sys.stderr)
         return 2
-    answers = answerer.answer_many(examples, args.top_k) if args.top_k else answerer.postprocess(examples).predictions
+    answers = answerer.answer_many(examples, args.top_k) if args.top_k else answerer.answers(examples)
     if args.output:
         with atomic_write(args.output, "w", encoding="utf-8") as f:
             json.dump(answers, f, indent=2, ensure_ascii=False)
