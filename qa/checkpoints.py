@@ -95,17 +95,13 @@ def is_disk_full(exc):
         or any(is_disk_full(inner) for inner in (exc.__cause__, exc.__context__) if inner is not None and inner is not exc))
 
 
-def _human(n):
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
-
-
 def disk_full_message(output_dir, needed_bytes, free_bytes):
     from qa.run_dir import list_checkpoints
 
     previous = [p for _, p in list_checkpoints(output_dir)]
     where = ", ".join(previous) if previous else "(none saved yet)"
-    have = "an unknown amount" if free_bytes is None else _human(free_bytes)
-    return (f"not enough free disk in {output_dir}: need ~{_human(needed_bytes)}, have {have}; "
+    have = "an unknown amount" if free_bytes is None else storage.human_size(free_bytes)
+    return (f"not enough free disk in {output_dir}: need ~{storage.human_size(needed_bytes)}, have {have}; "
             f"free space or lower --save_total_limit; previous checkpoints are intact at {where}")
 
 

@@ -143,7 +143,8 @@ def checkpoint_path(output_dir, step):
 
 
 def read_json(path):
-    """The JSON content of `path`, or None when it is missing or unreadable (a run still being written)."""
+    """The JSON content of `path`, or None when it is missing or unreadable (a run still being written). Not
+    squad_io.read_json, which raises for a user's input file: a run folder's records are read while being written."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)

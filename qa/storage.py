@@ -201,6 +201,11 @@ def size_text(n):
     return f"{n} bytes"
 
 
+def human_size(n):
+    """Bytes in decimal units for logs and disk messages: '1.23 GB' from 100 MB up, else '12.3 MB'."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
 # ---------------------------------------------------------------------------------------------
 # Folders that are complete or absent: checkpoints and feature caches
 # ---------------------------------------------------------------------------------------------

@@ -201,10 +201,6 @@ def _signature(path):
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _human(n):
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
-
-
 def _is_transient(exc):
     """True for a connection refused, reset or timed out (an S3 outage, a network blip): retried with backoff,
     although the chain also holds the builtin ConnectionRefusedError (an OSError) underneath botocore's error."""
@@ -510,7 +506,7 @@ def _fetch_one(client, bucket, run_key, name, local_output_dir, log, attempts, b
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"sync: {uri} -> {final} ({len(keys)} files, {_human(total)}, {time.monotonic() - started:.0f} s)")
+    log(f"sync: {uri} -> {final} ({len(keys)} files, {storage.human_size(total)}, {time.monotonic() - started:.0f} s)")
     return final
 
 
@@ -819,7 +815,7 @@ class CheckpointSync:
         if ticket is not None:
             ticket["uploaded"] = True
         self._deferred.discard(name)  # uploaded again (the same step saved after a resume): not to be deleted
-        self.log(f"sync: {name} -> {self.uri}{name}/ ({len(relative) + 1} files, {_human(total)}, "
+        self.log(f"sync: {name} -> {self.uri}{name}/ ({len(relative) + 1} files, {storage.human_size(total)}, "
                  f"{time.monotonic() - started:.0f} s)")
 
     def _upload_files(self, items, marker=None):

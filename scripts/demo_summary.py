@@ -34,6 +34,7 @@ import os
 import re
 import sys
 
+from qa import squad_io
 from qa.metrics import evaluate
 from qa.run_dir import eval_steps, nq_predictions_file, read_eval_results
 from qa.squad_io import read_squad
@@ -69,13 +70,13 @@ NQ_ROWS = (("long answer", "long"), ("short answer", "short"))
 
 
 def read_json(path, what_to_do):
+    """squad_io.read_json (the one reader of a JSON output file) with the step to take added to its error."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return squad_io.read_json(path)
     except FileNotFoundError:
         raise SystemExit(f"{path}: no such file; {what_to_do}") from None
-    except ValueError as exc:
-        raise SystemExit(f"{path}: not valid JSON ({exc}); {what_to_do}") from None
+    except squad_io.SquadFormatError as exc:
+        raise SystemExit(f"{exc}; {what_to_do}") from None
 
 
 def read_nq_results(path):
