@@ -242,12 +242,13 @@ def score(gold, predictions, long_non_null_threshold=LONG_NON_NULL_THRESHOLD, sh
 
 
 def safe_divide(numerator, denominator):
-    # The integer 0, as the official one (seen only in compute_f1's values when nothing is predicted).
+    # The integer 0, as the official one (seen only in precision_recall_f1's values when nothing is predicted).
     return 0 if denominator == 0 else numerator / denominator
 
 
-def compute_f1(answer_stats, prefix=""):
-    """F1 / P / R taking every prediction as given (scores ignored)."""
+def precision_recall_f1(answer_stats, prefix=""):
+    """NQ's F1 / P / R over answer stats, taking every prediction as given (scores ignored); not metrics.compute_f1
+    (the SQuAD token F1 of one answer)."""
     correct = sum(stat.is_correct for stat in answer_stats)
     precision = safe_divide(correct, sum(stat.pred_has_answer for stat in answer_stats))
     recall = safe_divide(correct, sum(stat.gold_has_answer for stat in answer_stats))
@@ -256,8 +257,8 @@ def compute_f1(answer_stats, prefix=""):
 
 
 def compute_final_f1(long_stats, short_stats):
-    scores = compute_f1(long_stats, prefix="long-answer-")
-    scores.update(compute_f1(short_stats, prefix="short-answer-"))
+    scores = precision_recall_f1(long_stats, prefix="long-answer-")
+    scores.update(precision_recall_f1(short_stats, prefix="short-answer-"))
     return scores
 
 
