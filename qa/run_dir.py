@@ -31,6 +31,7 @@ A run folder holds:
 Every reader here tolerates a run that is still being written: a missing file is None or [].
 """
 
+import fnmatch
 import json
 import os
 import re
@@ -70,6 +71,11 @@ FINAL_MODEL_FILES = (MODEL_CONFIG, "model.safetensors", "pytorch_model.bin", "ge
                      "README.md", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                      "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", MODEL_RECORD,
                      "answer_type_head.safetensors", "answer_type_head.json")  # qa/answer_type_head.py HEAD_FILES
+# The final model as scripts/upload.sh sends it (glob patterns relative to the run folder): the files above, the
+# weights sharded, and the results that go with the model.
+FINAL_MODEL_SHARDS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
+                      "pytorch_model.bin.index.json")
+MODEL_RESULTS = ("eval_results*.json", BEST_FILE, SUMMARY_FILE)
 # Every evaluation file of the training record: predictions_900.json, predictions_900_best_thresh.json, ...
 EVAL_FILE_NAME = re.compile(r"(predictions|nbest_predictions|null_odds|eval_results)_\w+?(_best_thresh)?\.json")
 REPORT_PNG, REPORT_HTML = "report.png", "report.html"  # make report
@@ -85,6 +91,13 @@ LATEST = "latest"                      # the same, by another name
 NEWEST = (AUTO, LATEST)
 BEST = "best"                          # the one best_checkpoint.json names
 FINAL = "final"                        # the final model, at the root of the run folder
+
+
+def final_model_patterns():
+    """What scripts/upload.sh sends of a final model, one glob pattern a file: a name a glob covers is left out."""
+    patterns = (*FINAL_MODEL_FILES, *FINAL_MODEL_SHARDS, *MODEL_RESULTS)
+    globs = [p for p in patterns if "*" in p]
+    return [p for p in patterns if "*" in p or not any(fnmatch.fnmatchcase(p, g) for g in globs)]
 
 
 def is_previous_run_file(name):
@@ -386,3 +399,11 @@ def failed_start(output_dir):
 def output_dir_has_content(path):
     """Legacy's test (anything in it), except the log of a detached session that is starting this very run."""
     return os.path.isdir(path) and bool(set(os.listdir(path)) - {DETACHED_LOG, LOCK_FILE})
+
+
+if __name__ == "__main__":  # python -m qa.run_dir final-model-files: what scripts/upload.sh sends, one pattern a line
+    import sys
+
+    if sys.argv[1:] != ["final-model-files"]:
+        raise SystemExit("usage: python -m qa.run_dir final-model-files")
+    print("\n".join(final_model_patterns()))

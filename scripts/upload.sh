@@ -31,13 +31,6 @@ usage() {
 }
 die() { echo "upload.sh: $1" >&2; exit "${2:-1}"; }  # die MESSAGE [EXIT_STATUS]
 
-# The final model's files, as glob patterns relative to OUTPUT_DIR.
-FINAL_FILES=(config.json generation_config.json "model*.safetensors" model.safetensors.index.json
-  "pytorch_model*.bin" pytorch_model.bin.index.json tokenizer.json tokenizer_config.json
-  special_tokens_map.json added_tokens.json spiece.model vocab.txt merges.txt vocab.json
-  README.md qa_config.json "eval_results*.json" best_checkpoint.json training_summary.json MODEL_COMPLETE
-  answer_type_head.safetensors answer_type_head.json)
-
 output_dir=""
 bucket=""
 checkpoint=""
@@ -116,12 +109,15 @@ else
   source_dir="${picked##*$'\n'}"
   [[ "$source_dir" == "$model_dir" ]] || shown="$model_dir (its model files, staged in $source_dir)"
   destination="$bucket"
+  # The final model's files, as glob patterns relative to the model folder: qa.run_dir owns the list.
+  final_files="$(PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$pick_python" -m qa.run_dir final-model-files)" \
+    || die "qa.run_dir did not list the final model's files (above)"
   shopt -s nullglob
-  for pattern in "${FINAL_FILES[@]}"; do
+  while IFS= read -r pattern; do
     for path in "$source_dir"/$pattern; do
       [[ -f "$path" ]] && files+=("${path#"$source_dir"/}")
     done
-  done
+  done <<< "$final_files"
   shopt -u nullglob
   weights=0
   for f in "${files[@]}"; do [[ "$f" == *.safetensors || "$f" == *.bin ]] && weights=1; done

@@ -1,9 +1,11 @@
 """scripts/upload.sh against a real moto S3 server on 127.0.0.1 (tests/servers.py)."""
 
+import fnmatch
 import json
 import pathlib
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -219,3 +221,13 @@ def test_refusal_hints_run_as_printed_with_spaces_in_the_path(tmp_path):
                            capture_output=True, text=True).stdout.splitlines()
     assert words[-3:] == ["--", str(run), "s3://models-refused/x"]
     assert words[words.index("--checkpoint") + 1] == "checkpoint-5"
+
+
+def test_upload_takes_the_final_model_files_from_run_dir():
+    """upload.sh reads qa.run_dir's list: every final model file is covered by exactly one pattern of it."""
+    listed = subprocess.run([sys.executable, "-m", "qa.run_dir", "final-model-files"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    assert listed == qa_run_dir.final_model_patterns()
+    for name in (*qa_run_dir.FINAL_MODEL_FILES, "model-00001-of-00002.safetensors", "eval_results_900.json"):
+        assert sum(fnmatch.fnmatchcase(name, pattern) for pattern in listed) == 1, name
+    assert "FINAL_FILES=" not in (ROOT / "scripts" / "upload.sh").read_text()
