@@ -241,17 +241,38 @@ def _gb(n):
 
 def format_status(s):
     """The summary as aligned lines for a terminal."""
-    def value(x, fmt="{}"):
-        return "?" if x is None else fmt.format(x)
+    finished = s.get("finished")
+    lines = _progress_lines(s)
+    if finished:
+        lines.append(f"training:     finished at step {finished['global_step']}"
+                     + (" (early stopping)" if finished["early_stopped"] else "")
+                     + f"; final model in {s['output_dir']}")
+    lines += [line for line in (_session_line(s), _running_line(s)) if line]
+    if not finished:
+        lines.append(_speed_line(s))
+    if s["last_update_seconds_ago"] is not None:
+        lines.append(f"last update:  {_duration(max(0, s['last_update_seconds_ago']))} ago")
+    lines += _checkpoint_lines(s) + _gpu_lines(s)
+    lines.append(f"disk free:    {_gb(s['disk_free_bytes'])} of {_gb(s['disk_total_bytes'])} ({s['output_dir']})")
+    if s["unreadable_metrics_lines"]:
+        lines.append(f"note:         {s['unreadable_metrics_lines']} unreadable line(s) in metrics.jsonl skipped")
+    return "\n".join(lines)
 
-    progress = value(s["step"])
+
+def _value(x, fmt="{}"):
+    return "?" if x is None else fmt.format(x)
+
+
+def _progress_lines(s):
+    """run, step, epoch, last loss and last eval."""
+    progress = _value(s["step"])
     if s["total_steps"]:
         progress += f" / {s['total_steps']}"
         if s["step"] is not None:
             progress += f" ({100 * s['step'] / s['total_steps']:.1f}%)"
     lines = [f"run:          {s['output_dir']}", f"step:         {progress}",
-             f"epoch:        {value(s['epoch'], '{:.2f}')}" + (" (estimated from the newest checkpoint)" if s["epoch_estimated"] else "")]
-    loss = value(s["loss"], "{:.4f}")
+             f"epoch:        {_value(s['epoch'], '{:.2f}')}" + (" (estimated from the newest checkpoint)" if s["epoch_estimated"] else "")]
+    loss = _value(s["loss"], "{:.4f}")
     if s["loss"] is not None:
         loss += f" (step {s['loss_step']})"
     lines.append(f"last loss:    {loss}")
@@ -261,35 +282,36 @@ def format_status(s):
         lines.append(f"last eval:    {shown} (step {s['eval_step']})")
     else:
         lines.append("last eval:    none yet")
-    finished = s.get("finished")
-    if finished:
-        lines.append(f"training:     finished at step {finished['global_step']}"
-                     + (" (early stopping)" if finished["early_stopped"] else "")
-                     + f"; final model in {s['output_dir']}")
+    return lines
+
+
+def _session_line(s):
+    """The detached tmux/screen session and how it ended; None without one."""
     session = s.get("detached_session")
-    if session:
-        where = f"{session['multiplexer']} session '{session['name']}'"
-        if session["ended"] is None:
-            lines.append(f"session:      {where} started {session['started']}, no exit recorded "
-                         f"(make attach NAME={session['name']})")
-        else:
-            lines.append(f"session:      {where} ended {session['ended']} with exit status {session['exit_status']}"
-                         + ("" if session["exit_status"] == 0 else
-                            f": see the end of {os.path.join(s['output_dir'], DETACHED_LOG)}"))
-    running_line = _running_line(s)
-    if running_line:
-        lines.append(running_line)
-    if s["steps_per_second"] and s.get("running") is False and not finished:
-        lines.append(f"speed:        {s['steps_per_second']:.3f} steps/s when it last ran")
-    elif s["steps_per_second"] and not finished:
+    if not session:
+        return None
+    where = f"{session['multiplexer']} session '{session['name']}'"
+    if session["ended"] is None:
+        return (f"session:      {where} started {session['started']}, no exit recorded "
+                f"(make attach NAME={session['name']})")
+    return (f"session:      {where} ended {session['ended']} with exit status {session['exit_status']}"
+            + ("" if session["exit_status"] == 0 else f": see the end of {os.path.join(s['output_dir'], DETACHED_LOG)}"))
+
+
+def _speed_line(s):
+    """Steps per second, with the ETA while the run is (or may be) running."""
+    if s["steps_per_second"] and s.get("running") is False:
+        return f"speed:        {s['steps_per_second']:.3f} steps/s when it last ran"
+    if s["steps_per_second"]:
         eta = _duration(s["eta_seconds"]) if s["eta_seconds"] is not None else "? (total steps unknown)"
-        lines.append(f"speed:        {s['steps_per_second']:.3f} steps/s, ETA {eta}")
-    elif not finished:
-        lines.append("speed:        unknown (fewer than two timed steps in metrics.jsonl)")
-    if s["last_update_seconds_ago"] is not None:
-        lines.append(f"last update:  {_duration(max(0, s['last_update_seconds_ago']))} ago")
+        return f"speed:        {s['steps_per_second']:.3f} steps/s, ETA {eta}"
+    return "speed:        unknown (fewer than two timed steps in metrics.jsonl)"
+
+
+def _checkpoint_lines(s):
+    """The newest complete checkpoint, the incomplete ones and the best one."""
     ckpt = s["newest_complete_checkpoint"]
-    lines.append(f"checkpoint:   {ckpt} (step {s['newest_complete_checkpoint_step']})" if ckpt else "checkpoint:   no complete checkpoint yet")
+    lines = [f"checkpoint:   {ckpt} (step {s['newest_complete_checkpoint_step']})" if ckpt else "checkpoint:   no complete checkpoint yet"]
     for path in s["incomplete_checkpoints"]:
         lines.append(f"incomplete:   {os.path.basename(path)} ({s['incomplete_reasons'][path]}: not used)")
     best = s["best_checkpoint"]
@@ -298,18 +320,16 @@ def format_status(s):
         lines.append(f"best:         {best['checkpoint']} (step {best.get('step', '?')}), "
                      f"{best.get('metric', 'metric')} {value:.2f}" if isinstance(value, (int, float)) else
                      f"best:         {best['checkpoint']} (step {best.get('step', '?')})")
+    return lines
+
+
+def _gpu_lines(s):
+    """One line per GPU, or why there is none."""
     if s["gpus"] is None:
-        lines.append(f"gpu:          {s['gpu_note']}")
-    else:
-        for gpu in s["gpus"] or []:
-            lines.append(f"gpu {gpu['index']}:        {gpu['name']}: {gpu['memory_used_mib']} / {gpu['memory_total_mib']} MiB, "
-                         f"{gpu['utilization_pct']}% busy")
-        if not s["gpus"]:
-            lines.append("gpu:          nvidia-smi listed no GPU")
-    lines.append(f"disk free:    {_gb(s['disk_free_bytes'])} of {_gb(s['disk_total_bytes'])} ({s['output_dir']})")
-    if s["unreadable_metrics_lines"]:
-        lines.append(f"note:         {s['unreadable_metrics_lines']} unreadable line(s) in metrics.jsonl skipped")
-    return "\n".join(lines)
+        return [f"gpu:          {s['gpu_note']}"]
+    lines = [f"gpu {gpu['index']}:        {gpu['name']}: {gpu['memory_used_mib']} / {gpu['memory_total_mib']} MiB, "
+             f"{gpu['utilization_pct']}% busy" for gpu in s["gpus"] or []]
+    return lines or ["gpu:          nvidia-smi listed no GPU"]
 
 
 def parse_args(argv=None):
