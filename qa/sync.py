@@ -183,7 +183,9 @@ def final_model_names(names):
     (what makes a folder a model for from_pretrained), after the weights, tokenizer files, card and qa_config.json.
 
     [] when there is no config.json. Not the model: the run's record (RECORD_FILES), evaluation files
-    (predictions_*.json, eval_results_*.json, ...), hidden files and atomic writes in progress (*.tmp-PID)."""
+    (predictions_*.json, eval_results_*.json, ...), hidden files and atomic writes in progress (*.tmp-PID).
+    A deny-list, not run_dir.FINAL_MODEL_FILES (what upload.sh sends): the mirror of a live run folder keeps any file
+    a tokenizer writes, also one that list does not name yet (DeBERTa-v3's spm.model)."""
     if MODEL_CONFIG not in names:
         return []
     evaluation = tuple(f"{kind}_" for kind in EVAL_KINDS)
