@@ -599,6 +599,13 @@ def hold_cache_dir(cache_dir):
     _held_cache_locks[cache_dir] = fd
 
 
+def release_cache_dirs():
+    """Drop every cache lock this process holds (a process that goes on after its features are done, e.g. a test
+    that unmounts the folder; a run keeps its locks until it ends)."""
+    while _held_cache_locks:
+        os.close(_held_cache_locks.popitem()[1])
+
+
 def load_or_build_features(data_file, examples, tokenizer, params, training, cache_dir=None, threads=1,
                            overwrite_cache=False, log=print, chunk_examples=CHUNK_EXAMPLES, check_hashes=True):
     """Features of `examples` (read from `data_file`), from the cache when it matches, else built into it.
