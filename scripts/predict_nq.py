@@ -251,10 +251,11 @@ def write_metrics(args, output, step, stats, example_ids):
     results_path = run_dir.nq_eval_results_file(os.path.dirname(os.path.abspath(output)), step)
     with atomic_write(results_path, "wb") as f:
         f.write(orjson.dumps(metrics, option=orjson.OPT_INDENT_2))
-    print(f"NQ long answer F1 {metrics['long-best-threshold-f1']:.4f} "
-          f"(P {metrics['long-best-threshold-precision']:.4f}, R {metrics['long-best-threshold-recall']:.4f}), "
-          f"short answer F1 {metrics['short-best-threshold-f1']:.4f} "
-          f"(P {metrics['short-best-threshold-precision']:.4f}, R {metrics['short-best-threshold-recall']:.4f}); "
+    # Printed on the 0-100 scale the SQuAD scores and the demo's table use; the JSON keeps the official 0-1 values.
+    long_, short = ({key: 100 * metrics[f"{kind}-best-threshold-{key}"] for key in ("f1", "precision", "recall")}
+                    for kind in ("long", "short"))
+    print(f"NQ long answer F1 {long_['f1']:.2f} (P {long_['precision']:.2f}, R {long_['recall']:.2f}), "
+          f"short answer F1 {short['f1']:.2f} (P {short['precision']:.2f}, R {short['recall']:.2f}) (x 100); "
           f"wrote {results_path}")
     return 0
 

@@ -308,7 +308,7 @@ def test_planted_logits_choose_candidate_span_and_score_end_to_end(model_dir, fu
     assert results == {**expected, "step": 12, "candidates": "top", "examples": 2, "rank": "margin"}
     # Threshold 6.0: the Röntgen answers only, both right; the other record has no gold long or short answer.
     assert (expected["long-best-threshold-f1"], expected["short-best-threshold-f1"], expected["long-best-threshold"]) == (1.0, 1.0, 6.0)
-    assert "NQ long answer F1 1.0000" in stdout
+    assert "NQ long answer F1 100.00" in stdout
 
 
 def test_train_records_are_not_scored_by_default(model_dir, full_path, tmp_path, capsys, monkeypatch):
