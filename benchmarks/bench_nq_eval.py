@@ -13,6 +13,7 @@ qa.nq.evaluate.read_gold_file with gunzip. Measured on the 10 real dev records (
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -45,10 +46,19 @@ def benchmark_gold_parsing(path, repeats=3):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("path", help="an NQ file (full or simplified, gzip or plain, or s3://)")
+    parser.add_argument("path", nargs="?", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                                                 "nq", "nq-dev-10.full.jsonl.gz"),
+                        help="an NQ file (full or simplified, gzip or plain, or s3://; default: the real dev records in "
+                             "../shared/data/nq, as make bench runs it)")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many passes per way (default 3)")
+    parser.add_argument("--out", help="also write the result to OUT/nq_eval.json (make bench: benchmarks/results)")
     args = parser.parse_args(argv)
-    print(json.dumps(benchmark_gold_parsing(args.path, args.repeats)))
+    result = benchmark_gold_parsing(args.path, args.repeats)
+    print(json.dumps(result))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "nq_eval.json"), "w") as f:
+            json.dump(result, f, indent=2)
     return 0
 
 
