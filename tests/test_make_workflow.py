@@ -64,4 +64,11 @@ def test_train_resume_eval_status_report_ask(tiny_model_dir, tmp_path):
     doc.write_text("The Rhine is a European river that begins in the Swiss canton of Graubünden.", encoding="utf-8")
     asked = make("ask", f"MODEL_DIR={out}", "QUESTION=where does the rhine begin", f"CONTEXT_FILE={doc}")
     assert re.search(r"^(Answer: .+|No answer: .+)$", asked.stdout, re.M)
-    assert "qa_config.json" in asked.stderr
+    # the run's model (run_dir.run_model: the best checkpoint, or the final model) with the threshold tuned for it
+    best = json.loads((out / "best_checkpoint.json").read_text())["checkpoint"]
+    assert "ask: the run's model: " in asked.stderr
+    if best == "final":
+        assert "qa_config.json" in asked.stderr
+    else:
+        step = best.split("-")[1]
+        assert f"{best} (step {step})" in asked.stderr and f"eval_results_{step}.json" in asked.stderr
