@@ -29,11 +29,12 @@ run writes no checkpoint). The sizes are estimates, on purpose on the safe side:
   not fatal), so this is a warning only.
 """
 
-import contextlib
 import logging
 import math
 import os
 import shutil
+
+from qa import storage
 
 BYTES_PER_PARAM_WEIGHTS = 4  # fp32 weights, also under --fp16/--bf16 (autocast keeps fp32 masters)
 BYTES_PER_PARAM_ADAM = 8  # AdamW exp_avg + exp_avg_sq, fp32, per trainable parameter
@@ -53,15 +54,6 @@ def checkpoint_bytes(num_params, num_trainable=None, optimizer_bytes=None):
     if optimizer_bytes is None:
         optimizer_bytes = num_trainable * BYTES_PER_PARAM_ADAM
     return num_params * BYTES_PER_PARAM_WEIGHTS + optimizer_bytes
-
-
-def _folder_bytes(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.path.getsize(os.path.join(root, name))
-    return total
 
 
 def _tensor_bytes(tensors):
@@ -87,7 +79,7 @@ def estimate_checkpoint_bytes(model, optimizer=None, output_dir=None):
                                 sum(p.numel() for p in model.parameters() if p.requires_grad),
                                 _tensor_bytes(state) if state else None)
     previous = latest_checkpoint(output_dir) if output_dir else None
-    return max(estimate, _folder_bytes(previous)) if previous else estimate
+    return max(estimate, storage.folder_bytes(previous)) if previous else estimate
 
 
 def features_bytes(num_features, max_seq_length, training=True):

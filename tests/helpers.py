@@ -1,6 +1,7 @@
 """Helpers shared by the end-to-end training tests: the data files, the environment, starting and finishing a
 run_squad.py process, the training command line, the dropout model fixture and reading a folder's weights."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -54,3 +55,41 @@ def read_weights(folder):
     from safetensors.torch import load_file
 
     return load_file(str(folder / "model.safetensors"))
+
+
+@contextlib.contextmanager
+def small_disk(folder, size):
+    """A tmpfs of `size` mounted on `folder` for the block: a real disk that fills up (root only, else skipped)."""
+    os.makedirs(folder, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root and mount rights): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        from qa import features
+
+        features.release_cache_dirs()  # this process holds a cache folder's in-use lock open: a busy mount otherwise
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def train_tiny_run(tiny_model_dir, root):
+    """Two training steps of the tiny model on 8 real questions into root/run, in this process: a final model."""
+    import torch
+
+    import run_squad
+
+    run = root / "run"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = run_squad.main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(run), "--do_train",
+                               "--train_file", str(shared_file(*TRAIN)), "--max_train_samples", "8",
+                               "--version_2_with_negative", "--max_seq_length", "128", "--doc_stride", "64",
+                               "--per_gpu_train_batch_size", "4", "--max_steps", "2", "--save_steps", "0",
+                               "--features_cache_dir", str(root / "cache"), "--report_to", "none", "--threads", "1"])
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0
+    return run

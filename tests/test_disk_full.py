@@ -2,7 +2,6 @@
 the folder and the space needed, nothing half-written. Real full disks: small tmpfs mounts (root only; skipped
 with the reason elsewhere)."""
 
-import contextlib
 import errno
 import os
 import shutil
@@ -11,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, shared_file
-from helpers import PREDICT, TRAIN, env
+from helpers import PREDICT, env, small_disk, train_tiny_run
 
 torch = pytest.importorskip("torch")
 import run_squad  # noqa: E402
@@ -20,37 +19,10 @@ from qa import features as F  # noqa: E402
 from qa.squad_io import read_squad  # noqa: E402
 
 
-@contextlib.contextmanager
-def small_disk(folder, size):
-    """A tmpfs of `size` mounted on `folder` for the block: a real disk that fills up."""
-    os.makedirs(folder, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root and mount rights): {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        F.release_cache_dirs()  # this process holds the cache folder's in-use lock open: a busy mount otherwise
-        subprocess.run(["umount", str(folder)], check=True)
-
-
 @pytest.fixture(scope="module")
 def trained_run(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("disk-full")
-    run = root / "run"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = run_squad.main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(run), "--do_train",
-                               "--train_file", str(shared_file(*TRAIN)), "--max_train_samples", "8",
-                               "--version_2_with_negative", "--max_seq_length", "128", "--doc_stride", "64",
-                               "--per_gpu_train_batch_size", "4", "--max_steps", "2", "--save_steps", "0",
-                               "--features_cache_dir", str(root / "cache"), "--report_to", "none", "--threads", "1"])
-    finally:
-        torch.set_num_threads(before)
-    assert code == 0
-    return run
+    return train_tiny_run(tiny_model_dir, root)
 
 
 def test_a_full_disk_while_building_the_feature_cache_is_one_message_and_leaves_nothing(tiny_model_dir, tmp_path):

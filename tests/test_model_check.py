@@ -11,30 +11,17 @@ import sys
 import pytest
 
 from conftest import ROOT, shared_file
-from helpers import PREDICT, TRAIN, env
+from helpers import PREDICT, env, train_tiny_run
 
 torch = pytest.importorskip("torch")
 import make_tiny_model  # noqa: E402
-import run_squad  # noqa: E402
 from qa import model_check, run_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("model-check")
-    run = root / "run"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        code = run_squad.main(["--model_name_or_path", str(tiny_model_dir), "--output_dir", str(run), "--do_train",
-                               "--train_file", str(shared_file(*TRAIN)), "--max_train_samples", "8",
-                               "--version_2_with_negative", "--max_seq_length", "128", "--doc_stride", "64",
-                               "--per_gpu_train_batch_size", "4", "--max_steps", "2", "--save_steps", "0",
-                               "--features_cache_dir", str(root / "cache"), "--report_to", "none", "--threads", "1"])
-    finally:
-        torch.set_num_threads(before)
-    assert code == 0
-    return run
+    return train_tiny_run(tiny_model_dir, root)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ exit 2, nothing half-written (no output temporary file, no part folder) and a pr
 ENOSPC is injected into the converter's writes, and a real full disk is a small tmpfs (root only; skipped with
 the reason elsewhere)."""
 
-import contextlib
 import errno
 import os
 import subprocess
@@ -12,6 +11,7 @@ import sys
 import pytest
 
 from conftest import shared_file
+from helpers import small_disk
 from nq_records import NQ_TO_SQUAD, nq_to_squad_main, write_jsonl_gz
 from qa import storage
 from qa.nq import convert as nq_convert
@@ -114,20 +114,6 @@ def test_a_full_statistics_file_keeps_the_converted_file_and_leaves_no_temporary
     assert lines[0].startswith(f"nq_to_squad: error: not enough free disk in {tmp_path} for the statistics file "
                                "nq_dev.json.stats.json: need more than ")
     assert sorted(os.listdir(tmp_path)) == ["nq_dev.json"]
-
-
-@contextlib.contextmanager
-def small_disk(folder, size):
-    """A tmpfs of `size` mounted on `folder` for the block: a real disk that fills up."""
-    os.makedirs(folder, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root and mount rights): {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_real_full_disk_for_the_command_line(tmp_path, shards):
