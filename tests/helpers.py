@@ -93,3 +93,17 @@ def train_tiny_run(tiny_model_dir, root):
         torch.set_num_threads(before)
     assert code == 0
     return run
+
+
+def plant_nan_qa_head(model_dir):
+    """Set the QA head's weights of the model in `model_dir` to NaN (and drop its hash record, which would refuse
+    the changed file first): a model whose logits are not finite."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(model_dir / "model.safetensors"))
+    head = next(name for name in weights if name.startswith("qa_outputs") and name.endswith("weight"))
+    weights[head] = torch.full_like(weights[head], float("nan"))
+    save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
+    for record in model_dir.glob("MODEL_COMPLETE"):
+        record.unlink()

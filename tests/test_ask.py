@@ -12,6 +12,7 @@ import pytest
 
 import ask
 from conftest import shared_file
+from helpers import plant_nan_qa_head
 from qa import run_dir, storage
 
 DOC = " ".join(f"Sentence {i} says the Rhine flows through country number {i} on its way to the sea." for i in range(120))
@@ -259,15 +260,7 @@ def test_a_threshold_that_is_not_a_number_is_refused(model_dir, tmp_path, value)
 
 def test_a_model_whose_logits_are_nan_is_named_in_one_line(model_dir, tmp_path):
     # Review #9: NonFiniteLogits ended ask in a traceback.
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    weights = load_file(str(model_dir / "model.safetensors"))
-    head = next(name for name in weights if name.startswith("qa_outputs") and name.endswith("weight"))
-    weights[head] = torch.full_like(weights[head], float("nan"))
-    save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
-    for record in model_dir.glob("MODEL_COMPLETE"):  # its hash record would refuse the changed file first
-        record.unlink()
+    plant_nan_qa_head(model_dir)
     (tmp_path / "doc.txt").write_text(DOC, encoding="utf-8")
     done = subprocess.run([sys.executable, "scripts/ask.py", str(model_dir), "--question", "where does the Rhine flow",
                            "--context-file", str(tmp_path / "doc.txt")], capture_output=True, text=True)

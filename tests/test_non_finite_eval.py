@@ -6,23 +6,17 @@ import shutil
 import pytest
 
 from conftest import shared_file
+from helpers import plant_nan_qa_head
 
 torch = pytest.importorskip("torch")
 
 
 def test_evaluating_a_model_with_nan_weights_says_so_in_one_line(tiny_model_dir, tmp_path, capsys, one_thread):
-    from safetensors.torch import load_file, save_file
-
     import run_squad
 
     broken = tmp_path / "broken model"
     shutil.copytree(tiny_model_dir, broken)
-    weights = load_file(str(broken / "model.safetensors"))
-    head = next(name for name in weights if name.startswith("qa_outputs") and name.endswith("weight"))
-    weights[head] = torch.full_like(weights[head], float("nan"))
-    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
-    for record in broken.glob("MODEL_COMPLETE"):  # its hash record would refuse the changed file first
-        record.unlink()
+    plant_nan_qa_head(broken)
     code = run_squad.main(["--model_name_or_path", str(broken), "--output_dir", str(tmp_path / "eval"), "--do_eval",
                            "--predict_file", str(shared_file("squad", "squad2-dev-normans-rhine.json")),
                            "--max_eval_samples", "4", "--max_seq_length", "128", "--version_2_with_negative",
