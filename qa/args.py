@@ -232,6 +232,10 @@ def build_parser():
                    help="With --group_by_length: how many batches' windows are sorted by length together (default: "
                         "qa/sampling.py's MEGA_BATCH_SIZE, 50; never more than a quarter of an epoch's batches). "
                         "Fewer: batches less alike, more padding; 1: random batches.")
+    p.add_argument("--length_group_epochs", type=int, default=None,
+                   help="With --group_by_length: group only the first N epochs, then train in random order (default: "
+                        "every epoch). The grouped epochs run faster; the last ones, which decide what the model ends "
+                        "as, see random batches (README, Speed).")
     p.add_argument("--pad_to_multiple_of", type=int, default=None,
                    help="Round each batch's length up to a multiple of N (default: 8 on CUDA, for tensor cores; 1 on "
                         "the CPU).")
@@ -556,6 +560,9 @@ def number_errors(args):
     if args.length_group_batches is not None and args.length_group_batches < 1:
         errors.append(f"--length_group_batches must be at least 1 (got {args.length_group_batches}); 1 makes random "
                       f"batches, --no_group_by_length the legacy order")
+    if args.length_group_epochs is not None and args.length_group_epochs < 1:
+        errors.append(f"--length_group_epochs must be at least 1 (got {args.length_group_epochs}); "
+                      f"--no_group_by_length trains every epoch in random order")
     # Legacy: 0 turns periodic logging / saving off.
     errors += [f"{f('--' + name)} cannot be negative (got {getattr(args, name)}); 0 turns it off"
                for name in ("logging_steps", "save_steps") if getattr(args, name) < 0]
@@ -581,6 +588,9 @@ def combination_errors(args):
     errors = []
     if args.early_stopping_patience and not (args.do_train and args.evaluate_during_training):
         errors.append("--early_stopping_patience needs --do_train --evaluate_during_training (it counts evaluations)")
+    if args.length_group_epochs is not None and not args.group_by_length:
+        errors.append(f"--length_group_epochs {args.length_group_epochs} groups the first epochs by length: it needs "
+                      "--group_by_length (without it every epoch is in random order)")
     if bool(args.server_ip) != bool(args.server_port):
         errors.append("--server_ip and --server_port go together (remote debugging with debugpy)")
     if args.metric_for_best_model.startswith("best_") and not args.version_2_with_negative:

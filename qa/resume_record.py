@@ -23,7 +23,7 @@ NOT_FROM_RECORD = ("resume_from_checkpoint", "do_train", "output_dir", "local_ra
 # Settings that decide which micro-batches come at which step (qa/sampling.py): changing one on resume
 # means the saved position in the epoch points at other windows.
 ORDER_SETTINGS = ("per_gpu_train_batch_size", "gradient_accumulation_steps", "seed", "max_train_samples",
-                  "group_by_length", "length_group_batches", "train_file",
+                  "group_by_length", "length_group_batches", "length_group_epochs", "train_file",
                   # ... and those that change the windows themselves, or which questions are kept
                   "max_seq_length", "doc_stride", "max_query_length", "skip_bad_examples", "tokenizer_name",
                   "do_lower_case")

@@ -5,6 +5,7 @@
                                                                                               # default, as before grouping
     batches = epoch_batches(features.lengths, batch_size=8, epoch=0, seed=42)                 # grouped by length
     batches = epoch_batches(features.lengths, 8, epoch=3, seed=42, rank=1, world_size=4)      # rank 1 of 4
+    grouped_in_epoch(epoch=2, group_by_length=True, group_epochs=1)                           # False: epoch 2 random
     for indices in batches[step_in_epoch:]:                                                   # resume mid-epoch
         inputs = features.batch(indices)                                                      # trimmed to its longest
     steps_per_epoch(len(features), batch_size=8, grad_accum=2, world_size=4)                  # optimizer steps
@@ -182,6 +183,15 @@ def epoch_batches(lengths, batch_size, epoch, seed, rank=0, world_size=1, group_
     if len(short):
         mine.append(short[rank])
     return mine
+
+
+def grouped_in_epoch(epoch, group_by_length, group_epochs=None):
+    """Whether `epoch` is grouped by length: every epoch with `group_by_length`, or only epochs below
+    `group_epochs` (run_squad.py --length_group_epochs; None: all), so the last epochs, which decide what the
+    model ends as, see random batches. A pure function of the epoch: a resume groups exactly as the run did."""
+    if group_epochs is not None:
+        _check_int("group_epochs", group_epochs, 1)
+    return bool(group_by_length) and (group_epochs is None or epoch < group_epochs)
 
 
 def padding_fraction(lengths, batches, pad_to=None):

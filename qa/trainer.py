@@ -136,9 +136,21 @@ def next_group(train_features, state, args, runtime, epoch_plan):
         epoch_plan.clear()
         epoch_plan[state.epoch] = sampling.epoch_batches(train_features.lengths, args.per_gpu_train_batch_size,
                                                          state.epoch, args.seed, runtime.rank, runtime.world_size,
-                                                         args.group_by_length, args.length_group_batches)
+                                                         sampling.grouped_in_epoch(state.epoch, args.group_by_length,
+                                                                                   args.length_group_epochs),
+                                                         args.length_group_batches)
     batches, first = epoch_plan[state.epoch], state.step_in_epoch
     return batches[first : first + args.gradient_accumulation_steps], len(batches)
+
+
+def order_description(args):
+    """The training order, as the log says it."""
+    if not args.group_by_length:
+        return "random order"
+    grouped = f"grouped by length ({args.length_group_batches or sampling.MEGA_BATCH_SIZE} batches sorted together)"
+    if args.length_group_epochs is None:
+        return grouped
+    return f"{grouped} in the first {args.length_group_epochs} epoch(s), then random order"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +255,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
              f"x {args.gradient_accumulation_steps} accumulation = "
              f"{args.per_gpu_train_batch_size * args.gradient_accumulation_steps * runtime.world_size} per step, "
              f"{t_total} steps, precision {runtime.amp_dtype or 'float32'}, "
-             f"{'grouped by length' if args.group_by_length else 'random order'}, {torch.get_num_threads()} CPU thread(s)")
+             f"{order_description(args)}, {torch.get_num_threads()} CPU thread(s)")
     stop = StopRequest(announce=runtime.is_main).install()
     kill_at, micro_done = int(os.environ.get(KILL_ENV, "0") or 0), 0
     feed = ModelFeed(raw_model, runtime, args.lang_id)

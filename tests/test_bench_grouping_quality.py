@@ -110,5 +110,27 @@ def test_bench_train_times_each_candidate_once_and_reports_its_ratio_to_legacy()
     kept = {"legacy": {"features_per_s": 2.0}, "default": {"features_per_s": 3.0}, "grouped-4": {"features_per_s": 5.0}}
     padding = {"random": {"padding_fraction_dynamic": 0.33}, "grouped-4": {"padding_fraction_dynamic": 0.17}}
     ratios = train.candidate_ratios(kept, padding, [train.CANDIDATES["random"], train.CANDIDATES["grouped-4"]])
-    assert ratios["random"] == {"features_per_s": 3.0, "ratio_to_legacy": 1.5, "is_default": True, "padding_fraction": 0.33}
+    assert ratios["random"] == {"features_per_s": 3.0, "ratio_to_legacy": 1.5, "is_default": True, "derived": False,
+                                "padding_fraction": 0.33}
     assert ratios["grouped-4"]["ratio_to_legacy"] == 2.5 and not ratios["grouped-4"]["is_default"]
+
+
+def test_a_candidate_grouped_only_early_times_its_twin_and_mixes_the_speeds():
+    """grouped-50-half is grouped-50 in the first half of the epochs, random order after: bench_train times
+    grouped-50 (once, however many candidates need it) and derives the half's speed and padding from the two."""
+    train = bench.bench_train
+    half = train.CANDIDATES["grouped-50-half"]
+    timed = train.timed_settings([half, train.CANDIDATES["grouped-50"], train.CANDIDATES["random"]])
+    assert [s.name for s in timed] == ["legacy", "default", "grouped-50"]
+    assert not train.same_order(half, train.CANDIDATES["grouped-50"]) and not train.same_order(half, train.DEFAULT)
+    kept = {"legacy": {"features_per_s": 1.0}, "default": {"features_per_s": 2.0}, "grouped-50": {"features_per_s": 6.0}}
+    padding = {"grouped-50-half": {"padding_fraction_dynamic": 0.2}}
+    ratio = train.candidate_ratios(kept, padding, [half])["grouped-50-half"]
+    assert ratio["derived"] and ratio["features_per_s"] == 3.0  # a window: 0.5/6 + 0.5/2 seconds
+    assert train.mixed_padding(0.0, 0.5, 0.5) == round(1 - 1 / 1.5, 4)  # 1 + 2 tokens computed per real token, halved
+    # the runs: --length_group_epochs is that share of the run's epochs (at least 1); the others have none
+    assert train.group_epochs(half, 2) == 1 and train.group_epochs(half, 10) == 5 and train.group_epochs(half, 1) == 1
+    assert train.group_epochs(train.CANDIDATES["grouped-50"], 2) is None
+    args = train.train_args("o", "m", 20, 8, half, 42, 1, epochs=4)
+    assert args.group_by_length and args.length_group_batches == 50 and args.length_group_epochs == 2
+    assert train.train_args("o", "m", 20, 8, train.CANDIDATES["grouped-4"], 42, 1, epochs=4).length_group_epochs is None

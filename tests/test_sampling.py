@@ -281,3 +281,32 @@ def test_a_resume_keeps_the_order_its_run_recorded(record, grouped):
     lengths = synthetic_lengths(800)
     expected = S.epoch_batches(lengths, 8, 0, 42, group_by_length=grouped, mega_batch_size=S.MEGA_BATCH_SIZE)
     assert args.group_by_length is grouped and same(expected, order)
+
+
+def test_length_group_epochs_groups_only_the_first_epochs():
+    """--group_by_length --length_group_epochs 1: epoch 0 grouped, later epochs in the random order of
+    --no_group_by_length (a pure function of the epoch, so a resume in epoch 1 stays in random order)."""
+    from qa import trainer
+    from qa.args import ArgumentError, parse_args, validate_args
+    from qa.resume_record import ORDER_SETTINGS
+    from qa.runtime import Runtime
+
+    assert [S.grouped_in_epoch(e, True, 2) for e in range(4)] == [True, True, False, False]
+    assert S.grouped_in_epoch(7, True) and not S.grouped_in_epoch(0, False) and not S.grouped_in_epoch(0, False, 3)
+    with pytest.raises(ValueError, match="group_epochs must be an integer >= 1"):
+        S.grouped_in_epoch(0, True, 0)
+    lengths = synthetic_lengths(800)
+    windows = type("Windows", (), {"lengths": lengths})()
+    argv = ["--model_name_or_path", "m", "--output_dir", "o", "--group_by_length", "--length_group_epochs", "1"]
+    args = parse_args(argv)
+    for epoch, grouped in ((0, True), (1, False), (2, False)):
+        plan = {}
+        trainer.next_group(windows, trainer.TrainState(epoch=epoch), args, Runtime(device=torch.device("cpu")), plan)
+        assert same(S.epoch_batches(lengths, 8, epoch, 42, group_by_length=grouped), [b.tolist() for b in plan[epoch]])
+    assert "grouped by length (50 batches sorted together) in the first 1 epoch(s), then random order" == \
+        trainer.order_description(parse_args([*argv, "--length_group_batches", "50"]))
+    assert "length_group_epochs" in ORDER_SETTINGS  # changing it on resume needs --allow_changed_order
+    for bad, message in ((["--group_by_length", "--length_group_epochs", "0"], "--length_group_epochs must be at least 1"),
+                         (["--length_group_epochs", "1"], "it needs --group_by_length")):
+        with pytest.raises(ArgumentError, match=message):
+            validate_args(parse_args(["--model_name_or_path", "m", "--output_dir", "o", *bad]), cuda_available=False)
