@@ -406,6 +406,17 @@ def previous_runs(path, records, required=False):
     return runs, {name: info for name, info in report.get("data", {}).items() if name in same}
 
 
+def reused_runs(args, out, records):
+    """The runs not to run again: with --keep those of OUT's report, and those of each --from report (same setting
+    records), as previous_runs returns them; a later report wins a (setting, candidate, seed) both have."""
+    kept, data_info = previous_runs(out / "grouping_quality.json", records) if args.keep else ({}, {})
+    for path in args.from_reports:
+        runs_there, info_there = previous_runs(pathlib.Path(path), records, required=True)
+        kept.update(runs_there)
+        data_info.update(info_there)
+    return kept, data_info
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
@@ -419,11 +430,7 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
     settings = {name: effective(SETTINGS[name], args) for name in args.settings}
     records = {name: setting_record(s, args) for name, s in settings.items()}
-    kept, data_info = previous_runs(out / "grouping_quality.json", records) if args.keep else ({}, {})
-    for path in args.from_reports:
-        runs_there, info_there = previous_runs(pathlib.Path(path), records, required=True)
-        kept.update(runs_there)
-        data_info.update(info_there)
+    kept, data_info = reused_runs(args, out, records)
     speed_path = pathlib.Path(args.speed) if args.speed else out / "train.json"
     speed = json.loads(speed_path.read_text(encoding="utf-8")) if speed_path.exists() else None
     started, load_before = time.perf_counter(), os.getloadavg()[0]

@@ -91,6 +91,37 @@ def test_keep_reuses_only_runs_of_the_same_setting(tmp_path):
     assert bench.previous_runs(tmp_path / "missing.json", records) == ({}, {})
 
 
+def test_from_combines_reports_of_processes_run_side_by_side(tmp_path, capsys):
+    """--from REPORT reuses another process's runs (same setting records only), so random order run in one folder
+    and a candidate (--no-reference) in another make one table; an unreadable report stops with its name."""
+    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None)
+    records = {"complexity": bench.setting_record(bench.effective(bench.SETTINGS["complexity"], args), args)}
+    here, there = tmp_path / "here", tmp_path / "there"
+    for folder, candidate in ((here, "grouped-50-half"), (there, "random")):
+        folder.mkdir()
+        (folder / "grouping_quality.json").write_text(json.dumps({
+            "setting_records": records, "data": {"complexity": {"train_windows": 909}},
+            "runs": [run(candidate, seed, 50.0 + seed) for seed in (42, 1)]}))
+    for name in ("train.json", "dev.json"):
+        (tmp_path / name).write_text("{}")
+    args = bench.parse_args(["--out", str(here), "--settings", "demo", "--demo-dir", str(tmp_path), "--keep",
+                             "--from", str(there / "grouping_quality.json"), "--no-reference",
+                             "--candidates", "grouped-50-half"])
+    assert args.candidates == ["grouped-50-half"] and args.from_reports == [str(there / "grouping_quality.json")]
+    kept, data = bench.reused_runs(args, here, records)
+    assert sorted(kept) == [("complexity", c, s) for c in ("grouped-50-half", "random") for s in (1, 42)]
+    summary = bench.summarise({c: {s: kept[("complexity", c, s)] for s in (1, 42)} for c in ("random", "grouped-50-half")})
+    assert summary["grouped-50-half"]["minus_random"]["f1"]["mean"] == 0.0
+    (there / "grouping_quality.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="--from .*not a readable report"):
+        bench.reused_runs(args, here, records)
+    for argv, message in ((["--from", str(tmp_path / "nope.json")], "nope.json: no such file"),
+                          (["--no-reference", "--candidates", "random"], "leaves no candidate to run")):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--out", "x", "--settings", "demo", "--demo-dir", str(tmp_path), *argv])
+        assert message in capsys.readouterr().err
+
+
 def test_bad_flags_say_what_is_wrong(capsys):
     for argv, message in ((["--settings", "nope"], "unknown 'nope'"), (["--seeds", "1,1"], "has a value twice"),
                           (["--candidates", "grouped-3"], "unknown 'grouped-3'")):
