@@ -47,6 +47,9 @@ def test_verdict_needs_a_drop_beyond_the_tolerance_and_the_noise():
     assert bench.verdict(diffs(HasAns_f1=(-6.0, 1.5), best_f1=(-1.2, 0.2))) == "worse (HasAns_f1, best_f1)"
     one = {name: {"mean": -9.0, "stderr": 0.0, "seeds": 1} for name in bench.VERDICT_SCORES}
     assert bench.verdict(one).startswith("one seed")
+    # a reference that answers nothing cannot show a candidate answering less: no test, whatever the differences
+    assert bench.verdict(diffs(f1=(-0.1, 0.1)), reference_has_ans=0.0).startswith("no test: random order answers nothing")
+    assert bench.verdict(diffs(f1=(-0.1, 0.1)), reference_has_ans=12.8) == "within noise"
 
 
 def test_summarise_pairs_each_candidate_with_random_on_the_seeds_both_have():
