@@ -235,8 +235,44 @@ def time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to
     batches = timed_batches(features, args, setting)
     windows = sum(len(b) for b in batches)
     widths = [features.batch(b, setting.pad_to_max_length, pad_to_multiple_of)["input_ids"].shape[1] for b in batches]
+    steps = [[width, round(clock.ended[args.warmup_steps + i + 1] - clock.ended[args.warmup_steps + i], 4)]
+             for i, width in enumerate(widths)]  # each timed step: its batch's width and its seconds
     return {"setting": setting.name, "seconds": round(seconds, 3), "windows": windows,
-            "features_per_s": round(windows / seconds, 3), "timed_mean_width": round(sum(widths) / len(widths), 1)}
+            "features_per_s": round(windows / seconds, 3), "timed_mean_width": round(sum(widths) / len(widths), 1),
+            "steps": steps}
+
+
+def step_cost(runs):
+    """Seconds of a training step of full batches as a function of the batch's width, fitted (least squares,
+    degree 2: attention grows with the square of the width) to every timed step of `runs`; degree 1 when the
+    quadratic is not increasing over the widths measured. Returns numpy's polynomial coefficients."""
+    import numpy as np
+
+    widths = np.array([w for r in runs for w, _ in r["steps"]], dtype=float)
+    seconds = np.array([t for r in runs for _, t in r["steps"]], dtype=float)
+    if len(set(widths.tolist())) < 3:
+        raise ValueError("step_cost needs steps of at least 3 different widths")
+    fit = np.polyfit(widths, seconds, 2)
+    grid = np.linspace(widths.min(), widths.max(), 50)
+    if np.all(np.diff(np.polyval(fit, grid)) > 0) and np.polyval(fit, widths.min()) > 0:
+        return fit
+    return np.polyfit(widths, seconds, 1)
+
+
+def epoch_widths(lengths, batches, max_seq_length, pad_to_max_length, pad_to_multiple_of):
+    """The width each batch is padded to: its longest window rounded up to the multiple, or max_seq_length."""
+    if pad_to_max_length:
+        return [max_seq_length] * len(batches)
+    return [-(-int(lengths[b].max()) // pad_to_multiple_of) * pad_to_multiple_of for b in batches]
+
+
+def epoch_speed(cost, lengths, batches, max_seq_length, setting, pad_to_multiple_of):
+    """Estimated features/s over a whole epoch's batches (not the few timed ones): windows / the fitted seconds of
+    each batch at its width. The short last batch is counted as a full one (a small overestimate of its time)."""
+    import numpy as np
+
+    widths = epoch_widths(lengths, batches, max_seq_length, setting.pad_to_max_length, pad_to_multiple_of)
+    return round(sum(len(b) for b in batches) / float(np.sum(np.polyval(cost, widths))), 3)
 
 
 def time_evaluation(model, features, setting, args, runtime, pad_to_multiple_of):
@@ -327,23 +363,31 @@ def same_order(a, b):
     return order(a) == order(b)
 
 
-def candidate_ratios(kept, padding, candidates):
-    """{candidate: features/s, its ratio to legacy, padding of epoch 0}; a candidate with the default's order is the
-    default's run (timed once); one grouped in its first epochs only is derived from its twin's and the default's
-    (the time of a window is the mix: share / grouped features/s + (1 - share) / random features/s)."""
-    legacy = kept["legacy"]["features_per_s"]
+def candidate_speed(speeds, c):
+    """A candidate's features/s from {setting name: features/s}: the default's when it has the default's order;
+    for one grouped in its first epochs only, the mix of its twin's and the default's (a window's time is
+    share / grouped features/s + (1 - share) / random features/s)."""
+    if same_order(c, DEFAULT):
+        return speeds["default"]
+    if c.group_share < 1:
+        return round(1 / (c.group_share / speeds[fully_grouped(c).name] + (1 - c.group_share) / speeds["default"]), 3)
+    return speeds[c.name]
+
+
+def candidate_ratios(kept, padding, candidates, epoch=None):
+    """{candidate: features/s of the timed steps, its ratio to legacy, padding of epoch 0, and with `epoch`
+    ({setting: estimated features/s over epoch 0}, epoch_speed) the same over the whole epoch}; a candidate with the
+    default's order is the default's run (timed once), one grouped in its first epochs only is derived."""
+    timed = {name: run["features_per_s"] for name, run in kept.items()}
     out = {}
     for c in candidates:
-        if same_order(c, DEFAULT):
-            speed = kept["default"]["features_per_s"]
-        elif c.group_share < 1:
-            twin = kept[fully_grouped(c).name]["features_per_s"]
-            speed = round(1 / (c.group_share / twin + (1 - c.group_share) / kept["default"]["features_per_s"]), 3)
-        else:
-            speed = kept[c.name]["features_per_s"]
-        out[c.name] = {"features_per_s": speed, "ratio_to_legacy": round(speed / legacy, 2),
+        speed = candidate_speed(timed, c)
+        out[c.name] = {"features_per_s": speed, "ratio_to_legacy": round(speed / timed["legacy"], 2),
                        "is_default": same_order(c, DEFAULT), "derived": c.group_share < 1,
                        "padding_fraction": padding[c.name]["padding_fraction_dynamic"]}
+        if epoch:
+            speed = candidate_speed(epoch, c)
+            out[c.name].update(epoch_features_per_s=speed, epoch_ratio_to_legacy=round(speed / epoch["legacy"], 2))
     return out
 
 
@@ -396,6 +440,7 @@ def main(argv=None):
     import torch
     import transformers
 
+    from qa import sampling
     from qa.features import FeatureParams, build_features
 
     model_dir, tokenizer, runtime, pad_to_multiple_of = encoder_session(args.threads, args.device)
@@ -418,11 +463,19 @@ def main(argv=None):
         kept = {s.name: best(runs, s.name) for s in timed}
         kept["legacy"]["epoch_mean_width"] = max_seq_length
         kept["default"]["epoch_mean_width"] = padding["default"]["mean_width_dynamic"]
+        # The few timed batches are a sample whose widths can differ from the epoch's (grouped-2's 5 timed batches
+        # averaged 262 tokens, its epoch 222): every timed step fits seconds(width), summed over each epoch's batches.
+        cost = step_cost(runs)
+        epoch = {s.name: epoch_speed(cost, features.lengths, sampling.epoch_batches(
+            features.lengths, args.batch_size, 0, args.seed, group_by_length=s.group_by_length,
+            mega_batch_size=s.length_group_batches), max_seq_length, s, pad_to_multiple_of) for s in timed}
         training[f"train_{max_seq_length}"] = {
             "max_seq_length": max_seq_length, "doc_stride": DOC_STRIDE, "windows": len(features),
             "window_length_median": float(np.median(features.lengths)), "results": kept, "all_runs": runs,
             "epoch_padding": padding, "ratio": round(kept["default"]["features_per_s"] / kept["legacy"]["features_per_s"], 2),
-            "candidates": candidate_ratios(kept, padding, args.candidates),
+            "step_cost": [float(c) for c in cost], "epoch_features_per_s": epoch,
+            "epoch_ratio": round(epoch["default"] / epoch["legacy"], 2),
+            "candidates": candidate_ratios(kept, padding, args.candidates, epoch),
         }
 
     eval_features = build_features(eval_examples, tokenizer, FeatureParams(EVAL_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH),
@@ -485,7 +538,8 @@ def print_table(report):
         else:
             padding = report[name]["epoch_padding"]
             legacy, default = padding["random"]["padding_fraction_max_length"], padding["default"]["padding_fraction_dynamic"]
-            also = f"(grouped by length, --group_by_length: {padding['grouped']['padding_fraction_dynamic']:.1%})"
+            also = (f"(grouped by length, --group_by_length: {padding['grouped']['padding_fraction_dynamic']:.1%}); "
+                    f"whole epoch: {report[name]['epoch_ratio']:.2f}x")
         result = "no target" if target["target"] is None else "met" if target["met"] else "NOT MET"
         wanted = "" if target["target"] is None else f">= {target['target']}x"
         print(f"{name:<10} {target['ratio']:>5.2f}x {wanted:>8}  {result:<10}  {legacy:.1%} -> {default:.1%} {also}")
@@ -500,12 +554,15 @@ def print_candidates(report):
     lengths = [name for name in MEASURES if name.startswith("train") and report[name].get("candidates")]
     if not lengths:
         return
-    print(f"\n{'candidate':<12} " + " ".join(f"{name + ' f/s':>15} {'x legacy':>8} {'padding':>7}" for name in lengths))
+    print("\nx legacy: timed = the timed steps; epoch = the fitted seconds(width) summed over each one's whole epoch 0")
+    print(f"{'candidate':<16} " + " ".join(f"{name + ' f/s':>15} {'timed':>7} {'epoch':>7} {'padding':>7}"
+                                           for name in lengths))
     for candidate in report[lengths[0]]["candidates"]:
         cells = [report[name]["candidates"][candidate] for name in lengths]
         mark = " (default)" if cells[0]["is_default"] else " (derived: grouped epochs as its twin, the rest as random)" \
             if cells[0].get("derived") else ""
-        print(f"{candidate:<12} " + " ".join(f"{c['features_per_s']:>15} {c['ratio_to_legacy']:>7.2f}x "
+        print(f"{candidate:<16} " + " ".join(f"{c['features_per_s']:>15} {c['ratio_to_legacy']:>6.2f}x "
+                                             f"{c.get('epoch_ratio_to_legacy', float('nan')):>6.2f}x "
                                              f"{c['padding_fraction']:>7.1%}" for c in cells) + mark)
 
 

@@ -168,3 +168,35 @@ def test_a_candidate_grouped_only_early_times_its_twin_and_mixes_the_speeds():
     args = train.train_args("o", "m", 20, 8, half, 42, 1, epochs=4)
     assert args.group_by_length and args.length_group_batches == 50 and args.length_group_epochs == 2
     assert train.train_args("o", "m", 20, 8, train.CANDIDATES["grouped-4"], 42, 1, epochs=4).length_group_epochs is None
+
+
+def test_bench_train_estimates_a_whole_epoch_from_the_seconds_of_each_width():
+    """The few timed batches are a sample: their widths can differ from the epoch's. step_cost fits seconds(width)
+    to every timed step, epoch_speed sums it over an epoch's batches (legacy: every batch at max_seq_length)."""
+    import numpy as np
+
+    train = bench.bench_train
+
+    def seconds(width):
+        return 0.2 + 0.01 * width + 2e-5 * width ** 2
+
+    runs = [{"steps": [[w, seconds(w)] for w in (120, 184, 256)]}, {"steps": [[384, seconds(384)]] * 3}]
+    cost = train.step_cost(runs)
+    assert np.allclose(np.polyval(cost, [150, 300]), [seconds(150), seconds(300)])
+    lengths = np.array([60, 90, 200, 384] * 4)
+    batches = [np.arange(i, i + 4) for i in range(0, 16, 4)]  # every batch as wide as its 384 window
+    assert train.epoch_speed(cost, lengths, batches, 384, train.LEGACY, 1) == round(16 / (4 * seconds(384)), 3)
+    short = [np.array([0, 1, 4, 5]), np.array([2, 6, 3, 7])]  # one batch of 60/90 windows, one to 384
+    assert train.epoch_widths(lengths, short, 384, False, 8) == [96, 384]  # rounded up to the multiple of 8
+    assert train.epoch_speed(cost, lengths, short, 384, train.DEFAULT, 8) == round(8 / (seconds(96) + seconds(384)), 3)
+    # noisy steps whose quadratic would fall with the width: a straight line instead
+    flat = [{"steps": [[100, 1.0], [200, 1.9], [300, 1.95], [384, 1.6]]}]
+    assert len(train.step_cost(flat)) == 2
+    with pytest.raises(ValueError, match="at least 3 different widths"):
+        train.step_cost([{"steps": [[384, 1.0], [128, 0.5]]}])
+    kept = {"legacy": {"features_per_s": 1.0}, "default": {"features_per_s": 2.0}, "grouped-50": {"features_per_s": 6.0}}
+    epoch = {"legacy": 1.0, "default": 2.5, "grouped-50": 10.0}
+    padding = {"random": {"padding_fraction_dynamic": 0.3}, "grouped-50-half": {"padding_fraction_dynamic": 0.2}}
+    ratios = train.candidate_ratios(kept, padding, [train.CANDIDATES["random"], train.CANDIDATES["grouped-50-half"]], epoch)
+    assert ratios["random"]["epoch_ratio_to_legacy"] == 2.5 and ratios["random"]["ratio_to_legacy"] == 2.0
+    assert ratios["grouped-50-half"]["epoch_features_per_s"] == 4.0  # 0.5 / 10 + 0.5 / 2.5 seconds a window
