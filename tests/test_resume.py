@@ -15,11 +15,15 @@ torch = pytest.importorskip("torch")
 from qa import checkpoints, run_dir  # noqa: E402
 
 
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(dropout_model_dir, tmp_path):
+@pytest.mark.parametrize("order", [
+    [],  # the default: random order, each batch padded to its longest window
+    ["--group_by_length", "--length_group_epochs", "1"],  # grouped in epoch 1, killed and resumed in random epoch 2
+], ids=["random-order", "grouped-first-epoch"])
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(dropout_model_dir, tmp_path, order):
     # 12 questions -> 42 windows -> 21 micro-batches of 2 an epoch -> 11 optimizer steps (the last of 1 micro-batch).
     common = ["--per_gpu_train_batch_size", "2", "--gradient_accumulation_steps", "2", "--num_train_epochs", "2",
               "--save_steps", "4", "--logging_steps", "3", "--learning_rate", "1e-3", "--warmup_steps", "3",
-              "--weight_decay", "0.01"]
+              "--weight_decay", "0.01", *order]
     cache = tmp_path / "cache"
     uninterrupted = start(train_argv(dropout_model_dir, tmp_path / "a", cache, *common))
     # Micro-batch 30 = the 10th of epoch 2 (first of a 2-micro-batch group): after checkpoint-12, before step 16.
