@@ -13,9 +13,10 @@ Two settings, compared in one run:
 - default (since issue 21): windows in the same random order as legacy, each batch padded to its own
   longest window (run_squad.py's defaults); evaluation in length order (qa.inference.predict_logits),
   each batch padded to its own longest window;
-- --candidates (CANDIDATES, training only): "random" (the default's order) and "grouped-N": windows
+- --candidates (CANDIDATES, training only): "random" (the default's order), "grouped-N": windows
   grouped by length, N batches sorted together (--group_by_length --length_group_batches N;
-  qa.sampling.epoch_batches), each batch padded to its longest. Their quality against random order:
+  qa.sampling.epoch_batches), each batch padded to its longest, and "grouped-50-half" (grouped-50 in
+  the first half of the epochs, --length_group_epochs). Their quality against random order:
   bench_grouping_quality.py, which prints these ratios beside it.
 
 The model is all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.6 M parameters, its own WordPiece
@@ -31,6 +32,12 @@ windows of the timed steps (their micro-batches are the ones qa.sampling.epoch_b
 trainer). In grouped mode the warm-up includes step 1, the epoch's longest batch (qa.sampling puts
 it first); the timed steps are a random sample of the other batches, and the table shows their mean
 width beside the whole epoch's. Settings alternate, each measured --repeats times, the best kept.
+A few batches are a small sample of an epoch's widths (grouped-2's 5 timed batches averaged 262 tokens
+at 384/128, its epoch 222), so each training row also has a whole-epoch estimate: seconds(width), a
+least-squares quadratic through every timed step of every setting at that length, summed over the
+setting's epoch-0 batches ("epoch" beside "timed"; README's Speed table uses it). A candidate grouped only
+in its first epochs ("grouped-50-half") is not timed: its speed mixes its fully grouped twin's and random
+order's, epoch by epoch.
 Evaluation times qa.inference.predict_logits over the evaluation windows after one warm-up batch.
 
 Targets (2 CPU cores): training >= 1.5x legacy at 384/128 (issue 21 kept this one; the 1.3x at 256/128
