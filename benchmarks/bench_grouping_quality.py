@@ -346,11 +346,12 @@ def summarise(runs):
 
 
 def speed_columns(speed):
-    """{candidate: {train_384, train_256}} ratios to legacy from bench_train.py's report (empty without one)."""
+    """{candidate: {train_384, train_256}} ratios to legacy from bench_train.py's report (empty without one): the
+    whole-epoch estimate where the report has one, else the timed steps'."""
     columns = {}
     for length in ("train_384", "train_256"):
         for name, cell in (speed or {}).get(length, {}).get("candidates", {}).items():
-            columns.setdefault(name, {})[length] = cell["ratio_to_legacy"]
+            columns.setdefault(name, {})[length] = cell.get("epoch_ratio_to_legacy", cell["ratio_to_legacy"])
     return columns
 
 
@@ -375,7 +376,7 @@ def table(summaries, speed):
 
 def markdown(rows, settings):
     """The table as README markdown: speed, then per setting F1 / HasAns_f1 / NoAns_f1 / best_f1 minus random."""
-    head = "| batching | train 384/128 | train 256/128 | " + " | ".join(
+    head = "| batching | train 384/128, x legacy | train 256/128 | " + " | ".join(
         f"{name}: F1 / HasAns / NoAns / best_f1 (- random) | verdict" for name in settings) + " |"
     lines = [head, "|" + "---|" * (3 + 2 * len(settings))]
     for row in rows:
