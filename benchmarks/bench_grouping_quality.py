@@ -41,8 +41,8 @@ Scores (qa.metrics): exact, f1, HasAns_f1, NoAns_f1, best_f1 (F1 at the null thr
 questions), and forced_HasAns_f1 (the F1 of the best non-empty span on the answerable questions: where the model
 looks, even when it does not answer). For each setting and candidate it prints the mean over seeds and the paired
 difference candidate - random (mean +- standard error = sd of the per-seed differences / sqrt(seeds), min .. max),
-and a verdict: "within noise" unless one of VERDICT_SCORES has a mean difference below -TOLERANCE points AND below
--2 standard errors ("no test" when random order's mean HasAns_f1 is below MIN_REFERENCE_HAS_ANS: a model that
+and a verdict: "worse" when one of VERDICT_SCORES has a mean difference below -TOLERANCE points AND below -2
+standard errors, "lower by less than 1 point" when one is below -2 standard errors only, else "within noise" ("no test" when random order's mean HasAns_f1 is below MIN_REFERENCE_HAS_ANS: a model that
 answers nothing cannot show that another answers less). The closing table puts each candidate's training speed (bench_train.py's features/s at
 384/128 and 256/128 as a ratio to legacy batching, read from --speed, by default OUT/train.json written by
 `make bench`) beside its quality differences. OUT/grouping_quality.json is rewritten after every run; with
@@ -322,9 +322,13 @@ def verdict(differences, reference_has_ans=None):
         return "one seed: not enough to tell"
     if reference_has_ans is not None and reference_has_ans < MIN_REFERENCE_HAS_ANS:
         return f"no test: random order answers nothing here (HasAns_f1 {reference_has_ans:.2f})"
-    worse = [name for name in VERDICT_SCORES
-             if differences[name]["mean"] < -TOLERANCE and differences[name]["mean"] < -2 * differences[name]["stderr"]]
-    return f"worse ({', '.join(worse)})" if worse else "within noise"
+    lower = [name for name in VERDICT_SCORES if differences[name]["mean"] < -2 * differences[name]["stderr"]]
+    worse = [name for name in lower if differences[name]["mean"] < -TOLERANCE]
+    if worse:
+        return f"worse ({', '.join(worse)})"
+    if lower:  # beyond the noise, but less than TOLERANCE points: measurable, small
+        return f"lower by less than {TOLERANCE:g} point ({', '.join(lower)})"
+    return "within noise"
 
 
 def summarise(runs):
@@ -487,7 +491,8 @@ def build_report(args, settings, runs, speed, speed_path, data_info, torch_versi
         "settings": {name: dataclasses.asdict(s) for name, s in settings.items()}, "data": data_info,
         "setting_records": {name: setting_record(s, args) for name, s in settings.items()},
         "candidates": args.candidates, "steps_override": args.steps, "eval_questions": args.eval_questions,
-        "verdict_rule": f"worse when one of {', '.join(VERDICT_SCORES)} is below -{TOLERANCE:g} and below -2 standard errors",
+        "verdict_rule": f"worse when one of {', '.join(VERDICT_SCORES)} is below -{TOLERANCE:g} and below -2 standard "
+                        f"errors; lower when below -2 standard errors only",
         "speed_source": str(speed_path) if speed else None,
         "summaries": summaries, "table": rows, "markdown": markdown(rows, list(summaries)),
         "runs": runs, "seconds": round(seconds, 1),

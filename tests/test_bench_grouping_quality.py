@@ -42,7 +42,8 @@ def test_verdict_needs_a_drop_beyond_the_tolerance_and_the_noise():
             out[name] = {"mean": mean, "stderr": stderr, "seeds": 3}
         return out
 
-    assert bench.verdict(diffs(f1=(-0.5, 0.1))) == "within noise"  # small
+    assert bench.verdict(diffs(f1=(-0.5, 0.3))) == "within noise"  # small, within two standard errors
+    assert bench.verdict(diffs(f1=(-0.87, 0.37))) == "lower by less than 1 point (f1)"  # measurable, small
     assert bench.verdict(diffs(f1=(-3.0, 2.0))) == "within noise"  # within two standard errors
     assert bench.verdict(diffs(HasAns_f1=(-6.0, 1.5), best_f1=(-1.2, 0.2))) == "worse (HasAns_f1, best_f1)"
     one = {name: {"mean": -9.0, "stderr": 0.0, "seeds": 1} for name in bench.VERDICT_SCORES}
