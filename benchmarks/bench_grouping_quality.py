@@ -117,8 +117,9 @@ SETTINGS = {s.name: s for s in (
 )}
 SCORES = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "forced_HasAns_f1")
 USER_SCORES = ("f1", "HasAns_f1", "NoAns_f1", "best_f1")  # the table's columns
-# A candidate "costs quality" in a setting when one of these has a mean difference to random below -TOLERANCE
-# points AND below -2 standard errors (NoAns_f1 alone is not a cost: answering more lowers it, and f1 weighs both).
+# A candidate is "worse" in a setting when one of these has a mean difference to random below -TOLERANCE points AND
+# below -2 standard errors, "lower" when below -2 standard errors only (NoAns_f1 alone is not a cost: answering
+# more lowers it, and f1 weighs both).
 VERDICT_SCORES = ("f1", "HasAns_f1", "best_f1")
 TOLERANCE = 1.0
 # Below this mean HasAns_f1 random order answers (almost) nothing, and no candidate can be seen answering less.
