@@ -179,6 +179,9 @@ def parse_args(argv=None):
     p.add_argument("--no-reference", dest="reference", action="store_false",
                    help="do not run random order (the reference) here: another process runs it, and a later "
                         "--from combines the two")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: write and print the report of the runs --keep and --from bring (each setting "
+                        "with the candidates and seeds it has)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args(argv)
@@ -197,11 +200,13 @@ def parse_args(argv=None):
     missing = [path for path in args.from_reports if not os.path.isfile(path)]
     if missing:
         p.error(f"--from {missing[0]}: no such file (a grouping_quality.json written by this benchmark)")
-    if any(SETTINGS[name].model == "minilm" for name in args.settings):
+    if args.report_only and not (args.keep or args.from_reports):
+        p.error("--report-only reports the runs of --keep or --from: give one of them")
+    if any(SETTINGS[name].model == "minilm" for name in args.settings) and not args.report_only:
         bench_train.check_data_and_device(p, args)
     args.demo_dir = pathlib.Path(args.demo_dir)
     missing = [args.demo_dir / name for name in ("train.json", "dev.json") if not (args.demo_dir / name).exists()]
-    if "demo" in args.settings and missing:
+    if "demo" in args.settings and missing and not args.report_only:
         p.error(f"{missing[0]}: no such file (run `make demo-data` first; `make bench-quality` does)")
     return args
 
@@ -441,11 +446,8 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    from qa.sampling import num_micro_batches
     from qa.storage import atomic_write
 
-    model_dir, tokenizer, runtime, pad_to_multiple_of = bench_train.encoder_session(args.threads, args.device)
-    session = {"minilm": (model_dir, tokenizer), "pad_to_multiple_of": pad_to_multiple_of}
     out = pathlib.Path(args.out)
     os.makedirs(out, exist_ok=True)
     settings = {name: effective(SETTINGS[name], args) for name in args.settings}
@@ -453,9 +455,28 @@ def main(argv=None):
     kept, data_info = reused_runs(args, out, records)
     speed_path = pathlib.Path(args.speed) if args.speed else out / "train.json"
     speed = json.loads(speed_path.read_text(encoding="utf-8")) if speed_path.exists() else None
-    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    load_before = os.getloadavg()[0]
     runs = list(kept.values())  # with --keep: every earlier run of these settings, asked for now or not
     report = build_report(args, settings, runs, speed, speed_path, data_info, torch.__version__, load_before, 0.0)
+    if not args.report_only:
+        report = run_missing(args, settings, kept, runs, data_info, out,
+                             lambda seconds: build_report(args, settings, runs, speed, speed_path, data_info,
+                                                          torch.__version__, load_before, seconds)) or report
+    with atomic_write(out / "grouping_quality.json", "w", encoding="utf-8") as f:  # --keep with nothing left to run too
+        json.dump(report, f, indent=2)
+    print_report(report)
+    return 0
+
+
+def run_missing(args, settings, kept, runs, data_info, out, build):
+    """Train and score every (setting, seed, candidate) not in `kept`, appending to `runs`; the report (`build`)
+    rewritten after every run. Returns the last report, or None when nothing ran."""
+    from qa.sampling import num_micro_batches
+    from qa.storage import atomic_write
+
+    model_dir, tokenizer, runtime, pad_to_multiple_of = bench_train.encoder_session(args.threads, args.device)
+    session = {"minilm": (model_dir, tokenizer), "pad_to_multiple_of": pad_to_multiple_of}
+    started, report = time.perf_counter(), None
     for setting in settings.values():
         for seed in setting.seeds:
             data = None
@@ -469,14 +490,10 @@ def main(argv=None):
                                             session["pad_to_multiple_of"]))
                 data_info[setting.name] = {"train_questions": data["train_questions"], "train_windows": len(data["train"]),
                                            "eval_questions": len(data["eval_examples"]), "eval_windows": len(data["eval"])}
-                report = build_report(args, settings, runs, speed, speed_path, data_info, torch.__version__,
-                                      load_before, time.perf_counter() - started)
+                report = build(time.perf_counter() - started)
                 with atomic_write(out / "grouping_quality.json", "w", encoding="utf-8") as f:  # after every run
                     json.dump(report, f, indent=2)
-    with atomic_write(out / "grouping_quality.json", "w", encoding="utf-8") as f:  # --keep with nothing left to run too
-        json.dump(report, f, indent=2)
-    print_report(report)
-    return 0
+    return report
 
 
 def build_report(args, settings, runs, speed, speed_path, data_info, torch_version, load_before, seconds):

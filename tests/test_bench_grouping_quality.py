@@ -202,3 +202,29 @@ def test_bench_train_estimates_a_whole_epoch_from_the_seconds_of_each_width():
     ratios = train.candidate_ratios(kept, padding, [train.CANDIDATES["random"], train.CANDIDATES["grouped-50-half"]], epoch)
     assert ratios["random"]["epoch_ratio_to_legacy"] == 2.5 and ratios["random"]["ratio_to_legacy"] == 2.0
     assert ratios["grouped-50-half"]["epoch_features_per_s"] == 4.0  # 0.5 / 10 + 0.5 / 2.5 seconds a window
+
+
+def test_report_only_combines_reports_without_running_anything(tmp_path, capsys):
+    """--report-only --from A --from B: one report of the runs the two bring (each setting with its own candidates
+    and seeds), printed and written, no model loaded; without --keep or --from it has nothing to report."""
+    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None)
+    records = {name: bench.setting_record(bench.effective(bench.SETTINGS[name], args), args)
+               for name in ("complexity", "demo")}
+    reports = []
+    for name, setting, candidates in (("a", "complexity", ("random", "grouped-2")),
+                                      ("b", "demo", ("random", "grouped-50-half"))):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"setting_records": records, "data": {setting: {"train_windows": 9}},
+                                    "runs": [run(c, s, 50.0 - s * (c != "random"), setting=setting)
+                                             for c in candidates for s in (1, 2, 3)]}))
+        reports += ["--from", str(path)]
+    out = tmp_path / "out"
+    assert bench.main(["--out", str(out), "--settings", "complexity,demo", "--demo-seeds", "1,2,3", "--report-only",
+                       *reports]) == 0
+    report = json.loads((out / "grouping_quality.json").read_text())
+    assert len(report["runs"]) == 12 and set(report["summaries"]) == {"complexity", "demo"}
+    assert report["summaries"]["complexity"]["grouped-2"]["minus_random"]["f1"]["mean"] == -2.0
+    assert "grouped-2" not in report["summaries"]["demo"] and "| grouped-50-half |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--out", str(out), "--settings", "complexity", "--report-only"])
+    assert "give one of them" in capsys.readouterr().err
