@@ -342,7 +342,7 @@ def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None, plac
     -PID); when the block succeeds, write the marker (every file's size and hash) last, and rename the
     folder to `final`. On an exception the temporary folder is removed (a kill leaves it for
     `reap_abandoned`) and `final` is untouched. With replace=False an existing complete `final`
-    (another process finished first) is kept and the new folder dropped. `extra`: a dict, or a
+    (another process finished first, before or while this one renamed) is kept and the new folder dropped. `extra`: a dict, or a
     callable returning one, merged into the marker.
 
     Replacing `final` never fails halfway: a symbolic link there is replaced (the folder it points to is left
@@ -367,7 +367,15 @@ def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None, plac
             if not _move_aside(final, trash):
                 final, trash = f"{os.path.normpath(final)}.resaved-{os.getpid()}", None
                 discard(final)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            # Another process put a complete `final` in place after the check above (two runs building the same
+            # feature cache at once): keep theirs, as when it was there before.
+            if replace or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or folder_problem(final, marker) is not None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         fsync_path(os.path.dirname(os.path.abspath(final)), directory=True)
         if trash is not None:
             discard(trash)

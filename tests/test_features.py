@@ -539,3 +539,32 @@ def test_max_context_flags_match_the_dense_rule_in_memory_of_the_tokens():
         tracemalloc.stop()
     assert sum(int(f.sum()) for f in flags) == num_tokens  # each token has its max context in exactly one window
     assert peak < 20 * num_tokens * 8, peak  # 3.2 MB: a few arrays of the tokens' length, and the flags
+
+
+def test_two_builds_of_one_cache_at_once_keep_the_first_complete_one(tokenizer, rhine, tmp_path, monkeypatch):
+    """Two processes building the same cache (benchmarks/gpu_check.sh trains two runs at once on one data file): the
+    other one puts its complete folder in place between this one's check and its rename. Before: OSError
+    "Directory not empty" and the run died; now this one keeps the other's cache and trains on it."""
+    from qa import storage
+
+    path, examples = rhine
+    real_replace = os.replace
+    raced = []
+
+    def replace(src, dst):
+        if str(src).endswith(f".tmp-{os.getpid()}") and not raced:  # the other process wins the race, just now
+            other = f"{dst}.tmp-other"
+            shutil.copytree(src, other)
+            real_replace(other, dst)
+            raced.append(dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(storage.os, "replace", replace)
+    log = Log()
+    features = F.load_or_build_features(path, examples, tokenizer, SMALL, True, cache_dir=tmp_path, log=log)
+    monkeypatch.undo()
+    assert raced and log.built()
+    (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("features-")]  # no temporary folder left
+    assert str(folder) == raced[0] and storage.folder_problem(str(folder), F.COMPLETE) is None
+    in_memory = F.build_features(examples, tokenizer, SMALL, True)
+    assert np.array_equal(features.input_ids, in_memory.input_ids)
