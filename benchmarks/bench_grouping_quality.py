@@ -322,8 +322,8 @@ def paired(differences):
 
 
 def verdict(differences, reference_has_ans=None):
-    """"within noise", "worse (...)", "one seed" or "no test", from the paired differences of VERDICT_SCORES and
-    random order's mean HasAns_f1 on the same seeds."""
+    """"within noise", "lower by less than 1 point (...)", "worse (...)", "one seed" or "no test", from the paired
+    differences of VERDICT_SCORES and random order's mean HasAns_f1 on the same seeds."""
     if differences[VERDICT_SCORES[0]]["seeds"] < 2:
         return "one seed: not enough to tell"
     if reference_has_ans is not None and reference_has_ans < MIN_REFERENCE_HAS_ANS:
@@ -508,9 +508,11 @@ def build_report(args, settings, runs, speed, speed_path, data_info, torch_versi
         "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "settings": {name: dataclasses.asdict(s) for name, s in settings.items()}, "data": data_info,
         "setting_records": {name: setting_record(s, args) for name, s in settings.items()},
-        "candidates": args.candidates, "steps_override": args.steps, "eval_questions": args.eval_questions,
+        "candidates": sorted({r["candidate"] for r in runs}, key=list(CANDIDATES).index) if args.report_only
+        else args.candidates, "steps_override": args.steps, "eval_questions": args.eval_questions,
         "verdict_rule": f"worse when one of {', '.join(VERDICT_SCORES)} is below -{TOLERANCE:g} and below -2 standard "
-                        f"errors; lower when below -2 standard errors only",
+                        f"errors; lower when below -2 standard errors only; no test when random order's HasAns_f1 is "
+                        f"below {MIN_REFERENCE_HAS_ANS:g}",
         "speed_source": str(speed_path) if speed else None,
         "summaries": summaries, "table": rows, "markdown": markdown(rows, list(summaries)),
         "runs": runs, "seconds": round(seconds, 1),
@@ -525,16 +527,16 @@ def print_report(report):
         print(f"\n== {name}: {s['model']}, lr {s['learning_rate']}, {s['epochs']} epochs, {s['max_seq_length']}/"
               f"{s['doc_stride']}, batch {s['batch_size']}, seeds {', '.join(map(str, s['seeds']))}; "
               f"{report['data'].get(name, {})}")
-        print(f"{'candidate':<12} {'seed':>5} " + " ".join(f"{score:>16}" for score in SCORES) + f" {'features/s':>10}")
+        print(f"{'candidate':<16} {'seed':>5} " + " ".join(f"{score:>16}" for score in SCORES) + f" {'features/s':>10}")
         for run in report["runs"]:
             if run["setting"] == name:
-                print(f"{run['candidate']:<12} {run['seed']:>5} " + " ".join(f"{run['scores'][x]:>16.2f}" for x in SCORES)
+                print(f"{run['candidate']:<16} {run['seed']:>5} " + " ".join(f"{run['scores'][x]:>16.2f}" for x in SCORES)
                       + f" {run['train_features_per_s']:>10}")
-        print(f"{'mean':<12} {'':>5}")
+        print(f"{'mean':<16} {'':>5}")
         for candidate, entry in summary.items():
-            print(f"{candidate:<12} {len(entry['seeds']):>5} " + " ".join(f"{entry['mean'][x]:>16.2f}" for x in SCORES))
+            print(f"{candidate:<16} {len(entry['seeds']):>5} " + " ".join(f"{entry['mean'][x]:>16.2f}" for x in SCORES))
             if "minus_random" in entry:
-                print(f"{'  - random':<12} {'':>5} " + " ".join(
+                print(f"{'  - random':<16} {'':>5} " + " ".join(
                     f"{entry['minus_random'][x]['mean']:>+8.2f} +-{entry['minus_random'][x]['stderr']:>5.2f}" for x in SCORES)
                     + f"  {entry['verdict']}")
     print("\nspeed (bench_train.py, x legacy) and quality (candidate - random, mean +- stderr over seeds):")

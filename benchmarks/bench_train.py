@@ -105,10 +105,15 @@ def fully_grouped(setting):
 
 
 def group_epochs(setting, epochs):
-    """--length_group_epochs for a run of `epochs` epochs in `setting` (None: every epoch grouped, or none)."""
+    """--length_group_epochs for a run of `epochs` epochs in `setting` (None: every epoch grouped, or none). The
+    share must come out whole (grouped-50-half: an even number of epochs), as its speed is mixed at that share."""
     if not setting.group_by_length or setting.group_share >= 1:
         return None
-    return max(1, round(epochs * setting.group_share))
+    grouped = epochs * setting.group_share
+    if grouped != int(grouped) or not 1 <= grouped < epochs:
+        raise ValueError(f"{setting.name} groups {setting.group_share:g} of the epochs: {epochs} epoch(s) cannot be "
+                         f"split so (give a number of epochs it divides)")
+    return int(grouped)
 
 
 def parse_args(argv=None):
@@ -249,21 +254,24 @@ def time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to
             "steps": steps}
 
 
-def step_cost(runs):
+def step_cost(runs, low, high):
     """Seconds of a training step of full batches as a function of the batch's width, fitted (least squares,
     degree 2: attention grows with the square of the width) to every timed step of `runs`; degree 1 when the
-    quadratic is not increasing over the widths measured. Returns numpy's polynomial coefficients."""
+    quadratic is not positive and increasing over the widths it will price, `low` .. `high`. Returns numpy's
+    polynomial coefficients, or None (no estimate) when neither is, or with fewer than 4 different widths."""
     import numpy as np
 
     widths = np.array([w for r in runs for w, _ in r["steps"]], dtype=float)
     seconds = np.array([t for r in runs for _, t in r["steps"]], dtype=float)
-    if len(set(widths.tolist())) < 3:
-        raise ValueError("step_cost needs steps of at least 3 different widths")
-    fit = np.polyfit(widths, seconds, 2)
-    grid = np.linspace(widths.min(), widths.max(), 50)
-    if np.all(np.diff(np.polyval(fit, grid)) > 0) and np.polyval(fit, widths.min()) > 0:
-        return fit
-    return np.polyfit(widths, seconds, 1)
+    if len(set(widths.tolist())) < 4:  # 3 points are passed through exactly, not fitted
+        return None
+    grid = np.linspace(min(low, widths.min()), max(high, widths.max()), 64)
+    for degree in (2, 1):
+        fit = np.polyfit(widths, seconds, degree)
+        values = np.polyval(fit, grid)
+        if np.all(values > 0) and np.all(np.diff(values) > 0):
+            return fit
+    return None
 
 
 def epoch_widths(lengths, batches, max_seq_length, pad_to_max_length, pad_to_multiple_of):
@@ -472,16 +480,20 @@ def main(argv=None):
         kept["default"]["epoch_mean_width"] = padding["default"]["mean_width_dynamic"]
         # The few timed batches are a sample whose widths can differ from the epoch's (grouped-2's 5 timed batches
         # averaged 262 tokens, its epoch 222): every timed step fits seconds(width), summed over each epoch's batches.
-        cost = step_cost(runs)
-        epoch = {s.name: epoch_speed(cost, features.lengths, sampling.epoch_batches(
-            features.lengths, args.batch_size, 0, args.seed, group_by_length=s.group_by_length,
-            mega_batch_size=s.length_group_batches), max_seq_length, s, pad_to_multiple_of) for s in timed}
+        orders = {s.name: sampling.epoch_batches(features.lengths, args.batch_size, 0, args.seed,
+                                                 group_by_length=s.group_by_length, mega_batch_size=s.length_group_batches)
+                  for s in timed}
+        narrowest = min(min(epoch_widths(features.lengths, b, max_seq_length, s.pad_to_max_length, pad_to_multiple_of))
+                        for s, b in ((s, orders[s.name]) for s in timed))
+        cost = step_cost(runs, narrowest, max_seq_length)
+        epoch = {s.name: epoch_speed(cost, features.lengths, orders[s.name], max_seq_length, s, pad_to_multiple_of)
+                 for s in timed} if cost is not None else None
         training[f"train_{max_seq_length}"] = {
             "max_seq_length": max_seq_length, "doc_stride": DOC_STRIDE, "windows": len(features),
             "window_length_median": float(np.median(features.lengths)), "results": kept, "all_runs": runs,
             "epoch_padding": padding, "ratio": round(kept["default"]["features_per_s"] / kept["legacy"]["features_per_s"], 2),
-            "step_cost": [float(c) for c in cost], "epoch_features_per_s": epoch,
-            "epoch_ratio": round(epoch["default"] / epoch["legacy"], 2),
+            "step_cost": None if cost is None else [float(c) for c in cost], "epoch_features_per_s": epoch,
+            "epoch_ratio": round(epoch["default"] / epoch["legacy"], 2) if epoch else None,
             "candidates": candidate_ratios(kept, padding, args.candidates, epoch),
         }
 
@@ -545,8 +557,9 @@ def print_table(report):
         else:
             padding = report[name]["epoch_padding"]
             legacy, default = padding["random"]["padding_fraction_max_length"], padding["default"]["padding_fraction_dynamic"]
+            whole = report[name].get("epoch_ratio")
             also = (f"(grouped by length, --group_by_length: {padding['grouped']['padding_fraction_dynamic']:.1%}); "
-                    f"whole epoch: {report[name]['epoch_ratio']:.2f}x")
+                    f"whole epoch: {f'{whole:.2f}x' if whole else 'no estimate (too few widths timed)'}")
         result = "no target" if target["target"] is None else "met" if target["met"] else "NOT MET"
         wanted = "" if target["target"] is None else f">= {target['target']}x"
         print(f"{name:<10} {target['ratio']:>5.2f}x {wanted:>8}  {result:<10}  {legacy:.1%} -> {default:.1%} {also}")

@@ -588,7 +588,8 @@ def combination_errors(args):
     errors = []
     if args.early_stopping_patience and not (args.do_train and args.evaluate_during_training):
         errors.append("--early_stopping_patience needs --do_train --evaluate_during_training (it counts evaluations)")
-    if args.length_group_epochs is not None and not args.group_by_length:
+    # (a resume that turns a recorded grouping off with --no_group_by_length keeps the recorded value, unused)
+    if args.length_group_epochs is not None and not args.group_by_length and not takes_record(args):
         errors.append(f"--length_group_epochs {args.length_group_epochs} groups the first epochs by length: it needs "
                       "--group_by_length (without it every epoch is in random order)")
     if bool(args.server_ip) != bool(args.server_port):

@@ -27,6 +27,9 @@ ORDER_SETTINGS = ("per_gpu_train_batch_size", "gradient_accumulation_steps", "se
                   # ... and those that change the windows themselves, or which questions are kept
                   "max_seq_length", "doc_stride", "max_query_length", "skip_bad_examples", "tokenizer_name",
                   "do_lower_case")
+# Order settings added after runs were recorded, with the value such a run used (its record lacks the key): giving
+# another value on resume changes the order like any other change of ORDER_SETTINGS.
+ORDER_SETTINGS_BEFORE_RECORDED = {"length_group_epochs": None}
 # What evaluation alone takes from the run's record unless given: the windows the model was trained on
 # (a model trained on 128-token windows scores lower on 384-token ones) and the data it was evaluated on.
 EVAL_RECORD_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "do_lower_case", "version_2_with_negative",
@@ -52,6 +55,9 @@ def apply_record(args, given, record, names):
     their defaults); returns [(name, recorded, given)] for the given ones that differ from the record."""
     changed = []
     for name in names:
+        if name not in record and name in ORDER_SETTINGS_BEFORE_RECORDED and name in given \
+                and getattr(args, name) != ORDER_SETTINGS_BEFORE_RECORDED[name]:
+            changed.append((name, ORDER_SETTINGS_BEFORE_RECORDED[name], getattr(args, name)))
         if name not in record or not hasattr(args, name):
             continue
         if name not in given:

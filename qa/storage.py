@@ -375,6 +375,8 @@ def atomic_folder(final, marker=MARKER, extra=None, replace=True, tmp=None, plac
             if replace or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or folder_problem(final, marker) is not None:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+            if trash is not None:  # the incomplete folder this one moved aside
+                discard(trash)
             return
         fsync_path(os.path.dirname(os.path.abspath(final)), directory=True)
         if trash is not None:

@@ -143,13 +143,15 @@ def next_group(train_features, state, args, runtime, epoch_plan):
     return batches[first : first + args.gradient_accumulation_steps], len(batches)
 
 
-def order_description(args):
-    """The training order, as the log says it."""
+def order_description(args, epochs=None):
+    """The training order, as the log says it; `epochs`: how many epochs the run has (started or not)."""
     if not args.group_by_length:
         return "random order"
     grouped = f"grouped by length ({args.length_group_batches or sampling.MEGA_BATCH_SIZE} batches sorted together)"
     if args.length_group_epochs is None:
         return grouped
+    if epochs is not None and args.length_group_epochs >= epochs:
+        return f"{grouped} in every epoch (--length_group_epochs {args.length_group_epochs} covers all {epochs})"
     return f"{grouped} in the first {args.length_group_epochs} epoch(s), then random order"
 
 
@@ -255,7 +257,7 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
              f"x {args.gradient_accumulation_steps} accumulation = "
              f"{args.per_gpu_train_batch_size * args.gradient_accumulation_steps * runtime.world_size} per step, "
              f"{t_total} steps, precision {runtime.amp_dtype or 'float32'}, "
-             f"{order_description(args)}, {torch.get_num_threads()} CPU thread(s)")
+             f"{order_description(args, -(-t_total // plan['steps_per_epoch']))}, {torch.get_num_threads()} CPU thread(s)")
     stop = StopRequest(announce=runtime.is_main).install()
     kill_at, micro_done = int(os.environ.get(KILL_ENV, "0") or 0), 0
     feed = ModelFeed(raw_model, runtime, args.lang_id)

@@ -165,7 +165,10 @@ def test_a_candidate_grouped_only_early_times_its_twin_and_mixes_the_speeds():
     assert ratio["derived"] and ratio["features_per_s"] == 3.0  # a window: 0.5/6 + 0.5/2 seconds
     assert train.mixed_padding(0.0, 0.5, 0.5) == round(1 - 1 / 1.5, 4)  # 1 + 2 tokens computed per real token, halved
     # the runs: --length_group_epochs is that share of the run's epochs (at least 1); the others have none
-    assert train.group_epochs(half, 2) == 1 and train.group_epochs(half, 10) == 5 and train.group_epochs(half, 1) == 1
+    assert train.group_epochs(half, 2) == 1 and train.group_epochs(half, 10) == 5
+    for epochs in (1, 3):  # its speed is mixed half and half: a run that cannot be split so is refused
+        with pytest.raises(ValueError, match="cannot be split"):
+            train.group_epochs(half, epochs)
     assert train.group_epochs(train.CANDIDATES["grouped-50"], 2) is None
     args = train.train_args("o", "m", 20, 8, half, 42, 1, epochs=4)
     assert args.group_by_length and args.length_group_batches == 50 and args.length_group_epochs == 2
@@ -183,7 +186,7 @@ def test_bench_train_estimates_a_whole_epoch_from_the_seconds_of_each_width():
         return 0.2 + 0.01 * width + 2e-5 * width ** 2
 
     runs = [{"steps": [[w, seconds(w)] for w in (120, 184, 256)]}, {"steps": [[384, seconds(384)]] * 3}]
-    cost = train.step_cost(runs)
+    cost = train.step_cost(runs, 64, 384)
     assert np.allclose(np.polyval(cost, [150, 300]), [seconds(150), seconds(300)])
     lengths = np.array([60, 90, 200, 384] * 4)
     batches = [np.arange(i, i + 4) for i in range(0, 16, 4)]  # every batch as wide as its 384 window
@@ -193,9 +196,14 @@ def test_bench_train_estimates_a_whole_epoch_from_the_seconds_of_each_width():
     assert train.epoch_speed(cost, lengths, short, 384, train.DEFAULT, 8) == round(8 / (seconds(96) + seconds(384)), 3)
     # noisy steps whose quadratic would fall with the width: a straight line instead
     flat = [{"steps": [[100, 1.0], [200, 1.9], [300, 1.95], [384, 1.6]]}]
-    assert len(train.step_cost(flat)) == 2
-    with pytest.raises(ValueError, match="at least 3 different widths"):
-        train.step_cost([{"steps": [[384, 1.0], [128, 0.5]]}])
+    assert len(train.step_cost(flat, 100, 384)) == 2
+    # a quadratic that rises over the timed widths but falls below them, where an epoch's narrow batches are
+    # priced: a straight line, checked over the widths it prices too
+    dip = [{"steps": [[w, 1.0 + 5e-5 * (w - 150) ** 2] for w in (160, 200, 260, 384)]}]
+    assert len(train.step_cost(dip, 160, 384)) == 3 and len(train.step_cost(dip, 120, 384)) == 2
+    falling = [{"steps": [[100, 2.0], [200, 1.5], [300, 1.2], [384, 1.0]]}]  # no usable fit: no estimate
+    assert train.step_cost(falling, 100, 384) is None
+    assert train.step_cost([{"steps": [[384, 1.0], [128, 0.5], [256, 0.7]]}], 128, 384) is None  # too few widths
     kept = {"legacy": {"features_per_s": 1.0}, "default": {"features_per_s": 2.0}, "grouped-50": {"features_per_s": 6.0}}
     epoch = {"legacy": 1.0, "default": 2.5, "grouped-50": 10.0}
     padding = {"random": {"padding_fraction_dynamic": 0.3}, "grouped-50-half": {"padding_fraction_dynamic": 0.2}}

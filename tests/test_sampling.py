@@ -283,7 +283,7 @@ def test_a_resume_keeps_the_order_its_run_recorded(record, grouped):
     assert args.group_by_length is grouped and same(expected, order)
 
 
-def test_length_group_epochs_groups_only_the_first_epochs():
+def test_length_group_epochs_groups_only_the_first_epochs(tmp_path):
     """--group_by_length --length_group_epochs 1: epoch 0 grouped, later epochs in the random order of
     --no_group_by_length (a pure function of the epoch, so a resume in epoch 1 stays in random order)."""
     from qa import trainer
@@ -305,8 +305,22 @@ def test_length_group_epochs_groups_only_the_first_epochs():
         assert same(S.epoch_batches(lengths, 8, epoch, 42, group_by_length=grouped), [b.tolist() for b in plan[epoch]])
     assert "grouped by length (50 batches sorted together) in the first 1 epoch(s), then random order" == \
         trainer.order_description(parse_args([*argv, "--length_group_batches", "50"]))
+    assert trainer.order_description(args, epochs=1).endswith("in every epoch (--length_group_epochs 1 covers all 1)")
     assert "length_group_epochs" in ORDER_SETTINGS  # changing it on resume needs --allow_changed_order
+    # ... also against a record made before the flag existed (that run grouped every epoch)
+    from qa.resume_record import apply_record
+    assert ("length_group_epochs", None, 1) in apply_record(args, {"group_by_length", "length_group_epochs"},
+                                                            {"group_by_length": True}, ["length_group_epochs"])
     for bad, message in ((["--group_by_length", "--length_group_epochs", "0"], "--length_group_epochs must be at least 1"),
                          (["--length_group_epochs", "1"], "it needs --group_by_length")):
         with pytest.raises(ArgumentError, match=message):
             validate_args(parse_args(["--model_name_or_path", "m", "--output_dir", "o", *bad]), cuda_available=False)
+    # a resume that turns a recorded grouping off keeps the recorded value, unused: not refused for it
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.json").write_text('{"group_by_length": true, "length_group_epochs": 1}')
+    resume = parse_args(["--model_name_or_path", "m", "--output_dir", str(run), "--do_train", "--resume_from_checkpoint",
+                         "auto", "--no_group_by_length", "--length_group_epochs", "1"])
+    with pytest.raises(ArgumentError) as refused:  # (for other reasons: no model "m", no training file)
+        validate_args(resume, cuda_available=False)
+    assert "--length_group_epochs" not in str(refused.value)
