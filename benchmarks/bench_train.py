@@ -34,8 +34,8 @@ it first); the timed steps are a random sample of the other batches, and the tab
 width beside the whole epoch's. Settings alternate, each measured --repeats times, the best kept.
 A few batches are a small sample of an epoch's widths (grouped-2's 5 timed batches averaged 262 tokens
 at 384/128, its epoch 222), so each training row also has a whole-epoch estimate: seconds(width), a
-least-squares quadratic through every timed step of every setting at that length, summed over the
-setting's epoch-0 batches ("epoch" beside "timed"; README's Speed table uses it). A candidate grouped only
+least-squares a + b w + c w^2 with a, b, c >= 0 through every timed step of every setting at that
+length, summed over the setting's epoch-0 batches ("epoch" beside "timed"; README's Speed table uses it). A candidate grouped only
 in its first epochs ("grouped-50-half") is not timed: its speed mixes its fully grouped twin's and random
 order's, epoch by epoch.
 Evaluation times qa.inference.predict_logits over the evaluation windows after one warm-up batch.
@@ -254,24 +254,33 @@ def time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to
             "steps": steps}
 
 
-def step_cost(runs, low, high):
-    """Seconds of a training step of full batches as a function of the batch's width, fitted (least squares,
-    degree 2: attention grows with the square of the width) to every timed step of `runs`; degree 1 when the
-    quadratic is not positive and increasing over the widths it will price, `low` .. `high`. Returns numpy's
-    polynomial coefficients, or None (no estimate) when neither is, or with fewer than 4 different widths."""
+def step_cost(runs):
+    """Seconds of a training step of full batches as a function of the batch's width w: a + b w + c w^2 (a step's
+    fixed work, the per-token work, attention's square), each term >= 0, so positive and increasing wherever it is
+    priced, also below the narrowest width timed. Least squares under that constraint (every subset of the terms
+    solved, the best fit whose terms are all >= 0: exact for three terms) over every timed step of `runs`.
+    Returns numpy's polynomial coefficients (c, b, a), or None (no estimate) with fewer than 3 different widths."""
+    import itertools
+
     import numpy as np
 
     widths = np.array([w for r in runs for w, _ in r["steps"]], dtype=float)
     seconds = np.array([t for r in runs for _, t in r["steps"]], dtype=float)
-    if len(set(widths.tolist())) < 4:  # 3 points are passed through exactly, not fitted
+    if len(set(widths.tolist())) < 3:
         return None
-    grid = np.linspace(min(low, widths.min()), max(high, widths.max()), 64)
-    for degree in (2, 1):
-        fit = np.polyfit(widths, seconds, degree)
-        values = np.polyval(fit, grid)
-        if np.all(values > 0) and np.all(np.diff(values) > 0):
-            return fit
-    return None
+    columns = np.stack([np.ones_like(widths), widths, widths ** 2], axis=1)
+    best, best_error = None, np.inf
+    for size in (1, 2, 3):
+        for terms in itertools.combinations(range(3), size):
+            solution = np.linalg.lstsq(columns[:, terms], seconds, rcond=None)[0]
+            if np.any(solution < 0):
+                continue
+            coefficients = np.zeros(3)
+            coefficients[list(terms)] = solution
+            error = float(np.sum((columns @ coefficients - seconds) ** 2))
+            if error < best_error:
+                best, best_error = coefficients, error
+    return None if best is None else best[::-1]
 
 
 def epoch_widths(lengths, batches, max_seq_length, pad_to_max_length, pad_to_multiple_of):
@@ -483,9 +492,7 @@ def main(argv=None):
         orders = {s.name: sampling.epoch_batches(features.lengths, args.batch_size, 0, args.seed,
                                                  group_by_length=s.group_by_length, mega_batch_size=s.length_group_batches)
                   for s in timed}
-        narrowest = min(min(epoch_widths(features.lengths, b, max_seq_length, s.pad_to_max_length, pad_to_multiple_of))
-                        for s, b in ((s, orders[s.name]) for s in timed))
-        cost = step_cost(runs, narrowest, max_seq_length)
+        cost = step_cost(runs)
         epoch = {s.name: epoch_speed(cost, features.lengths, orders[s.name], max_seq_length, s, pad_to_multiple_of)
                  for s in timed} if cost is not None else None
         training[f"train_{max_seq_length}"] = {

@@ -186,7 +186,7 @@ def test_bench_train_estimates_a_whole_epoch_from_the_seconds_of_each_width():
         return 0.2 + 0.01 * width + 2e-5 * width ** 2
 
     runs = [{"steps": [[w, seconds(w)] for w in (120, 184, 256)]}, {"steps": [[384, seconds(384)]] * 3}]
-    cost = train.step_cost(runs, 64, 384)
+    cost = train.step_cost(runs)
     assert np.allclose(np.polyval(cost, [150, 300]), [seconds(150), seconds(300)])
     lengths = np.array([60, 90, 200, 384] * 4)
     batches = [np.arange(i, i + 4) for i in range(0, 16, 4)]  # every batch as wide as its 384 window
@@ -194,16 +194,16 @@ def test_bench_train_estimates_a_whole_epoch_from_the_seconds_of_each_width():
     short = [np.array([0, 1, 4, 5]), np.array([2, 6, 3, 7])]  # one batch of 60/90 windows, one to 384
     assert train.epoch_widths(lengths, short, 384, False, 8) == [96, 384]  # rounded up to the multiple of 8
     assert train.epoch_speed(cost, lengths, short, 384, train.DEFAULT, 8) == round(8 / (seconds(96) + seconds(384)), 3)
-    # noisy steps whose quadratic would fall with the width: a straight line instead
-    flat = [{"steps": [[100, 1.0], [200, 1.9], [300, 1.95], [384, 1.6]]}]
-    assert len(train.step_cost(flat, 100, 384)) == 2
-    # a quadratic that rises over the timed widths but falls below them, where an epoch's narrow batches are
-    # priced: a straight line, checked over the widths it prices too
-    dip = [{"steps": [[w, 1.0 + 5e-5 * (w - 150) ** 2] for w in (160, 200, 260, 384)]}]
-    assert len(train.step_cost(dip, 160, 384)) == 3 and len(train.step_cost(dip, 120, 384)) == 2
-    falling = [{"steps": [[100, 2.0], [200, 1.5], [300, 1.2], [384, 1.0]]}]  # no usable fit: no estimate
-    assert train.step_cost(falling, 100, 384) is None
-    assert train.step_cost([{"steps": [[384, 1.0], [128, 0.5], [256, 0.7]]}], 128, 384) is None  # too few widths
+    # noisy steps whose free quadratic would dip below the widths timed (where an epoch's narrow batches are priced)
+    # or fall: every term stays >= 0, so the cost is positive and increasing from width 0 on
+    grid = np.linspace(0, 384, 50)
+    for steps in ([[w, 1.0 + 5e-5 * (w - 150) ** 2] for w in (160, 200, 260, 384)],
+                  [[100, 1.0], [200, 1.9], [300, 1.95], [384, 1.6]], [[100, 2.0], [200, 1.5], [300, 1.2], [384, 1.0]]):
+        free = np.polyfit(*zip(*steps), 2)
+        cost = train.step_cost([{"steps": steps}])
+        assert np.all(cost >= 0) and np.all(np.diff(np.polyval(cost, grid)) >= 0) and np.polyval(cost, 0) > 0
+        assert not np.all(np.diff(np.polyval(free, grid)) >= 0)  # what an unconstrained fit would have priced
+    assert train.step_cost([{"steps": [[384, 1.0], [128, 0.5], [128, 0.6]]}]) is None  # too few widths
     kept = {"legacy": {"features_per_s": 1.0}, "default": {"features_per_s": 2.0}, "grouped-50": {"features_per_s": 6.0}}
     epoch = {"legacy": 1.0, "default": 2.5, "grouped-50": 10.0}
     padding = {"random": {"padding_fraction_dynamic": 0.3}, "grouped-50-half": {"padding_fraction_dynamic": 0.2}}
