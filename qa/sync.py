@@ -783,11 +783,8 @@ class CheckpointSync:
                     lambda: self.client.delete_object(Bucket=self.bucket, Key=ckpt_key + COMPLETE))
 
     def _upload_checkpoint(self, path, name, ticket=None):
-        if not os.path.isdir(path):
-            self.log(f"sync: {name} skipped: removed locally (rotated away) before its upload started")
+        if not self._still_complete(path, name):
             return
-        if not run_dir.is_complete(path):
-            raise SyncError(f"{path} is not a complete checkpoint (no COMPLETE marker, or its files do not match it)")
         ckpt_key = f"{self.key_prefix}{name}/"
         started = time.monotonic()
         remote = self._retry(f"list {self.uri}{name}/", lambda: _list_objects(self.client, self.bucket, ckpt_key))
@@ -799,26 +796,47 @@ class CheckpointSync:
         relative = sorted(r for r in relative if r != COMPLETE)
         total = 0
         for rel in relative:
-            local = os.path.join(path, rel)
-            try:
-                total += os.path.getsize(local)
-                self._put_file(local, ckpt_key + rel.replace(os.sep, "/"))
-            except FileNotFoundError:
-                if not os.path.isdir(path):
-                    self.log(f"sync: {name} abandoned: removed locally (rotated away) while it was uploading; "
-                             "its partial copy has no COMPLETE marker")
-                    return
-                raise
+            size = self._put_unless_rotated(path, name, rel, ckpt_key)
+            if size is None:
+                return
+            total += size
         uploaded = {ckpt_key + rel.replace(os.sep, "/") for rel in relative}
         stale = sorted(set(remote) - uploaded - {ckpt_key + COMPLETE})
         if stale:  # files of an earlier upload of this step that the new one does not have
             self._delete_keys(stale)
-        self._put_file(os.path.join(path, COMPLETE), ckpt_key + COMPLETE)
+        if self._put_unless_rotated(path, name, COMPLETE, ckpt_key) is None:  # rotated away just before its marker
+            return
         if ticket is not None:
             ticket["uploaded"] = True
         self._deferred.discard(name)  # uploaded again (the same step saved after a resume): not to be deleted
         self.log(f"sync: {name} -> {self.uri}{name}/ ({len(relative) + 1} files, {storage.human_size(total)}, "
                  f"{time.monotonic() - started:.0f} s)")
+
+    def _still_complete(self, path, name):
+        """True when the checkpoint folder can be uploaded; False (logged) when rotation removed it before its upload
+        started. Raises SyncError for a folder that is there but not complete."""
+        if os.path.isdir(path) and run_dir.is_complete(path):
+            return True
+        if not os.path.isdir(path):  # (also: removed while its marker was read)
+            self.log(f"sync: {name} skipped: removed locally (rotated away) before its upload started")
+            return False
+        raise SyncError(f"{path} is not a complete checkpoint (no COMPLETE marker, or its files do not match it)")
+
+    def _put_unless_rotated(self, path, name, rel, ckpt_key):
+        """Upload the checkpoint's file `rel` and return its size; None (logged) when rotation removed the folder
+        meanwhile: its partial copy in S3 has no COMPLETE marker, so it is never taken for a checkpoint. Other local
+        errors are raised."""
+        local = os.path.join(path, rel)
+        try:
+            size = os.path.getsize(local)
+            self._put_file(local, ckpt_key + rel.replace(os.sep, "/"))
+            return size
+        except FileNotFoundError:
+            if os.path.isdir(path):
+                raise
+            self.log(f"sync: {name} abandoned: removed locally (rotated away) while it was uploading; "
+                     "its partial copy has no COMPLETE marker")
+            return None
 
     def _upload_files(self, items, marker=None):
         failed = []

@@ -455,6 +455,33 @@ def test_checkpoint_rotated_away_before_its_upload_is_skipped(s3, bucket, model,
     assert "sync: checkpoint-13 skipped: removed locally (rotated away) before its upload started" in lines
 
 
+def test_checkpoint_rotated_away_just_before_its_marker_is_abandoned_not_failed(s3, bucket, model, tmp_path,
+                                                                                 monkeypatch):
+    """Rotation can delete a checkpoint after its last file went up and before its COMPLETE marker (a loaded machine:
+    the resumed run of test_sync_resume saved two newer ones meanwhile). Before: "No such file or directory:
+    .../COMPLETE" counted as a failure (exit 4); now its partial copy is left without a marker, as when rotation
+    catches it earlier."""
+    run = tmp_path / "run"
+    kept, rotated = save(run, model, 12), save(run, model, 13)
+    put_file, lines = sync.CheckpointSync._put_file, []
+
+    def rotate_first(self, local, key):
+        if key.endswith("checkpoint-13/" + sync.COMPLETE):
+            storage.remove_tree(rotated)
+        return put_file(self, local, key)
+
+    monkeypatch.setattr(sync.CheckpointSync, "_put_file", rotate_first)
+    checkpoint_sync = sync.CheckpointSync(f"s3://{bucket}/p", log=lines.append, client=storage.s3_client(), **FAST)
+    checkpoint_sync.submit_checkpoint(kept)
+    checkpoint_sync.submit_checkpoint(rotated)
+    assert checkpoint_sync.close(timeout=60) == []
+    assert remote_checkpoint_names(s3, bucket, "p/") == ["checkpoint-12", "checkpoint-13"]  # 13's files went up,
+    assert f"p/checkpoint-13/{sync.COMPLETE}" not in remote(s3, bucket, "p/")                # but not its marker:
+    assert [name for _, name in sync.list_remote_checkpoints(f"s3://{bucket}/p", client=s3)] == ["checkpoint-12"]
+    assert "sync: checkpoint-13 abandoned: removed locally (rotated away) while it was uploading; its partial copy " \
+           "has no COMPLETE marker" in lines
+
+
 def test_files_are_snapshotted_when_submitted(s3, bucket, tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
