@@ -220,14 +220,18 @@ def train_args(output_dir, model_dir, steps, batch_size, setting, seed, pad_to_m
     return run_squad_args(argv)
 
 
-def timed_batches(features, args, setting):
-    """The micro-batches of the timed steps: the ones qa.trainer.train takes from qa.sampling."""
+def epoch_order(lengths, args, setting):
+    """`setting`'s micro-batches of epoch 0, as qa.trainer.train takes them from qa.sampling (a setting grouped only
+    in its first epochs is grouped there)."""
     from qa import sampling
 
-    batches = sampling.epoch_batches(features.lengths, args.batch_size, 0, args.seed,
-                                     group_by_length=setting.group_by_length,
-                                     mega_batch_size=setting.length_group_batches)
-    return batches[args.warmup_steps : args.warmup_steps + args.steps]
+    return sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=setting.group_by_length,
+                                  mega_batch_size=setting.length_group_batches)
+
+
+def timed_batches(features, args, setting):
+    """The micro-batches of the timed steps: the ones qa.trainer.train takes from qa.sampling."""
+    return epoch_order(features.lengths, args, setting)[args.warmup_steps : args.warmup_steps + args.steps]
 
 
 def time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to_multiple_of):
@@ -246,7 +250,8 @@ def time_training(model_dir, tokenizer, features, setting, args, runtime, pad_to
     seconds = clock.ended[args.warmup_steps + args.steps] - clock.ended[args.warmup_steps]
     batches = timed_batches(features, args, setting)
     windows = sum(len(b) for b in batches)
-    widths = [features.batch(b, setting.pad_to_max_length, pad_to_multiple_of)["input_ids"].shape[1] for b in batches]
+    widths = epoch_widths(features.lengths, batches, features.input_ids.shape[1], setting.pad_to_max_length,
+                          pad_to_multiple_of)
     steps = [[width, round(clock.ended[args.warmup_steps + i + 1] - clock.ended[args.warmup_steps + i], 4)]
              for i, width in enumerate(widths)]  # each timed step: its batch's width and its seconds
     return {"setting": setting.name, "seconds": round(seconds, 3), "windows": windows,
@@ -284,10 +289,10 @@ def step_cost(runs):
 
 
 def epoch_widths(lengths, batches, max_seq_length, pad_to_max_length, pad_to_multiple_of):
-    """The width each batch is padded to: its longest window rounded up to the multiple, or max_seq_length."""
-    if pad_to_max_length:
-        return [max_seq_length] * len(batches)
-    return [-(-int(lengths[b].max()) // pad_to_multiple_of) * pad_to_multiple_of for b in batches]
+    """The width each batch is padded to (qa.features.padded_width: the trainer's rule)."""
+    from qa.features import padded_width
+
+    return [padded_width(lengths[b].max(), max_seq_length, pad_to_max_length, pad_to_multiple_of) for b in batches]
 
 
 def epoch_speed(cost, lengths, batches, max_seq_length, setting, pad_to_multiple_of):
@@ -317,7 +322,8 @@ def time_evaluation(model, features, setting, args, runtime, pad_to_multiple_of)
     seconds = time.perf_counter() - started
     # the batches predict_logits ran: the length order, cut into batches
     batches = micro_batches(length_order(features.lengths), args.eval_batch_size)
-    widths = [features.batch(b, setting.pad_to_max_length, pad_to_multiple_of)["input_ids"].shape[1] for b in batches]
+    widths = epoch_widths(features.lengths, batches, features.input_ids.shape[1], setting.pad_to_max_length,
+                          pad_to_multiple_of)
     return {"setting": setting.name, "seconds": round(seconds, 3), "windows": len(features),
             "features_per_s": round(len(features) / seconds, 3), "mean_width": round(sum(widths) / len(widths), 1)}
 
@@ -336,21 +342,13 @@ def padding_report(lengths, batches, max_seq_length):
 def train_padding(features, args, max_seq_length, settings=()):
     """What each part buys over the whole of epoch 0: random batches vs grouped (the default's grouping), padded
     or not; and each of `settings` (the --candidates)."""
-    from qa import sampling
-
     lengths = features.lengths
-    order = {name: sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=grouped)
-             for name, grouped in (("random", False), ("grouped", True))}
-    order["default"] = sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=DEFAULT.group_by_length,
-                                              mega_batch_size=DEFAULT.length_group_batches)
-    timed = [s for s in settings if s.group_share >= 1]
-    order.update({s.name: sampling.epoch_batches(lengths, args.batch_size, 0, args.seed, group_by_length=s.group_by_length,
-                                                 mega_batch_size=s.length_group_batches) for s in timed})
-    report = {name: padding_report(lengths, batches, max_seq_length) for name, batches in order.items()}
+    parts = {"random": CANDIDATES["random"], "grouped": Setting("grouped", group_by_length=True, pad_to_max_length=False),
+             "default": DEFAULT, **{s.name: s for s in settings if s.group_share >= 1}}
+    report = {name: padding_report(lengths, epoch_order(lengths, args, s), max_seq_length) for name, s in parts.items()}
     for s in settings:
         if s.group_share < 1:  # its grouped epochs padded as its twin's, the others as random order's
-            grouped = padding_report(lengths, sampling.epoch_batches(lengths, args.batch_size, 0, args.seed,
-                                                                     mega_batch_size=s.length_group_batches), max_seq_length)
+            grouped = padding_report(lengths, epoch_order(lengths, args, fully_grouped(s)), max_seq_length)
             report[s.name] = {key: mixed_padding(grouped[key], report["random"][key], s.group_share) if "fraction" in key
                               else round(s.group_share * grouped[key] + (1 - s.group_share) * report["random"][key], 1)
                               for key in grouped}
@@ -464,7 +462,6 @@ def main(argv=None):
     import torch
     import transformers
 
-    from qa import sampling
     from qa.features import FeatureParams, build_features
 
     model_dir, tokenizer, runtime, pad_to_multiple_of = encoder_session(args.threads, args.device)
@@ -489,12 +486,9 @@ def main(argv=None):
         kept["default"]["epoch_mean_width"] = padding["default"]["mean_width_dynamic"]
         # The few timed batches are a sample whose widths can differ from the epoch's (grouped-2's 5 timed batches
         # averaged 262 tokens, its epoch 222): every timed step fits seconds(width), summed over each epoch's batches.
-        orders = {s.name: sampling.epoch_batches(features.lengths, args.batch_size, 0, args.seed,
-                                                 group_by_length=s.group_by_length, mega_batch_size=s.length_group_batches)
-                  for s in timed}
         cost = step_cost(runs)
-        epoch = {s.name: epoch_speed(cost, features.lengths, orders[s.name], max_seq_length, s, pad_to_multiple_of)
-                 for s in timed} if cost is not None else None
+        epoch = {s.name: epoch_speed(cost, features.lengths, epoch_order(features.lengths, args, s), max_seq_length, s,
+                                     pad_to_multiple_of) for s in timed} if cost is not None else None
         training[f"train_{max_seq_length}"] = {
             "max_seq_length": max_seq_length, "doc_stride": DOC_STRIDE, "windows": len(features),
             "window_length_median": float(np.median(features.lengths)), "results": kept, "all_runs": runs,

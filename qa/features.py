@@ -77,6 +77,15 @@ ARRAY_SPECS = {
 LABEL_ARRAYS = ("start_positions", "end_positions", "answer_types")
 
 
+def padded_width(longest, max_length, pad_to_max_length=False, pad_to_multiple_of=1):
+    """The width a batch is padded to: its longest window (`longest` tokens, at least 1) rounded up to a multiple of
+    `pad_to_multiple_of` (tensor cores want multiples of 8), never past `max_length`; `max_length` with
+    pad_to_max_length."""
+    if pad_to_max_length:
+        return max_length
+    return min(max_length, -(-max(int(longest), 1) // pad_to_multiple_of) * pad_to_multiple_of)
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureParams:
     max_seq_length: int = 384  # tokens per window, special tokens included
@@ -124,10 +133,7 @@ class Features:
         of `pad_to_multiple_of`: tensor cores want multiples of 8) unless pad_to_max_length."""
         indices = np.asarray(indices, dtype=np.int64)
         lengths = np.asarray(self.lengths[indices])
-        width = max_length = self.input_ids.shape[1]
-        if not pad_to_max_length:
-            longest = max(int(lengths.max(initial=0)), 1)
-            width = min(max_length, -(-longest // pad_to_multiple_of) * pad_to_multiple_of)
+        width = padded_width(lengths.max(initial=0), self.input_ids.shape[1], pad_to_max_length, pad_to_multiple_of)
         batch = {
             "input_ids": np.asarray(self.input_ids[indices, :width], dtype=np.int64),
             "token_type_ids": np.asarray(self.token_type_ids[indices, :width], dtype=np.int64),
