@@ -105,14 +105,22 @@ class Setting:
     batch_size: int
     warmup: float  # below 1: a share of the steps; else a number of steps
     seeds: tuple
+    # minilm: "articles": eval_articles are held out whole (no paragraph of them trains); "questions": every second
+    # question of each of their paragraphs is held out, the others train (bench_train.split_questions)
+    held_out: str = "articles"
+    train_articles: tuple = ()  # with held_out "questions": the articles that train whole
 
 
 SETTINGS = {s.name: s for s in (
-    # issue 21's own run (run_squad.py's defaults: no warm-up; grouped-50 fell back to answering nothing there), and
-    # another article at another rate. With 10% warm-up random order itself answered (almost) nothing (HasAns_f1
-    # 0.23 and 0.0, seed 42 at 2e-4 and 3e-4), and at 2 epochs of 192/128 nothing: a test of nothing.
+    # issue 21's own run (run_squad.py's defaults: no warm-up; grouped-50 fell back to answering nothing there). With
+    # 10% warm-up random order itself answered (almost) nothing (HasAns_f1 0.23 and 0.0, seed 42 at 2e-4 and 3e-4),
+    # and at 2 epochs of 192/128 nothing: a test of nothing.
     Setting("complexity", "minilm", ("Computational_complexity_theory",), 2e-4, 4, 256, 128, 8, 0, (42, 1, 2)),
-    Setting("rhine", "minilm", ("Rhine",), 5e-4, 4, 256, 128, 8, 0, (42, 1, 2)),
+    # Another article as dev at another rate. Rhine held out whole at 5e-4 answered nothing (HasAns_f1 0.00, forced
+    # 10.6, seed 42): the paragraphs are read in training here, with their other questions. At 4e-4 random order
+    # answered nothing (forced 8.2), at 1e-4 a little (HasAns_f1 1.52, forced 15.2; seed 42).
+    Setting("rhine-questions", "minilm", ("Rhine",), 1e-4, 4, 256, 128, 8, 0, (42, 1, 2),
+            held_out="questions", train_articles=("Normans",)),
     Setting("demo", "demo", (), 2e-3, 10, 128, 64, 16, 50, (1, 2, 3, 4, 5, 6)),
 )}
 SCORES = ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1", "forced_HasAns_f1")
@@ -163,6 +171,8 @@ def parse_args(argv=None):
     p.add_argument("--demo-seeds", type=int_list("--demo-seeds"), default=None,
                    help="seeds of the demo setting (default: 1,2,3,4,5,6)")
     p.add_argument("--epochs", type=int, default=None, help="whole epochs of each MiniLM run (default: the setting's, 2)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="learning rate of each MiniLM run (default: the setting's)")
     p.add_argument("--steps", type=int, default=0,
                    help="stop each run after this many optimizer steps instead (0: whole epochs); for smoke runs")
     p.add_argument("--eval-questions", type=int, default=0,
@@ -187,6 +197,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error(f"--threads must be at least 1, got {args.threads}")
+    if args.learning_rate is not None and not 0 < args.learning_rate < 1:
+        p.error(f"--learning-rate must be above 0 and below 1, got {args.learning_rate}")
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs must be at least 1, got {args.epochs}")
     if args.steps < 0:
@@ -214,8 +226,10 @@ def parse_args(argv=None):
 def effective(setting, args):
     """The setting as run: --epochs and the seeds flags applied."""
     seeds = args.demo_seeds if setting.model == "demo" else args.seeds
-    epochs = args.epochs if args.epochs and setting.model == "minilm" else setting.epochs
-    return dataclasses.replace(setting, seeds=tuple(seeds or setting.seeds), epochs=epochs)
+    minilm = setting.model == "minilm"
+    epochs = args.epochs if args.epochs and minilm else setting.epochs
+    rate = args.learning_rate if args.learning_rate and minilm else setting.learning_rate
+    return dataclasses.replace(setting, seeds=tuple(seeds or setting.seeds), epochs=epochs, learning_rate=rate)
 
 
 def run_args(output_dir, model_dir, steps, setting, candidate, seed, pad_to_multiple_of):
@@ -288,7 +302,11 @@ def load_data(setting, seed, args, session, out):
     params = FeatureParams(setting.max_seq_length, setting.doc_stride, bench_train.MAX_QUERY_LENGTH)
     if setting.model == "minilm":
         model_dir, tokenizer = session["minilm"]
-        train, evaluation = bench_train.split_articles(seed, args.eval_questions, setting.eval_articles)
+        if setting.held_out == "questions":
+            train, evaluation = bench_train.split_questions(seed, args.eval_questions, setting.eval_articles,
+                                                            setting.train_articles)
+        else:
+            train, evaluation = bench_train.split_articles(seed, args.eval_questions, setting.eval_articles)
     else:
         model_dir, tokenizer = demo_model(session, out, args.demo_dir)
         train, evaluation = read_squad(args.demo_dir / "train.json"), read_squad(args.demo_dir / "dev.json")
@@ -412,6 +430,9 @@ def setting_record(setting, args):
     """What a run's result depends on besides candidate and seed: the setting (seeds aside), the evaluation draw,
     --steps; as JSON stores it."""
     record = {key: value for key, value in dataclasses.asdict(setting).items() if key != "seeds"}
+    for field in dataclasses.fields(Setting):  # a field added later is recorded where it is not its default, so
+        if field.default is not dataclasses.MISSING and record[field.name] == field.default:  # earlier reports match
+            del record[field.name]
     record.update(eval_questions=args.eval_questions if setting.model == "minilm" else 0, steps=args.steps)
     return json.loads(json.dumps(record))
 

@@ -166,23 +166,48 @@ def model_folder():
     return str(package.get_model_path())
 
 
-def split_articles(seed, eval_questions, eval_articles=EVAL_ARTICLES):
-    """(training examples, evaluation examples): whole articles apart, so no paragraph is in both; `eval_articles`
-    (titles) are evaluated on, every other article of SOURCES trains."""
-    import numpy as np
-
+def source_examples():
+    """Every question of SOURCES once, in file order (both files hold the Normans article: one copy of each)."""
     from qa.squad_io import read_squad
 
     examples = {}
-    for name in SOURCES:  # both files hold the Normans article: one copy of each question
+    for name in SOURCES:
         for example in read_squad(SHARED_SQUAD / name):
             examples.setdefault(example.qas_id, example)
-    train = [e for e in examples.values() if e.title not in eval_articles]
-    evaluation = [e for e in examples.values() if e.title in eval_articles]
+    return list(examples.values())
+
+
+def draw(evaluation, seed, eval_questions):
+    """`eval_questions` of the evaluation examples drawn with the seed, in their order (0 or more than there are: all)."""
+    import numpy as np
+
     if eval_questions and eval_questions < len(evaluation):
         drawn = np.sort(np.random.default_rng(seed).choice(len(evaluation), eval_questions, replace=False))
         evaluation = [evaluation[i] for i in drawn]
-    return train, evaluation
+    return evaluation
+
+
+def split_articles(seed, eval_questions, eval_articles=EVAL_ARTICLES):
+    """(training examples, evaluation examples): whole articles apart, so no paragraph is in both; `eval_articles`
+    (titles) are evaluated on, every other article of SOURCES trains."""
+    examples = source_examples()
+    train = [e for e in examples if e.title not in eval_articles]
+    evaluation = [e for e in examples if e.title in eval_articles]
+    return train, draw(evaluation, seed, eval_questions)
+
+
+def split_questions(seed, eval_questions, eval_articles, train_articles):
+    """(training examples, evaluation examples) apart by question, not by article: of each paragraph of
+    `eval_articles`, the 2nd, 4th, ... question (file order) is evaluated on and the others train, so every evaluation
+    paragraph was read in training with other questions; `train_articles` (titles) train whole."""
+    train, evaluation, seen = [], [], {}
+    for example in source_examples():
+        if example.title in eval_articles:
+            position = seen[example.context] = seen.get(example.context, -1) + 1
+            (evaluation if position % 2 else train).append(example)
+        elif example.title in train_articles:
+            train.append(example)
+    return train, draw(evaluation, seed, eval_questions)
 
 
 class StepClock:

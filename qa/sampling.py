@@ -134,6 +134,23 @@ def total_steps(num_items, batch_size, grad_accum, num_train_epochs, max_steps=0
     return max(1, math.ceil(steps_per_epoch(num_items, batch_size, grad_accum, world_size) * num_train_epochs))
 
 
+def _full_batches(num_items, batch_size, world_size):
+    """(windows per rank, batches per rank, size of each rank's last batch, full batches of all ranks together)."""
+    per_rank = math.ceil(num_items / world_size)
+    batches_per_rank = math.ceil(per_rank / batch_size)
+    last_size = per_rank - (batches_per_rank - 1) * batch_size  # 1 .. batch_size
+    num_full = world_size * (batches_per_rank if last_size == batch_size else batches_per_rank - 1)
+    return per_rank, batches_per_rank, last_size, num_full
+
+
+def pool_batches(num_items, batch_size, world_size=1, mega_batch_size=None):
+    """Micro-batches sorted by length together in a grouped epoch: `mega_batch_size` (None: MEGA_BATCH_SIZE), at
+    most a MIN_MEGA_BATCHES-th of the epoch's full batches, at least 1."""
+    mega_batch_size = MEGA_BATCH_SIZE if mega_batch_size is None else mega_batch_size
+    num_full = _full_batches(num_items, batch_size, world_size)[3]
+    return max(1, min(mega_batch_size, num_full // MIN_MEGA_BATCHES))
+
+
 def epoch_batches(lengths, batch_size, epoch, seed, rank=0, world_size=1, group_by_length=True,
                   mega_batch_size=None):
     """This rank's micro-batches for `epoch`: a list of int64 index arrays into the windows.
@@ -152,16 +169,13 @@ def epoch_batches(lengths, batch_size, epoch, seed, rank=0, world_size=1, group_
         return []
     generator = _generator(seed, epoch)
     order = torch.randperm(num_items, generator=generator).numpy()
-    per_rank = math.ceil(num_items / world_size)
+    per_rank, batches_per_rank, last_size, num_full = _full_batches(num_items, batch_size, world_size)
     padded = np.resize(order, per_rank * world_size)  # the windows legacy mode reuses, reused here too
-    batches_per_rank = math.ceil(per_rank / batch_size)
-    last_size = per_rank - (batches_per_rank - 1) * batch_size  # 1 .. batch_size
-    num_full = world_size * (batches_per_rank if last_size == batch_size else batches_per_rank - 1)
 
     # Mega-batches of the shuffled full part, each sorted by length, longest first. The stable sort
     # keeps windows of equal length in their random order, so ties do not always pair the same windows.
     lengths = lengths.astype(np.int64)  # negated below: no unsigned wrap-around
-    per_mega = max(1, min(mega_batch_size, num_full // MIN_MEGA_BATCHES))  # in micro-batches
+    per_mega = pool_batches(num_items, batch_size, world_size, mega_batch_size)  # in micro-batches
     mega_windows = per_mega * batch_size
     whole = num_full // per_mega * mega_windows  # windows in complete mega-batches
     megas = padded[:whole].reshape(-1, mega_windows)

@@ -143,11 +143,17 @@ def next_group(train_features, state, args, runtime, epoch_plan):
     return batches[first : first + args.gradient_accumulation_steps], len(batches)
 
 
-def order_description(args, epochs=None):
-    """The training order, as the log says it; `epochs`: how many epochs the run has (started or not)."""
+def order_description(args, epochs=None, pool=None):
+    """The training order, as the log says it; `epochs`: how many epochs the run has (started or not); `pool`: the
+    batches sorted together (sampling.pool_batches), when a small epoch caps --length_group_batches."""
     if not args.group_by_length:
         return "random order"
-    grouped = f"grouped by length ({args.length_group_batches or sampling.MEGA_BATCH_SIZE} batches sorted together)"
+    asked = args.length_group_batches or sampling.MEGA_BATCH_SIZE
+    if pool is None or pool == asked:
+        grouped = f"grouped by length ({asked} batches sorted together)"
+    else:
+        grouped = (f"grouped by length ({pool} batches sorted together: {asked} capped at a "
+                   f"{sampling.MIN_MEGA_BATCHES}th of the epoch's batches)")
     if args.length_group_epochs is None:
         return grouped
     if epochs is not None and args.length_group_epochs >= epochs:
@@ -253,11 +259,13 @@ def train(args, model, tokenizer, train_features, runtime, log, eval_set=None, r
                                                         args.gradient_accumulation_steps, runtime.world_size)}
     if runtime.is_main:
         write_plan(args.output_dir, plan)
+    pool = sampling.pool_batches(len(train_features), args.per_gpu_train_batch_size, runtime.world_size,
+                                 args.length_group_batches)
     log.info(f"training: {len(train_features)} features, {runtime.world_size} process(es) x {args.per_gpu_train_batch_size} "
              f"x {args.gradient_accumulation_steps} accumulation = "
              f"{args.per_gpu_train_batch_size * args.gradient_accumulation_steps * runtime.world_size} per step, "
              f"{t_total} steps, precision {runtime.amp_dtype or 'float32'}, "
-             f"{order_description(args, -(-t_total // plan['steps_per_epoch']))}, {torch.get_num_threads()} CPU thread(s)")
+             f"{order_description(args, -(-t_total // plan['steps_per_epoch']), pool)}, {torch.get_num_threads()} CPU thread(s)")
     stop = StopRequest(announce=runtime.is_main).install()
     kill_at, micro_done = int(os.environ.get(KILL_ENV, "0") or 0), 0
     feed = ModelFeed(raw_model, runtime, args.lang_id)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, shared_file
 
 
 def load(name):
@@ -84,7 +84,7 @@ def test_the_table_puts_speed_beside_quality():
 
 
 def test_keep_reuses_only_runs_of_the_same_setting(tmp_path):
-    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None)
+    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None, learning_rate=None)
     settings = {name: bench.effective(bench.SETTINGS[name], args) for name in ("complexity", "demo")}
     records = {name: bench.setting_record(s, args) for name, s in settings.items()}
     changed = dict(records, demo=dict(records["demo"], learning_rate=1e-3))
@@ -96,10 +96,39 @@ def test_keep_reuses_only_runs_of_the_same_setting(tmp_path):
     assert bench.previous_runs(tmp_path / "missing.json", records) == ({}, {})
 
 
+def test_a_setting_added_field_keeps_earlier_records_and_a_changed_rate_does_not():
+    """setting_record leaves out a field at its default (a field added later must not orphan earlier reports: the
+    complexity runs were recorded before held_out existed); --learning-rate is part of the record."""
+    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None, learning_rate=None)
+    record = bench.setting_record(bench.effective(bench.SETTINGS["complexity"], args), args)
+    assert "held_out" not in record and "train_articles" not in record and record["learning_rate"] == 2e-4
+    questions = bench.setting_record(bench.effective(bench.SETTINGS["rhine-questions"], args), args)
+    assert questions["held_out"] == "questions" and questions["train_articles"] == ["Normans"]
+    faster = argparse.Namespace(**dict(vars(args), learning_rate=1e-4))
+    assert bench.setting_record(bench.effective(bench.SETTINGS["complexity"], faster), faster)["learning_rate"] == 1e-4
+    assert bench.effective(bench.SETTINGS["demo"], faster).learning_rate == 2e-3  # the demo keeps its own
+
+
+def test_questions_held_out_of_seen_paragraphs_never_train():
+    """held_out "questions": every second question of each Rhine paragraph is evaluated on, the others train with
+    the whole Normans article; no question is in both, every evaluation paragraph trains, Complexity is left out."""
+    shared_file("squad", "squad2-dev-normans-rhine.json")
+    train, evaluation = bench.bench_train.split_questions(42, 0, ("Rhine",), ("Normans",))
+    assert not {e.qas_id for e in train} & {e.qas_id for e in evaluation}
+    assert {e.title for e in evaluation} == {"Rhine"} and {e.title for e in train} == {"Normans", "Rhine"}
+    assert len(evaluation) == 239 and len(train) == 208 + 498 - 239  # Rhine's 44 paragraphs, 498 questions
+    assert {e.context for e in evaluation} <= {e.context for e in train if e.title == "Rhine"}
+    assert any(e.answers for e in evaluation) and any(not e.answers for e in evaluation)
+    drawn = bench.bench_train.split_questions(1, 50, ("Rhine",), ("Normans",))[1]
+    assert len(drawn) == 50 and {e.qas_id for e in drawn} < {e.qas_id for e in evaluation}
+    whole = bench.bench_train.split_articles(42, 0, ("Rhine",))  # articles apart: no Rhine paragraph trains
+    assert not {e.context for e in whole[0]} & {e.context for e in whole[1]}
+
+
 def test_from_combines_reports_of_processes_run_side_by_side(tmp_path, capsys):
     """--from REPORT reuses another process's runs (same setting records only), so random order run in one folder
     and a candidate (--no-reference) in another make one table; an unreadable report stops with its name."""
-    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None)
+    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None, learning_rate=None)
     records = {"complexity": bench.setting_record(bench.effective(bench.SETTINGS["complexity"], args), args)}
     here, there = tmp_path / "here", tmp_path / "there"
     for folder, candidate in ((here, "grouped-50-half"), (there, "random")):
@@ -129,6 +158,7 @@ def test_from_combines_reports_of_processes_run_side_by_side(tmp_path, capsys):
 
 def test_bad_flags_say_what_is_wrong(capsys):
     for argv, message in ((["--settings", "nope"], "unknown 'nope'"), (["--seeds", "1,1"], "has a value twice"),
+                          (["--learning-rate", "0"], "--learning-rate must be above 0"),
                           (["--candidates", "grouped-3"], "unknown 'grouped-3'")):
         with pytest.raises(SystemExit):
             bench.parse_args(["--out", "x", *argv])
@@ -215,7 +245,7 @@ def test_bench_train_estimates_a_whole_epoch_from_the_seconds_of_each_width():
 def test_report_only_combines_reports_without_running_anything(tmp_path, capsys):
     """--report-only --from A --from B: one report of the runs the two bring (each setting with its own candidates
     and seeds), printed and written, no model loaded; without --keep or --from it has nothing to report."""
-    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None)
+    args = argparse.Namespace(eval_questions=0, steps=0, seeds=None, demo_seeds=None, epochs=None, learning_rate=None)
     records = {name: bench.setting_record(bench.effective(bench.SETTINGS[name], args), args)
                for name in ("complexity", "demo")}
     reports = []

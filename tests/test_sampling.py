@@ -306,6 +306,12 @@ def test_length_group_epochs_groups_only_the_first_epochs(tmp_path):
     assert "grouped by length (50 batches sorted together) in the first 1 epoch(s), then random order" == \
         trainer.order_description(parse_args([*argv, "--length_group_batches", "50"]))
     assert trainer.order_description(args, epochs=1).endswith("in every epoch (--length_group_epochs 1 covers all 1)")
+    # a small epoch caps the pool at a quarter of its batches: the log says the pool epoch_batches sorts
+    assert S.pool_batches(503, 8) == 15 and S.pool_batches(503, 8, mega_batch_size=2) == 2 and S.pool_batches(9, 8) == 1
+    assert S.pool_batches(8 * 800, 8, world_size=2) == 50 and S.pool_batches(8 * 40, 8, world_size=2) == 10
+    capped = trainer.order_description(args, epochs=4, pool=15)
+    assert capped.startswith("grouped by length (15 batches sorted together: 50 capped at a 4th of the epoch's batches)")
+    assert trainer.order_description(args, epochs=4, pool=50) == trainer.order_description(args, epochs=4)
     assert "length_group_epochs" in ORDER_SETTINGS  # changing it on resume needs --allow_changed_order
     # ... also against a record made before the flag existed (that run grouped every epoch)
     from qa.resume_record import apply_record
