@@ -45,3 +45,10 @@ def tiny_model_dir(tmp_path_factory):
     path = shared_file("squad", "squad2-dev-normans-rhine.json")
     out = tmp_path_factory.mktemp("tiny-albert")
     return pathlib.Path(make_tiny_model.build(str(out), make_tiny_model.squad_texts(path), vocab_size=1500))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end tests (marked slow: real processes, a minute or two each) first, the others after in their
+    order: `make test` runs the suite in 2 processes (pytest-xdist), which then end together on short tests instead
+    of one waiting for the other's 2-minute `make demo`."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -371,6 +371,7 @@ def test_training_on_candidate_style_data_learns_the_types(tiny_model_dir, token
     assert after >= 0.5 and after > before + 0.25, (before, after)
 
 
+@pytest.mark.slow
 def test_resume_with_the_head_is_bit_identical(tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
@@ -412,6 +413,7 @@ def test_resume_with_the_head_is_bit_identical(tiny_model_dir, tmp_path):
         checkpoints.verify_checkpoint(checkpoint)
 
 
+@pytest.mark.slow
 def test_untyped_squad_data_trains_without_the_head_unless_asked(tiny_model_dir, tmp_path):
     path = squad_file(tmp_path / "squad.json", [qa("s", "Swiss Alps"), qa("i")])  # SQuAD 2.0: no answer_type keys
     common = ["--max_steps", "1", "--per_gpu_train_batch_size", "2", "--save_steps", "0"]

@@ -179,6 +179,7 @@ def test_question_answerer_agrees_with_the_thresholded_predictions(model_dir, tm
     assert set(one) == {"answer", "score", "start", "end"} and one["answer"] == predictions[examples[0].qas_id]
 
 
+@pytest.mark.slow
 def test_make_ask_top_k_writes_pipeline_shaped_answers(model_dir, tmp_path):
     from conftest import ROOT
 
@@ -206,6 +207,7 @@ def test_make_ask_top_k_writes_pipeline_shaped_answers(model_dir, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # A run folder: the run's model, as make eval takes it (issue 19 item 4), and the run's torch threads
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_make_ask_on_a_run_answers_with_the_runs_model(model_dir, tmp_path):
     from conftest import ROOT
 

@@ -51,6 +51,7 @@ def make_ask(*variables):
     return done
 
 
+@pytest.mark.slow
 def test_make_ask_says_what_the_head_decides(tiny_model_dir, tmp_path):
     path, context = questions(tmp_path)
     plain = model_folder(tiny_model_dir, tmp_path / "plain")
@@ -74,6 +75,7 @@ def test_make_ask_says_what_the_head_decides(tiny_model_dir, tmp_path):
     assert spans["short"] == spans["long"]  # the same encoder and span layer: the same best span
 
 
+@pytest.mark.slow
 def test_terminal_and_top_k_carry_the_type(tiny_model_dir, tmp_path):
     path, context = questions(tmp_path)
     doc = tmp_path / "doc.txt"

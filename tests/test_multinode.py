@@ -71,6 +71,7 @@ def finish_nodes(launchers, timeout=240):
     return results
 
 
+@pytest.mark.slow
 def test_two_nodes_without_a_shared_folder_resume_from_s3_at_the_same_step(dropout_model_dir, tmp_path, s3):  # noqa: F811
     s3.create_bucket(Bucket="runs")
     remote = "s3://runs/two-nodes"

@@ -53,6 +53,7 @@ def break_export(folder):
     write_marker(str(folder), onnx_export.ONNX_MARKER)
 
 
+@pytest.mark.slow
 def test_make_export_writes_an_export_that_scores_the_same_and_ask_runs_it(run, tmp_path):
     done = export(f"OUTPUT_DIR={run}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

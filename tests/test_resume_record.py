@@ -29,6 +29,7 @@ def assert_same_weights(a, b):
     assert not different, f"weights differ after resume: {different}"
 
 
+@pytest.mark.slow
 def test_resume_from_the_record_alone_is_bit_identical(dropout_model_dir, tmp_path):  # noqa: F811
     cache = tmp_path / "cache"
     uninterrupted = start(train_argv(dropout_model_dir, tmp_path / "a", cache, *NON_DEFAULT))
