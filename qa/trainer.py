@@ -152,8 +152,8 @@ def order_description(args, epochs=None, pool=None):
     if pool is None or pool == asked:
         grouped = f"grouped by length ({asked} batches sorted together)"
     else:
-        grouped = (f"grouped by length ({pool} batches sorted together: {asked} capped at a "
-                   f"{sampling.MIN_MEGA_BATCHES}th of the epoch's batches)")
+        grouped = (f"grouped by length ({pool} batches sorted together: an epoch keeps at least "
+                   f"{sampling.MIN_MEGA_BATCHES} pools, --length_group_batches {asked} is more)")
     if args.length_group_epochs is None:
         return grouped
     if epochs is not None and args.length_group_epochs >= epochs:

@@ -310,7 +310,8 @@ def test_length_group_epochs_groups_only_the_first_epochs(tmp_path):
     assert S.pool_batches(503, 8) == 15 and S.pool_batches(503, 8, mega_batch_size=2) == 2 and S.pool_batches(9, 8) == 1
     assert S.pool_batches(8 * 800, 8, world_size=2) == 50 and S.pool_batches(8 * 40, 8, world_size=2) == 10
     capped = trainer.order_description(args, epochs=4, pool=15)
-    assert capped.startswith("grouped by length (15 batches sorted together: 50 capped at a 4th of the epoch's batches)")
+    assert capped.startswith("grouped by length (15 batches sorted together: an epoch keeps at least 4 pools, "
+                             "--length_group_batches 50 is more) in the first 1 epoch(s)")
     assert trainer.order_description(args, epochs=4, pool=50) == trainer.order_description(args, epochs=4)
     assert "length_group_epochs" in ORDER_SETTINGS  # changing it on resume needs --allow_changed_order
     # ... also against a record made before the flag existed (that run grouped every epoch)
