@@ -112,6 +112,13 @@ class Setting:
     held_out: str = "articles"
     train_articles: tuple = ()  # with held_out "questions": the articles that train whole
 
+    def __post_init__(self):
+        if self.held_out not in ("articles", "questions"):
+            raise ValueError(f"setting {self.name}: held_out must be 'articles' or 'questions', got {self.held_out!r}")
+        if self.train_articles and self.held_out != "questions":
+            raise ValueError(f"setting {self.name}: train_articles is for held_out 'questions' (with 'articles' every "
+                             "article but the held-out ones trains)")
+
 
 SETTINGS = {s.name: s for s in (
     # issue 21's own run (run_squad.py's defaults: no warm-up; grouped-50 fell back to answering nothing there). With
@@ -172,9 +179,9 @@ def parse_args(argv=None):
                    help="seeds of the MiniLM settings (default: each setting's, 42,1,2)")
     p.add_argument("--demo-seeds", type=int_list("--demo-seeds"), default=None,
                    help="seeds of the demo setting (default: 1,2,3,4,5,6)")
-    p.add_argument("--epochs", type=int, default=None, help="whole epochs of each MiniLM run (default: the setting's, 2)")
+    p.add_argument("--epochs", type=int, default=None, help="whole epochs of each MiniLM run (default: the setting's, 4; the demo keeps its 10)")
     p.add_argument("--learning-rate", type=float, default=None,
-                   help="learning rate of each MiniLM run (default: the setting's)")
+                   help="learning rate of each MiniLM run (default: the setting's; the demo keeps its 2e-3)")
     p.add_argument("--steps", type=int, default=0,
                    help="stop each run after this many optimizer steps instead (0: whole epochs); for smoke runs")
     p.add_argument("--eval-questions", type=int, default=0,
@@ -216,7 +223,8 @@ def parse_args(argv=None):
         p.error(f"--from {missing[0]}: no such file (a grouping_quality.json written by this benchmark)")
     if args.report_only and not (args.keep or args.from_reports):
         p.error("--report-only reports the runs of --keep or --from: give one of them")
-    if any(SETTINGS[name].model == "minilm" for name in args.settings) and not args.report_only:
+    minilm = check_minilm_flags(p, args)
+    if minilm and not args.report_only:
         bench_train.check_data_and_device(p, args)
     args.demo_dir = pathlib.Path(args.demo_dir)
     missing = [args.demo_dir / name for name in ("train.json", "dev.json") if not (args.demo_dir / name).exists()]
@@ -225,8 +233,19 @@ def parse_args(argv=None):
     return args
 
 
+def check_minilm_flags(p, args):
+    """Whether --settings names a MiniLM setting; --epochs and --learning-rate change only those, so without one
+    they would do nothing: refused."""
+    minilm = any(SETTINGS[name].model == "minilm" for name in args.settings)
+    for flag, value in (("--epochs", args.epochs), ("--learning-rate", args.learning_rate)):
+        if value is not None and not minilm:
+            p.error(f"{flag} changes the MiniLM settings only, and --settings names none of them "
+                    f"({', '.join(n for n, s in SETTINGS.items() if s.model == 'minilm')})")
+    return minilm
+
+
 def effective(setting, args):
-    """The setting as run: --epochs and the seeds flags applied."""
+    """The setting as run: --epochs, --learning-rate (MiniLM settings) and the seeds flags applied."""
     seeds = args.demo_seeds if setting.model == "demo" else args.seeds
     minilm = setting.model == "minilm"
     epochs = args.epochs if args.epochs and minilm else setting.epochs
@@ -267,7 +286,7 @@ def train_and_score(data, setting, candidate, seed, steps, runtime, run_folder, 
     import torch
     from transformers import AutoModelForQuestionAnswering
 
-    from qa import run_dir, trainer
+    from qa import run_dir, sampling, trainer
     from qa.runlog import RunLogger
 
     if os.path.isdir(run_folder):
@@ -293,7 +312,10 @@ def train_and_score(data, setting, candidate, seed, steps, runtime, run_folder, 
             "train_features_per_s": round(state.global_step * setting.batch_size / train_seconds, 2),
             "loss_curve": [[step, round(loss, 4)] for step, loss in curve],
             "scores": {name: round(metrics[name], 4) for name in SCORES},
-            "best_f1_thresh": metrics.get("best_f1_thresh")}
+            "best_f1_thresh": metrics.get("best_f1_thresh"),
+            # the batches sorted together: a small epoch keeps at least 4 pools, so grouped-50 sorts fewer here
+            "pool_batches": sampling.pool_batches(len(data["train"]), setting.batch_size, 1, run.length_group_batches)
+            if run.group_by_length else None}
 
 
 def load_data(setting, seed, args, session, out):

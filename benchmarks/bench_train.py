@@ -187,10 +187,21 @@ def draw(evaluation, seed, eval_questions):
     return evaluation
 
 
+def _check_titles(examples, **titles):
+    """Every title named must be an article of SOURCES (a misspelt one would quietly hold out or train nothing)."""
+    known = {e.title for e in examples}
+    for flag, names in titles.items():
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ValueError(f"{flag}: no article {', '.join(map(repr, unknown))} in {', '.join(SOURCES)} "
+                             f"(articles: {', '.join(sorted(known))})")
+
+
 def split_articles(seed, eval_questions, eval_articles=EVAL_ARTICLES):
     """(training examples, evaluation examples): whole articles apart, so no paragraph is in both; `eval_articles`
     (titles) are evaluated on, every other article of SOURCES trains."""
     examples = source_examples()
+    _check_titles(examples, eval_articles=eval_articles)
     train = [e for e in examples if e.title not in eval_articles]
     evaluation = [e for e in examples if e.title in eval_articles]
     return train, draw(evaluation, seed, eval_questions)
@@ -199,14 +210,22 @@ def split_articles(seed, eval_questions, eval_articles=EVAL_ARTICLES):
 def split_questions(seed, eval_questions, eval_articles, train_articles):
     """(training examples, evaluation examples) apart by question, not by article: of each paragraph of
     `eval_articles`, the 2nd, 4th, ... question (file order) is evaluated on and the others train, so every evaluation
-    paragraph was read in training with other questions; `train_articles` (titles) train whole."""
+    paragraph was read in training with other questions; `train_articles` (titles) train whole. SQuAD asks some
+    questions twice of one paragraph: an evaluation question that a training question of its paragraph asks again
+    (the same words, qa.metrics.normalize_answer) is dropped, its answer having been taught."""
+    from qa.metrics import normalize_answer
+
+    examples = source_examples()
+    _check_titles(examples, eval_articles=eval_articles, train_articles=train_articles)
     train, evaluation, seen = [], [], {}
-    for example in source_examples():
+    for example in examples:
         if example.title in eval_articles:
             position = seen[example.context] = seen.get(example.context, -1) + 1
             (evaluation if position % 2 else train).append(example)
         elif example.title in train_articles:
             train.append(example)
+    taught = {(e.context, normalize_answer(e.question)) for e in train}
+    evaluation = [e for e in evaluation if (e.context, normalize_answer(e.question)) not in taught]
     return train, draw(evaluation, seed, eval_questions)
 
 

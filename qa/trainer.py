@@ -152,7 +152,7 @@ def order_description(args, epochs=None, pool=None):
     if pool is None or pool == asked:
         grouped = f"grouped by length ({asked} batches sorted together)"
     else:
-        grouped = (f"grouped by length ({pool} batches sorted together: an epoch keeps at least "
+        grouped = (f"grouped by length ({pool} batch{'es' if pool != 1 else ''} sorted together: an epoch keeps at least "
                    f"{sampling.MIN_MEGA_BATCHES} pools, --length_group_batches {asked} is more)")
     if args.length_group_epochs is None:
         return grouped

@@ -111,18 +111,38 @@ def test_a_setting_added_field_keeps_earlier_records_and_a_changed_rate_does_not
 
 def test_questions_held_out_of_seen_paragraphs_never_train():
     """held_out "questions": every second question of each Rhine paragraph is evaluated on, the others train with
-    the whole Normans article; no question is in both, every evaluation paragraph trains, Complexity is left out."""
+    the whole Normans article; no question is in both, nor asked again in the same words (SQuAD asks "How long is the
+    Rhine?" twice of one paragraph), every evaluation paragraph trains, Complexity is left out."""
+    from qa.metrics import normalize_answer
+
     shared_file("squad", "squad2-dev-normans-rhine.json")
     train, evaluation = bench.bench_train.split_questions(42, 0, ("Rhine",), ("Normans",))
     assert not {e.qas_id for e in train} & {e.qas_id for e in evaluation}
+    asked = {(e.context, normalize_answer(e.question)) for e in train}
+    assert not [e.question for e in evaluation if (e.context, normalize_answer(e.question)) in asked]
     assert {e.title for e in evaluation} == {"Rhine"} and {e.title for e in train} == {"Normans", "Rhine"}
-    assert len(evaluation) == 239 and len(train) == 208 + 498 - 239  # Rhine's 44 paragraphs, 498 questions
+    # Rhine's 44 paragraphs, 498 questions: 239 held out (the 2nd, 4th, ... of each), 2 of them asking a training
+    # question again (dropped)
+    assert len(evaluation) == 237 and len(train) == 208 + 498 - 239
+    assert "How long is the Rhine?" not in {e.question for e in evaluation}
     assert {e.context for e in evaluation} <= {e.context for e in train if e.title == "Rhine"}
     assert any(e.answers for e in evaluation) and any(not e.answers for e in evaluation)
     drawn = bench.bench_train.split_questions(1, 50, ("Rhine",), ("Normans",))[1]
     assert len(drawn) == 50 and {e.qas_id for e in drawn} < {e.qas_id for e in evaluation}
     whole = bench.bench_train.split_articles(42, 0, ("Rhine",))  # articles apart: no Rhine paragraph trains
     assert not {e.context for e in whole[0]} & {e.context for e in whole[1]}
+    for call, flag in ((lambda: bench.bench_train.split_questions(42, 0, ("Rhin",), ("Normans",)), "eval_articles"),
+                       (lambda: bench.bench_train.split_questions(42, 0, ("Rhine",), ("Norman",)), "train_articles"),
+                       (lambda: bench.bench_train.split_articles(42, 0, ("Complexity",)), "eval_articles")):
+        with pytest.raises(ValueError, match=f"{flag}: no article '"):  # a misspelt title holds out nothing: refused
+            call()
+
+
+def test_a_setting_says_what_is_wrong_with_it():
+    with pytest.raises(ValueError, match="held_out must be 'articles' or 'questions'"):
+        bench.Setting("x", "minilm", ("Rhine",), 1e-4, 4, 256, 128, 8, 0, (42,), held_out="question")
+    with pytest.raises(ValueError, match="train_articles is for held_out 'questions'"):
+        bench.Setting("x", "minilm", ("Rhine",), 1e-4, 4, 256, 128, 8, 0, (42,), train_articles=("Normans",))
 
 
 def test_from_combines_reports_of_processes_run_side_by_side(tmp_path, capsys):
@@ -159,6 +179,8 @@ def test_from_combines_reports_of_processes_run_side_by_side(tmp_path, capsys):
 def test_bad_flags_say_what_is_wrong(capsys):
     for argv, message in ((["--settings", "nope"], "unknown 'nope'"), (["--seeds", "1,1"], "has a value twice"),
                           (["--learning-rate", "0"], "--learning-rate must be above 0"),
+                          (["--settings", "demo", "--learning-rate", "1e-3"], "--learning-rate changes the MiniLM settings only"),
+                          (["--settings", "demo", "--epochs", "3"], "--epochs changes the MiniLM settings only"),
                           (["--candidates", "grouped-3"], "unknown 'grouped-3'")):
         with pytest.raises(SystemExit):
             bench.parse_args(["--out", "x", *argv])

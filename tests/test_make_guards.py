@@ -6,6 +6,7 @@ with no final model."""
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -20,8 +21,11 @@ PREDICT = ("squad", "squad2-dev-normans-complexity.json")
 
 
 def make_train(model_dir, out, *variables):
+    data = out.parent / "data"  # copies: the features cache goes beside the data, not into ../shared
+    data.mkdir(exist_ok=True)
+    files = [shutil.copy(shared_file(*name), data / name[-1]) for name in (TRAIN, PREDICT)]
     return subprocess.run(["make", "--no-print-directory", "train", f"MODEL={model_dir}", f"OUTPUT_DIR={out}",
-                           f"TRAIN_FILE={shared_file(*TRAIN)}", f"PREDICT_FILE={shared_file(*PREDICT)}", "NGPUS=0",
+                           f"TRAIN_FILE={files[0]}", f"PREDICT_FILE={files[1]}", "NGPUS=0",
                            "REPORT_TO=none", *variables],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})

@@ -20,7 +20,7 @@ def test_evaluating_a_model_with_nan_weights_says_so_in_one_line(tiny_model_dir,
     code = run_squad.main(["--model_name_or_path", str(broken), "--output_dir", str(tmp_path / "eval"), "--do_eval",
                            "--predict_file", str(shared_file("squad", "squad2-dev-normans-rhine.json")),
                            "--max_eval_samples", "4", "--max_seq_length", "128", "--version_2_with_negative",
-                           "--report_to", "none"])
+                           "--features_cache_dir", str(tmp_path / "cache"), "--report_to", "none"])
     err = capsys.readouterr().err
     assert code == 2, err[-3000:]
     assert "Traceback" not in err
