@@ -430,10 +430,13 @@ demo: demo-data
 # Tests and benchmarks
 # ---------------------------------------------------------------------------------------------
 .PHONY: test bench bench-quality
-## test: the test suite (what CI runs); installs what it needs first
+#: processes the test suite runs in (pytest-xdist; 0: in make's own pytest process)
+TEST_WORKERS ?= 2
+$(call check_number,TEST_WORKERS)
+## test: the test suite (what CI runs) in TEST_WORKERS processes; installs what it needs first
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 # The benchmark-only packages (a real pretrained encoder for bench_train.py), installed once on first `make bench`.
 BENCH_STAMP := $(VENV)/.installed-bench

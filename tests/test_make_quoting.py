@@ -241,6 +241,7 @@ def test_detach_true_words_start_a_detached_run(word, recorder, tmp_path):
     ("NGPUS", "1;touch $$QT_MARK", "NGPUS must be a whole number"), ("NNODES", "two", "NNODES must be a whole number"),
     ("PRECISION", "fp8", "PRECISION must be one of: fp16 bf16 fp32"), ("DATA_DIR", "a b", "DATA_DIR must be a path"),
     ("NQ_CANDIDATES", "top all", "NQ_CANDIDATES must be one of: top all"),
+    ("TEST_WORKERS", "2 --co", "TEST_WORKERS must be a whole number"),
 ])
 def test_values_make_decides_on_are_validated(variable, value, message, tmp_path):
     marker = tmp_path / "marker"
