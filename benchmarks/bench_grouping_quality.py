@@ -30,7 +30,7 @@ Settings (SETTINGS; each has its own seeds):
   Computational_complexity_theory (418 questions, 197 answerable); lr 2e-4: issue 21's own run.
 - "rhine-questions": another article as dev at another rate: the same encoder trained on Normans and half of
   Rhine's questions, scored on the other half (bench_train.split_questions: the 2nd, 4th, ... question of each
-  paragraph, 239 questions, 132 answerable; every dev paragraph is read in training with its other questions);
+  paragraph, less 2 that training asks again: 237 questions, 130 answerable; every dev paragraph is read in training with its other questions);
   lr 1e-4. Rhine held out whole (trained on Normans and Computational_complexity_theory) answered nothing at 5e-4.
   Both: 4 epochs (--epochs), 256/128, batch 8, run_squad.py's defaults otherwise (AdamW, no warm-up, linear
   decay to 0, clipping at 1.0). Less training tests nothing: with 10% warm-up random order answered (almost)
